@@ -1,0 +1,107 @@
+"""The ``ratpose`` command line: one entry point for the lab's daily use."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _cmd_db_check(args) -> int:
+    import datajoint as dj
+
+    from . import db, schema
+
+    modules = schema.activate()
+    connection = dj.conn()
+    version = connection.query("SELECT VERSION()").fetchone()[0]
+    print(f"server   : {dj.config.database.host}:{dj.config.database.port} ({version})")
+    print(f"user     : {dj.config.database.user}")
+    print(f"prefix   : {db.prefix()}")
+    print(f"store    : {dj.config.stores[db.STORE]}")
+    for stage, module in modules.items():
+        print(f"schema   : {module.schema.database} ({len(module.schema.list_tables())} tables)")
+    return 0
+
+
+def _cmd_ingest(args) -> int:
+    from . import schema
+    from .ingest.session_folder import SessionFormatError, read_session_folder
+
+    raw = schema.activate()["raw"]
+    failures = 0
+    for folder in args.session_dirs:
+        try:
+            key, inserted = raw.insert_session(read_session_folder(folder))
+        except (SessionFormatError, ValueError) as err:
+            print(f"ERROR {err}", file=sys.stderr)
+            failures += 1
+            continue
+        print(f"{'ingested' if inserted else 'already ingested'}: {folder} -> {key}")
+    return 1 if failures else 0
+
+
+def _selected_tables(names: list[str]):
+    from . import schema
+
+    tables = schema.computed_tables(schema.activate())
+    unknown = [n for n in names if n not in tables]
+    if unknown:
+        raise SystemExit(f"unknown table(s) {unknown}; choose from {list(tables)}")
+    return {n: t for n, t in tables.items() if not names or n in names}
+
+
+def _cmd_populate(args) -> int:
+    from .schema.jobs import populate
+
+    results = populate(_selected_tables(args.tables), reserve_jobs=not args.direct)
+    errors = sum(len(r["error_list"]) for r in results.values())
+    for name, result in results.items():
+        print(f"{name:<20} {result['success_count']:>5} computed, {len(result['error_list']):>3} errors")
+        for key, message in result["error_list"]:
+            print(f"    {key}: {message}")
+    return 1 if errors else 0
+
+
+def _cmd_status(args) -> int:
+    from .schema.jobs import status
+
+    rows = status(_selected_tables(args.tables))
+    print(f"{'table':<20} {'done':>6} {'pending':>8} {'reserved':>9} {'error':>6}")
+    for name, row in rows.items():
+        print(f"{name:<20} {row['done']:>6} {row['pending']:>8} {row['reserved']:>9} {row['error']:>6}")
+        for message in row["error_messages"]:
+            print(f"    {message}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ratpose", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    db_parser = sub.add_parser("db", help="database administration")
+    db_sub = db_parser.add_subparsers(dest="db_command", required=True)
+    db_sub.add_parser("check", help="connect; print server, prefix and schemas").set_defaults(func=_cmd_db_check)
+
+    ingest = sub.add_parser("ingest", help="validate session folders and insert them (atomic, idempotent)")
+    ingest.add_argument("session_dirs", nargs="+", type=Path)
+    ingest.set_defaults(func=_cmd_ingest)
+
+    populate = sub.add_parser("populate", help="compute all pending work of the given tables (default all)")
+    populate.add_argument("tables", nargs="*")
+    populate.add_argument("--direct", action="store_true", help="skip the jobs table (single user debugging)")
+    populate.set_defaults(func=_cmd_populate)
+
+    status = sub.add_parser("status", help="done/pending/reserved/error per table")
+    status.add_argument("tables", nargs="*")
+    status.set_defaults(func=_cmd_status)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""Database connection, schema naming and the external store.
+
+Connection settings are DataJoint's own (``datajoint.json`` or ``DJ_HOST``, ``DJ_USER``,
+``DJ_PASS``, ``DJ_PORT``); ratpose adds two environment variables:
+
+- ``RATPOSE_DB_PREFIX`` (default ``ratpose``): every schema is ``<prefix>_<stage>``, so users,
+  tests and workers can share one server without colliding.
+- ``RATPOSE_STORE`` (default ``~/ratpose-data/store``): folder of the ``ratpose`` object store
+  holding large arrays (``<blob@ratpose>``) unless ``datajoint.json`` configures that store.
+  On a shared lab server point it to a folder every worker sees (NFS/SMB) or configure an S3 store.
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import datajoint as dj
+from datajoint import heading as _dj_heading
+from datajoint.codecs import resolve_dtype
+
+STORE = "ratpose"
+DEFAULT_PREFIX = "ratpose"
+STAGES = ("raw", "sync", "calib", "pose", "analysis")
+
+
+def prefix() -> str:
+    """The schema prefix in force (``RATPOSE_DB_PREFIX``), validated."""
+    value = os.environ.get("RATPOSE_DB_PREFIX", DEFAULT_PREFIX)
+    if not re.fullmatch(r"[a-z][a-z0-9_]{0,40}", value):
+        raise ValueError(f"RATPOSE_DB_PREFIX={value!r}: use lower-case letters, digits and '_' (max 41)")
+    return value
+
+
+def schema_name(stage: str, db_prefix: str | None = None) -> str:
+    """Full schema name of a pipeline stage, e.g. ``ratpose_raw``."""
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; stages are {STAGES}")
+    return f"{db_prefix or prefix()}_{stage}"
+
+
+def configure_store() -> Path | None:
+    """Make sure the ``ratpose`` object store is configured; create a local folder if needed."""
+    if STORE in dj.config.stores:
+        spec = dj.config.stores[STORE]
+        if spec.get("protocol") == "file":
+            Path(spec["location"]).mkdir(parents=True, exist_ok=True)
+            return Path(spec["location"])
+        return None
+    location = Path(os.environ.get("RATPOSE_STORE", "~/ratpose-data/store")).expanduser().resolve()
+    location.mkdir(parents=True, exist_ok=True)
+    dj.config.stores[STORE] = {"protocol": "file", "location": str(location)}
+    return location
+
+
+def connect() -> dj.Connection:
+    """Configure the store, then return DataJoint's connection (clear error if the server is down)."""
+    configure_store()
+    try:
+        return dj.conn()
+    except Exception as err:  # pymysql raises several types; re-raise one clear message
+        host = dj.config.database.host
+        raise ConnectionError(
+            f"cannot connect to the database at {host}:{dj.config.database.port} as "
+            f"{dj.config.database.user!r}: {err}. Start a server (see README: scripts/local-db.sh "
+            "or docker compose up -d) and set DJ_HOST/DJ_USER/DJ_PASS."
+        ) from err
+
+
+def _patch_mariadb_json_codecs() -> None:
+    """Let in-store codecs (``<blob@store>``) work on MariaDB.
+
+    DataJoint 2.3 keeps the metadata of in-store blobs in a ``json`` column. MariaDB reports json
+    columns as ``longtext``, and DataJoint recovers the json flag for plain json attributes but not
+    for codec chains ending in json, so inserting ``<blob@store>`` fails on MariaDB. This marks
+    such attributes as json after the heading is read; it changes nothing on MySQL or PostgreSQL.
+    """
+    original = _dj_heading.Heading._init_from_database
+    if getattr(original, "_ratpose_patched", False):
+        return
+
+    def init_from_database(self):
+        original(self)
+        for name, attr in list(self._attributes.items()):
+            if attr.json or attr.codec is None or isinstance(attr.codec, _dj_heading._MissingType):
+                continue
+            final_type, _, _ = resolve_dtype(f"<{attr.codec.name}>", store_name=attr.store)
+            if final_type == "json":
+                self._attributes[name] = attr._replace(json=True)
+
+    init_from_database._ratpose_patched = True
+    _dj_heading.Heading._init_from_database = init_from_database
+
+
+_patch_mariadb_json_codecs()

@@ -1,0 +1,1 @@
+"""Readers that turn files (session folders, calibration folders, DLC outputs) into validated arrays."""

@@ -1,0 +1,284 @@
+"""Read and validate a session folder (docs/session-format.md) into plain arrays.
+
+Nothing here touches the database: ``read_session_folder`` either returns a complete, consistent
+``SessionData`` or raises ``SessionFormatError`` naming the file and what is wrong, so the
+database tier can insert it in one transaction.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+
+FORMAT_VERSION = 1
+VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv")
+CAMERA_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
+UINT32_MAX = 2**32 - 1
+
+
+class SessionFormatError(ValueError):
+    """A session folder breaks the format; the message names the file and the problem."""
+
+    def __init__(self, path: Path | str, problem: str):
+        self.path = Path(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+@dataclass(frozen=True)
+class CameraData:
+    """One camera's recording: metadata from session.toml, per-frame arrays and video facts."""
+
+    name: str
+    role: str
+    serial: str
+    model: str
+    pixel_size_um: float
+    lens_mm: float
+    video: Path
+    n_frames: int
+    width: int
+    height: int
+    fps: float
+    frame_id: np.ndarray
+    camera_ts_ns: np.ndarray
+    exposure_us: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class SessionData:
+    """Everything in a valid session folder, as arrays."""
+
+    path: Path
+    subject: str
+    session_datetime: _dt.datetime
+    rig: str
+    task: str
+    notes: str
+    trigger_rate_hz: float
+    cameras: tuple[CameraData, ...]
+    tick_us: np.ndarray
+    touch_on_s: np.ndarray
+    touch_off_s: np.ndarray
+    angle_time_s: np.ndarray
+    angle_deg: np.ndarray
+    force_mn: np.ndarray | None
+    units: pd.DataFrame = field(repr=False)
+    spike_times: dict[int, np.ndarray] = field(repr=False)
+
+
+def _read_csv(path: Path, required: list[str], optional: tuple[str, ...] = ()) -> pd.DataFrame:
+    if not path.is_file():
+        raise SessionFormatError(path, "file is missing")
+    try:
+        table = pd.read_csv(path)
+    except Exception as err:  # pandas raises many parser errors; name the file
+        raise SessionFormatError(path, f"not a readable CSV ({err})") from err
+    missing = [c for c in required if c not in table.columns]
+    if missing:
+        raise SessionFormatError(path, f"missing column(s) {missing}; found {list(table.columns)}")
+    for column in required + [c for c in optional if c in table.columns]:
+        values = pd.to_numeric(table[column], errors="coerce") if column != "event" else table[column]
+        if column != "event" and values.isna().any():
+            row = int(np.flatnonzero(values.isna().to_numpy())[0])
+            raise SessionFormatError(path, f"column {column!r} has a missing or non-numeric value at data row {row + 1}")
+        table[column] = values
+    return table
+
+
+def _integer_column(table: pd.DataFrame, column: str, path: Path) -> np.ndarray:
+    values = table[column].to_numpy(dtype=np.float64)
+    if not np.all(np.isfinite(values)) or np.any(values != np.round(values)):
+        raise SessionFormatError(path, f"column {column!r} must hold integers")
+    return values.astype(np.int64)
+
+
+def _finite_column(table: pd.DataFrame, column: str, path: Path) -> np.ndarray:
+    values = table[column].to_numpy(dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(values))
+    if bad.size:
+        raise SessionFormatError(path, f"column {column!r} has a non-finite value at data row {bad[0] + 1}")
+    return values
+
+
+def _require_increasing(values: np.ndarray, path: Path, column: str, strict: bool = True) -> None:
+    steps = np.diff(values)
+    bad = np.flatnonzero(steps <= 0 if strict else steps < 0)
+    if bad.size:
+        kind = "strictly increasing" if strict else "non-decreasing"
+        raise SessionFormatError(path, f"column {column!r} is not {kind} (data row {bad[0] + 2}: "
+                                       f"{values[bad[0] + 1]} after {values[bad[0]]})")
+
+
+def probe_video(path: Path) -> tuple[int, int, int, float]:
+    """(n_frames, width, height, fps) of a video; raises SessionFormatError if it cannot be read."""
+    if not path.is_file():
+        raise SessionFormatError(path, "video file is missing")
+    capture = cv2.VideoCapture(str(path))
+    try:
+        ok, frame = capture.read() if capture.isOpened() else (False, None)
+        if not ok or frame is None:
+            raise SessionFormatError(path, "video cannot be opened or its first frame cannot be decoded")
+        n_frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        fps = float(capture.get(cv2.CAP_PROP_FPS))
+        height, width = frame.shape[:2]
+        # The container's count can lie for a truncated file: the last frame must decode.
+        if n_frames > 1:
+            capture.set(cv2.CAP_PROP_POS_FRAMES, n_frames - 1)
+            ok_last, _ = capture.read()
+            if not ok_last:
+                raise SessionFormatError(path, f"video header says {n_frames} frames but the last one "
+                                               "cannot be decoded (truncated or corrupt file)")
+        return n_frames, width, height, fps
+    finally:
+        capture.release()
+
+
+def _read_camera(folder: Path, entry: dict, index: int) -> CameraData:
+    toml_path = folder / "session.toml"
+    for key in ("name", "role", "video"):
+        if key not in entry:
+            raise SessionFormatError(toml_path, f"[[camera]] #{index + 1} lacks '{key}'")
+    name = str(entry["name"])
+    if not CAMERA_NAME.fullmatch(name):
+        raise SessionFormatError(toml_path, f"camera name {name!r} must match {CAMERA_NAME.pattern}")
+    if entry["role"] not in ("primary", "secondary"):
+        raise SessionFormatError(toml_path, f"camera {name!r}: role must be 'primary' or 'secondary'")
+    video = folder / str(entry["video"])
+    if video.suffix.lower() not in VIDEO_SUFFIXES:
+        raise SessionFormatError(video, f"video must be one of {VIDEO_SUFFIXES}")
+    frames_path = folder / f"{name}.frames.csv"
+    table = _read_csv(frames_path, ["frame_id", "camera_ts_ns"], optional=("exposure_us",))
+    if table.empty:
+        raise SessionFormatError(frames_path, "no frames")
+    frame_id = _integer_column(table, "frame_id", frames_path)
+    camera_ts_ns = _integer_column(table, "camera_ts_ns", frames_path)
+    _require_increasing(frame_id, frames_path, "frame_id")
+    _require_increasing(camera_ts_ns, frames_path, "camera_ts_ns")
+    exposure = _finite_column(table, "exposure_us", frames_path) if "exposure_us" in table else None
+    n_frames, width, height, fps = probe_video(video)
+    if n_frames != len(frame_id):
+        raise SessionFormatError(video, f"video has {n_frames} frames but {frames_path.name} has "
+                                        f"{len(frame_id)} rows")
+    return CameraData(name=name, role=entry["role"], serial=str(entry.get("serial", "")),
+                      model=str(entry.get("model", "")), pixel_size_um=float(entry.get("pixel_size_um", 0.0)),
+                      lens_mm=float(entry.get("lens_mm", 0.0)), video=video, n_frames=n_frames,
+                      width=width, height=height, fps=fps, frame_id=frame_id,
+                      camera_ts_ns=camera_ts_ns, exposure_us=exposure)
+
+
+def _read_metadata(folder: Path) -> dict:
+    path = folder / "session.toml"
+    if not path.is_file():
+        raise SessionFormatError(path, "file is missing (is this a session folder?)")
+    try:
+        meta = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise SessionFormatError(path, f"not valid TOML ({err})") from err
+    if meta.get("format_version", FORMAT_VERSION) != FORMAT_VERSION:
+        raise SessionFormatError(path, f"format_version {meta['format_version']} is not supported "
+                                       f"(this ratpose reads {FORMAT_VERSION})")
+    for key in ("subject", "session_datetime", "rig", "task", "trigger_rate_hz", "camera"):
+        if key not in meta:
+            raise SessionFormatError(path, f"missing key '{key}'")
+    if not isinstance(meta["camera"], list) or not meta["camera"]:
+        raise SessionFormatError(path, "needs at least one [[camera]] table")
+    names = [str(c.get("name")) for c in meta["camera"]]
+    if len(set(names)) != len(names):
+        raise SessionFormatError(path, f"camera names repeat: {names}")
+    when = meta["session_datetime"]
+    if isinstance(when, str):
+        try:
+            when = _dt.datetime.fromisoformat(when)
+        except ValueError as err:
+            raise SessionFormatError(path, f"session_datetime {when!r} is not ISO 8601") from err
+    if not isinstance(when, _dt.datetime):
+        raise SessionFormatError(path, "session_datetime must be a date and time")
+    meta["session_datetime"] = when.replace(tzinfo=None, microsecond=0)
+    if not float(meta["trigger_rate_hz"]) > 0:
+        raise SessionFormatError(path, "trigger_rate_hz must be positive")
+    return meta
+
+
+def _read_trigger(folder: Path) -> np.ndarray:
+    path = folder / "trigger.csv"
+    ticks = _integer_column(_read_csv(path, ["tick_us"]), "tick_us", path)
+    if ticks.size == 0:
+        raise SessionFormatError(path, "no trigger pulses")
+    if ticks.min() < 0 or ticks.max() > UINT32_MAX:
+        raise SessionFormatError(path, "tick_us must be pigpio ticks in 0..2^32-1")
+    return ticks.astype(np.uint32)
+
+
+def _read_knob(folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    path = folder / "knob_events.csv"
+    events = _read_csv(path, ["time_s", "event"])
+    times = _finite_column(events, "time_s", path)
+    _require_increasing(times, path, "time_s", strict=False)
+    kinds = events["event"].astype(str).to_numpy()
+    unknown = sorted(set(kinds) - {"touch_on", "touch_off"})
+    if unknown:
+        raise SessionFormatError(path, f"unknown event(s) {unknown}; expected touch_on/touch_off")
+    expected = np.where(np.arange(len(kinds)) % 2 == 0, "touch_on", "touch_off")
+    wrong = np.flatnonzero(kinds != expected)
+    if wrong.size:
+        raise SessionFormatError(path, f"events must alternate touch_on/touch_off starting with touch_on "
+                                       f"(data row {wrong[0] + 1} is {kinds[wrong[0]]})")
+    on, off = times[0::2], times[1::2]
+    path = folder / "knob_angle.csv"
+    angle = _read_csv(path, ["time_s", "angle_deg"], optional=("force_mn",))
+    angle_time = _finite_column(angle, "time_s", path)
+    _require_increasing(angle_time, path, "time_s")
+    force = _finite_column(angle, "force_mn", path) if "force_mn" in angle else None
+    return on, off, angle_time, _finite_column(angle, "angle_deg", path), force
+
+
+def _read_units(folder: Path) -> tuple[pd.DataFrame, dict[int, np.ndarray]]:
+    units_path, spikes_path = folder / "units.csv", folder / "spikes.csv"
+    if not units_path.exists():
+        if spikes_path.exists():
+            raise SessionFormatError(units_path, "spikes.csv is present but units.csv is missing")
+        return pd.DataFrame(columns=["unit_id", "tetrode"]), {}
+    units = _read_csv(units_path, ["unit_id", "tetrode"], optional=("snr", "peak_amplitude_uv"))
+    unit_ids = _integer_column(units, "unit_id", units_path)
+    if len(set(unit_ids)) != len(unit_ids):
+        raise SessionFormatError(units_path, "unit_id values repeat")
+    units["unit_id"] = unit_ids
+    units["tetrode"] = _integer_column(units, "tetrode", units_path)
+    spikes = _read_csv(spikes_path, ["unit_id", "time_s"])
+    spike_unit = _integer_column(spikes, "unit_id", spikes_path)
+    spike_time = _finite_column(spikes, "time_s", spikes_path)
+    unknown = sorted(set(spike_unit) - set(unit_ids))
+    if unknown:
+        raise SessionFormatError(spikes_path, f"unit_id(s) {unknown[:5]} are not in units.csv")
+    order = np.lexsort((spike_time, spike_unit))
+    spike_unit, spike_time = spike_unit[order], spike_time[order]
+    bounds = np.searchsorted(spike_unit, unit_ids), np.searchsorted(spike_unit, unit_ids, side="right")
+    return units, {int(u): spike_time[a:b] for u, a, b in zip(unit_ids, *bounds)}
+
+
+def read_session_folder(path: str | Path) -> SessionData:
+    """Read and validate a whole session folder; raise SessionFormatError on the first problem."""
+    folder = Path(path).expanduser().resolve()
+    if not folder.is_dir():
+        raise SessionFormatError(folder, "is not a folder")
+    meta = _read_metadata(folder)
+    cameras = tuple(_read_camera(folder, entry, i) for i, entry in enumerate(meta["camera"]))
+    tick_us = _read_trigger(folder)
+    for cam in cameras:
+        if cam.n_frames > tick_us.size:
+            raise SessionFormatError(folder / "trigger.csv", f"has {tick_us.size} pulses but camera "
+                                     f"{cam.name!r} delivered {cam.n_frames} frames (trigger log too short)")
+    on, off, angle_time, angle_deg, force = _read_knob(folder)
+    units, spikes = _read_units(folder)
+    return SessionData(path=folder, subject=str(meta["subject"]), session_datetime=meta["session_datetime"],
+                       rig=str(meta["rig"]), task=str(meta["task"]), notes=str(meta.get("notes", "")),
+                       trigger_rate_hz=float(meta["trigger_rate_hz"]), cameras=cameras, tick_us=tick_us,
+                       touch_on_s=on, touch_off_s=off, angle_time_s=angle_time, angle_deg=angle_deg,
+                       force_mn=force, units=units, spike_times=spikes)

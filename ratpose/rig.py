@@ -1,0 +1,123 @@
+"""Camera and rig models: the one place that says how a 3D point becomes a pixel.
+
+Conventions (OpenCV): a world point X maps to camera coordinates ``x_cam = R @ X + t``; pixels come
+from the pinhole matrix ``K`` and the distortion vector ``dist`` = (k1, k2, p1, p2, k3). World units
+are millimetres; camera 0 of a calibrated rig defines the world frame.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Camera:
+    """One calibrated camera: name, image size (width, height), intrinsics and pose."""
+
+    name: str
+    size: tuple[int, int]
+    K: np.ndarray
+    dist: np.ndarray = field(default_factory=lambda: np.zeros(5))
+    R: np.ndarray = field(default_factory=lambda: np.eye(3))
+    t: np.ndarray = field(default_factory=lambda: np.zeros(3))
+
+    def __post_init__(self):
+        object.__setattr__(self, "size", (int(self.size[0]), int(self.size[1])))
+        object.__setattr__(self, "K", np.asarray(self.K, dtype=np.float64).reshape(3, 3))
+        object.__setattr__(self, "dist", np.asarray(self.dist, dtype=np.float64).ravel())
+        object.__setattr__(self, "R", np.asarray(self.R, dtype=np.float64).reshape(3, 3))
+        object.__setattr__(self, "t", np.asarray(self.t, dtype=np.float64).reshape(3))
+
+    @property
+    def rvec(self) -> np.ndarray:
+        """Rotation as a Rodrigues vector (3,)."""
+        return cv2.Rodrigues(self.R)[0].ravel()
+
+    @property
+    def center(self) -> np.ndarray:
+        """Camera centre in world coordinates (mm)."""
+        return -self.R.T @ self.t
+
+    @property
+    def extrinsic_matrix(self) -> np.ndarray:
+        """The 3x4 matrix [R | t] (projection in normalised, undistorted coordinates)."""
+        return np.hstack([self.R, self.t[:, None]])
+
+    def project(self, points3d: np.ndarray) -> np.ndarray:
+        """Project world points (..., 3) to distorted pixel coordinates (..., 2); NaN stays NaN."""
+        pts = np.asarray(points3d, dtype=np.float64)
+        flat = pts.reshape(-1, 3)
+        out = np.full((flat.shape[0], 2), np.nan)
+        ok = np.isfinite(flat).all(axis=1)
+        if ok.any():
+            proj, _ = cv2.projectPoints(flat[ok], self.rvec, self.t, self.K, self.dist)
+            out[ok] = proj.reshape(-1, 2)
+        return out.reshape(pts.shape[:-1] + (2,))
+
+    def undistort(self, points2d: np.ndarray) -> np.ndarray:
+        """Pixel points (..., 2) to undistorted normalised image coordinates (..., 2)."""
+        pts = np.asarray(points2d, dtype=np.float64)
+        flat = pts.reshape(-1, 2)
+        out = np.full_like(flat, np.nan)
+        ok = np.isfinite(flat).all(axis=1)
+        if ok.any():
+            und = cv2.undistortPoints(flat[ok].reshape(-1, 1, 2), self.K, self.dist)
+            out[ok] = und.reshape(-1, 2)
+        return out.reshape(pts.shape)
+
+    def to_dict(self) -> dict:
+        """Plain-python representation (lists), for JSON/TOML/database storage."""
+        return {"name": self.name, "size": list(self.size), "K": self.K.tolist(),
+                "dist": self.dist.tolist(), "R": self.R.tolist(), "t": self.t.tolist()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Camera":
+        return cls(name=d["name"], size=tuple(d["size"]), K=d["K"], dist=d["dist"], R=d["R"], t=d["t"])
+
+
+@dataclass(frozen=True)
+class Rig:
+    """An ordered set of calibrated cameras sharing one world frame."""
+
+    cameras: tuple[Camera, ...]
+
+    def __post_init__(self):
+        object.__setattr__(self, "cameras", tuple(self.cameras))
+        names = [c.name for c in self.cameras]
+        if len(set(names)) != len(names):
+            raise ValueError(f"camera names must be unique, got {names}")
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.cameras]
+
+    def __len__(self) -> int:
+        return len(self.cameras)
+
+    def __iter__(self):
+        return iter(self.cameras)
+
+    def __getitem__(self, key: int | str) -> Camera:
+        if isinstance(key, str):
+            for cam in self.cameras:
+                if cam.name == key:
+                    return cam
+            raise KeyError(f"no camera named {key!r} in rig {self.names}")
+        return self.cameras[key]
+
+    def subset(self, names: list[str]) -> "Rig":
+        """The rig restricted to (and ordered as) the given camera names."""
+        return Rig(tuple(self[n] for n in names))
+
+    def project(self, points3d: np.ndarray) -> np.ndarray:
+        """Project world points (..., 3) into every camera: (n_cameras, ..., 2)."""
+        return np.stack([cam.project(points3d) for cam in self.cameras])
+
+    def to_dict(self) -> dict:
+        return {"cameras": [c.to_dict() for c in self.cameras]}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Rig":
+        return cls(tuple(Camera.from_dict(c) for c in d["cameras"]))

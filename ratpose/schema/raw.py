@@ -1,0 +1,164 @@
+"""Raw tier: what the rig recorded, inserted by ``insert_session`` from a validated session folder."""
+from __future__ import annotations
+
+import datajoint as dj
+import numpy as np
+
+from ..ingest.session_folder import SessionData
+
+schema = dj.Schema()
+
+
+@schema
+class Subject(dj.Manual):
+    definition = """
+    subject : varchar(32)
+    ---
+    notes = '' : varchar(1024)
+    """
+
+
+@schema
+class Camera(dj.Manual):
+    definition = """  # a physical camera; names are unique in the lab
+    camera : varchar(32)
+    ---
+    serial = '' : varchar(32)
+    model = '' : varchar(64)
+    pixel_size_um = 0 : float64
+    lens_mm = 0 : float64
+    """
+
+
+@schema
+class Session(dj.Manual):
+    definition = """
+    -> Subject
+    session_datetime : datetime
+    ---
+    rig : varchar(64)
+    task : varchar(64)
+    session_dir : varchar(1024)   # absolute path of the session folder when ingested
+    trigger_rate_hz : float64
+    notes = '' : varchar(2048)
+    """
+
+
+@schema
+class Recording(dj.Manual):
+    definition = """  # one camera's video of a session with per-frame metadata (row i = video frame i)
+    -> Session
+    -> Camera
+    ---
+    role : enum('primary', 'secondary')
+    video_file : varchar(255)     # file name inside session_dir
+    n_frames : int64
+    fps : float64                 # nominal, from the video container
+    width : int32
+    height : int32
+    frame_id : <blob@ratpose>     # int64 (n_frames,), the camera's FrameID counter
+    camera_ts_ns : <blob@ratpose> # int64 (n_frames,), camera clock
+    exposure_us = null : <blob@ratpose>
+    """
+
+
+@schema
+class TriggerLog(dj.Manual):
+    definition = """  # every trigger pulse the Pi sent, raw pigpio ticks (uint32 microseconds)
+    -> Session
+    ---
+    n_pulses : int64
+    tick_us : <blob@ratpose>
+    """
+
+
+@schema
+class KnobLog(dj.Manual):
+    definition = """  # knob touches and angle, neural clock (s)
+    -> Session
+    ---
+    n_touches : int32
+    touch_on_s : <blob>
+    touch_off_s : <blob>
+    angle_time_s : <blob@ratpose>
+    angle_deg : <blob@ratpose>
+    force_mn = null : <blob@ratpose>
+    """
+
+
+@schema
+class Unit(dj.Manual):
+    definition = """  # a sorted unit with its spike times on the neural clock (s)
+    -> Session
+    unit_id : int32
+    ---
+    tetrode : int16
+    n_spikes : int64
+    spike_times : <blob@ratpose>
+    snr = null : float64
+    peak_amplitude_uv = null : float64
+    """
+
+
+def session_key(data: SessionData) -> dict:
+    """Primary key of the Session a folder describes."""
+    return {"subject": data.subject, "session_datetime": data.session_datetime}
+
+
+def _check_cameras(data: SessionData) -> None:
+    for cam in data.cameras:
+        known = (Camera & {"camera": cam.name}).to_dicts()
+        if known and known[0]["serial"] and cam.serial and known[0]["serial"] != cam.serial:
+            raise ValueError(f"{data.path / 'session.toml'}: camera {cam.name!r} has serial {cam.serial} "
+                             f"but the database knows it as serial {known[0]['serial']}; camera names "
+                             "must be unique in the lab")
+
+
+def insert_session(data: SessionData) -> tuple[dict, bool]:
+    """Insert a validated session in one transaction; returns (key, inserted).
+
+    Re-ingesting the same folder changes nothing (inserted=False); a different folder claiming an
+    existing session key is refused.
+    """
+    key = session_key(data)
+    existing = (Session & key).to_dicts()
+    if existing:
+        if existing[0]["session_dir"] != str(data.path):
+            raise ValueError(f"{data.path}: session {key} already exists, ingested from "
+                             f"{existing[0]['session_dir']} (duplicated session?)")
+        return key, False
+    _check_cameras(data)
+    connection = Session.connection
+    with connection.transaction:
+        Subject.insert1({"subject": data.subject}, skip_duplicates=True)
+        Camera.insert([{"camera": c.name, "serial": c.serial, "model": c.model,
+                        "pixel_size_um": c.pixel_size_um, "lens_mm": c.lens_mm} for c in data.cameras],
+                      skip_duplicates=True)
+        Session.insert1({**key, "rig": data.rig, "task": data.task, "session_dir": str(data.path),
+                         "trigger_rate_hz": data.trigger_rate_hz, "notes": data.notes})
+        Recording.insert([{**key, "camera": c.name, "role": c.role, "video_file": c.video.name,
+                           "n_frames": c.n_frames, "fps": c.fps, "width": c.width, "height": c.height,
+                           "frame_id": c.frame_id, "camera_ts_ns": c.camera_ts_ns,
+                           "exposure_us": c.exposure_us} for c in data.cameras])
+        TriggerLog.insert1({**key, "n_pulses": int(data.tick_us.size), "tick_us": data.tick_us})
+        KnobLog.insert1({**key, "n_touches": int(data.touch_on_s.size), "touch_on_s": data.touch_on_s,
+                         "touch_off_s": data.touch_off_s, "angle_time_s": data.angle_time_s,
+                         "angle_deg": data.angle_deg, "force_mn": data.force_mn})
+        Unit.insert([{**key, "unit_id": int(row.unit_id), "tetrode": int(row.tetrode),
+                      "n_spikes": int(data.spike_times[int(row.unit_id)].size),
+                      "spike_times": data.spike_times[int(row.unit_id)],
+                      "snr": _optional_float(row, "snr"),
+                      "peak_amplitude_uv": _optional_float(row, "peak_amplitude_uv")}
+                     for row in data.units.itertuples()])
+    return key, True
+
+
+def _optional_float(row, name: str) -> float | None:
+    value = getattr(row, name, None)
+    return None if value is None or not np.isfinite(value) else float(value)
+
+
+def video_path(key: dict) -> str:
+    """Absolute path of a Recording's video (session_dir / video_file)."""
+    session_dir = (Session & key).fetch1("session_dir")
+    return f"{session_dir}/{(Recording & key).fetch1('video_file')}"
