@@ -74,6 +74,23 @@ def _cmd_status(args) -> int:
     return 0
 
 
+def _cmd_sim(args) -> int:
+    from .sim import SessionConfig, write_session
+
+    base = SessionConfig.full_size() if args.full_size else SessionConfig()
+    overrides = {k: v for k, v in (("seconds", args.seconds), ("fps", args.fps), ("seed", args.seed),
+                                   ("n_cameras", args.cameras), ("subject", args.subject)) if v is not None}
+    if args.size:
+        overrides["size"] = tuple(int(v) for v in args.size.lower().split("x"))
+    if args.wrap:
+        overrides["wrap"] = True
+    config = SessionConfig(**{**base.__dict__, **overrides, "progress": True})
+    truth = write_session(args.session_dir, config)
+    print(f"wrote {args.session_dir}: {len(truth.tick_us)} pulses, cameras {list(truth.cameras)}, "
+          f"{len(truth.touch_intervals)} knob touches, {len(truth.units)} units (truth in ground_truth/)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ratpose", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -85,6 +102,18 @@ def build_parser() -> argparse.ArgumentParser:
     ingest = sub.add_parser("ingest", help="validate session folders and insert them (atomic, idempotent)")
     ingest.add_argument("session_dirs", nargs="+", type=Path)
     ingest.set_defaults(func=_cmd_ingest)
+
+    sim = sub.add_parser("sim", help="write a synthetic session folder with its ground truth")
+    sim.add_argument("session_dir", type=Path)
+    sim.add_argument("--seconds", type=float)
+    sim.add_argument("--fps", type=float)
+    sim.add_argument("--size", help="WxH, e.g. 160x128")
+    sim.add_argument("--seed", type=int)
+    sim.add_argument("--cameras", type=int)
+    sim.add_argument("--subject")
+    sim.add_argument("--wrap", action="store_true", help="start the Pi tick counter so it wraps mid-session")
+    sim.add_argument("--full-size", action="store_true", help="1440x1080 at 226 fps (benchmarks)")
+    sim.set_defaults(func=_cmd_sim)
 
     populate = sub.add_parser("populate", help="compute all pending work of the given tables (default all)")
     populate.add_argument("tables", nargs="*")

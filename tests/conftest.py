@@ -9,14 +9,16 @@ import pytest
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
+# Before anything imports datajoint (it reads the environment once): the local test server.
+os.environ.setdefault("DJ_HOST", "127.0.0.1")
+os.environ.setdefault("DJ_USER", "root")
+os.environ.setdefault("DJ_PASS", "")
+os.environ["RATPOSE_DB_PREFIX"] = f"rptest_{uuid.uuid4().hex[:8]}"
+
 
 @pytest.fixture(scope="session")
 def db(tmp_path_factory):
     """Activate every schema under a fresh prefix on the real server; drop them afterwards."""
-    os.environ.setdefault("DJ_HOST", "127.0.0.1")
-    os.environ.setdefault("DJ_USER", "root")
-    os.environ.setdefault("DJ_PASS", "")
-    os.environ["RATPOSE_DB_PREFIX"] = f"rptest_{uuid.uuid4().hex[:8]}"
     os.environ["RATPOSE_STORE"] = str(tmp_path_factory.mktemp("store"))
     import datajoint as dj
 
@@ -29,7 +31,7 @@ def db(tmp_path_factory):
         module.schema.drop(prompt=False)
 
 
-MANUAL_ROOTS = ("Subject", "CalibrationRecording", "TrainingSet")
+MANUAL_ROOTS = ("Subject", "Camera", "CalibrationRecording", "TrainingSet")
 
 
 @pytest.fixture

@@ -1,0 +1,67 @@
+"""DeepLabCut labeled-data from the simulator: images + CollectedData_<scorer>.h5/.csv."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from ratpose.rig import Camera
+from .cameras import rig_and_lab_frame
+from .render import in_image, render_background, render_frame
+from .scene import BODYPARTS, make_scene
+
+#: Camera pose perturbation per labeled image (rotation deg, translation mm), so models generalise.
+_POSE_JITTER = (1.0, 2.0)
+
+
+def _perturbed(camera: Camera, rng: np.random.Generator) -> Camera:
+    rvec = np.deg2rad(rng.normal(0.0, _POSE_JITTER[0], 3))
+    dR = cv2.Rodrigues(rvec)[0]
+    return Camera(camera.name, camera.size, camera.K, camera.dist, dR @ camera.R,
+                  dR @ camera.t + rng.normal(0.0, _POSE_JITTER[1], 3))
+
+
+def labeled_dataframe(coords: np.ndarray, video_name: str, image_names: list[str], scorer: str) -> pd.DataFrame:
+    """DeepLabCut's CollectedData table: rows ('labeled-data', video, image), columns
+    (scorer, bodyparts, coords) with x/y per body part; coords (n_images, len(BODYPARTS), 2), NaN = unlabeled."""
+    columns = pd.MultiIndex.from_product([[scorer], list(BODYPARTS), ["x", "y"]],
+                                         names=["scorer", "bodyparts", "coords"])
+    index = pd.MultiIndex.from_tuples([("labeled-data", video_name, n) for n in image_names])
+    return pd.DataFrame(coords.reshape(len(image_names), -1), index=index, columns=columns)
+
+
+def write_labeled_frames(path, n_frames: int, size: tuple[int, int] = (160, 128), seed: int = 0,
+                         scorer: str = "sim", noise_std: float = 2.0, n_cameras: int = 2,
+                         occlusion_prob: float = 0.03) -> Path:
+    """Write a DeepLabCut labeled-data folder at ``path`` (its name is the 'video' name):
+    img0000.png... and CollectedData_<scorer>.h5/.csv, from random poses seen by randomly chosen,
+    slightly perturbed cameras of the simulated rig. Occluded/out-of-image keypoints are NaN.
+    Returns ``path``. Body parts are ``ratpose.sim.BODYPARTS``."""
+    path = Path(path)
+    if n_frames < 1:
+        raise ValueError(f"n_frames must be >= 1, got {n_frames}")
+    if not scorer or "/" in scorer:
+        raise ValueError(f"scorer must be a non-empty name without '/', got {scorer!r}")
+    rng = np.random.default_rng(seed)
+    rig, R, t = rig_and_lab_frame(size, n_cameras)
+    scene = make_scene(0.0, max(20.0, 0.3 * n_frames), seed=seed, lab_to_world_R=R, lab_to_world_t=t)
+    times = rng.uniform(0.0, scene.bounds[-1, -1], n_frames)
+    points3d = scene.keypoints(times)
+    path.mkdir(parents=True, exist_ok=True)
+    coords = np.full((n_frames, len(BODYPARTS), 2), np.nan)
+    names = [f"img{i:04d}.png" for i in range(n_frames)]
+    for i in range(n_frames):
+        camera = _perturbed(rig[int(rng.integers(len(rig)))], rng)
+        uv = camera.project(points3d[i])
+        visible = in_image(uv, camera.size) & (rng.random(len(BODYPARTS)) >= occlusion_prob)
+        background = render_background(camera, scene, seed=int(rng.integers(2**31)))
+        image = render_frame(background, uv, visible, noise_std, rng)
+        if not cv2.imwrite(str(path / names[i]), image):
+            raise OSError(f"could not write {path / names[i]}")
+        coords[i][visible] = uv[visible]
+    df = labeled_dataframe(coords, path.name, names, scorer)
+    df.to_hdf(path / f"CollectedData_{scorer}.h5", key="df_with_missing", mode="w")
+    df.to_csv(path / f"CollectedData_{scorer}.csv")
+    return path

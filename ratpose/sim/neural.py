@@ -1,0 +1,121 @@
+"""What the real-time system records on the neural clock: the knob log and tetrode spikes.
+
+Units are tuned to the paw: to its speed (Gaussian tuning), to its movement direction in the lab's
+horizontal plane (rectified cosine tuning, gated by speed), or not at all. Spikes are an inhomogeneous
+Poisson process of the unit's rate, drawn on a fine time grid.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .scene import Scene
+
+UNIT_KINDS = ("speed", "direction", "untuned")
+#: Knob encoder resolution (12-bit) and the real-time system's spike time grid.
+KNOB_RESOLUTION_DEG = 360.0 / 4096
+SPIKE_GRID_S = 1e-3
+
+
+@dataclass(frozen=True)
+class UnitModel:
+    """A simulated sorted unit and its rate function (Hz) of paw velocity v (mm/s, world frame).
+
+    speed:     base_hz + gain_hz * exp(-((|v| - preferred_speed_mm_s) / speed_width_mm_s)**2 / 2)
+    direction: base_hz + gain_hz * max(0, cos(theta - preferred_direction_deg)) * (1 - exp(-|v_h| / speed_scale_mm_s)),
+               v_h = v in the lab horizontal plane (lab x lateral, lab y towards the rat), theta its angle from lab x
+    untuned:   base_hz
+    """
+
+    unit_id: int
+    tetrode: int
+    kind: str
+    base_hz: float
+    gain_hz: float = 0.0
+    preferred_speed_mm_s: float = 0.0
+    speed_width_mm_s: float = 1.0
+    preferred_direction_deg: float = 0.0
+    speed_scale_mm_s: float = 1.0
+
+    def __post_init__(self):
+        if self.kind not in UNIT_KINDS:
+            raise ValueError(f"unit {self.unit_id}: kind must be one of {UNIT_KINDS}, got {self.kind!r}")
+        if self.base_hz < 0 or self.gain_hz < 0 or self.speed_width_mm_s <= 0 or self.speed_scale_mm_s <= 0:
+            raise ValueError(f"unit {self.unit_id}: rates must be >= 0 and widths/scales > 0")
+
+    def rate(self, paw_velocity: np.ndarray, horizontal_basis: np.ndarray) -> np.ndarray:
+        """Firing rate (T,) in Hz for paw velocities (T, 3); horizontal_basis (2, 3) = lab x, y in world."""
+        v = np.asarray(paw_velocity, dtype=np.float64)
+        if self.kind == "speed":
+            z = (np.linalg.norm(v, axis=1) - self.preferred_speed_mm_s) / self.speed_width_mm_s
+            return self.base_hz + self.gain_hz * np.exp(-0.5 * z**2)
+        if self.kind == "direction":
+            vh = v @ np.asarray(horizontal_basis).T
+            theta = np.arctan2(vh[:, 1], vh[:, 0])
+            tuning = np.maximum(0.0, np.cos(theta - np.deg2rad(self.preferred_direction_deg)))
+            gate = 1.0 - np.exp(-np.linalg.norm(vh, axis=1) / self.speed_scale_mm_s)
+            return self.base_hz + self.gain_hz * tuning * gate
+        return np.full(len(v), self.base_hz)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def default_units(n_units: int = 6, seed: int = 0) -> tuple[UnitModel, ...]:
+    """``n_units`` units cycling through speed, direction and untuned kinds, two units per tetrode."""
+    if n_units < 0:
+        raise ValueError(f"n_units must be >= 0, got {n_units}")
+    rng = np.random.default_rng(seed)
+    units = []
+    for i in range(n_units):
+        kind = UNIT_KINDS[i % len(UNIT_KINDS)]
+        common = dict(unit_id=i + 1, tetrode=i // 2 + 1, kind=kind, base_hz=float(rng.uniform(2.0, 6.0)))
+        if kind == "speed":
+            common.update(gain_hz=float(rng.uniform(30.0, 60.0)), preferred_speed_mm_s=float(rng.uniform(40.0, 90.0)),
+                          speed_width_mm_s=float(rng.uniform(15.0, 30.0)))
+        elif kind == "direction":
+            common.update(gain_hz=float(rng.uniform(30.0, 60.0)), preferred_direction_deg=float(rng.uniform(0, 360)),
+                          speed_scale_mm_s=float(rng.uniform(10.0, 25.0)))
+        units.append(UnitModel(**common))
+    return tuple(units)
+
+
+def unit_rates(units, scene: Scene, t: np.ndarray) -> np.ndarray:
+    """Rates (n_units, T) in Hz of every unit at neural times t (s)."""
+    t = np.atleast_1d(np.asarray(t, dtype=np.float64))
+    velocity = scene.paw_velocity(t)
+    return np.stack([u.rate(velocity, scene.horizontal_basis) for u in units]) if units else np.zeros((0, len(t)))
+
+
+def simulate_spikes(units, scene: Scene, t_start: float, t_end: float, rng: np.random.Generator,
+                    grid_s: float = SPIKE_GRID_S) -> tuple[np.ndarray, np.ndarray]:
+    """Inhomogeneous Poisson spikes in [t_start, t_end): (unit_id, time_s) sorted by time.
+    The rate is evaluated at the centre of each ``grid_s`` bin; spikes fall uniformly in their bin."""
+    edges = np.arange(t_start, t_end, grid_s)
+    rates = unit_rates(units, scene, edges + grid_s / 2)
+    counts = rng.poisson(rates * grid_s)
+    unit_index, bin_index = np.nonzero(counts)
+    n = counts[unit_index, bin_index]
+    times = np.repeat(edges[bin_index], n) + rng.uniform(0.0, grid_s, int(n.sum()))
+    ids = np.repeat(np.array([u.unit_id for u in units], dtype=np.int64)[unit_index], n)
+    keep = times < t_end
+    order = np.argsort(times[keep], kind="stable")
+    return ids[keep][order], times[keep][order]
+
+
+def knob_events(touch_intervals: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """The touch_on/touch_off event log (times, names) of (n, 2) touch intervals (NaN off = still touching)."""
+    times = np.asarray(touch_intervals, dtype=np.float64).ravel()
+    names = ["touch_on", "touch_off"] * len(touch_intervals)
+    keep = np.isfinite(times)
+    return times[keep], [n for n, k in zip(names, keep) if k]
+
+
+def knob_angle_log(scene: Scene, t_start: float, t_end: float, rate_hz: float = 100.0,
+                   resolution_deg: float = KNOB_RESOLUTION_DEG) -> tuple[np.ndarray, np.ndarray]:
+    """The encoder's angle trace (time_s, angle_deg) sampled at ``rate_hz``, quantised to ``resolution_deg``."""
+    if not rate_hz > 0 or not resolution_deg > 0:
+        raise ValueError(f"rate_hz and resolution_deg must be > 0, got {rate_hz}, {resolution_deg}")
+    times = np.arange(t_start, t_end, 1.0 / rate_hz)
+    return times, np.round(scene.knob_angle(times) / resolution_deg) * resolution_deg

@@ -1,0 +1,220 @@
+"""3D ground truth of the knob task: a forelimb reaching, grasping and supinating a knob.
+
+Everything is generated in the lab frame (origin at the knob's front-face centre, x lateral, y towards
+the rat, z up; millimetres) and returned in the world frame (camera 0) through ``lab_to_world``.
+A trial is: idle, reach (minimum-jerk, bell-shaped speed), hold, supination turn (hand and knob rotate
+together about the knob axis), hold, withdrawal (the knob springs back); trials follow each other.
+Evaluation is vectorised over time.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+
+BODYPARTS = ("wrist", "paw", "digit1", "digit2", "knob_marker")
+#: Hand keypoint offsets from the paw centre (lab frame, before the supination roll), mm.
+HAND_OFFSETS_LAB = np.array([[0.0, 9.0, -2.0], [0.0, 0.0, 0.0], [-3.5, -5.0, 1.0], [3.5, -5.0, 1.0]])
+KNOB_RADIUS_MM = 10.0
+TOUCH_MARGIN_MM = 3.0
+_REST_LAB = np.array([0.0, 20.0, -10.0])
+_GRASP_LAB = np.array([0.0, 6.0, -1.0])
+#: Trial phases, in order; each trial row of ``Scene.bounds`` holds their start times + the trial end.
+PHASES = ("idle", "reach", "hold", "turn", "hold_turned", "withdraw")
+
+
+def _minimum_jerk(tau: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Minimum-jerk profile s(tau) on [0, 1] (clipped outside) and its derivative ds/dtau."""
+    tau = np.clip(tau, 0.0, 1.0)
+    s = tau**3 * (10 - 15 * tau + 6 * tau**2)
+    ds = 30 * tau**2 * (1 - tau) ** 2
+    return s, ds
+
+
+def _rotate_about_y(v: np.ndarray, angle_rad: np.ndarray) -> np.ndarray:
+    """Rotate lab vectors v (..., 3) about +y by angle (...,), the knob's turning sense (z towards x)."""
+    c, s = np.cos(angle_rad), np.sin(angle_rad)
+    x, y, z = np.broadcast_arrays(v[..., 0], v[..., 1], v[..., 2], angle_rad)[:3]
+    return np.stack([c * x + s * z, y, c * z - s * x], axis=-1)
+
+
+def _d_rotate_about_y(v: np.ndarray, angle_rad: np.ndarray) -> np.ndarray:
+    """Derivative of ``_rotate_about_y(v, a)`` with respect to a."""
+    c, s = np.cos(angle_rad), np.sin(angle_rad)
+    x, z = np.broadcast_arrays(v[..., 0], v[..., 2], angle_rad)[:2]
+    return np.stack([-s * x + c * z, np.zeros_like(x), -s * z - c * x], axis=-1)
+
+
+@dataclass(frozen=True)
+class Scene:
+    """A deterministic multi-trial scene. Arrays are plain so the scene round-trips through npz.
+
+    bounds (n_trials, 7): start of each phase in PHASES, then the trial end (= next trial start), s.
+    rest (n_trials + 1, 3), grasp (n_trials, 3): lab positions of the paw; turn_deg (n_trials,): knob
+    turn; return_s (n_trials,): knob spring-back duration; jitter_* (3, 2): small smooth paw tremor.
+    """
+
+    bounds: np.ndarray
+    rest: np.ndarray
+    grasp: np.ndarray
+    turn_deg: np.ndarray
+    return_s: np.ndarray
+    jitter_amp_mm: np.ndarray
+    jitter_hz: np.ndarray
+    jitter_phase: np.ndarray
+    lab_to_world_R: np.ndarray = field(default_factory=lambda: np.eye(3))
+    lab_to_world_t: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    knob_radius_mm: float = KNOB_RADIUS_MM
+    touch_margin_mm: float = TOUCH_MARGIN_MM
+
+    # -- geometry in the world frame ------------------------------------------------------------
+    def to_world(self, lab_points: np.ndarray) -> np.ndarray:
+        return lab_points @ self.lab_to_world_R.T + self.lab_to_world_t
+
+    @property
+    def knob_center(self) -> np.ndarray:
+        """Knob front-face centre, world mm."""
+        return self.lab_to_world_t.copy()
+
+    @property
+    def knob_axis(self) -> np.ndarray:
+        """Knob rotation axis (unit, world), pointing towards the rat."""
+        return self.lab_to_world_R[:, 1].copy()
+
+    @property
+    def knob_zero_direction(self) -> np.ndarray:
+        """Direction (unit, world) from the knob centre to the marker at angle 0 (lab up)."""
+        return self.lab_to_world_R[:, 2].copy()
+
+    @property
+    def horizontal_basis(self) -> np.ndarray:
+        """(2, 3) world unit vectors spanning the lab's horizontal plane: lateral (x), towards rat (y)."""
+        return self.lab_to_world_R[:, :2].T.copy()
+
+    @property
+    def touch_distance_mm(self) -> float:
+        """The paw touches the knob when it is closer than this to the knob centre."""
+        return self.knob_radius_mm + self.touch_margin_mm
+
+    def knob_rim(self, angle_deg: np.ndarray) -> np.ndarray:
+        """World points (..., 3) on the knob rim at the given angles (deg)."""
+        a = np.deg2rad(np.asarray(angle_deg, dtype=np.float64))
+        lab = self.knob_radius_mm * np.stack([np.sin(a), np.zeros_like(a), np.cos(a)], axis=-1)
+        return self.to_world(lab)
+
+    # -- time evaluation ------------------------------------------------------------------------
+    def _phase(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Trial index, phase index (0..5, 6 after the last trial), phase start and duration."""
+        k = np.clip(np.searchsorted(self.bounds[:, 0], t, side="right") - 1, 0, len(self.bounds) - 1)
+        b = self.bounds[k]
+        phase = np.sum(t[:, None] >= b[:, 1:], axis=1)
+        edges = np.concatenate([b, b[:, -1:] + 1.0], axis=1)
+        start = np.take_along_axis(edges, phase[:, None], 1)[:, 0]
+        duration = np.take_along_axis(edges, phase[:, None] + 1, 1)[:, 0] - start
+        return k, phase, start, duration
+
+    def _roll_and_carrier(self, t: np.ndarray):
+        """Hand roll (rad) and its rate, paw position and velocity (lab), knob angle (deg)."""
+        k, phase, start, duration = self._phase(t)
+        s, ds = _minimum_jerk((t - start) / duration)
+        ds = ds / duration
+        delta = np.deg2rad(self.turn_deg[k])
+        roll_from = np.select([phase == 4, phase == 5], [delta, delta], 0.0)
+        roll_to = np.select([phase == 3, phase == 4], [delta, delta], 0.0)
+        roll = roll_from + (roll_to - roll_from) * s
+        roll_rate = (roll_to - roll_from) * ds
+        rest, rest_next, grasp = self.rest[k], self.rest[k + 1], self.grasp[k]
+        turned = _rotate_about_y(grasp, delta)
+        p_from = np.select([phase[:, None] == i for i in (1, 2, 3, 4, 5, 6)],
+                           [rest, grasp, grasp, turned, turned, rest_next], rest)
+        p_to = np.select([phase[:, None] == i for i in (1, 2, 3, 4, 5, 6)],
+                         [grasp, grasp, grasp, turned, rest_next, rest_next], rest)
+        pos = p_from + (p_to - p_from) * s[:, None]
+        vel = (p_to - p_from) * ds[:, None]
+        turning = phase == 3
+        pos[turning] = _rotate_about_y(grasp[turning], roll[turning])
+        vel[turning] = _d_rotate_about_y(grasp[turning], roll[turning]) * roll_rate[turning, None]
+        arg = 2 * np.pi * self.jitter_hz[None] * t[:, None, None] + self.jitter_phase[None]
+        pos += np.sum(self.jitter_amp_mm[None] * np.sin(arg), axis=2)
+        vel += np.sum(self.jitter_amp_mm[None] * 2 * np.pi * self.jitter_hz[None] * np.cos(arg), axis=2)
+        knob = np.where(np.isin(phase, (3, 4)), roll, 0.0)
+        back, _ = _minimum_jerk((t - self.bounds[k, 5]) / self.return_s[k])
+        knob = np.where(phase == 5, delta * (1 - back), knob)
+        return roll, pos, vel, np.rad2deg(knob)
+
+    def keypoints(self, t: np.ndarray) -> np.ndarray:
+        """World positions (T, len(BODYPARTS), 3) of every keypoint at times t (s)."""
+        t = np.atleast_1d(np.asarray(t, dtype=np.float64))
+        roll, paw, _, knob_deg = self._roll_and_carrier(t)
+        hand = paw[:, None, :] + _rotate_about_y(HAND_OFFSETS_LAB[None], roll[:, None])
+        lab_marker = self.knob_radius_mm * np.stack(
+            [np.sin(np.deg2rad(knob_deg)), np.zeros_like(t), np.cos(np.deg2rad(knob_deg))], axis=-1)
+        return self.to_world(np.concatenate([hand, lab_marker[:, None]], axis=1))
+
+    def paw_velocity(self, t: np.ndarray) -> np.ndarray:
+        """World velocity (T, 3) of the paw keypoint, mm/s (analytic)."""
+        t = np.atleast_1d(np.asarray(t, dtype=np.float64))
+        return self._roll_and_carrier(t)[2] @ self.lab_to_world_R.T
+
+    def knob_angle(self, t: np.ndarray) -> np.ndarray:
+        """Knob angle (deg, 0 at home) at times t."""
+        return self._roll_and_carrier(np.atleast_1d(np.asarray(t, dtype=np.float64)))[3]
+
+    def paw_knob_distance(self, t: np.ndarray) -> np.ndarray:
+        """Distance (mm) from the paw keypoint to the knob centre."""
+        paw = self.keypoints(t)[:, BODYPARTS.index("paw")]
+        return np.linalg.norm(paw - self.knob_center, axis=1)
+
+    def touch_intervals(self, t_start: float, t_end: float, resolution_s: float = 1e-3) -> np.ndarray:
+        """(n, 2) [touch_on, touch_off] times where the paw is within ``touch_distance_mm`` of the knob
+        centre, crossings linearly interpolated on a ``resolution_s`` grid; touch_off is NaN for a touch
+        still going on at ``t_end`` (touch_on is ``t_start`` for one already going on)."""
+        grid = np.arange(t_start, t_end + resolution_s / 2, resolution_s)
+        excess = self.paw_knob_distance(grid) - self.touch_distance_mm
+        inside = excess < 0
+        change = np.flatnonzero(np.diff(inside.astype(np.int8)))
+        frac = excess[change] / (excess[change] - excess[change + 1])
+        times = grid[change] + frac * resolution_s
+        if inside[0]:
+            times = np.concatenate([[grid[0]], times])
+        if inside[-1]:
+            times = np.concatenate([times, [np.nan]])
+        return times.reshape(-1, 2)
+
+    # -- persistence ----------------------------------------------------------------------------
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Every field as a numpy array (for npz)."""
+        return {f.name: np.asarray(getattr(self, f.name)) for f in fields(self)}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict) -> "Scene":
+        kw = {f.name: np.asarray(arrays[f.name]) for f in fields(cls)}
+        kw["knob_radius_mm"] = float(kw["knob_radius_mm"])
+        kw["touch_margin_mm"] = float(kw["touch_margin_mm"])
+        return cls(**kw)
+
+
+def make_scene(t_start: float, t_end: float, seed: int = 0, lab_to_world_R: np.ndarray | None = None,
+               lab_to_world_t: np.ndarray | None = None) -> Scene:
+    """Random trials (deterministic per ``seed``) covering [t_start, t_end] seconds."""
+    if not np.isfinite(t_start) or not t_end > t_start:
+        raise ValueError(f"need finite t_start < t_end, got t_start={t_start}, t_end={t_end}")
+    rng = np.random.default_rng(seed)
+    durations_lo = np.array([0.25, 0.22, 0.08, 0.30, 0.06, 0.28])
+    durations_hi = np.array([0.70, 0.40, 0.20, 0.55, 0.15, 0.45])
+    n_trials = int(np.ceil((t_end - t_start) / (durations_lo.sum()))) + 1
+    durations = rng.uniform(durations_lo, durations_hi, size=(n_trials, 6))
+    starts = t_start + np.concatenate([[0.0], np.cumsum(durations.sum(axis=1))])
+    n_trials = max(int(np.searchsorted(starts, t_end, side="left")), 1)  # trials starting before t_end
+    durations = durations[:n_trials]
+    bounds = starts[:n_trials, None] + np.concatenate([np.zeros((n_trials, 1)),
+                                                       np.cumsum(durations, axis=1)], axis=1)
+    rest = _REST_LAB + rng.normal(0.0, [1.5, 1.5, 1.0], size=(n_trials + 1, 3))
+    grasp = _GRASP_LAB + rng.normal(0.0, 0.6, size=(n_trials, 3))
+    turn_deg = rng.uniform(30.0, 70.0, size=n_trials)
+    return_s = np.minimum(rng.uniform(0.15, 0.3, size=n_trials), durations[:, 5])
+    return Scene(bounds=bounds, rest=rest, grasp=grasp, turn_deg=turn_deg, return_s=return_s,
+                 jitter_amp_mm=rng.uniform(0.1, 0.3, size=(3, 2)), jitter_hz=rng.uniform(0.5, 3.0, size=(3, 2)),
+                 jitter_phase=rng.uniform(0, 2 * np.pi, size=(3, 2)),
+                 lab_to_world_R=np.eye(3) if lab_to_world_R is None else np.asarray(lab_to_world_R, float),
+                 lab_to_world_t=np.zeros(3) if lab_to_world_t is None else np.asarray(lab_to_world_t, float))

@@ -1,0 +1,202 @@
+"""Write a complete simulated session folder (docs/session-format.md) and its ground truth."""
+from __future__ import annotations
+
+import csv
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import tomli_w
+from tqdm import tqdm
+
+from .cameras import LENS_MM, PIXEL_SIZE_UM, rig_and_lab_frame
+from .clocks import TICK_WRAP, CameraClockConfig, simulate_clocks
+from .neural import default_units, knob_angle_log, knob_events, simulate_spikes
+from .render import in_image, random_occlusions, render_background, render_frame
+from .scene import make_scene
+from .truth import GroundTruth
+
+CAMERA_MODEL = "Blackfly S BFS-U3-16S2M"
+EXPOSURE_US = 2000.0
+_CAMERA_NAME = "cam{}"
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    """Knobs of a simulated session (simple types only, so a CLI can fill them).
+
+    size is (width, height) in pixels; drift_ppm is the primary camera's clock drift (secondaries get
+    a different one); wrap starts the Pi's tick counter so it wraps mid-session.
+    """
+
+    seconds: float = 5.0
+    fps: float = 100.0
+    size: tuple[int, int] = (160, 128)
+    n_cameras: int = 2
+    seed: int = 0
+    loss_rate: float = 0.002
+    miss_rate: float = 0.001
+    drift_ppm: float = 30.0
+    armed_after_pulses: int = 3
+    wrap: bool = False
+    noise_std: float = 2.0
+    occlusion_rate_hz: float = 0.2
+    n_units: int = 6
+    knob_rate_hz: float = 100.0
+    subject: str = "rat01"
+    rig: str = "sim-rig-1"
+    task: str = "knob-supination"
+    session_datetime: str = "2026-11-24T10:00:00"
+    progress: bool = False
+
+    def __post_init__(self):
+        object.__setattr__(self, "size", (int(self.size[0]), int(self.size[1])))
+        problems = []
+        if not self.seconds > 0:
+            problems.append(f"seconds must be > 0 (got {self.seconds})")
+        if not 0 < self.fps <= 1000:
+            problems.append(f"fps must be in (0, 1000] (got {self.fps})")
+        if not 1 <= self.n_cameras <= 4:
+            problems.append(f"n_cameras must be 1..4 (got {self.n_cameras})")
+        if not (0 <= self.loss_rate < 0.5 and 0 <= self.miss_rate < 0.5):
+            problems.append(f"loss_rate/miss_rate must be in [0, 0.5) (got {self.loss_rate}, {self.miss_rate})")
+        if min(self.size) < 16:
+            problems.append(f"size must be at least 16x16 (got {self.size})")
+        if self.noise_std < 0 or self.occlusion_rate_hz < 0 or self.n_units < 0 or self.armed_after_pulses < 0:
+            problems.append("noise_std, occlusion_rate_hz, n_units and armed_after_pulses must be >= 0")
+        if problems:
+            raise ValueError("invalid SessionConfig: " + "; ".join(problems))
+
+    @property
+    def n_pulses(self) -> int:
+        return max(int(round(self.seconds * self.fps)), 2)
+
+    @classmethod
+    def full_size(cls, **overrides) -> "SessionConfig":
+        """The real rig's format: 1440x1080 Mono8 at 226 fps."""
+        return cls(**{"size": (1440, 1080), "fps": 226.0, "progress": True, **overrides})
+
+
+def _clock_configs(config: SessionConfig, rng: np.random.Generator) -> list[CameraClockConfig]:
+    configs = []
+    for i in range(config.n_cameras):
+        configs.append(CameraClockConfig(
+            name=_CAMERA_NAME.format(i), role="primary" if i == 0 else "secondary",
+            clock_offset_ns=int(rng.integers(10**9, 10**12)),
+            drift_ppm=config.drift_ppm if i == 0 else -0.6 * config.drift_ppm + 5.0 * i,
+            loss_rate=config.loss_rate, miss_rate=config.miss_rate,
+            armed_after_pulses=config.armed_after_pulses + 2 * i, strobe_delay_us=12.0 if i else 0.0,
+            first_frame_id=int(rng.integers(0, 1000)), timestamp_jitter_ns=200.0))
+    return configs
+
+
+def _start_tick(config: SessionConfig, rng: np.random.Generator) -> int:
+    if config.wrap:  # wrap about a third into the session
+        return TICK_WRAP - int(config.seconds * 1e6 / 3) - 1
+    return int(rng.integers(10**6, 10**9))
+
+
+def _write_csv(path: Path, header: list[str], rows) -> None:
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def _write_video(path: Path, frames, size: tuple[int, int], fps: float, n_frames: int, progress: bool) -> None:
+    """Lossless FFV1 Mono8 .avi, readable by cv2.VideoCapture with an exact frame count."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"FFV1"), float(fps), tuple(size), isColor=False)
+    if not writer.isOpened():
+        raise OSError(f"cannot open a FFV1 video writer for {path}")
+    try:
+        for frame in tqdm(frames, total=n_frames, desc=path.name, disable=not progress, unit="frame"):
+            writer.write(frame)
+    finally:
+        writer.release()
+
+
+def _background_seed(seed: int, camera_index: int) -> int:
+    return seed + 7919 * camera_index
+
+
+def session_backgrounds(truth: GroundTruth) -> list[np.ndarray]:
+    """The static float backgrounds (one per camera) that a written session's frames were drawn on."""
+    seed = int(truth.config["seed"])
+    return [render_background(cam, truth.scene, seed=_background_seed(seed, c)) for c, cam in enumerate(truth.rig)]
+
+
+def write_session(path, config: SessionConfig = SessionConfig()) -> GroundTruth:
+    """Simulate a session and write it to the folder ``path`` (created; existing session files are
+    overwritten); the ground truth goes to path/ground_truth/ and is returned."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(config.seed)
+    rig, R_lab, t_lab = rig_and_lab_frame(config.size, config.n_cameras)
+    clocks = simulate_clocks(config.n_pulses, config.fps, _clock_configs(config, rng),
+                             start_tick_us=_start_tick(config, rng), seed=config.seed)
+    t = clocks.pulse_time_s
+    t_start, t_end = float(t[0]), float(t[-1]) + 1.0 / config.fps
+    scene = make_scene(t_start, t_end, seed=config.seed, lab_to_world_R=R_lab, lab_to_world_t=t_lab)
+    points3d = scene.keypoints(t)
+    points2d = rig.project(points3d)  # (C, N, P, 2)
+    occluded = random_occlusions(len(t), len(rig), config.fps, config.occlusion_rate_hz, rng)
+    visible = np.moveaxis(in_image(points2d, config.size), 0, 1) & ~occluded  # (N, C, P)
+
+    cameras_toml = []
+    for c, cam in enumerate(rig):
+        frames = clocks.cameras[cam.name]
+        background = render_background(cam, scene, seed=_background_seed(config.seed, c))
+        frame_rng = np.random.default_rng([config.seed, c])
+        images = (render_frame(background, points2d[c, p], visible[p, c], config.noise_std, frame_rng)
+                  for p in frames.pulse_index)
+        _write_video(path / f"{cam.name}.avi", images, config.size, config.fps, len(frames.pulse_index),
+                     config.progress)
+        _write_csv(path / f"{cam.name}.frames.csv", ["frame_id", "camera_ts_ns", "exposure_us"],
+                   zip(frames.frame_id.tolist(), frames.camera_ts_ns.tolist(), [EXPOSURE_US] * len(frames.frame_id)))
+        cameras_toml.append({"name": cam.name, "role": "primary" if c == 0 else "secondary",
+                             "serial": str(21000001 + c), "model": CAMERA_MODEL, "pixel_size_um": PIXEL_SIZE_UM,
+                             "lens_mm": LENS_MM, "video": f"{cam.name}.avi"})
+
+    _write_csv(path / "trigger.csv", ["tick_us"], ((int(v),) for v in clocks.tick_us))
+    touches = scene.touch_intervals(t_start, t_end)
+    event_times, event_names = knob_events(touches)
+    _write_csv(path / "knob_events.csv", ["time_s", "event"], zip([f"{v:.6f}" for v in event_times], event_names))
+    angle_t, angle = knob_angle_log(scene, t_start, t_end, config.knob_rate_hz)
+    _write_csv(path / "knob_angle.csv", ["time_s", "angle_deg"],
+               zip([f"{v:.6f}" for v in angle_t], [f"{v:.4f}" for v in angle]))
+    units = default_units(config.n_units, seed=config.seed)
+    spike_ids, spike_times = simulate_spikes(units, scene, t_start, t_end, rng)
+    if units:
+        _write_csv(path / "units.csv", ["unit_id", "tetrode"], ((u.unit_id, u.tetrode) for u in units))
+        _write_csv(path / "spikes.csv", ["unit_id", "time_s"],
+                   zip(spike_ids.tolist(), [f"{v:.6f}" for v in spike_times]))
+    meta = {"format_version": 1, "subject": config.subject, "session_datetime": config.session_datetime,
+            "rig": config.rig, "task": config.task, "notes": f"simulated by ratpose.sim, seed {config.seed}",
+            "trigger_rate_hz": float(config.fps), "camera": cameras_toml}
+    (path / "session.toml").write_text(tomli_w.dumps(meta))
+
+    truth = GroundTruth(config=asdict(config), rig=rig, scene=scene, tick_us=clocks.tick_us, pulse_time_s=t,
+                        points3d=points3d, visible=visible, knob_angle_deg=scene.knob_angle(t),
+                        cameras=clocks.cameras, touch_intervals=touches, units=units,
+                        spike_unit_id=spike_ids, spike_time_s=spike_times)
+    truth.save(path)
+    return truth
+
+
+def write_rig_dataset(root, config: SessionConfig = SessionConfig(), *, n_labeled: int = 100,
+                      board=None, n_shared: int = 12, n_single: int = 20) -> GroundTruth:
+    """Everything the demo needs under ``root``: session/ (``write_session``), calibration/ (ChArUco
+    views of the same rig, ``ratpose.sim.boards``) and labeled/<video>/ (DLC labeled frames, same size).
+    Returns the session's ground truth (its rig is the calibration's truth)."""
+    from ratpose.calibration import CharucoBoard
+    from .boards import simulate_calibration_views, write_calibration_folder
+    from .labeled import write_labeled_frames
+
+    root = Path(root)
+    truth = write_session(root / "session", config)
+    board = board if board is not None else CharucoBoard(5, 4, 8.0, 6.0)
+    frames, single = simulate_calibration_views(truth.rig, board, n_shared, n_single, seed=config.seed)
+    write_calibration_folder(root / "calibration", config.rig, board, frames, single, date=config.session_datetime[:10])
+    write_labeled_frames(root / "labeled" / "sim", n_labeled, config.size, seed=config.seed + 1)
+    return truth
