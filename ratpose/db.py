@@ -8,6 +8,8 @@ Connection settings are DataJoint's own (``datajoint.json`` or ``DJ_HOST``, ``DJ
 - ``RATPOSE_STORE`` (default ``~/ratpose-data/store``): folder of the ``ratpose`` object store
   holding large arrays (``<blob@ratpose>``) unless ``datajoint.json`` configures that store.
   On a shared lab server point it to a folder every worker sees (NFS/SMB) or configure an S3 store.
+- ``RATPOSE_MODELS`` (default ``~/ratpose-data/models``): where PoseModel trains DeepLabCut projects
+  (also a folder every worker should see).
 """
 from __future__ import annotations
 
@@ -51,6 +53,13 @@ def configure_store() -> Path | None:
     location.mkdir(parents=True, exist_ok=True)
     dj.config.stores[STORE] = {"protocol": "file", "location": str(location)}
     return location
+
+
+def models_root() -> Path:
+    """Folder under which PoseModel writes DeepLabCut projects (``RATPOSE_MODELS``), per prefix."""
+    root = Path(os.environ.get("RATPOSE_MODELS", "~/ratpose-data/models")).expanduser().resolve() / prefix()
+    root.mkdir(parents=True, exist_ok=True)
+    return root
 
 
 def connect() -> dj.Connection:

@@ -1,0 +1,363 @@
+"""Validate 3D pose against the knob: the task's own sensor says when and how the paw acted on it.
+
+If calibration, synchronisation and tracking are right, the paw is at the knob exactly while the
+touch sensor is on (sensitivity, precision), it arrives when the touch starts (latency), and a
+paw/digit vector rotates with the knob while it is turned (rotation correlation).
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy.optimize import least_squares
+
+from ratpose.kinematics import (
+    as_intervals,
+    as_times,
+    interval_index,
+    paw_arrivals,
+    plane_basis,
+    turn_intervals,
+)
+from ratpose.rig import Rig
+
+MIN_FIT_POINTS = 5
+
+
+@dataclass(frozen=True)
+class Knob:
+    """Knob geometry in world mm: ``centre`` (3,), rim ``radius_mm``, optional unit rotation ``axis`` (3,).
+
+    The axis is needed only for angles about it (rotation_angle, rim_points).
+    ``image_regions`` optionally maps camera name -> (x0, y0, x1, y1) pixel box around the knob.
+    """
+
+    centre: np.ndarray
+    radius_mm: float
+    axis: np.ndarray | None = None
+    image_regions: Mapping[str, tuple[float, float, float, float]] = field(default_factory=dict)
+
+    def __post_init__(self):
+        centre = np.asarray(self.centre, dtype=np.float64).reshape(-1)
+        if centre.shape != (3,) or not np.isfinite(centre).all():
+            raise ValueError(f"Knob centre must be 3 finite numbers (mm), got {self.centre}")
+        if not (np.isfinite(self.radius_mm) and self.radius_mm >= 0):
+            raise ValueError(f"Knob radius_mm must be finite and >= 0, got {self.radius_mm}")
+        object.__setattr__(self, "centre", centre)
+        object.__setattr__(self, "radius_mm", float(self.radius_mm))
+        if self.axis is not None:
+            axis = np.asarray(self.axis, dtype=np.float64).reshape(-1)
+            norm = np.linalg.norm(axis) if axis.shape == (3,) else np.nan
+            if not norm > 0:
+                raise ValueError(f"Knob axis must be a non-zero 3-vector, got {self.axis}")
+            object.__setattr__(self, "axis", axis / norm)
+        regions = {str(k): tuple(float(v) for v in box) for k, box in dict(self.image_regions).items()}
+        for name, box in regions.items():
+            if len(box) != 4 or not (box[0] < box[2] and box[1] < box[3]):
+                raise ValueError(f"Knob image_regions[{name!r}] must be (x0, y0, x1, y1) with x0<x1, y0<y1, got {box}")
+        object.__setattr__(self, "image_regions", regions)
+
+    def distance(self, points) -> np.ndarray:
+        """Distance (mm) from points (..., 3) to the knob, taken as a ball of ``radius_mm`` about
+        ``centre`` (its extent along the axis is unknown): 0 on or inside it; NaN stays NaN."""
+        offset = np.asarray(points, dtype=np.float64) - self.centre
+        return np.maximum(np.linalg.norm(offset, axis=-1) - self.radius_mm, 0.0)
+
+    def _plane(self) -> tuple[np.ndarray, np.ndarray]:
+        if self.axis is None:
+            raise ValueError("this Knob has no axis; rotation about it needs one (from_keypoint gives one)")
+        return plane_basis(self.axis, reference=np.eye(3)[np.argmin(np.abs(self.axis))])
+
+    def rotation_angle(self, vectors) -> np.ndarray:
+        """Angle (deg) of vectors (..., 3) about the knob axis (counter-clockwise seen from its tip)."""
+        e1, e2 = self._plane()
+        vectors = np.asarray(vectors, dtype=np.float64)
+        return np.degrees(np.arctan2(vectors @ e2, vectors @ e1))
+
+    def rim_points(self, n: int = 64) -> np.ndarray:
+        """n points (n, 3) on the knob's rim circle (needs an axis)."""
+        e1, e2 = self._plane()
+        phi = np.linspace(0.0, 2 * np.pi, n, endpoint=False)
+        return self.centre + self.radius_mm * (np.cos(phi)[:, None] * e1 + np.sin(phi)[:, None] * e2)
+
+    def with_image_regions(self, rig: Rig, margin_px: float = 20.0) -> Knob:
+        """A copy whose image_regions are the projected rim's bounding box (+ margin) in every camera."""
+        rim = self.rim_points() if self.axis is not None else self.centre + self.radius_mm * np.vstack([np.eye(3), -np.eye(3)])
+        regions = {}
+        for cam, pixels in zip(rig, rig.project(rim)):
+            lo, hi = pixels.min(axis=0) - margin_px, pixels.max(axis=0) + margin_px
+            regions[cam.name] = (float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1]))
+        return Knob(self.centre, self.radius_mm, self.axis, regions)
+
+    @classmethod
+    def from_keypoint(cls, points3d, min_arc_mm: float = 1.0, max_iterations: int = 10) -> Knob:
+        """Fit the knob from a rim keypoint's trajectory (n, 3) mm (NaN rows ignored): plane + circle.
+
+        The plane's normal becomes the axis (sign: largest component positive). Outliers (tracking
+        errors) are trimmed iteratively: points further than 3 robust SDs (1.4826 MAD) from the fitted
+        circle are dropped and the fit repeated. The marker must sweep an arc: ValueError if it spans
+        less than ``min_arc_mm`` in either in-plane direction.
+        """
+        points = np.asarray(points3d, dtype=np.float64)
+        if points.ndim != 2 or points.shape[1] != 3:
+            raise ValueError(f"knob keypoint trajectory must have shape (n, 3), got {points.shape}")
+        points = points[np.isfinite(points).all(axis=1)]
+        inliers = np.ones(len(points), dtype=bool)
+        for _ in range(max_iterations):
+            if inliers.sum() < MIN_FIT_POINTS:
+                raise ValueError(f"knob keypoint has {inliers.sum()} usable positions; need >= {MIN_FIT_POINTS} to fit a circle")
+            centre, radius, axis = _fit_circle(points[inliers], min_arc_mm)
+            offset = points - centre
+            along = offset @ axis
+            residual = np.hypot(np.linalg.norm(offset - along[:, None] * axis, axis=1) - radius, along)
+            spread = 1.4826 * np.median(residual[inliers])
+            keep = residual <= max(3.0 * spread, 1e-9 * max(radius, 1.0))
+            if (keep == inliers).all():
+                break
+            inliers = keep
+        return cls(centre, radius, axis)
+
+    def to_dict(self) -> dict:
+        """Plain-python representation (lists), for JSON/TOML/database storage."""
+        return {"centre": self.centre.tolist(), "radius_mm": self.radius_mm,
+                "axis": None if self.axis is None else self.axis.tolist(),
+                "image_regions": {k: list(v) for k, v in self.image_regions.items()}}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Knob:
+        """Inverse of to_dict."""
+        return cls(d["centre"], d["radius_mm"], d.get("axis"), d.get("image_regions") or {})
+
+
+@dataclass(frozen=True)
+class ValidationThresholds:
+    """Pass/fail limits of validate_against_knob."""
+
+    min_sensitivity: float = 0.8
+    min_precision: float = 0.8
+    min_tracked_fraction: float = 0.5
+    min_arrival_fraction: float = 0.8
+    max_abs_median_latency_s: float = 0.05
+    min_abs_rotation_corr: float = 0.8
+
+
+@dataclass(frozen=True)
+class RotationAgreement:
+    """How a tracked angle follows the knob angle during turns (per-turn means removed).
+
+    ``corr`` is Pearson's r (its sign depends on the axis/angle conventions), ``gain`` the slope of
+    tracked vs knob angle, ``n_frames`` the frames used.
+    """
+
+    corr: float
+    gain: float
+    n_frames: int
+
+
+@dataclass(frozen=True)
+class KnobValidationResult:
+    """Outcome of validate_against_knob; ``summary()`` gives the scalars for storage."""
+
+    sensitivity: float
+    precision: float
+    tracked_fraction: float
+    latencies_s: np.ndarray
+    arrival_fraction: float
+    latency_median_s: float
+    latency_iqr_s: float
+    digit_rotation: RotationAgreement | None
+    marker_rotation: RotationAgreement | None
+    failed_checks: tuple[str, ...]
+    times_s: np.ndarray
+    distance_mm: np.ndarray
+    touch_intervals: np.ndarray
+    distance_threshold_mm: float
+
+    @property
+    def passed(self) -> bool:
+        return not self.failed_checks
+
+    def summary(self) -> dict:
+        """Scalar results (NaN where not computed) plus passed and the failed checks."""
+        out = {name: float(getattr(self, name)) for name in
+               ("sensitivity", "precision", "tracked_fraction", "arrival_fraction", "latency_median_s", "latency_iqr_s")}
+        for name in ("digit_rotation", "marker_rotation"):
+            rotation = getattr(self, name)
+            out[f"{name}_corr"] = np.nan if rotation is None else float(rotation.corr)
+            out[f"{name}_gain"] = np.nan if rotation is None else float(rotation.gain)
+        out.update(n_touches=len(self.touch_intervals), passed=self.passed, failed_checks=list(self.failed_checks))
+        return out
+
+
+def _fit_circle(points: np.ndarray, min_arc_mm: float) -> tuple[np.ndarray, float, np.ndarray]:
+    """Least-squares plane (SVD) then circle (algebraic, refined geometrically) -> centre, radius, axis."""
+    mean = points.mean(axis=0)
+    _, _, vt = np.linalg.svd(points - mean, full_matrices=False)
+    axis = vt[2] * np.sign(vt[2][np.argmax(np.abs(vt[2]))])
+    e1, e2 = plane_basis(axis, reference=vt[0])
+    uv = np.stack([(points - mean) @ e1, (points - mean) @ e2], axis=1)
+    extent = np.ptp(uv, axis=0)
+    if extent.min() < min_arc_mm:
+        raise ValueError(f"knob keypoint sweeps only {extent.round(2).tolist()} mm in its plane (< {min_arc_mm} mm): "
+                         "it did not move along an arc, so no circle can be fitted")
+    design = np.column_stack([2 * uv, np.ones(len(uv))])
+    (a, b, c), *_ = np.linalg.lstsq(design, (uv ** 2).sum(axis=1), rcond=None)
+    start = np.array([a, b, np.sqrt(max(c + a * a + b * b, 0.0))])
+    u0, v0, radius = least_squares(lambda p: np.hypot(*(uv - p[:2]).T) - p[2], start).x
+    return mean + u0 * e1 + v0 * e2, float(abs(radius)), axis
+
+
+def _show(value: float, digits: int = 3) -> str:
+    return "undefined" if np.isnan(value) else f"{value:.{digits}f}"
+
+
+def _fraction(flags: np.ndarray) -> float:
+    return float(flags.mean()) if flags.size else np.nan
+
+
+def rotation_agreement(times_s, vectors, knob: Knob, windows, angle_times, angle_deg) -> RotationAgreement:
+    """Compare the angle of ``vectors`` (n, 3) about the knob axis with the knob angle inside ``windows``.
+
+    ``windows`` are (n, 2) turn intervals (rows with NaN are skipped). Each window's mean is removed
+    from both angles (the grip orientation is arbitrary), then r and the gain are pooled.
+    """
+    windows = np.asarray(windows, dtype=np.float64).reshape(-1, 2)
+    windows = as_intervals(windows[np.isfinite(windows).all(axis=1)], "turn windows")
+    tracked = knob.rotation_angle(vectors)
+    trial = interval_index(times_s, windows)
+    keep = (trial >= 0) & np.isfinite(tracked)
+    finite_angle = np.isfinite(angle_deg)
+    if keep.sum() < 3 or finite_angle.sum() < 2:
+        return RotationAgreement(np.nan, np.nan, int(keep.sum()))
+    trial = trial[keep]
+    knob_angle = np.interp(times_s[keep], angle_times[finite_angle], angle_deg[finite_angle])
+    # Unwrapping across windows only adds a constant per window, which the per-window centring removes.
+    tracked = np.unwrap(tracked[keep], period=360.0)
+    counts = np.bincount(trial, minlength=len(windows)).astype(float)
+    centred = [x - (np.bincount(trial, x, len(windows)) / np.maximum(counts, 1))[trial] for x in (knob_angle, tracked)]
+    knob_centred, tracked_centred = centred
+    spread = np.sqrt((knob_centred ** 2).sum() * (tracked_centred ** 2).sum())
+    if not spread > 0:
+        return RotationAgreement(np.nan, np.nan, int(keep.sum()))
+    cross = float((knob_centred * tracked_centred).sum())
+    return RotationAgreement(cross / spread, cross / float((knob_centred ** 2).sum()), int(keep.sum()))
+
+
+def validate_against_knob(times_s, paw_xyz, knob: Knob, touch_intervals, angle_times, angle_deg,
+                          digit_xyz=None, *, knob_marker_xyz=None, distance_mm: float = 5.0,
+                          edge_tolerance_s: float = 0.02, lookback_s: float = 1.0,
+                          turn_threshold_deg: float = 2.0, max_gap_s: float | None = None,
+                          thresholds: ValidationThresholds = ValidationThresholds()) -> KnobValidationResult:
+    """Check 3D pose against the knob sensor; every input is on the neural clock.
+
+    - sensitivity: fraction of tracked frames during touches with the paw within ``distance_mm``
+      of the knob; precision: fraction of tracked paw-at-knob frames that fall in a touch. Frames
+      within ``edge_tolerance_s`` of a touch on/off are ignored (sensor vs contact timing).
+    - latency: paw arrival (kinematics.paw_arrivals) minus touch onset, per touch; median and IQR.
+    - rotation: during knob turns, the angle about the knob axis of (digit - paw) and/or of
+      (knob marker - knob centre) must correlate with the knob angle (|r|; needs ``knob.axis``).
+    A check whose metric is undefined (e.g. no tracked frames) fails.
+    """
+    times_s = as_times(times_s, "times_s")
+    touch_intervals = as_intervals(touch_intervals)
+    angle_times = as_times(angle_times, "angle_times")
+    angle_deg = np.asarray(angle_deg, dtype=np.float64)
+    if angle_deg.shape != angle_times.shape:
+        raise ValueError(f"angle_deg must have shape {angle_times.shape}, got {angle_deg.shape}")
+    tracks = {"paw_xyz": paw_xyz, "digit_xyz": digit_xyz, "knob_marker_xyz": knob_marker_xyz}
+    for name, track in tracks.items():
+        if track is not None and np.shape(track) != (times_s.size, 3):
+            raise ValueError(f"{name} must have shape ({times_s.size}, 3), got {np.shape(track)}")
+    paw_xyz = np.asarray(paw_xyz, dtype=np.float64)
+    if edge_tolerance_s < 0:
+        raise ValueError(f"edge_tolerance_s must be >= 0, got {edge_tolerance_s}")
+
+    distance = knob.distance(paw_xyz)
+    tracked = np.isfinite(distance)
+    near = distance <= distance_mm
+    in_touch = interval_index(times_s, touch_intervals) >= 0
+    edges = np.sort(touch_intervals.ravel())
+    nearest_edge = np.full(times_s.shape, np.inf)
+    if edges.size:
+        k = np.searchsorted(edges, times_s)
+        nearest_edge = np.minimum(np.abs(times_s - edges[np.clip(k - 1, 0, None)]),
+                                  np.abs(edges[np.clip(k, None, edges.size - 1)] - times_s))
+    scored = tracked & (nearest_edge >= edge_tolerance_s)
+    sensitivity = _fraction(near[scored & in_touch])
+    precision = _fraction(in_touch[scored & near])
+    tracked_fraction = _fraction(tracked[in_touch])
+
+    arrivals = paw_arrivals(times_s, distance, touch_intervals, distance_mm, lookback_s, max_gap_s)
+    latencies = arrivals - touch_intervals[:, 0]
+    found = latencies[np.isfinite(latencies)]
+    arrival_fraction = found.size / len(latencies) if len(latencies) else np.nan
+    q25, median, q75 = np.percentile(found, [25, 50, 75]) if found.size else (np.nan,) * 3
+
+    rotations = {}
+    if digit_xyz is not None or knob_marker_xyz is not None:
+        turns = turn_intervals(angle_times, angle_deg, touch_intervals, turn_threshold_deg)
+        if digit_xyz is not None:
+            rotations["digit"] = rotation_agreement(times_s, np.asarray(digit_xyz, float) - paw_xyz, knob, turns, angle_times, angle_deg)
+        if knob_marker_xyz is not None:
+            rotations["marker"] = rotation_agreement(times_s, np.asarray(knob_marker_xyz, float) - knob.centre, knob, turns, angle_times, angle_deg)
+
+    t = thresholds
+    checks = [
+        (sensitivity >= t.min_sensitivity, f"sensitivity {_show(sensitivity)} < {t.min_sensitivity}"),
+        (precision >= t.min_precision, f"precision {_show(precision)} < {t.min_precision}"),
+        (tracked_fraction >= t.min_tracked_fraction,
+         f"tracked fraction during touches {_show(tracked_fraction)} < {t.min_tracked_fraction}"),
+        (arrival_fraction >= t.min_arrival_fraction,
+         f"paw arrival found for {_show(arrival_fraction)} of touches < {t.min_arrival_fraction}"),
+        (abs(median) <= t.max_abs_median_latency_s,
+         f"|median arrival latency| {_show(median, 4)} s > {t.max_abs_median_latency_s} s"),
+    ]
+    for name, rotation in rotations.items():
+        checks.append((abs(rotation.corr) >= t.min_abs_rotation_corr,
+                       f"{name} rotation |r| {_show(rotation.corr)} < {t.min_abs_rotation_corr} ({rotation.n_frames} frames)"))
+    return KnobValidationResult(
+        sensitivity=sensitivity, precision=precision, tracked_fraction=tracked_fraction,
+        latencies_s=latencies, arrival_fraction=arrival_fraction, latency_median_s=float(median),
+        latency_iqr_s=float(q75 - q25), digit_rotation=rotations.get("digit"),
+        marker_rotation=rotations.get("marker"),
+        failed_checks=tuple(message for ok, message in checks if not ok),
+        times_s=times_s, distance_mm=distance, touch_intervals=touch_intervals,
+        distance_threshold_mm=float(distance_mm))
+
+
+def plot_knob_validation(result: KnobValidationResult, path, time_range: tuple[float, float] | None = None,
+                         title: str | None = None) -> Path:
+    """Plot paw-to-knob distance with touch intervals shaded and arrivals marked; save to ``path``."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    times, distance = result.times_s, result.distance_mm
+    intervals, arrivals = result.touch_intervals, result.touch_intervals[:, 0] + result.latencies_s
+    if time_range is not None:
+        lo, hi = time_range
+        if not lo < hi:
+            raise ValueError(f"time_range must be (start, end) with start < end, got {time_range}")
+        shown = (times >= lo) & (times <= hi)
+        times, distance = times[shown], distance[shown]
+        intervals = intervals[(intervals[:, 1] >= lo) & (intervals[:, 0] <= hi)]
+        arrivals = arrivals[(arrivals >= lo) & (arrivals <= hi)]
+    figure = Figure(figsize=(12, 4), layout="constrained")
+    FigureCanvasAgg(figure)
+    ax = figure.add_subplot()
+    for k, (on, off) in enumerate(intervals):
+        ax.axvspan(on, off, color="tab:orange", alpha=0.3, lw=0, label="touch" if k == 0 else None)
+    ax.plot(times, distance, color="k", lw=0.8, label="paw to knob")
+    ax.axhline(result.distance_threshold_mm, color="tab:blue", ls="--", lw=1, label="threshold")
+    arrivals = arrivals[np.isfinite(arrivals)]
+    ax.plot(arrivals, np.full(arrivals.shape, result.distance_threshold_mm), "v", color="tab:red", label="arrival")
+    ax.set_xlabel("time (s, neural clock)")
+    ax.set_ylabel("distance (mm)")
+    verdict = "passed" if result.passed else "FAILED: " + "; ".join(result.failed_checks)
+    ax.set_title(f"{title + ': ' if title else ''}sensitivity {result.sensitivity:.2f}, precision {result.precision:.2f}, "
+                 f"median latency {1e3 * result.latency_median_s:.1f} ms, {verdict}", fontsize=9)
+    ax.legend(loc="upper right", fontsize=8)
+    path = Path(path)
+    figure.savefig(path, dpi=100)
+    return path

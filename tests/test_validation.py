@@ -1,0 +1,195 @@
+"""ratpose.validation: knob fit and pose-vs-knob checks against known trajectories."""
+import numpy as np
+import pytest
+from scipy.optimize import brentq
+from scipy.spatial.transform import Rotation
+from test_kinematics import ReachTrials, frame_times, minimum_jerk
+
+from ratpose.validation import (
+    Knob,
+    ValidationThresholds,
+    plot_knob_validation,
+    validate_against_knob,
+)
+
+CONTACT_MM = 2.0  # the touch sensor fires when the paw comes this close to the knob
+
+
+class SensedTrials(ReachTrials):
+    """ReachTrials whose touch log is the true contact (paw within CONTACT_MM), with a digit on the paw
+    that rotates with the knob about its axis (z)."""
+
+    digit_length_mm = 8.0
+
+    def __init__(self, n_trials=8, seed=0):
+        super().__init__(n_trials=n_trials)
+        reach_mm = np.linalg.norm(self.rest - self.rim)
+        contact_tau = brentq(lambda x: minimum_jerk(x) - (1 - CONTACT_MM / reach_mm), 0, 1)
+        self.contact_intervals = np.column_stack([self.reach_starts + contact_tau * self.reach_s,
+                                                  self.touch_off + (1 - contact_tau) * self.reach_s])
+        self.grip_deg = np.random.default_rng(seed).uniform(0, 360, n_trials)
+
+    def digit(self, t):
+        k = np.clip(np.searchsorted(self.reach_starts, t, side="right") - 1, 0, None)
+        phi = np.radians(self.grip_deg[k] + self.angle(t))
+        return self.paw(t) + self.digit_length_mm * np.column_stack([np.cos(phi), np.sin(phi), np.zeros_like(phi)])
+
+
+@pytest.fixture(scope="module")
+def session():
+    trials = SensedTrials()
+    t = frame_times(trials.duration_s, seed=11, drop_fraction=0.005)
+    angle_t = np.arange(0.0, trials.duration_s, 1e-3)
+    rng = np.random.default_rng(12)
+    noise = lambda: rng.normal(0.0, 0.3, (t.size, 3))  # DLC + triangulation noise, mm
+    return {"trials": trials, "t": t, "paw": trials.paw(t) + noise(), "digit": trials.digit(t) + noise(),
+            "angle_t": angle_t, "angle": trials.angle(angle_t)}
+
+
+def validate(s, paw=None, intervals=None, digit=None, **kwargs):
+    trials = s["trials"]
+    return validate_against_knob(s["t"], s["paw"] if paw is None else paw, trials.knob,
+                                 trials.contact_intervals if intervals is None else intervals,
+                                 s["angle_t"], s["angle"], s["digit"] if digit is None else digit,
+                                 distance_mm=CONTACT_MM, **kwargs)
+
+
+def test_correct_pose_passes_with_near_perfect_scores(session):
+    result = validate(session)
+    assert result.passed, result.failed_checks
+    # Frames within 20 ms of touch edges are ignored; elsewhere the paw is 0 mm (touch) or > 10 mm away,
+    # far beyond the 0.3 mm noise, so every scored frame agrees with the sensor.
+    assert result.sensitivity == 1.0 and result.precision == 1.0 and result.tracked_fraction == 1.0
+    assert result.arrival_fraction == 1.0
+    # Arrival = noisy position crossing CONTACT_MM; at ~50 mm/s near contact, 0.3 mm noise is ~6 ms of
+    # timing jitter, whose median over 8 touches stays within 4 ms.
+    assert abs(result.latency_median_s) < 4e-3 and result.latency_iqr_s < 8e-3
+    # The digit-paw vector turns with the knob (gain 1). Noise of 0.3 mm on each end of an 8 mm vector
+    # is 3.0 deg of angle noise vs a 16 deg SD of the knob angle over a turn (56 deg ramp / sqrt(12)):
+    # expected r = 16 / hypot(16, 3) = 0.983.
+    assert result.digit_rotation.corr > 0.97 and abs(result.digit_rotation.gain - 1) < 0.05
+    summary = result.summary()
+    assert summary["passed"] is True and summary["n_touches"] == 8 and summary["digit_rotation_corr"] > 0.97
+
+
+def test_depth_offset_of_8_mm_fails(session):
+    shifted = session["paw"] + np.array([8.0, 0.0, 0.0])  # a broken calibration: paw 8 mm too far
+    result = validate(session, paw=shifted, digit=session["digit"] + np.array([8.0, 0.0, 0.0]))
+    assert not result.passed
+    assert result.sensitivity < 0.01 and result.arrival_fraction == 0.0
+    assert any(check.startswith("sensitivity") for check in result.failed_checks)
+    assert any(check.startswith("paw arrival") for check in result.failed_checks)
+    # A pure translation leaves the digit-paw rotation intact: that check alone cannot see it.
+    assert result.digit_rotation.corr > 0.97
+
+
+def test_touch_log_delay_recovered_as_latency(session):
+    trials = session["trials"]
+    delayed = validate(session, intervals=trials.contact_intervals + 0.030)
+    np.testing.assert_allclose(delayed.latency_median_s, -0.030, atol=4e-3)
+    assert delayed.passed
+    late = validate(session, intervals=trials.contact_intervals + 0.080)
+    assert any("latency" in check for check in late.failed_checks)
+    lenient = validate(session, intervals=trials.contact_intervals + 0.080,
+                       thresholds=ValidationThresholds(max_abs_median_latency_s=0.1))
+    assert not any("latency" in check for check in lenient.failed_checks)
+
+
+def test_digit_not_turning_fails_rotation(session):
+    trials = session["trials"]
+    still = session["paw"] + np.array([0.0, 8.0, 0.0]) + np.random.default_rng(3).normal(0, 0.3, session["paw"].shape)
+    result = validate(session, digit=still)
+    assert abs(result.digit_rotation.corr) < 0.3
+    expected = f"digit rotation |r| {result.digit_rotation.corr:.3f} < 0.8 ({result.digit_rotation.n_frames} frames)"
+    assert result.failed_checks == (expected,)
+    # A knob marker on the rim turns with the knob exactly (rotation about +z is positive: r = +1).
+    marker_t = session["t"]
+    marker_deg = 20.0 + np.interp(marker_t, session["angle_t"], session["angle"])
+    marker = trials.knob.radius_mm * np.column_stack([np.cos(np.radians(marker_deg)), np.sin(np.radians(marker_deg)),
+                                                      np.zeros_like(marker_t)])
+    with_marker = validate(session, knob_marker_xyz=marker)
+    assert with_marker.marker_rotation.corr > 0.9999 and abs(with_marker.marker_rotation.gain - 1) < 1e-3
+
+
+def test_knob_from_keypoint_recovers_circle_with_outliers():
+    rng = np.random.default_rng(4)
+    axis = Rotation.from_euler("xyz", [25, -40, 10], degrees=True).apply([0.0, 0.0, 1.0])
+    truth = Knob(centre=[5.0, -12.0, 150.0], radius_mm=9.0, axis=axis)
+    e1 = np.cross(axis, [1.0, 0, 0])
+    e1 /= np.linalg.norm(e1)
+    e2 = np.cross(axis, e1)
+    phi = np.radians(rng.uniform(0, 60, 600))  # a 60 deg arc: the knob turns 0..60 deg
+    marker = truth.centre + truth.radius_mm * (np.cos(phi)[:, None] * e1 + np.sin(phi)[:, None] * e2)
+    marker += rng.normal(0, 0.2, marker.shape)
+    marker[::25] += rng.normal(0, 15.0, (24, 3))  # 4 % wild DLC errors
+    marker[::40] = np.nan
+    fitted = Knob.from_keypoint(marker)
+    # 0.2 mm noise on a 9.4 mm chord with ~560 points: centre and radius to a few tenths of a mm.
+    assert np.linalg.norm(fitted.centre - truth.centre) < 0.5
+    assert abs(fitted.radius_mm - truth.radius_mm) < 0.3
+    assert np.degrees(np.arccos(abs(fitted.axis @ axis))) < 3.0
+    assert Knob.from_dict(fitted.to_dict()).radius_mm == fitted.radius_mm
+
+
+def test_knob_rejects_bad_input():
+    with pytest.raises(ValueError, match="did not move along an arc"):
+        Knob.from_keypoint(np.tile([1.0, 2.0, 3.0], (50, 1)) + np.random.default_rng(0).normal(0, 0.01, (50, 3)))
+    with pytest.raises(ValueError, match="need >= 5"):
+        Knob.from_keypoint(np.full((50, 3), np.nan))
+    with pytest.raises(ValueError, match="centre"):
+        Knob(centre=[0, 0], radius_mm=5)
+    with pytest.raises(ValueError, match="no axis"):
+        Knob(centre=[0, 0, 0], radius_mm=5).rotation_angle(np.ones(3))
+    np.testing.assert_allclose(Knob([0, 0, 0], 5.0).distance([[0, 0, 8.0], [1, 0, 0], [np.nan] * 3]), [3.0, 0.0, np.nan])
+
+
+def test_validate_rejects_mismatched_shapes(session):
+    with pytest.raises(ValueError, match="digit_xyz must have shape"):
+        validate(session, digit=session["digit"][:-1])
+
+
+def test_image_regions_contain_the_projected_knob():
+    from ratpose.rig import Camera, Rig
+    K = [[1000.0, 0, 720], [0, 1000.0, 540], [0, 0, 1]]
+    rig = Rig((Camera("cam0", (1440, 1080), K), Camera("cam1", (1440, 1080), K, t=[-50.0, 0, 0])))
+    knob = Knob(centre=[0.0, 0.0, 150.0], radius_mm=10.0, axis=[0, 0, 1]).with_image_regions(rig, margin_px=5)
+    # A 10 mm radius at 150 mm depth and f = 1000 px spans 66.7 px each way from the projected centre.
+    np.testing.assert_allclose(knob.image_regions["cam0"], [720 - 71.67, 540 - 71.67, 720 + 71.67, 540 + 71.67], atol=0.1)
+    assert knob.image_regions["cam1"][0] == pytest.approx(720 - 333.33 - 71.67, abs=0.1)
+
+
+def test_plot_writes_png(session, tmp_path):
+    result = validate(session, paw=session["paw"] + np.array([8.0, 0.0, 0.0]))
+    path = plot_knob_validation(result, tmp_path / "knob.png", time_range=(0.0, 5.0), title="offset")
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+
+
+def test_on_simulated_scene():
+    sim = pytest.importorskip("ratpose.sim.scene")
+    neural = pytest.importorskip("ratpose.sim.neural")
+    R = Rotation.from_euler("xyz", [100, 10, -20], degrees=True).as_matrix()
+    scene = sim.make_scene(0.0, 40.0, seed=3, lab_to_world_R=R, lab_to_world_t=[10.0, -5.0, 160.0])
+    t = frame_times(40.0, seed=5, drop_fraction=0.002)
+    keypoints = scene.keypoints(t)
+    touches = scene.touch_intervals(0.0, 40.0)
+    touches = touches[np.isfinite(touches).all(axis=1)]
+    keep = t < touches[-1, 1] + 0.2  # leave out a touch still going on at the end (no touch_off)
+    t, keypoints = t[keep], keypoints[keep]
+    part = {name: keypoints[:, i] for i, name in enumerate(sim.BODYPARTS)}
+    angle_t, angle = neural.knob_angle_log(scene, 0.0, 40.0)
+    fitted = Knob.from_keypoint(part["knob_marker"])
+    # The marker sweeps 30-70 deg arcs of the 10 mm rim exactly: the fit is exact to ~1e-6 mm.
+    np.testing.assert_allclose(fitted.centre, scene.knob_center, atol=1e-3)
+    assert abs(fitted.radius_mm - scene.knob_radius_mm) < 1e-3 and abs(fitted.axis @ scene.knob_axis) > 1 - 1e-6
+    knob = Knob(scene.knob_center, scene.knob_radius_mm, scene.knob_axis)
+    result = validate_against_knob(t, part["paw"], knob, touches, angle_t, angle, part["digit1"],
+                                   knob_marker_xyz=part["knob_marker"], distance_mm=scene.touch_margin_mm)
+    assert result.passed, result.failed_checks
+    assert result.sensitivity == 1.0 and result.precision == 1.0
+    # Touch = paw within 13 mm of the knob centre = distance_mm from the ball: arrival is the same
+    # crossing, interpolated between 226 fps frames (< 0.5 ms error) vs the sim's 1 ms grid.
+    assert abs(result.latency_median_s) < 1e-3
+    # Hand and knob roll together about the knob axis; the angle log is quantised to 0.09 deg.
+    assert abs(result.digit_rotation.corr) > 0.999 and abs(abs(result.digit_rotation.gain) - 1) < 0.01
+    assert abs(result.marker_rotation.corr) > 0.999
