@@ -12,6 +12,9 @@ import cv2
 import numpy as np
 
 
+UNDISTORT_CRITERIA = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 30, 1e-12)
+
+
 @dataclass(frozen=True)
 class Camera:
     """One calibrated camera: name, image size (width, height), intrinsics and pose."""
@@ -57,14 +60,20 @@ class Camera:
         return out.reshape(pts.shape[:-1] + (2,))
 
     def undistort(self, points2d: np.ndarray) -> np.ndarray:
-        """Pixel points (..., 2) to undistorted normalised image coordinates (..., 2)."""
+        """Pixel points (..., 2) to undistorted normalised image coordinates (..., 2); NaN stays NaN.
+
+        Iterates the distortion inversion to convergence (OpenCV's default 5 iterations leave up to
+        ~0.1 px near the corners of strongly distorted images).
+        """
         pts = np.asarray(points2d, dtype=np.float64)
         flat = pts.reshape(-1, 2)
-        out = np.full_like(flat, np.nan)
         ok = np.isfinite(flat).all(axis=1)
+        everything = bool(ok.all())
+        out = np.empty_like(flat) if everything else np.full_like(flat, np.nan)
         if ok.any():
-            und = cv2.undistortPoints(flat[ok].reshape(-1, 1, 2), self.K, self.dist)
-            out[ok] = und.reshape(-1, 2)
+            src = flat if everything else flat[ok]
+            und = cv2.undistortPoints(src.reshape(-1, 1, 2), self.K, self.dist, criteria=UNDISTORT_CRITERIA)
+            out[ok if not everything else slice(None)] = und.reshape(-1, 2)
         return out.reshape(pts.shape)
 
     def to_dict(self) -> dict:

@@ -34,12 +34,17 @@ def db(tmp_path_factory):
 MANUAL_ROOTS = ("Subject", "Camera", "CalibrationRecording", "TrainingSet")
 
 
-@pytest.fixture
-def clean_db(db):
-    """The database with every row removed (deleting the manual roots cascades to the rest)."""
-    for module in db.values():
+def wipe(modules) -> None:
+    """Remove every row (deleting the manual roots cascades to everything computed from them)."""
+    for module in modules.values():
         for name in MANUAL_ROOTS:
             table = getattr(module, name, None)
             if table is not None and len(table()):
-                table.delete(prompt=False)
+                table.delete(prompt=False, part_integrity="cascade")
+
+
+@pytest.fixture
+def clean_db(db):
+    """The database with every row removed."""
+    wipe(db)
     return db

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
-import tomllib
+from .._toml import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 

@@ -11,7 +11,7 @@ from types import ModuleType
 from .. import db
 
 # stage -> module, in dependency order
-MODULES = {"raw": "raw", "sync": "sync"}
+MODULES = {"raw": "raw", "sync": "sync", "calib": "calibration", "pose": "pose", "analysis": "analysis"}
 
 
 def activate(db_prefix: str | None = None) -> dict[str, ModuleType]:

@@ -1,0 +1,493 @@
+"""Synchronised multi-camera recorder writing a session folder (docs/session-format.md).
+
+Per camera: a capture thread pulls frames from the backend into a bounded queue; a processing thread
+matches frames to trigger pulses (when the ring buffer is on), feeds the ring and writes kept frames to
+the video and ``<cam>.frames.csv`` as they go. The trigger callback logs every pulse to trigger.csv.
+Ctrl-C, a camera failure or a full disk stop the recording cleanly: files are closed, metadata flushed,
+the folder stays valid and the problem is returned (and logged).
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import errno
+import logging
+import math
+import queue
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import tomli_w
+
+from ratpose.acquisition.backends import (AcquisitionError, CameraBackend, CameraError, CameraSettings,
+                                          FrameTimeout, TriggerBackend)
+from ratpose.acquisition.config import RigConfig, SimulatedCameraClock, StorageSettings, load_rig_config
+from ratpose.acquisition.events import EventSource, ManualKeySource
+from ratpose.acquisition.pulse_matcher import OnlinePulseMatcher, PulseLog
+from ratpose.acquisition.ring_buffer import EventWindows, FrameRing, MotionEnergy, RingSegmenter
+from ratpose.acquisition.writers import VideoWriter, count_video_frames
+
+log = logging.getLogger(__name__)
+
+KNOB_KINDS = ("touch_on", "touch_off")
+FLUSH_EVERY_S = 0.5
+# writer_factory(path, width, height, fps, storage) -> object with write(image), close(), n_frames
+WriterFactory = Callable[[Path, int, int, float, StorageSettings], object]
+
+
+def default_writer(path: Path, width: int, height: int, fps: float, storage: StorageSettings) -> VideoWriter:
+    return VideoWriter(path, width, height, fps, codec=storage.codec, crf=storage.crf, preset=storage.preset,
+                       threads=storage.threads)
+
+
+@dataclass
+class CameraReport:
+    """What happened to one camera's frames."""
+
+    name: str
+    delivered: int = 0
+    written: int = 0
+    ring_dropped: int = 0
+    transfer_lost: int = 0
+    incomplete: int = 0
+    queue_dropped: int = 0
+    max_match_residual_us: float = 0.0
+
+
+@dataclass
+class RecordingResult:
+    """Outcome of a recording: status is completed | interrupted | camera_error | disk_full | write_error |
+    trigger_error | error; ``message`` explains anything but 'completed'."""
+
+    session_dir: Path
+    status: str
+    message: str
+    n_pulses: int
+    cameras: dict[str, CameraReport]
+    segments: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
+    events: list = field(default_factory=list)
+    wall_s: float = 0.0
+    recording_s: float = 0.0  # from the trigger start until every file was closed
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("completed", "interrupted")
+
+
+def build_simulated_backends(cfg: RigConfig, *, content=None, block_when_full: bool | None = None,
+                             duration_s: float | None = None):
+    """Simulated cameras and trigger for a rig config: (cameras, trigger).
+
+    Cameras wait for buffer space (lose nothing extra) unless the simulation runs in real time, where a
+    full buffer drops frames like the hardware. ``content(pulse_index, time_s, camera)`` makes images.
+    """
+    if block_when_full is None:
+        block_when_full = not cfg.simulation.realtime
+    from ratpose.acquisition.simulated import SimulatedCamera, SimulatedTrigger
+    from ratpose.sim.clocks import CameraClockConfig
+
+    sim = cfg.simulation
+    cameras = []
+    for cam in cfg.cameras:
+        clock = dataclasses.asdict(sim.cameras.get(cam.name, SimulatedCameraClock()))
+        cameras.append(SimulatedCamera(CameraClockConfig(name=cam.name, role=cam.role, **clock), content,
+                                       block_when_full=block_when_full))
+    n_pulses = max(1, round((duration_s or sim.duration_s) * cfg.trigger.rate_hz))
+    trigger = SimulatedTrigger(cfg.trigger.rate_hz, n_pulses, cameras, start_tick_us=sim.start_tick_us,
+                               jitter_us=sim.jitter_us, realtime=sim.realtime, seed=sim.seed)
+    return cameras, trigger
+
+
+def build_hardware_backends(cfg: RigConfig):
+    """PySpin cameras (by serial) and the pigpio trigger for a rig config: (cameras, trigger)."""
+    from ratpose.acquisition.pigpio_trigger import PigpioTrigger
+    from ratpose.acquisition.pyspin_camera import PySpinCamera
+
+    return [PySpinCamera(c.serial, c.name) for c in cfg.cameras], PigpioTrigger(cfg.trigger)
+
+
+class _CsvLog:
+    """Append-only CSV written as rows arrive, flushed periodically."""
+
+    def __init__(self, path: Path, header: str):
+        self.path = path
+        self._file = open(path, "w", newline="")
+        self._file.write(header + "\n")
+        self._lock = threading.Lock()
+        self._last_flush = time.monotonic()
+
+    def write(self, line: str) -> None:
+        with self._lock:
+            self._file.write(line + "\n")
+            now = time.monotonic()
+            if now - self._last_flush > FLUSH_EVERY_S:
+                self._file.flush()
+                self._last_flush = now
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._file.closed:
+                self._file.close()
+
+
+class _CameraPipeline:
+    """Capture thread + processing thread of one camera."""
+
+    def __init__(self, rec: "Recorder", backend: CameraBackend, settings: CameraSettings, writer):
+        self.rec, self.backend, self.settings, self.writer = rec, backend, settings, writer
+        self.name = settings.name
+        self.primary = settings.role == "primary"
+        self.report = CameraReport(self.name)
+        self.queue: queue.Queue = queue.Queue(maxsize=rec.cfg.storage.queue_frames)
+        self.frames_csv = _CsvLog(rec.folder / f"{self.name}.frames.csv", "frame_id,camera_ts_ns,exposure_us")
+        self.writer_broken = False
+        ring = rec.cfg.ring
+        self.segmenter = self.matcher = self.motion = None
+        if ring.enabled:
+            capacity = math.ceil((ring.pre_s + ring.latency_s + 0.5) * rec.cfg.trigger.rate_hz) + 2
+            self.segmenter = RingSegmenter(FrameRing(capacity, settings.height, settings.width), rec.windows,
+                                           self._emit, rec.failed.is_set)
+            self.matcher = OnlinePulseMatcher(rec.pulses, rec.cfg.trigger.rate_hz, self.name)
+            if self.primary and "motion" in ring.policy:
+                self.motion = MotionEnergy(tuple(ring.motion_roi) or None, ring.motion_threshold,
+                                           ring.motion_refractory_s)
+        self.capture_thread = threading.Thread(target=self._capture, name=f"capture-{self.name}", daemon=True)
+        self.process_thread = threading.Thread(target=self._process, name=f"process-{self.name}", daemon=True)
+        self._last_frame_id: int | None = None
+
+    # -- capture -----------------------------------------------------------------------------------
+    def _capture(self) -> None:
+        rec = self.rec
+        try:
+            while True:
+                try:
+                    frame = self.backend.get_frame(0.2)
+                except FrameTimeout:
+                    if rec.draining.is_set():
+                        break
+                    continue
+                if frame.incomplete:
+                    self.report.incomplete += 1
+                    continue
+                self.report.delivered += 1
+                if self._last_frame_id is not None:
+                    self.report.transfer_lost += max(frame.frame_id - self._last_frame_id - 1, 0)
+                self._last_frame_id = frame.frame_id
+                self._enqueue(frame)
+        except CameraError as err:
+            rec.fail("camera_error", f"camera {self.name!r}: {err}")
+        except Exception as err:  # a backend bug must still end the recording cleanly
+            rec.fail("error", f"camera {self.name!r} capture failed: {err!r}")
+        finally:
+            self._enqueue(None, force=True)
+
+    def _enqueue(self, item, force: bool = False) -> None:
+        """Queue a frame; when the writer lags, hardware drops it (counted), a simulation waits."""
+        if not (force or self.rec.backpressure):
+            try:
+                self.queue.put_nowait(item)
+            except queue.Full:
+                self.report.queue_dropped += 1
+            return
+        while self.process_thread.is_alive():
+            try:
+                self.queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    # -- processing --------------------------------------------------------------------------------
+    def _process(self) -> None:
+        rec = self.rec
+        pending = []
+        try:
+            while True:
+                frame = self.queue.get()
+                if frame is None:
+                    break
+                if self.segmenter is None:
+                    self._emit(frame.image, frame.frame_id, frame.timestamp_ns, frame.exposure_us)
+                elif self.matcher.anchored:
+                    self._place(frame, self.matcher.match(frame.timestamp_ns))
+                else:
+                    pending.append(frame)
+                    if len(pending) >= self.matcher.n_anchor:
+                        for f, j in zip(pending, self.matcher.anchor([f.timestamp_ns for f in pending])):
+                            self._place(f, j)
+                        pending = []
+            if pending:
+                raise AcquisitionError(f"only {len(pending)} frame(s) arrived: too few to place them on the "
+                                       "trigger clock; they are not written")
+        except AcquisitionError as err:
+            rec.fail("error", f"camera {self.name!r}: {err}")
+        except Exception as err:
+            rec.fail("error", f"camera {self.name!r} processing failed: {err!r}")
+        finally:
+            if self.primary:
+                rec.poll_sources(rec.last_pulse_s())
+                rec.windows.advance(math.inf)
+            if self.segmenter is not None:
+                self.segmenter.flush()
+                self.report.ring_dropped = self.segmenter.dropped
+            if self.matcher is not None:
+                self.report.max_match_residual_us = self.matcher.max_residual_us
+            while self.queue.qsize():  # unblock a capture thread waiting on a full queue
+                self.queue.get_nowait()
+
+    def _place(self, frame, pulse_index: int) -> None:
+        time_s = self.rec.pulses.time_s(pulse_index)
+        if self.primary:
+            self.rec.poll_sources(time_s)
+            if self.motion is not None and self.motion.update(frame.image, time_s):
+                self.rec.windows.add(time_s, "motion")
+            self.rec.windows.advance(time_s)
+        self.segmenter.push(frame.image, frame.frame_id, frame.timestamp_ns, frame.exposure_us, time_s)
+
+    def _emit(self, image: np.ndarray, frame_id: int, camera_ts_ns: int, exposure_us: float) -> None:
+        if self.writer_broken:
+            return
+        try:
+            self.writer.write(image)
+        except OSError as err:
+            self.writer_broken = True
+            status = "disk_full" if err.errno == errno.ENOSPC else "write_error"
+            self.rec.fail(status, f"camera {self.name!r}: writing the video failed: {err}")
+            return
+        self.frames_csv.write(f"{frame_id},{camera_ts_ns},{exposure_us:g}")
+        self.report.written += 1
+
+    def close(self) -> list[str]:
+        """Finish the video and frames.csv; make them agree if the writer failed. Returns problems."""
+        problems = []
+        self.report.incomplete += self.backend.incomplete_frames
+        try:
+            self.writer.close()
+        except Exception as err:  # e.g. ENOSPC while flushing the encoder
+            problems.append(f"camera {self.name!r}: closing the video failed: {err}")
+        self.frames_csv.close()
+        video = self.rec.folder / self.rec.video_name(self.settings)
+        if problems or self.writer_broken:
+            n_video = count_video_frames(video) if video.exists() and video.stat().st_size else 0
+            if n_video < self.report.written:
+                lines = self.frames_csv.path.read_text().splitlines(keepends=True)
+                self.frames_csv.path.write_text("".join(lines[:n_video + 1]))
+                problems.append(f"camera {self.name!r}: {self.report.written - n_video} frame(s) lost in the "
+                                f"unfinished video; frames.csv truncated to {n_video} rows to match")
+                self.report.written = n_video
+        return problems
+
+
+class Recorder:
+    """One recording session; use :func:`record` unless you need to drive it step by step."""
+
+    def __init__(self, cfg: RigConfig, folder: Path, cameras: Sequence[CameraBackend], trigger: TriggerBackend, *,
+                 event_sources: Sequence[EventSource] = (), writer_factory: WriterFactory = default_writer,
+                 backpressure: bool = False):
+        if len(cameras) != len(cfg.cameras):
+            raise ValueError(f"{len(cameras)} camera backends for {len(cfg.cameras)} configured cameras")
+        self.cfg, self.folder, self.trigger = cfg, Path(folder), trigger
+        self.backends = list(cameras)
+        self.event_sources = list(event_sources)
+        self.writer_factory = writer_factory
+        self.backpressure = backpressure
+        self.pulses = PulseLog()
+        self.windows = EventWindows(cfg.ring.pre_s, cfg.ring.post_s, cfg.ring.latency_s)
+        self.stop_requested = threading.Event()
+        self.failed = threading.Event()
+        self.draining = threading.Event()
+        self.status, self.message = "completed", ""
+        self._status_lock = threading.Lock()
+        self._sources_lock = threading.Lock()
+        self.knob_events: list[tuple[float, str]] = []
+        self.pipelines: list[_CameraPipeline] = []
+        self.started = _dt.datetime.now().replace(microsecond=0)
+
+    def video_name(self, settings: CameraSettings) -> str:
+        return f"{settings.name}.{self.cfg.storage.container}"
+
+    def fail(self, status: str, message: str) -> None:
+        """Record the first problem and stop the recording."""
+        with self._status_lock:
+            if not self.failed.is_set():
+                self.status, self.message = status, message
+                log.error("recording stops: %s", message)
+            self.failed.set()
+            self.stop_requested.set()
+
+    def request_stop(self, reason: str = "stop requested") -> None:
+        """Stop at the next opportunity (Ctrl-C lands here); the recording counts as interrupted."""
+        with self._status_lock:
+            if not self.stop_requested.is_set():
+                self.status, self.message = "interrupted", reason
+                log.warning("recording interrupted: %s", reason)
+            self.stop_requested.set()
+
+    def poll_sources(self, now_s: float) -> None:
+        """Collect events up to ``now_s`` from every source (knob log, manual key) into the windows."""
+        ring = self.cfg.ring
+        wanted = {"knob": (ring.knob_event,), "manual": ("manual",)}
+        kinds = {k for p in ring.policy for k in wanted.get(p, ())} if ring.enabled else set()
+        with self._sources_lock:
+            for source in self.event_sources:
+                for t, kind in source.poll(now_s):
+                    if kind in KNOB_KINDS:
+                        if not self.knob_events and kind == "touch_off":
+                            continue  # the touch began before the log: the file must start with touch_on
+                        self.knob_events.append((t, kind))
+                        self.knob_csv.write(f"{t:.6f},{kind}")
+                    if kind in kinds:
+                        self.windows.add(t, kind)
+                if hasattr(source, "poll_angle"):
+                    for t, a in source.poll_angle(now_s):
+                        self.angle_csv.write(f"{t:.6f},{a:.4f}")
+
+    def last_pulse_s(self) -> float:
+        """Neural time of the latest logged pulse (-inf before the first)."""
+        return self.pulses.time_s(-1) if len(self.pulses) else -math.inf
+
+    def _on_pulse(self, tick_us: int) -> None:
+        self.pulses.append(tick_us)
+        self.trigger_csv.write(str(tick_us))
+
+    def run(self, duration_s: float | None = None) -> RecordingResult:
+        """Record until the duration (on the trigger clock) is reached, the trigger ends, Ctrl-C or a failure."""
+        t_start = t_trigger = time.monotonic()
+        cfg = self.cfg
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._write_session_toml("recording", "")
+        self.trigger_csv = _CsvLog(self.folder / "trigger.csv", "tick_us")
+        self.knob_csv = _CsvLog(self.folder / "knob_events.csv", "time_s,event")
+        self.angle_csv = _CsvLog(self.folder / "knob_angle.csv", "time_s,angle_deg")
+        try:
+            for backend, settings in zip(self.backends, cfg.cameras):
+                backend.configure(settings, cfg.trigger.rate_hz)
+                writer = self.writer_factory(self.folder / self.video_name(settings), settings.width,
+                                             settings.height, cfg.trigger.rate_hz, cfg.storage)
+                self.pipelines.append(_CameraPipeline(self, backend, settings, writer))
+            for p in self.pipelines:
+                p.process_thread.start()
+                p.capture_thread.start()
+            for backend in self.backends:
+                backend.start()
+            t_trigger = time.monotonic()
+            self.trigger.start(self._on_pulse)
+            self._wait(duration_s)
+        except AcquisitionError as err:
+            self.fail("camera_error" if isinstance(err, CameraError) else "trigger_error", str(err))
+        except (ValueError, OSError) as err:
+            self.fail("error", f"setup failed: {err}")
+        finally:
+            problems = self._shutdown()
+        if problems and self.status in ("completed", "interrupted"):
+            self.status, self.message = "write_error", "; ".join(problems)
+        elif problems:
+            self.message += "; " + "; ".join(problems)
+        self._write_session_toml(self.status, self.message)
+        self._write_ring_files()
+        return RecordingResult(self.folder, self.status, self.message, len(self.pulses),
+                               {p.name: p.report for p in self.pipelines}, self.windows.windows,
+                               list(self.windows.events), time.monotonic() - t_start, time.monotonic() - t_trigger)
+
+    def _wait(self, duration_s: float | None) -> None:
+        while not self.stop_requested.wait(0.02):
+            if not self.cfg.ring.enabled:
+                self.poll_sources(self.last_pulse_s())
+            if self.trigger.finished:
+                return
+            if duration_s is not None and len(self.pulses) and \
+                    self.pulses.time_s(-1) - self.pulses.time_s(0) >= duration_s:
+                return
+
+    def _shutdown(self) -> list[str]:
+        problems = []
+        try:
+            self.trigger.stop()
+        except Exception as err:
+            problems.append(f"stopping the trigger failed: {err}")
+        self.pulses.close()
+        for backend in self.backends:
+            try:
+                backend.stop()
+            except Exception as err:
+                problems.append(f"stopping camera {getattr(backend, 'name', '?')} failed: {err}")
+        self.draining.set()
+        for p in self.pipelines:
+            p.capture_thread.join()
+        for p in self.pipelines:
+            p.process_thread.join()
+        for p in self.pipelines:
+            problems += p.close()
+        for backend in self.backends:
+            backend.close()
+        self.trigger.close()
+        self.poll_sources(self.last_pulse_s())
+        for csv in (self.trigger_csv, self.knob_csv, self.angle_csv):
+            csv.close()
+        return problems
+
+    def _write_session_toml(self, status: str, message: str) -> None:
+        cfg = self.cfg
+        doc = {"format_version": 1, "subject": cfg.session.subject, "session_datetime": self.started,
+               "rig": cfg.session.rig, "task": cfg.session.task, "notes": cfg.session.notes,
+               "trigger_rate_hz": float(cfg.trigger.rate_hz),
+               "camera": [{"name": c.name, "role": c.role, "serial": c.serial, "model": c.model,
+                           "pixel_size_um": float(c.pixel_size_um), "lens_mm": float(c.lens_mm),
+                           "video": self.video_name(c)} for c in cfg.cameras],
+               "recording": {"status": status, "message": message, "codec": cfg.storage.codec,
+                             "crf": cfg.storage.crf, "ring_buffer": cfg.ring.enabled,
+                             "pre_s": cfg.ring.pre_s, "post_s": cfg.ring.post_s,
+                             "policy": list(cfg.ring.policy)}}
+        (self.folder / "session.toml").write_text(tomli_w.dumps(doc))
+
+    def _write_ring_files(self) -> None:
+        if not self.cfg.ring.enabled:
+            return
+        w = self.windows.windows
+        (self.folder / "segments.csv").write_text(
+            "start_s,end_s\n" + "".join(f"{a:.6f},{b:.6f}\n" for a, b in w))
+        (self.folder / "ring_events.csv").write_text(
+            "time_s,source\n" + "".join(f"{t:.6f},{s}\n" for t, s in self.windows.events))
+
+
+def record(config: RigConfig | str | Path, out_dir: str | Path, *, duration_s: float | None = None,
+           cameras: Sequence[CameraBackend] | None = None, trigger: TriggerBackend | None = None,
+           event_sources: Sequence[EventSource] = (), writer_factory: WriterFactory = default_writer,
+           handle_sigint: bool = True) -> RecordingResult:
+    """Record one session into ``out_dir`` (created; must be empty) and return how it went.
+
+    ``config`` is a RigConfig or a rig TOML path. Backends come from the config (simulated or
+    PySpin + pigpio) unless ``cameras``/``trigger`` are given. ``duration_s`` caps the recording on the
+    trigger clock (default: until Ctrl-C, or the simulated duration). With the ring buffer's 'manual'
+    policy, pressing Enter on the terminal marks an event.
+    """
+    cfg = load_rig_config(config) if isinstance(config, (str, Path)) else config
+    folder = Path(out_dir)
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise ValueError(f"{folder}: output session folder must not exist or be empty")
+    simulated = cfg.trigger.backend == "simulated"
+    if cameras is None and trigger is None:
+        cameras, trigger = (build_simulated_backends(cfg, duration_s=duration_s) if simulated
+                            else build_hardware_backends(cfg))
+    elif cameras is None or trigger is None:
+        raise ValueError("give both cameras and trigger, or neither")
+    sources = list(event_sources)
+    if cfg.ring.enabled and "manual" in cfg.ring.policy:
+        sources.append(ManualKeySource(sys.stdin))
+    backpressure = simulated and not cfg.simulation.realtime
+    rec = Recorder(cfg, folder, cameras, trigger, event_sources=sources, writer_factory=writer_factory,
+                   backpressure=backpressure)
+    install = handle_sigint and threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, lambda *_: rec.request_stop("Ctrl-C (SIGINT)")) if install else None
+    try:
+        result = rec.run(duration_s)
+    finally:
+        if install:
+            signal.signal(signal.SIGINT, previous)
+    log.info("recording %s: %s %s", folder, result.status, result.message)
+    return result

@@ -1,0 +1,29 @@
+"""Camera calibration: boards, detection, intrinsics + multi-camera extrinsics, QC and file interop.
+
+Pure numpy/OpenCV; no database. ``calibrate_rig(frames, board)`` is the entry point.
+"""
+from .boards import (
+    BoardError,
+    CharucoBoard,
+    Checkerboard,
+    board_from_dict,
+    render_board,
+    save_printable_board,
+)
+from .detect import BoardDetection, CalibrationError, detect_board
+from .interop import load_dlc_stereo_pickle, load_rig, save_rig
+from .qc import (
+    CalibrationReport,
+    CameraQuality,
+    corner_coverage,
+    plot_camera_residuals,
+    plot_report,
+)
+from .solve import ViewSet, calibrate_from_detections, calibrate_rig, detect_views
+
+__all__ = [
+    "BoardDetection", "BoardError", "CalibrationError", "CalibrationReport", "CameraQuality", "CharucoBoard",
+    "Checkerboard", "ViewSet", "board_from_dict", "calibrate_from_detections", "calibrate_rig",
+    "corner_coverage", "detect_board", "detect_views", "load_dlc_stereo_pickle", "load_rig",
+    "plot_camera_residuals", "plot_report", "render_board", "save_printable_board", "save_rig",
+]

@@ -1,0 +1,194 @@
+"""Calibration targets: ChArUco and checkerboard boards, their 3D corner positions and printable images.
+
+Board frame: origin at the top-left outer corner of the square grid, x to the right along the
+columns, y down along the rows, z = 0 on the board surface; units are millimetres. Corner ``i``
+(ChArUco id or checkerboard detection index) sits at ``object_points[i]``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+MM_PER_INCH = 25.4
+
+
+class BoardError(ValueError):
+    """A board description is invalid."""
+
+
+class _Printable:
+    """Rendering shared by both board types (needs ``size_mm``, ``square_mm`` and ``_render_grid``)."""
+
+    def render(self, dpi: float = 300.0, margin_mm: float = 10.0) -> np.ndarray:
+        """The printable board image (uint8) at ``dpi`` with a white margin of ``margin_mm``."""
+        return render_board(self, dpi / MM_PER_INCH, margin_mm)[0]
+
+    def save_printable(self, path, dpi: float = 300.0, margin_mm: float = 10.0) -> Path:
+        """Write the board as PNG or PDF that prints at true scale (print at 100 %)."""
+        return save_printable_board(self, path, dpi, margin_mm)
+
+
+@dataclass(frozen=True)
+class CharucoBoard(_Printable):
+    """A ChArUco board of ``squares_x`` x ``squares_y`` squares (OpenCV >= 4.7 layout unless ``legacy``).
+
+    ``legacy=True`` selects the pre-4.6 marker layout (``setLegacyPattern``), needed for boards with
+    an even number of rows printed by older OpenCV or calib.io.
+    """
+
+    squares_x: int
+    squares_y: int
+    square_mm: float
+    marker_mm: float
+    dictionary: str = "DICT_4X4_50"
+    legacy: bool = False
+
+    def __post_init__(self):
+        if self.squares_x < 2 or self.squares_y < 2:
+            raise BoardError(f"ChArUco board needs at least 2x2 squares, got {self.squares_x}x{self.squares_y}")
+        if not 0 < self.marker_mm < self.square_mm:
+            raise BoardError(f"marker_mm must be in (0, square_mm={self.square_mm}), got {self.marker_mm}")
+        if not self.dictionary.startswith("DICT_") or not hasattr(cv2.aruco, self.dictionary):
+            raise BoardError(f"unknown ArUco dictionary {self.dictionary!r} (e.g. 'DICT_4X4_50')")
+        n_markers = (self.squares_x * self.squares_y) // 2
+        dict_size = cv2.aruco.getPredefinedDictionary(getattr(cv2.aruco, self.dictionary)).bytesList.shape[0]
+        if n_markers > dict_size:
+            raise BoardError(f"{self.dictionary} holds {dict_size} markers but the board needs {n_markers}")
+
+    @property
+    def corner_grid(self) -> tuple[int, int]:
+        """Inner corners per row and per column."""
+        return self.squares_x - 1, self.squares_y - 1
+
+    @property
+    def size_mm(self) -> tuple[float, float]:
+        """Board width and height (the square grid) in mm."""
+        return self.squares_x * self.square_mm, self.squares_y * self.square_mm
+
+    @cached_property
+    def object_points(self) -> np.ndarray:
+        """(n_corners, 3) corner positions in mm, indexed by ChArUco corner id."""
+        return _grid_points(*self.corner_grid, self.square_mm)
+
+    @cached_property
+    def cv_board(self) -> cv2.aruco.CharucoBoard:
+        """The OpenCV board object (units mm)."""
+        dictionary = cv2.aruco.getPredefinedDictionary(getattr(cv2.aruco, self.dictionary))
+        board = cv2.aruco.CharucoBoard((self.squares_x, self.squares_y), float(self.square_mm),
+                                       float(self.marker_mm), dictionary)
+        board.setLegacyPattern(bool(self.legacy))
+        return board
+
+    def _render_grid(self, px_per_square: int) -> np.ndarray:
+        size = (self.squares_x * px_per_square, self.squares_y * px_per_square)
+        return self.cv_board.generateImage(size, marginSize=0, borderBits=1)
+
+    def to_dict(self) -> dict:
+        return {"type": "charuco", "squares_x": self.squares_x, "squares_y": self.squares_y,
+                "square_mm": float(self.square_mm), "marker_mm": float(self.marker_mm),
+                "dictionary": self.dictionary, "legacy": bool(self.legacy)}
+
+
+
+@dataclass(frozen=True)
+class Checkerboard(_Printable):
+    """A checkerboard with ``cols`` x ``rows`` inner corners (so (cols+1) x (rows+1) squares)."""
+
+    cols: int
+    rows: int
+    square_mm: float
+
+    def __post_init__(self):
+        if self.cols < 2 or self.rows < 2:
+            raise BoardError(f"checkerboard needs at least 2x2 inner corners, got {self.cols}x{self.rows}")
+        if self.cols == self.rows:
+            raise BoardError("a square checkerboard (cols == rows) has an ambiguous orientation; "
+                             f"use different counts, got {self.cols}x{self.rows}")
+        if not self.square_mm > 0:
+            raise BoardError(f"square_mm must be > 0, got {self.square_mm}")
+
+    @property
+    def corner_grid(self) -> tuple[int, int]:
+        return self.cols, self.rows
+
+    @property
+    def size_mm(self) -> tuple[float, float]:
+        return (self.cols + 1) * self.square_mm, (self.rows + 1) * self.square_mm
+
+    @cached_property
+    def object_points(self) -> np.ndarray:
+        """(cols*rows, 3) corner positions in mm, in OpenCV detection order (row by row)."""
+        return _grid_points(self.cols, self.rows, self.square_mm)
+
+    def _render_grid(self, px_per_square: int) -> np.ndarray:
+        iy, ix = np.mgrid[0:self.rows + 1, 0:self.cols + 1]
+        squares = np.where((ix + iy) % 2 == 0, 0, 255).astype(np.uint8)
+        return np.kron(squares, np.ones((px_per_square, px_per_square), np.uint8))
+
+    def to_dict(self) -> dict:
+        return {"type": "checkerboard", "cols": self.cols, "rows": self.rows, "square_mm": float(self.square_mm)}
+
+
+
+Board = CharucoBoard | Checkerboard
+
+
+def _grid_points(nx: int, ny: int, square_mm: float) -> np.ndarray:
+    iy, ix = np.mgrid[0:ny, 0:nx]
+    pts = np.zeros((nx * ny, 3))
+    pts[:, 0] = (ix.ravel() + 1) * square_mm
+    pts[:, 1] = (iy.ravel() + 1) * square_mm
+    return pts
+
+
+def board_from_dict(d: dict) -> Board:
+    """Rebuild a board from ``to_dict()`` output (key ``type``: 'charuco' or 'checkerboard')."""
+    if not isinstance(d, dict) or "type" not in d:
+        raise BoardError(f"board description must be a table with a 'type' key, got {d!r}")
+    kind = d["type"]
+    fields = {k: v for k, v in d.items() if k != "type"}
+    cls = {"charuco": CharucoBoard, "checkerboard": Checkerboard}.get(kind)
+    if cls is None:
+        raise BoardError(f"board type must be 'charuco' or 'checkerboard', got {kind!r}")
+    try:
+        return cls(**fields)
+    except TypeError as exc:
+        raise BoardError(f"bad {kind} board description {d!r}: {exc}") from None
+
+
+def render_board(board: Board, px_per_mm: float, margin_mm: float = 10.0) -> tuple[np.ndarray, float]:
+    """Board image (uint8, white margin) at ``px_per_mm``; also returns the margin in pixels.
+
+    Board point (x, y) mm lies at pixel coordinate ``margin_px + (x, y) * px_per_mm`` (continuous
+    coordinates, pixel i covering [i, i+1)); sizes are rounded to whole pixels.
+    """
+    if px_per_mm <= 0 or margin_mm < 0:
+        raise BoardError(f"px_per_mm must be > 0 and margin_mm >= 0, got {px_per_mm}, {margin_mm}")
+    width_mm, height_mm = board.size_mm
+    out_w, out_h = round(width_mm * px_per_mm), round(height_mm * px_per_mm)
+    px_per_square = max(8, int(np.ceil(board.square_mm * px_per_mm)))
+    grid = board._render_grid(px_per_square)
+    if grid.shape[::-1] != (out_w, out_h):
+        grid = cv2.resize(grid, (out_w, out_h), interpolation=cv2.INTER_AREA)
+    margin_px = round(margin_mm * px_per_mm)
+    return cv2.copyMakeBorder(grid, margin_px, margin_px, margin_px, margin_px,
+                              cv2.BORDER_CONSTANT, value=255), float(margin_px)
+
+
+def save_printable_board(board: Board, path, dpi: float = 300.0, margin_mm: float = 10.0) -> Path:
+    """Write ``board`` to ``path`` (.png or .pdf) at ``dpi`` so it prints at true scale (print at 100 %)."""
+    from matplotlib.figure import Figure
+
+    path = Path(path)
+    if path.suffix.lower() not in (".png", ".pdf"):
+        raise BoardError(f"printable board must be .png or .pdf, got {path}")
+    image = render_board(board, dpi / MM_PER_INCH, margin_mm)[0]
+    height, width = image.shape
+    fig = Figure(figsize=(width / dpi, height / dpi), dpi=dpi)
+    fig.figimage(image, cmap="gray", vmin=0, vmax=255, resize=False)
+    fig.savefig(path, dpi=dpi)
+    return path

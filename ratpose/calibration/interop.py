@@ -1,0 +1,93 @@
+"""Read and write other tools' calibration files: Anipose ``calibration.toml``, DeepLabCut 3D stereo pickles."""
+from __future__ import annotations
+
+import pickle
+import re
+from pathlib import Path
+
+import cv2
+import numpy as np
+import tomli_w
+
+from .._toml import tomllib
+
+from ..rig import Camera, Rig
+from .detect import CalibrationError
+
+
+def _to_camera(path: Path, section: str, table: dict) -> Camera:
+    missing = {"name", "size", "matrix", "distortions", "rotation", "translation"} - set(table)
+    if missing:
+        raise CalibrationError(f"{path}: [{section}] lacks {sorted(missing)}")
+    if table.get("fisheye", False):
+        raise CalibrationError(f"{path}: [{section}] is a fisheye camera, which ratpose's model does not cover")
+    dist = np.zeros(5)
+    coeffs = np.asarray(table["distortions"], dtype=np.float64).ravel()
+    if len(coeffs) > 5:
+        raise CalibrationError(f"{path}: [{section}] has {len(coeffs)} distortion coefficients, at most 5 supported")
+    dist[: len(coeffs)] = coeffs
+    try:
+        return Camera(name=str(table["name"]), size=tuple(table["size"]), K=table["matrix"], dist=dist,
+                      R=cv2.Rodrigues(np.asarray(table["rotation"], dtype=np.float64).reshape(3, 1))[0],
+                      t=table["translation"])
+    except (ValueError, TypeError) as exc:
+        raise CalibrationError(f"{path}: [{section}] has malformed values: {exc}") from None
+
+
+def load_rig(path) -> Rig:
+    """Rig from an Anipose calibration.toml ([cam_0], [cam_1], ... in index order; units as written)."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise CalibrationError(f"{path}: cannot read Anipose calibration: {exc}") from None
+    sections = sorted((int(m.group(1)), key) for key in data if (m := re.fullmatch(r"cam_(\d+)", key)))
+    if not sections:
+        raise CalibrationError(f"{path}: no [cam_N] sections, not an Anipose calibration.toml")
+    return Rig(tuple(_to_camera(path, key, data[key]) for _, key in sections))
+
+
+def save_rig(rig: Rig, path, metadata: dict | None = None) -> Path:
+    """Write ``rig`` as an Anipose calibration.toml (rotation as a Rodrigues vector) with a [metadata] table."""
+    path = Path(path)
+    data = {f"cam_{i}": {"name": cam.name, "size": list(cam.size), "matrix": cam.K.tolist(),
+                         "distortions": cam.dist.tolist(), "rotation": cam.rvec.tolist(),
+                         "translation": cam.t.tolist()}
+            for i, cam in enumerate(rig)}
+    data["metadata"] = dict(metadata or {})
+    path.write_text(tomli_w.dumps(data))
+    return path
+
+
+def load_dlc_stereo_pickle(path, camera_names: list[str], square_mm: float = 1.0) -> Rig:
+    """Two-camera rig from DeepLabCut 3D's stereo_params.pickle (key '<cam1>-<cam2>').
+
+    DeepLabCut measures the board in squares, so its translation T is in square units: pass the
+    board's ``square_mm`` to get millimetres. The first camera defines the world frame.
+    """
+    path = Path(path)
+    if len(camera_names) != 2:
+        raise CalibrationError(f"camera_names must name the 2 cameras of a DLC stereo pair, got {camera_names}")
+    try:
+        with open(path, "rb") as fh:
+            data = pickle.load(fh)
+    except (OSError, pickle.UnpicklingError, EOFError) as exc:
+        raise CalibrationError(f"{path}: cannot read DLC stereo pickle: {exc}") from None
+    key = f"{camera_names[0]}-{camera_names[1]}"
+    if not isinstance(data, dict) or key not in data:
+        keys = list(data) if isinstance(data, dict) else type(data).__name__
+        raise CalibrationError(f"{path}: no stereo pair {key!r} (has {keys})")
+    pair = data[key]
+    missing = {"cameraMatrix1", "cameraMatrix2", "distCoeffs1", "distCoeffs2", "R", "T", "image_shape"} - set(pair)
+    if missing:
+        raise CalibrationError(f"{path}: pair {key!r} lacks {sorted(missing)}")
+    cams = []
+    for i, name in enumerate(camera_names):
+        dist = np.zeros(5)
+        coeffs = np.asarray(pair[f"distCoeffs{i + 1}"], dtype=np.float64).ravel()[:5]
+        dist[: len(coeffs)] = coeffs
+        R = np.eye(3) if i == 0 else pair["R"]
+        t = np.zeros(3) if i == 0 else np.asarray(pair["T"], dtype=np.float64).ravel() * square_mm
+        cams.append(Camera(name=name, size=tuple(pair["image_shape"][i]), K=pair[f"cameraMatrix{i + 1}"],
+                           dist=dist, R=R, t=t))
+    return Rig(tuple(cams))

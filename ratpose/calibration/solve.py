@@ -1,0 +1,362 @@
+"""Intrinsic and multi-camera extrinsic calibration from board views, refined by bundle adjustment.
+
+Model (``ratpose.rig``): pinhole K with (fx, fy, cx, cy), distortion (k1, k2, p1, p2, k3) with k3
+fixed at 0 unless ``fix_k3=False``; camera 0 (the first key of ``frames``) defines the world frame;
+millimetres throughout.
+
+Steps: per-camera ``cv2.calibrateCamera`` (initial intrinsics and board poses), camera poses chained
+over cameras that share instants (chordal-mean rotations), then one bundle adjustment over all
+intrinsics, camera poses and board poses (one world pose per shared instant, one camera-frame pose
+per single view) with a Huber loss and a block-structured Jacobian.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from scipy.optimize import least_squares
+from scipy.sparse import csr_matrix
+from threadpoolctl import threadpool_limits
+
+from ..rig import Camera, Rig
+from .boards import Board
+from .detect import BoardDetection, CalibrationError, detect_board, to_gray
+from .qc import CalibrationReport, CameraQuality, corner_coverage
+
+DENSE_JACOBIAN_MAX = 20_000_000  # entries; larger problems use a sparse Jacobian (iterative solver)
+MIN_TILT_DEG = 10.0  # a view tilted less than this adds (almost) nothing to focal length estimation
+INTRINSIC_NAMES = ("fx", "fy", "cx", "cy", "k1", "k2", "p1", "p2", "k3")
+
+
+@dataclass(frozen=True)
+class ViewSet:
+    """Detections of one calibration: shared[cam][i] is instant i (None: not seen), single[cam] extra views."""
+
+    shared: dict[str, list[BoardDetection | None]]
+    single: dict[str, list[BoardDetection | None]]
+    image_sizes: dict[str, tuple[int, int]]
+
+
+def detect_views(frames: dict, board: Board, intrinsics_frames: dict | None = None,
+                 min_corners: int | None = None) -> ViewSet:
+    """Detect the board in every image; checks that all images of a camera have one size."""
+    intrinsics_frames = intrinsics_frames or {}
+    _check_frame_layout(frames, intrinsics_frames)
+    shared, single, sizes = {}, {}, {}
+    for cam, shared_images in frames.items():
+        for kind, images, out in (("frame", shared_images, shared),
+                                  ("intrinsics frame", intrinsics_frames.get(cam, []), single)):
+            out[cam] = []
+            for i, image in enumerate(images):
+                if image is None:
+                    out[cam].append(None)
+                    continue
+                what = f"camera {cam!r} {kind} {i}"
+                gray = to_gray(image, what)
+                size = (gray.shape[1], gray.shape[0])
+                if sizes.setdefault(cam, size) != size:
+                    raise CalibrationError(f"{what}: image size {size} differs from the camera's other "
+                                           f"images {sizes[cam]}")
+                out[cam].append(detect_board(gray, board, min_corners, what))
+    return ViewSet(shared, single, sizes)
+
+
+def _check_frame_layout(frames: dict, intrinsics_frames: dict) -> None:
+    if not isinstance(frames, dict) or not frames:
+        raise CalibrationError("frames must be a non-empty dict camera name -> list of images")
+    lengths = {cam: len(images) for cam, images in frames.items()}
+    if len(set(lengths.values())) > 1:
+        raise CalibrationError(f"frames must hold the same number of instants per camera "
+                               f"(None where not captured), got {lengths}")
+    unknown = set(intrinsics_frames) - set(frames)
+    if unknown:
+        raise CalibrationError(f"intrinsics_frames names cameras not in frames: {sorted(unknown)}")
+
+
+def calibrate_rig(frames: dict, board: Board, intrinsics_frames: dict | None = None, *,
+                  fix_k3: bool = True, fix_tangential: bool = False, min_views: int = 4,
+                  min_corners: int | None = None, f_scale_px: float = 1.0) -> tuple[Rig, CalibrationReport]:
+    """Calibrate every camera of ``frames`` (camera -> images at shared instants, None = no frame).
+
+    ``intrinsics_frames`` (camera -> images) adds single-camera views for the intrinsics. Returns the
+    rig (camera 0 = world frame, mm) and a quality report. Raises CalibrationError on unusable material.
+    ``fix_tangential`` fixes p1 = p2 = 0: with narrow lenses they trade off against the principal point
+    (compare ``report.cameras[c].intrinsics_std``). ``f_scale_px`` is the Huber loss threshold.
+    """
+    views = detect_views(frames, board, intrinsics_frames, min_corners)
+    return calibrate_from_detections(views, board, fix_k3=fix_k3, fix_tangential=fix_tangential,
+                                     min_views=min_views, f_scale_px=f_scale_px)
+
+
+def calibrate_from_detections(views: ViewSet, board: Board, *, fix_k3: bool = True, fix_tangential: bool = False,
+                              min_views: int = 4, f_scale_px: float = 1.0) -> tuple[Rig, CalibrationReport]:
+    """The solver behind ``calibrate_rig``, on detections (see ``detect_views``)."""
+    cams = list(views.shared)
+    flags = (cv2.CALIB_FIX_K3 if fix_k3 else 0) | (cv2.CALIB_ZERO_TANGENT_DIST if fix_tangential else 0)
+    init = {cam: _initial_intrinsics(cam, views, board, flags, min_views) for cam in cams}
+    rotations, translations = _initial_extrinsics(cams, views, init)
+    problem = _Problem.build(cams, views, board, init, rotations, translations, fix_k3, fix_tangential)
+    with threadpool_limits(limits=1, user_api="blas"):  # small dense solves: BLAS threads only cost time
+        result = least_squares(problem.residuals, problem.x0, jac=problem.jacobian, loss="huber",
+                               f_scale=f_scale_px, x_scale="jac", method="trf", ftol=1e-12, xtol=1e-12,
+                               gtol=1e-12, max_nfev=100)
+    if not np.all(np.isfinite(result.x)):
+        raise CalibrationError("bundle adjustment diverged (non-finite parameters)")
+    rig = problem.rig(result.x, views.image_sizes)
+    residuals = problem.residuals(result.x)
+    std = problem.intrinsics_std(result.x, residuals)
+    return rig, _report(cams, views, problem, residuals.reshape(-1, 2), result, std)
+
+
+@dataclass
+class _Intrinsics:
+    K: np.ndarray
+    dist: np.ndarray
+    shared_poses: dict[int, tuple[np.ndarray, np.ndarray]]  # instant -> (R, t) of board in camera
+    single_poses: dict[int, tuple[np.ndarray, np.ndarray]]
+
+
+def _initial_intrinsics(cam: str, views: ViewSet, board: Board, flags: int, min_views: int) -> _Intrinsics:
+    entries = [("shared", i, d) for i, d in enumerate(views.shared[cam]) if d is not None]
+    entries += [("single", i, d) for i, d in enumerate(views.single.get(cam, [])) if d is not None]
+    n_images = len(views.shared[cam]) + len(views.single.get(cam, []))
+    if not entries:
+        raise CalibrationError(f"no board found in camera {cam!r} ({n_images} images searched)")
+    if len(entries) < min_views:
+        raise CalibrationError(f"camera {cam!r}: board found in only {len(entries)} of {n_images} images, "
+                               f"need at least {min_views} views")
+    obj = [d.object_points(board).astype(np.float32) for _, _, d in entries]
+    img = [d.image_points.astype(np.float32) for _, _, d in entries]
+    try:
+        _, K, dist, rvecs, tvecs = cv2.calibrateCamera(obj, img, views.image_sizes[cam], None, None, flags=flags)
+    except cv2.error as exc:
+        raise CalibrationError(f"camera {cam!r}: initial calibration failed: {exc.err}") from None
+    rotations = [cv2.Rodrigues(r)[0] for r in rvecs]
+    tilts = np.degrees(np.arccos(np.clip([abs(R[2, 2]) for R in rotations], 0, 1)))
+    if np.sum(tilts >= MIN_TILT_DEG) < 2:
+        raise CalibrationError(
+            f"camera {cam!r}: degenerate views, {np.sum(tilts >= MIN_TILT_DEG)} of {len(tilts)} views tilted "
+            f">= {MIN_TILT_DEG:g} deg (max {tilts.max():.1f} deg); the focal length is unobservable from "
+            "fronto-parallel views: tilt the board 20-45 deg in several directions")
+    poses = {"shared": {}, "single": {}}
+    for (kind, i, _), R, t in zip(entries, rotations, tvecs):
+        poses[kind][i] = (R, np.asarray(t, dtype=np.float64).reshape(3))
+    return _Intrinsics(K, np.asarray(dist).ravel()[:5], poses["shared"], poses["single"])
+
+
+def _initial_extrinsics(cams: list[str], views: ViewSet, init: dict[str, _Intrinsics]):
+    """Camera poses in camera 0's frame, chained over a spanning tree of cameras sharing views."""
+    rotations, translations = {cams[0]: np.eye(3)}, {cams[0]: np.zeros(3)}
+    frontier = [cams[0]]
+    while frontier:
+        a = frontier.pop(0)
+        for b in cams:
+            if b in rotations:
+                continue
+            common = sorted(set(init[a].shared_poses) & set(init[b].shared_poses))
+            if not common:
+                continue
+            R_ab, t_ab = _average_relative_pose(init[a].shared_poses, init[b].shared_poses, common)
+            rotations[b] = R_ab @ rotations[a]
+            translations[b] = R_ab @ translations[a] + t_ab
+            frontier.append(b)
+    missing = [c for c in cams if c not in rotations]
+    if missing:
+        counts = {c: len(init[c].shared_poses) for c in cams}
+        raise CalibrationError(
+            f"camera(s) {missing} never see the board at the same instant as camera {cams[0]!r}'s group "
+            f"(views with the board per camera: {counts}); record views seen by several cameras at once")
+    return rotations, translations
+
+
+def _average_relative_pose(poses_a: dict, poses_b: dict, instants: list[int]):
+    """Chordal mean rotation and median translation of b relative to a over common instants."""
+    rel = [(poses_b[i][0] @ poses_a[i][0].T, poses_a[i], poses_b[i]) for i in instants]
+    u, _, vt = np.linalg.svd(sum(r for r, _, _ in rel))
+    R_ab = u @ np.diag([1, 1, np.linalg.det(u @ vt)]) @ vt
+    t_ab = np.median([pb[1] - R_ab @ pa[1] for _, pa, pb in rel], axis=0)
+    return R_ab, t_ab
+
+
+def rodrigues(rvecs: np.ndarray) -> np.ndarray:
+    """Rotation matrices (n, 3, 3) from Rodrigues vectors (n, 3), vectorised."""
+    rvecs = np.asarray(rvecs, dtype=np.float64).reshape(-1, 3)
+    theta = np.linalg.norm(rvecs, axis=1)
+    small = theta < 1e-8
+    safe = np.where(small, 1.0, theta)
+    a = np.where(small, 1.0 - theta**2 / 6, np.sin(safe) / safe)
+    b = np.where(small, 0.5 - theta**2 / 24, (1 - np.cos(safe)) / safe**2)
+    x, y, z = rvecs.T
+    zero = np.zeros_like(x)
+    k = np.stack([zero, -z, y, z, zero, -x, -y, x, zero], axis=1).reshape(-1, 3, 3)
+    return np.eye(3) + a[:, None, None] * k + b[:, None, None] * (k @ k)
+
+
+def distort_project(points_cam: np.ndarray, intrinsics: np.ndarray) -> np.ndarray:
+    """Pixels (n, 2) of camera-frame points (n, 3) with per-point intrinsics (n, 9) of INTRINSIC_NAMES."""
+    x = points_cam[:, 0] / points_cam[:, 2]
+    y = points_cam[:, 1] / points_cam[:, 2]
+    fx, fy, cx, cy, k1, k2, p1, p2, k3 = intrinsics.T
+    r2 = x * x + y * y
+    radial = 1 + r2 * (k1 + r2 * (k2 + r2 * k3))
+    xd = x * radial + 2 * p1 * x * y + p2 * (r2 + 2 * x * x)
+    yd = y * radial + p1 * (r2 + 2 * y * y) + 2 * p2 * x * y
+    return np.stack([fx * xd + cx, fy * yd + cy], axis=1)
+
+
+@dataclass
+class _Problem:
+    """Parameter layout and residuals of the joint bundle adjustment."""
+
+    cams: list[str]
+    free: np.ndarray      # indices of the fitted intrinsics in INTRINSIC_NAMES
+    n_shared_poses: int
+    n_single_poses: int
+    obs_cam: np.ndarray   # camera index per observed corner
+    obs_ext: np.ndarray   # extrinsics index (0 = identity: camera 0 or a single-camera view)
+    obs_pose: np.ndarray  # board pose index (shared instants first, then single views)
+    obs_obj: np.ndarray   # board-frame corner (mm)
+    obs_img: np.ndarray   # detected pixel
+    obs_shared: np.ndarray
+    x0: np.ndarray
+
+    @classmethod
+    def build(cls, cams, views: ViewSet, board: Board, init, rotations, translations, fix_k3, fix_tangential):
+        free = np.array([k for k, name in enumerate(INTRINSIC_NAMES)
+                         if not (fix_k3 and name == "k3") and not (fix_tangential and name in ("p1", "p2"))])
+        intr = [np.r_[i.K[0, 0], i.K[1, 1], i.K[0, 2], i.K[1, 2], i.dist][free] for i in (init[c] for c in cams)]
+        extr = [np.r_[cv2.Rodrigues(rotations[c])[0].ravel(), translations[c]] for c in cams[1:]]
+        n_instants = len(next(iter(views.shared.values())))
+        shared_pose, single_index, single_pose = {}, {}, []
+        for i in range(n_instants):
+            for c in cams:  # board pose in the world from the first camera that saw it
+                if i in init[c].shared_poses:
+                    R, t = init[c].shared_poses[i]
+                    Rw = rotations[c].T @ R
+                    tw = rotations[c].T @ (t - translations[c])
+                    shared_pose[i] = np.r_[cv2.Rodrigues(Rw)[0].ravel(), tw]
+                    break
+        shared_index = {inst: k for k, inst in enumerate(sorted(shared_pose))}
+        for c in cams:
+            for i, (R, t) in sorted(init[c].single_poses.items()):
+                single_index[(c, i)] = len(shared_index) + len(single_pose)
+                single_pose.append(np.r_[cv2.Rodrigues(R)[0].ravel(), t])
+        cols = {k: [] for k in ("cam", "ext", "pose", "obj", "img", "shared")}
+        for ci, c in enumerate(cams):
+            for kind, dets in (("shared", views.shared[c]), ("single", views.single.get(c, []))):
+                for i, det in enumerate(dets):
+                    if det is None:
+                        continue
+                    n = len(det.ids)
+                    shared = kind == "shared"
+                    cols["cam"].append(np.full(n, ci))
+                    cols["ext"].append(np.full(n, ci if shared else 0))
+                    cols["pose"].append(np.full(n, shared_index[i] if shared else single_index[(c, i)]))
+                    cols["obj"].append(det.object_points(board))
+                    cols["img"].append(det.image_points)
+                    cols["shared"].append(np.full(n, shared))
+        arr = {k: np.concatenate(v) for k, v in cols.items()}
+        poses = [shared_pose[i] for i in sorted(shared_pose)] + single_pose
+        x0 = np.concatenate([np.ravel(intr), np.ravel(extr) if extr else [], np.ravel(poses)])
+        return cls(cams, free, len(shared_index), len(single_pose), arr["cam"], arr["ext"], arr["pose"],
+                   arr["obj"], arr["img"], arr["shared"], x0)
+
+    @property
+    def n_intr(self) -> int:
+        return len(self.free)
+
+    def unpack(self, x):
+        """Full intrinsics (n_cam, 9) of INTRINSIC_NAMES, extrinsics (n_cam, 6), board poses (n, 6)."""
+        n_cam = len(self.cams)
+        a = n_cam * self.n_intr
+        b = a + 6 * (n_cam - 1)
+        intr = np.zeros((n_cam, len(INTRINSIC_NAMES)))
+        intr[:, self.free] = x[:a].reshape(n_cam, self.n_intr)
+        extr = np.vstack([np.zeros((1, 6)), x[a:b].reshape(n_cam - 1, 6)])
+        poses = x[b:].reshape(-1, 6)
+        return intr, extr, poses
+
+    def project(self, x) -> np.ndarray:
+        intr, extr, poses = self.unpack(x)
+        R_pose, R_ext = rodrigues(poses[:, :3]), rodrigues(extr[:, :3])
+        on_board = np.einsum("nij,nj->ni", R_pose[self.obs_pose], self.obs_obj) + poses[self.obs_pose, 3:]
+        in_cam = np.einsum("nij,nj->ni", R_ext[self.obs_ext], on_board) + extr[self.obs_ext, 3:]
+        return distort_project(in_cam, intr[self.obs_cam])
+
+    def residuals(self, x) -> np.ndarray:
+        return (self.project(x) - self.obs_img).ravel()
+
+    def jacobian(self, x) -> np.ndarray | csr_matrix:
+        """Central-difference Jacobian, one residual evaluation pair per parameter *kind*.
+
+        Each residual depends on one camera's intrinsics, one extrinsics block and one board pose, so
+        parameter j of every camera (or every pose) can be perturbed at once: 2 * (n_intr + 12)
+        evaluations in all. Dense when small (exact trust-region solver), sparse otherwise.
+        """
+        n_cam, n_obs = len(self.cams), len(self.obs_cam)
+        ext_start = n_cam * self.n_intr
+        pose_start = ext_start + 6 * (n_cam - 1)
+        groups = [(0, self.n_intr, n_cam, self.obs_cam, np.ones(n_obs, bool)),
+                  (ext_start, 6, n_cam - 1, self.obs_ext - 1, self.obs_ext > 0),
+                  (pose_start, 6, self.n_shared_poses + self.n_single_poses, self.obs_pose, np.ones(n_obs, bool))]
+        rows, cols, vals = [], [], []
+        for start, width, count, owner, mask in groups:
+            if count == 0:
+                continue
+            obs = np.flatnonzero(mask)
+            for j in range(width):
+                idx = start + np.arange(count) * width + j
+                step = 1e-6 * np.maximum(np.abs(x[idx]), 1.0)
+                xp, xm = x.copy(), x.copy()
+                xp[idx] += step
+                xm[idx] -= step
+                diff = (self.residuals(xp) - self.residuals(xm)).reshape(-1, 2)[obs]
+                deriv = diff / (2 * step[owner[obs]])[:, None]
+                col = idx[owner[obs]]
+                rows.append(np.r_[2 * obs, 2 * obs + 1])
+                cols.append(np.r_[col, col])
+                vals.append(np.r_[deriv[:, 0], deriv[:, 1]])
+        jac = csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                         shape=(2 * n_obs, len(x)))
+        return jac.toarray() if jac.shape[0] * jac.shape[1] <= DENSE_JACOBIAN_MAX else jac
+
+    def intrinsics_std(self, x, residuals) -> list[dict[str, float]]:
+        """Per camera, standard deviations of the fitted intrinsics: sigma^2 (J^T J)^-1 at the solution."""
+        jac = self.jacobian(x)
+        normal = jac.T @ jac
+        normal = normal.toarray() if hasattr(normal, "toarray") else normal
+        dof = max(len(residuals) - len(x), 1)
+        variance = np.diag(np.linalg.inv(normal)) * float(residuals @ residuals) / dof
+        std = np.sqrt(variance[: len(self.cams) * self.n_intr]).reshape(len(self.cams), self.n_intr)
+        return [{INTRINSIC_NAMES[k]: float(v) for k, v in zip(self.free, row)} for row in std]
+
+    def rig(self, x, sizes) -> Rig:
+        intr, extr, _ = self.unpack(x)
+        cameras = []
+        for ci, c in enumerate(self.cams):
+            fx, fy, cx, cy = intr[ci, :4]
+            cameras.append(Camera(name=c, size=sizes[c], K=[[fx, 0, cx], [0, fy, cy], [0, 0, 1]], dist=intr[ci, 4:],
+                                  R=rodrigues(extr[ci, :3])[0], t=extr[ci, 3:]))
+        return Rig(tuple(cameras))
+
+
+def _report(cams, views: ViewSet, problem: _Problem, residuals: np.ndarray, result, std) -> CalibrationReport:
+    per_cam = {}
+    for ci, c in enumerate(cams):
+        mask = problem.obs_cam == ci
+        err = np.linalg.norm(residuals[mask], axis=1)
+        per_cam[c] = CameraQuality(
+            name=c, image_size=views.image_sizes[c],
+            n_shared_views=sum(d is not None for d in views.shared[c]),
+            n_single_views=sum(d is not None for d in views.single.get(c, [])),
+            n_points=int(mask.sum()), rms_px=float(np.sqrt(np.mean(err**2))),
+            p95_px=float(np.percentile(err, 95)),
+            coverage=corner_coverage(problem.obs_img[mask], views.image_sizes[c]),
+            intrinsics_std=std[ci], points=problem.obs_img[mask], residuals=residuals[mask])
+    all_err = np.linalg.norm(residuals, axis=1)
+    n_joint = sum(sum(views.shared[c][i] is not None for c in cams) >= 2
+                  for i in range(len(views.shared[cams[0]])))
+    return CalibrationReport(cameras=per_cam, rms_px=float(np.sqrt(np.mean(all_err**2))),
+                             n_joint_instants=int(n_joint), n_evaluations=int(result.nfev),
+                             converged=bool(result.status > 0))

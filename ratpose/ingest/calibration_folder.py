@@ -1,0 +1,109 @@
+"""Read a calibration folder (docs/calibration-format.md) into what ``ratpose.calibration.calibrate_rig`` takes."""
+from __future__ import annotations
+
+import datetime as _dt
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .._toml import tomllib
+
+from ..calibration.boards import Board, BoardError, board_from_dict
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+CAMERA_NAME = re.compile(r"[a-z][a-z0-9_]*")
+VIEW_NAME = re.compile(r"(sync|single)_(\d+)")
+
+
+class CalibrationFolderError(ValueError):
+    """A calibration folder does not follow docs/calibration-format.md."""
+
+
+@dataclass
+class CalibrationMaterial:
+    """The images of one calibration: ``frames[cam][i]`` is instant i (None: not captured)."""
+
+    rig_name: str
+    date: str
+    board: Board
+    frames: dict[str, list[np.ndarray | None]]
+    intrinsics_frames: dict[str, list[np.ndarray]]
+    camera_names: list[str]
+
+
+def _read_meta(path: Path) -> dict:
+    meta_path = path / "calibration.toml"
+    if not meta_path.is_file():
+        raise CalibrationFolderError(f"{meta_path}: missing (every calibration folder needs it)")
+    try:
+        meta = tomllib.loads(meta_path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise CalibrationFolderError(f"{meta_path}: not valid TOML: {exc}") from None
+    for key, kind in (("rig", str), ("date", (str, _dt.date)), ("board", dict)):
+        if not isinstance(meta.get(key), kind):
+            raise CalibrationFolderError(f"{meta_path}: key {key!r} missing or of the wrong type")
+    if meta.get("format_version", 1) != 1:
+        raise CalibrationFolderError(f"{meta_path}: unsupported format_version {meta['format_version']!r}")
+    try:
+        meta["board"] = board_from_dict(meta["board"])
+    except BoardError as exc:
+        raise CalibrationFolderError(f"{meta_path}: [board]: {exc}") from None
+    meta["date"] = meta["date"].isoformat() if isinstance(meta["date"], _dt.date) else meta["date"]
+    return meta
+
+
+def _camera_names(path: Path, meta: dict) -> list[str]:
+    found = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    names = meta.get("cameras", found)
+    if not names:
+        raise CalibrationFolderError(f"{path}: no camera folders")
+    for name in names:
+        if not isinstance(name, str) or not CAMERA_NAME.fullmatch(name):
+            raise CalibrationFolderError(f"{path / 'calibration.toml'}: bad camera name {name!r} ([a-z][a-z0-9_]*)")
+        if not (path / name).is_dir():
+            raise CalibrationFolderError(f"{path / name}: camera folder listed in calibration.toml is missing")
+    return list(names)
+
+
+def _views(camera_dir: Path) -> dict[str, dict[int, Path]]:
+    views = {"sync": {}, "single": {}}
+    for file in sorted(camera_dir.iterdir()):
+        match = VIEW_NAME.fullmatch(file.stem)
+        if file.suffix.lower() not in IMAGE_SUFFIXES or match is None:
+            if file.name.startswith(("sync_", "single_")):
+                raise CalibrationFolderError(f"{file}: expected sync_NNNN or single_NNNN with an image suffix "
+                                             f"{IMAGE_SUFFIXES}")
+            continue
+        index = int(match.group(2))
+        if index in views[match.group(1)]:
+            raise CalibrationFolderError(f"{file}: index {index} already used by {views[match.group(1)][index].name}")
+        views[match.group(1)][index] = file
+    return views
+
+
+def _load(file: Path) -> np.ndarray:
+    image = cv2.imread(str(file), cv2.IMREAD_GRAYSCALE)
+    if image is None:
+        raise CalibrationFolderError(f"{file}: unreadable image")
+    return image
+
+
+def read_calibration_folder(path) -> CalibrationMaterial:
+    """Load calibration.toml and every camera's sync_/single_ images (greyscale uint8)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise CalibrationFolderError(f"{path}: not a folder")
+    meta = _read_meta(path)
+    names = _camera_names(path, meta)
+    views = {name: _views(path / name) for name in names}
+    instants = sorted(set().union(*(v["sync"] for v in views.values())))
+    if not instants and not any(v["single"] for v in views.values()):
+        raise CalibrationFolderError(f"{path}: no sync_NNNN or single_NNNN images in {names}")
+    frames = {name: [_load(views[name]["sync"][i]) if i in views[name]["sync"] else None for i in instants]
+              for name in names}
+    intrinsics_frames = {name: [_load(f) for _, f in sorted(views[name]["single"].items())] for name in names}
+    return CalibrationMaterial(rig_name=meta["rig"], date=meta["date"], board=meta["board"], frames=frames,
+                               intrinsics_frames=intrinsics_frames, camera_names=names)

@@ -1,0 +1,65 @@
+"""What the Pose3D table computes: match cameras by pulse, triangulate, filter, summarise (no database)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .filtering import median_filter
+from .rig import Rig
+from .sync import match_cameras
+from .triangulation import Triangulation, triangulate
+
+
+@dataclass(frozen=True)
+class Pose3DParams:
+    """Triangulation settings: likelihood cutoff, error limit, refinement and optional median filter."""
+
+    min_likelihood: float = 0.6
+    max_reprojection_px: float | None = 10.0
+    refine: bool = True
+    median_window: int = 0  # frames; 0 = no filtering
+
+
+@dataclass(frozen=True)
+class Pose3DResult:
+    """3D pose on the neural clock: one row per pulse seen by every camera."""
+
+    pulse_index: np.ndarray
+    time_s: np.ndarray
+    triangulation: Triangulation
+    points3d: np.ndarray  # (n_frames, n_parts, 3) after optional filtering
+
+    def part_summary(self, p: int) -> dict:
+        """QC of body part p: fraction triangulated, median and 95th percentile reprojection error."""
+        ok = np.isfinite(self.points3d[:, p, 0])
+        errors = self.triangulation.reprojection_error[ok, p]
+        return {"fraction_triangulated": float(ok.mean()) if ok.size else 0.0,
+                "median_error_px": float(np.median(errors)) if errors.size else float("nan"),
+                "p95_error_px": float(np.percentile(errors, 95)) if errors.size else float("nan")}
+
+
+def reconstruct(rig: Rig, frames: dict[str, tuple[np.ndarray, np.ndarray]],
+                pose2d: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], params: Pose3DParams) -> Pose3DResult:
+    """Triangulate the 2D pose of several cameras, matched by pulse index.
+
+    frames: camera -> (pulse_index, time_s) per video frame (SyncedFrames); pose2d: camera -> (x, y,
+    likelihood), each (n_frames, n_parts) aligned row-for-row with that camera's frames.
+    """
+    missing = [name for name in rig.names if name not in frames or name not in pose2d]
+    if missing:
+        raise ValueError(f"cameras {missing} of the calibration have no synced 2D pose in this session")
+    for name in rig.names:
+        if len(frames[name][0]) != len(pose2d[name][0]):
+            raise ValueError(f"camera {name!r}: {len(pose2d[name][0])} pose rows for {len(frames[name][0])} frames")
+    common, rows = match_cameras({name: frames[name][0] for name in rig.names})
+    points2d = np.stack([np.stack([pose2d[n][0][rows[n]], pose2d[n][1][rows[n]]], axis=-1) for n in rig.names])
+    likelihood = np.stack([pose2d[n][2][rows[n]] for n in rig.names])
+    result = triangulate(points2d, rig, likelihood, min_likelihood=params.min_likelihood, refine=params.refine,
+                         max_reprojection_px=params.max_reprojection_px)
+    points3d = result.points3d
+    if params.median_window > 1:
+        points3d = median_filter(points3d, params.median_window)
+    first = rig.names[0]
+    return Pose3DResult(pulse_index=common, time_s=frames[first][1][rows[first]], triangulation=result,
+                        points3d=points3d)

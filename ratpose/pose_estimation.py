@@ -1,0 +1,97 @@
+"""What the PoseModel and Pose2D tables compute, as plain functions around ratpose.dlc (no database)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import dlc
+
+
+@dataclass(frozen=True)
+class FittedModel:
+    """A trained or registered DLC model with its evaluation (None when it cannot be evaluated).
+
+    ``model`` is None for an 'external' model: only its outputs (DLC .h5 files) come to the pipeline.
+    """
+
+    model: dlc.TrainedModel | None
+    evaluation: dlc.Evaluation | None
+
+
+def fit_pose_model(*, mode: str, labeled_dir: str, workdir: str, bodyparts: tuple[str, ...], scorer: str,
+                   train_fraction: float, seed: int, params: dlc.TrainParams, model_path: str = "") -> FittedModel:
+    """Train a DLC model on a training set ('train'), describe one trained elsewhere ('register'), or
+    stand for one whose files are elsewhere and whose outputs are loaded ('external').
+
+    A registered model must predict exactly the training set's body parts.
+    """
+    if mode == "external":
+        return FittedModel(None, None)
+    if mode == "train":
+        config = dlc.build_project(labeled_dir, workdir, bodyparts, train_fraction=train_fraction, seed=seed,
+                                   scorer=scorer)
+        model = dlc.train(config, params)
+    elif mode == "register":
+        if not model_path:
+            raise ValueError("mode 'register' needs model_path (a DLC model folder or snapshot)")
+        model = dlc.register_model(model_path)
+    else:
+        raise ValueError(f"unknown mode {mode!r}; use 'train', 'register' or 'external'")
+    if tuple(model.bodyparts) != tuple(bodyparts):
+        raise ValueError(f"model {model.model_dir} predicts body parts {list(model.bodyparts)} but the "
+                         f"training set has {list(bodyparts)}")
+    evaluation = dlc.evaluate(model, device=params.device) if model.project_config is not None else None
+    return FittedModel(model, evaluation)
+
+
+def pose2d_for_video(*, mode: str, model: dlc.TrainedModel | None, video: str, n_frames: int,
+                     bodyparts: tuple[str, ...], dlc_h5: str = "", batch_size: int = 8,
+                     device: str = "auto") -> dlc.Pose2DArrays:
+    """2D pose of every frame of a video: DLC inference ('infer') or an existing DLC .h5 ('load').
+
+    The result must have one row per recorded frame and the model's body parts, else ValueError.
+    """
+    if mode == "infer":
+        if model is None:
+            raise ValueError(f"{video}: the model is external (no files here); use mode 'load' with its .h5")
+        pose = dlc.analyze_video(model, video, batch_size=batch_size, device=device)
+    elif mode == "load":
+        if not dlc_h5:
+            raise ValueError(f"mode 'load' for {video} needs the path of a DLC .h5 output")
+        pose = dlc.load_dlc_h5(dlc_h5, expected_bodyparts=bodyparts, expected_frames=n_frames)
+    else:
+        raise ValueError(f"unknown mode {mode!r}; use 'infer' or 'load'")
+    if len(pose.x) != n_frames:
+        raise ValueError(f"{dlc_h5 or video}: pose has {len(pose.x)} frames but the recording has {n_frames}")
+    if tuple(pose.bodyparts) != tuple(bodyparts):
+        raise ValueError(f"{dlc_h5 or video}: body parts {list(pose.bodyparts)} differ from the model's "
+                         f"{list(bodyparts)}")
+    return pose
+
+
+def model_to_row(model: dlc.TrainedModel | None) -> dict:
+    """A TrainedModel as plain values for a database row (paths as strings; empty for external)."""
+    if model is None:
+        return {"model_dir": "", "snapshot": "", "pytorch_config": "", "project_config": "", "checksums": {},
+                "train_indices": np.empty(0, np.int64), "test_indices": np.empty(0, np.int64), "shuffle": 0,
+                "trainset_index": 0}
+    return {"model_dir": str(model.model_dir), "snapshot": str(model.snapshot),
+            "pytorch_config": str(model.pytorch_config),
+            "project_config": str(model.project_config) if model.project_config else "",
+            "checksums": dict(model.checksums), "train_indices": np.asarray(model.train_indices, dtype=np.int64),
+            "test_indices": np.asarray(model.test_indices, dtype=np.int64), "shuffle": int(model.shuffle),
+            "trainset_index": int(model.trainset_index)}
+
+
+def model_from_row(row: dict, bodyparts: tuple[str, ...]) -> dlc.TrainedModel | None:
+    """Inverse of model_to_row."""
+    if not row["model_dir"]:
+        return None
+    return dlc.TrainedModel(model_dir=Path(row["model_dir"]), snapshot=Path(row["snapshot"]),
+                            pytorch_config=Path(row["pytorch_config"]), bodyparts=tuple(bodyparts),
+                            checksums=dict(row["checksums"]), train_indices=tuple(int(i) for i in row["train_indices"]),
+                            test_indices=tuple(int(i) for i in row["test_indices"]),
+                            project_config=Path(row["project_config"]) if row["project_config"] else None,
+                            shuffle=int(row["shuffle"]), trainset_index=int(row["trainset_index"]))

@@ -1,0 +1,213 @@
+"""Analysis: knob validation of the tracking, movement events, and pose joined with spikes."""
+from __future__ import annotations
+
+from dataclasses import fields
+
+import datajoint as dj
+import numpy as np
+
+from ..behaviour import AnalysisSettings, analyse_unit, session_events, validate_session
+from ..validation import Knob as KnobModel
+from . import calibration, pose, raw
+
+schema = dj.Schema()
+
+
+@schema
+class Knob(dj.Manual):
+    definition = """  # knob geometry in a calibration's frame (mm), set by hand or estimated from a keypoint
+    -> calibration.Calibration
+    ---
+    centre : <blob>              # (3,) mm
+    radius_mm : float64
+    axis : <blob>                # (3,) unit rotation axis of the knob
+    up : <blob>                  # (3,) unit world vertical (for horizontal movement directions)
+    source : enum('hand', 'keypoint')
+    """
+
+
+@schema
+class AnalysisParams(dj.Lookup):
+    definition = """  # body parts and thresholds of the behaviour analyses (ratpose.behaviour.AnalysisSettings)
+    analysis_params : varchar(32)
+    ---
+    settings : <blob>   # AnalysisSettings fields
+    """
+    contents = [("default", {f.name: f.default for f in fields(AnalysisSettings)})]
+
+
+def _settings(key) -> AnalysisSettings:
+    stored = (AnalysisParams & key).fetch1("settings")
+    return AnalysisSettings(**{f.name: stored.get(f.name, f.default) for f in fields(AnalysisSettings)})
+
+
+def _analysable():
+    """Pose3D x AnalysisParams keys whose session has a knob log and whose calibration has a Knob."""
+    return pose.Pose3D.proj() * AnalysisParams.proj() & (calibration.SessionCalibration * Knob).proj() & raw.KnobLog
+
+
+def _session_inputs(key) -> tuple:
+    """Pose3D (time, body part -> xyz), the knob log, the knob and its up vector for one key."""
+    times_s = (pose.Pose3D & key).fetch1("time_s")
+    parts = {r["bodypart"]: r["xyz"].astype(np.float64) for r in (pose.Pose3D.BodyPart & key).to_dicts()}
+    knob_log = (raw.KnobLog & key).fetch1()
+    knob_row = (Knob * calibration.SessionCalibration & key).to_dicts()[0]
+    knob = KnobModel(knob_row["centre"], knob_row["radius_mm"], knob_row["axis"])
+    return times_s, parts, knob_log, knob, np.asarray(knob_row["up"], float)
+
+
+@schema
+class KnobValidation(dj.Computed):
+    definition = """  # does the tracked paw sit on the knob when the knob says it is touched?
+    -> pose.Pose3D
+    -> AnalysisParams
+    ---
+    sensitivity : float64           # touch time with the paw on the knob
+    precision : float64             # paw-on-knob time while touched
+    tracked_fraction : float64
+    arrival_fraction : float64      # touches with a detected paw arrival
+    latency_median_s = null : float64   # paw arrival - touch onset
+    latency_iqr_s = null : float64
+    latencies_s : <blob>            # per touch (NaN: no arrival found)
+    digit_rotation_corr = null : float64
+    marker_rotation_corr = null : float64
+    n_touches : int32
+    passed : bool
+    failed_checks = '' : varchar(2048)
+    """
+
+    @property
+    def key_source(self):
+        return _analysable()
+
+    def make_fetch(self, key):
+        return (*_session_inputs(key), _settings(key))
+
+    def make_compute(self, key, times_s, parts, knob_log, knob, up, settings):
+        return (validate_session(times_s, parts, knob, knob_log, settings),)
+
+    def make_insert(self, key, result):
+        summary = result.summary()
+        scalars = {name: _finite_or_none(summary[name]) for name in
+                   ("sensitivity", "precision", "tracked_fraction", "arrival_fraction", "latency_median_s",
+                    "latency_iqr_s", "digit_rotation_corr", "marker_rotation_corr")}
+        for name in ("sensitivity", "precision", "tracked_fraction", "arrival_fraction"):
+            scalars[name] = scalars[name] if scalars[name] is not None else 0.0
+        self.insert1({**key, **scalars, "latencies_s": np.asarray(result.latencies_s, float),
+                      "n_touches": int(summary["n_touches"]), "passed": bool(result.passed),
+                      "failed_checks": "; ".join(result.failed_checks)[:2048]})
+
+
+@schema
+class MovementEvents(dj.Computed):
+    definition = """  # reach onset, paw arrival, touch, turn start/end, release per trial (neural clock)
+    -> pose.Pose3D
+    -> AnalysisParams
+    ---
+    n_events : int32
+    """
+
+    class Event(dj.Part):
+        definition = """
+        -> master
+        event_index : int32
+        ---
+        trial : int32
+        event : varchar(16)
+        time_s : float64
+        """
+
+    @property
+    def key_source(self):
+        return _analysable()
+
+    def make_fetch(self, key):
+        return (*_session_inputs(key), _settings(key))
+
+    def make_compute(self, key, times_s, parts, knob_log, knob, up, settings):
+        return (session_events(times_s, parts, knob, knob_log, settings),)
+
+    def make_insert(self, key, events):
+        self.insert1({**key, "n_events": len(events)})
+        self.Event.insert([{**key, "event_index": i, "trial": int(row.trial), "event": str(row.event),
+                            "time_s": float(row.time_s)} for i, row in enumerate(events.itertuples())])
+
+
+@schema
+class UnitTuning(dj.Computed):
+    definition = """  # one unit against the pose: paw at each spike, speed/direction tuning, shuffle tests
+    -> MovementEvents
+    -> raw.Unit
+    ---
+    n_spikes : int64
+    paw_at_spike : <blob@ratpose>      # float32 (n_spikes, 3) mm
+    speed_at_spike : <blob@ratpose>    # float32 (n_spikes,) mm/s
+    speed_bin_centres : <blob>         # mm/s
+    speed_rate_hz : <blob>
+    speed_occupancy_s : <blob>
+    speed_information : float64        # bits/spike
+    speed_p_value : float64            # circular-shift shuffle test
+    preferred_speed_mm_s = null : float64
+    direction_bin_centres = null : <blob>
+    direction_rate_hz = null : <blob>
+    preferred_direction_deg = null : float64
+    direction_depth = null : float64
+    direction_p_value = null : float64
+    """
+
+    class PETH(dj.Part):
+        definition = """  # peri-event time histogram around one kind of movement event
+        -> master
+        event : varchar(16)
+        ---
+        n_events : int32
+        bin_centres_s : <blob>
+        rate_hz : <blob>
+        sem_hz : <blob>
+        """
+
+    def make_fetch(self, key):
+        times_s, parts, _, knob, up = _session_inputs(key)
+        settings = _settings(key)
+        events = (MovementEvents.Event & key).to_dicts(order_by="event_index")
+        spikes = (raw.Unit & key).fetch1("spike_times")
+        return spikes, times_s, parts[settings.paw], knob, up, events, settings
+
+    def make_compute(self, key, spikes, times_s, paw_xyz, knob, up, events, settings):
+        import pandas as pd
+
+        table = pd.DataFrame(events, columns=["trial", "event", "time_s"])
+        return (analyse_unit(spikes, times_s, paw_xyz, knob, up, table, settings),)
+
+    def make_insert(self, key, result):
+        curve = result.speed.curve
+        direction = result.direction
+        row = {**key, "n_spikes": len(result.speed_at_spike),
+               "paw_at_spike": result.paw_at_spike.astype(np.float32),
+               "speed_at_spike": result.speed_at_spike.astype(np.float32),
+               "speed_bin_centres": curve.bin_centres, "speed_rate_hz": curve.rate_hz,
+               "speed_occupancy_s": curve.occupancy_s,
+               "speed_information": float(result.speed.information_bits_per_spike),
+               "speed_p_value": float(result.speed.p_value),
+               "preferred_speed_mm_s": _finite_or_none(result.speed.preferred_value)}
+        if direction is not None:
+            row.update(direction_bin_centres=direction.curve.bin_centres, direction_rate_hz=direction.curve.rate_hz,
+                       preferred_direction_deg=_finite_or_none(direction.preferred_deg),
+                       direction_depth=_finite_or_none(direction.modulation_depth),
+                       direction_p_value=float(direction.p_value))
+        self.insert1(row)
+        self.PETH.insert([{**key, "event": name, "n_events": int(p.counts.shape[0]),
+                           "bin_centres_s": p.bin_centres_s, "rate_hz": p.rate_hz, "sem_hz": p.sem_hz}
+                          for name, p in result.peths.items()])
+
+
+def _finite_or_none(value) -> float | None:
+    return float(value) if value is not None and np.isfinite(value) else None
+
+
+def set_knob(calibration_key: dict, knob: KnobModel, up, source: str = "hand") -> None:
+    """Store (or replace) the knob geometry of a calibration."""
+    row = {**calibration_key, "centre": knob.centre, "radius_mm": knob.radius_mm,
+           "axis": knob.axis if knob.axis is not None else np.full(3, np.nan),
+           "up": np.asarray(up, float) / np.linalg.norm(up), "source": source}
+    Knob.insert1(row, replace=True)

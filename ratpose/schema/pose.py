@@ -1,0 +1,259 @@
+"""Pose: DeepLabCut training sets and models, 2D pose per camera, 3D pose per session."""
+from __future__ import annotations
+
+from dataclasses import fields
+
+import datajoint as dj
+import numpy as np
+
+from .. import db
+from ..dlc import TrainParams
+from ..pose3d import Pose3DParams as Pose3DSettings
+from ..pose3d import reconstruct
+from ..pose_estimation import fit_pose_model, model_from_row, model_to_row, pose2d_for_video
+from . import calibration, raw, sync
+
+schema = dj.Schema()
+
+
+@schema
+class BodyPart(dj.Lookup):
+    definition = """
+    bodypart : varchar(32)
+    """
+
+
+@schema
+class TrainingSet(dj.Manual):
+    definition = """  # labeled frames in DeepLabCut's format (labeled-data/<video>/CollectedData_<scorer>.h5)
+    training_set : varchar(64)
+    ---
+    labeled_dir : varchar(1024)
+    scorer : varchar(64)
+    train_fraction = 0.8 : float64
+    split_seed = 0 : int32
+    """
+
+    class BodyPart(dj.Part):
+        definition = """
+        -> master
+        -> BodyPart
+        ---
+        part_index : int16     # column order of the body parts
+        """
+
+
+@schema
+class PoseModelParams(dj.Lookup):
+    definition = """  # how to get a model: train it here, register one trained elsewhere, or external (outputs only)
+    pose_params : varchar(32)
+    ---
+    mode : enum('train', 'register', 'external')
+    net_type = 'resnet_18' : varchar(32)
+    epochs = 200 : int32
+    batch_size = 8 : int16
+    augmentation = 1 : bool
+    device = 'auto' : varchar(16)      # auto: GPU when torch sees one
+    init = 'imagenet' : varchar(1024)  # imagenet | random | path of an initial snapshot
+    model_path = '' : varchar(1024)    # register mode: DLC model folder or snapshot
+    """
+
+
+@schema
+class PoseModel(dj.Computed):
+    definition = """  # a DeepLabCut model: files, checksums and evaluation (px)
+    -> TrainingSet
+    -> PoseModelParams
+    ---
+    model_dir : varchar(1024)
+    snapshot : varchar(1024)
+    pytorch_config : varchar(1024)
+    project_config : varchar(1024)    # '' when the model is not inside its DLC project
+    checksums : <blob>                # file (relative to model_dir) -> sha256
+    train_indices : <blob>
+    test_indices : <blob>
+    shuffle : int16
+    trainset_index : int16
+    train_error_px = null : float64
+    test_error_px = null : float64
+    train_error_pcutoff_px = null : float64
+    test_error_pcutoff_px = null : float64
+    pcutoff = null : float64
+    """
+
+    def make_fetch(self, key):
+        training = (TrainingSet & key).fetch1()
+        bodyparts = tuple((TrainingSet.BodyPart & key).to_arrays("bodypart", order_by="part_index"))
+        params = (PoseModelParams & key).fetch1()
+        return training, bodyparts, params
+
+    def make_compute(self, key, training, bodyparts, params):
+        workdir = db.models_root() / f"{key['training_set']}-{key['pose_params']}"
+        train_params = TrainParams(net_type=params["net_type"], epochs=int(params["epochs"]),
+                                   batch_size=int(params["batch_size"]), augmentation=bool(params["augmentation"]),
+                                   device=params["device"], init=params["init"], seed=int(training["split_seed"]))
+        return (fit_pose_model(mode=params["mode"], labeled_dir=training["labeled_dir"], workdir=str(workdir),
+                               bodyparts=bodyparts, scorer=training["scorer"],
+                               train_fraction=float(training["train_fraction"]), seed=int(training["split_seed"]),
+                               params=train_params, model_path=params["model_path"]),)
+
+    def make_insert(self, key, fitted):
+        evaluation = fitted.evaluation
+        errors = {} if evaluation is None else {
+            "train_error_px": evaluation.train_rmse, "test_error_px": evaluation.test_rmse,
+            "train_error_pcutoff_px": evaluation.train_rmse_pcutoff,
+            "test_error_pcutoff_px": evaluation.test_rmse_pcutoff, "pcutoff": evaluation.pcutoff}
+        self.insert1({**key, **model_to_row(fitted.model),
+                      **{k: (None if v is None or not np.isfinite(v) else float(v)) for k, v in errors.items()}})
+
+
+@schema
+class Pose2DTask(dj.Manual):
+    definition = """  # which model runs on which camera recording, and how
+    -> sync.SyncedFrames
+    -> PoseModel
+    ---
+    mode = 'infer' : enum('infer', 'load')   # load: read an existing DLC .h5 for this video
+    dlc_h5 = '' : varchar(1024)
+    batch_size = 8 : int16
+    device = 'auto' : varchar(16)
+    """
+
+
+@schema
+class Pose2D(dj.Computed):
+    definition = """  # 2D pose per video frame, aligned row-for-row with SyncedFrames
+    -> Pose2DTask
+    ---
+    n_frames : int64
+    """
+
+    class BodyPart(dj.Part):
+        definition = """
+        -> master
+        -> BodyPart
+        ---
+        x : <blob@ratpose>           # float32 (n_frames,) px
+        y : <blob@ratpose>
+        likelihood : <blob@ratpose>
+        """
+
+    def make_fetch(self, key):
+        task = (Pose2DTask & key).fetch1()
+        model_row = (PoseModel & key).fetch1()
+        bodyparts = tuple((TrainingSet.BodyPart & key).to_arrays("bodypart", order_by="part_index"))
+        return task, model_row, bodyparts, raw.video_path(key), int((sync.SyncedFrames & key).fetch1("n_frames"))
+
+    def make_compute(self, key, task, model_row, bodyparts, video, n_frames):
+        return (pose2d_for_video(mode=task["mode"], model=model_from_row(model_row, bodyparts), video=video,
+                                 n_frames=n_frames, bodyparts=bodyparts, dlc_h5=task["dlc_h5"],
+                                 batch_size=int(task["batch_size"]), device=task["device"]),)
+
+    def make_insert(self, key, pose):
+        self.insert1({**key, "n_frames": len(pose.x)})
+        self.BodyPart.insert([{**key, "bodypart": part, "x": pose.x[:, p].astype(np.float32),
+                               "y": pose.y[:, p].astype(np.float32),
+                               "likelihood": pose.likelihood[:, p].astype(np.float32)}
+                              for p, part in enumerate(pose.bodyparts)])
+
+
+@schema
+class Pose3DParams(dj.Lookup):
+    definition = """  # triangulation settings (ratpose.pose3d.Pose3DParams)
+    pose3d_params : varchar(32)
+    ---
+    min_likelihood : float64
+    max_reprojection_px = null : float64
+    refine : bool
+    median_window : int16
+    """
+    contents = [("default", 0.6, 10.0, 1, 0)]
+
+
+@schema
+class Pose3D(dj.Computed):
+    definition = """  # 3D pose (mm, calibration frame) per pulse seen by every calibrated camera, neural clock
+    -> calibration.SessionCalibration
+    -> PoseModel
+    -> Pose3DParams
+    ---
+    n_frames : int64
+    pulse_index : <blob@ratpose>     # int64 (n_frames,)
+    time_s : <blob@ratpose>          # float64 (n_frames,), neural clock
+    cameras : <blob>                 # camera names in calibration order
+    """
+
+    class BodyPart(dj.Part):
+        definition = """
+        -> master
+        -> BodyPart
+        ---
+        xyz : <blob@ratpose>                 # float32 (n_frames, 3) mm, NaN = not triangulated
+        reprojection_error : <blob@ratpose>  # float32 (n_frames,) px
+        n_cameras : <blob@ratpose>           # uint8 (n_frames,)
+        fraction_triangulated : float64
+        median_error_px = null : float64
+        p95_error_px = null : float64
+        """
+
+    @property
+    def key_source(self):
+        # every recording of the session has 2D pose of that model
+        sessions_models = (calibration.SessionCalibration * PoseModel).proj()
+        missing = sessions_models * raw.Recording.proj() - Pose2D.proj()
+        return (sessions_models - missing.proj()) * Pose3DParams.proj()
+
+    def make_fetch(self, key):
+        rig_name, calibration_date = (calibration.SessionCalibration & key).fetch1("rig", "calibration_date")
+        rig = calibration.fetch_rig({"rig": rig_name, "calibration_date": calibration_date})
+        frames = {r["camera"]: (r["pulse_index"], r["time_s"])
+                  for r in (sync.SyncedFrames & key).proj("pulse_index", "time_s").to_dicts()}
+        bodyparts = tuple((TrainingSet.BodyPart & key).to_arrays("bodypart", order_by="part_index"))
+        pose2d = {}
+        for camera in frames:
+            parts = {r["bodypart"]: r for r in (Pose2D.BodyPart & key & {"camera": camera}).to_dicts()}
+            pose2d[camera] = tuple(np.stack([parts[b][c] for b in bodyparts], axis=1)
+                                   for c in ("x", "y", "likelihood"))
+        params = (Pose3DParams & key).fetch1()
+        settings = Pose3DSettings(**{f.name: params[f.name] for f in fields(Pose3DSettings)})
+        return rig, frames, pose2d, bodyparts, settings
+
+    def make_compute(self, key, rig, frames, pose2d, bodyparts, settings):
+        return reconstruct(rig, frames, pose2d, settings), bodyparts, rig.names
+
+    def make_insert(self, key, result, bodyparts, cameras):
+        self.insert1({**key, "n_frames": len(result.pulse_index), "pulse_index": result.pulse_index,
+                      "time_s": result.time_s, "cameras": list(cameras)})
+        tri = result.triangulation
+        self.BodyPart.insert([{**key, "bodypart": part, "xyz": result.points3d[:, p].astype(np.float32),
+                               "reprojection_error": tri.reprojection_error[:, p].astype(np.float32),
+                               "n_cameras": tri.n_cameras[:, p].astype(np.uint8),
+                               **_nan_to_none(result.part_summary(p))}
+                              for p, part in enumerate(bodyparts)])
+
+
+def _nan_to_none(values: dict) -> dict:
+    return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in values.items()}
+
+
+def register_training_set(name: str, labeled_dir: str, bodyparts: list[str], scorer: str,
+                          train_fraction: float = 0.8, split_seed: int = 0) -> dict:
+    """Insert a TrainingSet with its body parts (idempotent for identical content)."""
+    key = {"training_set": name}
+    with TrainingSet.connection.transaction:
+        BodyPart.insert([{"bodypart": b} for b in bodyparts], skip_duplicates=True)
+        if not TrainingSet & key:
+            TrainingSet.insert1({**key, "labeled_dir": str(labeled_dir), "scorer": scorer,
+                                 "train_fraction": train_fraction, "split_seed": split_seed})
+            TrainingSet.BodyPart.insert([{**key, "bodypart": b, "part_index": i} for i, b in enumerate(bodyparts)])
+    return key
+
+
+def schedule_pose2d(session_key: dict, model_key: dict, *, mode: str = "infer", dlc_h5: dict | None = None,
+                    batch_size: int = 8, device: str = "auto") -> int:
+    """Add Pose2DTask rows for every synced recording of a session (dlc_h5: camera -> .h5 in load mode)."""
+    rows = [{**k, **model_key, "mode": mode, "dlc_h5": (dlc_h5 or {}).get(k["camera"], ""),
+             "batch_size": batch_size, "device": device}
+            for k in (sync.SyncedFrames & session_key).proj().to_dicts()]
+    Pose2DTask.insert(rows, skip_duplicates=True)
+    return len(rows)
