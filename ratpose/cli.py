@@ -5,6 +5,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from .report import add_commands as add_report_commands
+from .schema.maintenance import add_commands as add_maintenance_commands
+from .schema.ops import add_commands as add_ops_commands
+
 
 def _cmd_db_check(args) -> int:
     import datajoint as dj
@@ -41,13 +45,12 @@ def _cmd_ingest(args) -> int:
 
 
 def _selected_tables(names: list[str]):
-    from . import schema
+    from .schema.ops import pipeline_tables
 
-    tables = schema.computed_tables(schema.activate())
-    unknown = [n for n in names if n not in tables]
-    if unknown:
-        raise SystemExit(f"unknown table(s) {unknown}; choose from {list(tables)}")
-    return {n: t for n, t in tables.items() if not names or n in names}
+    try:
+        return pipeline_tables(names)
+    except ValueError as err:
+        raise SystemExit(str(err)) from err
 
 
 def _cmd_populate(args) -> int:
@@ -91,6 +94,50 @@ def _cmd_sim(args) -> int:
     return 0
 
 
+def _cmd_demo(args) -> int:
+    from .demo import DemoSettings, run_demo
+
+    settings = DemoSettings(seconds=args.seconds, epochs=args.epochs, seed=args.seed)
+    summary = run_demo(args.workdir, settings)
+    print(summary.text())
+    return 1 if any(row[1] == "ERROR" for row in summary.rows) else 0
+
+
+def _cmd_record(args) -> int:
+    from .acquisition import record
+
+    result = record(args.config, args.session_dir, duration_s=args.duration)
+    print(f"{result.status}: {result.message} ({result.n_pulses} pulses, {result.wall_s:.1f} s) -> "
+          f"{result.session_dir}")
+    if result.ok and args.ingest:
+        return _cmd_ingest(argparse.Namespace(session_dirs=[result.session_dir]))
+    return 0 if result.ok else 1
+
+
+def _session_key(args) -> dict:
+    import datetime as dt
+
+    return {"subject": args.subject, "session_datetime": dt.datetime.fromisoformat(args.datetime)}
+
+
+def _cmd_export(args) -> int:
+    from . import export, schema
+
+    pose = schema.activate()["pose"]
+    data = pose.fetch_pose3d({**_session_key(args), "training_set": args.training_set,
+                              "pose_params": args.pose_params, "pose3d_params": args.pose3d_params})
+    columns = dict(errors=data["reprojection_error"], n_cameras=data["n_cameras"])
+    if args.format == "nwb":
+        path = export.to_nwb(args.out, data["points3d"], data["time_s"], data["bodyparts"],
+                             session_start_time=data["session_datetime"], subject_id=args.subject, **columns)
+    elif args.format == "csv":
+        path = export.to_csv(args.out, data["points3d"], data["bodyparts"], times_s=data["time_s"], **columns)
+    else:
+        path = export.to_hdf(args.out, data["points3d"], data["bodyparts"], times_s=data["time_s"], **columns)
+    print(f"wrote {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ratpose", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -102,6 +149,13 @@ def build_parser() -> argparse.ArgumentParser:
     ingest = sub.add_parser("ingest", help="validate session folders and insert them (atomic, idempotent)")
     ingest.add_argument("session_dirs", nargs="+", type=Path)
     ingest.set_defaults(func=_cmd_ingest)
+
+    demo = sub.add_parser("demo", help="simulate a session and run every stage on it (a few minutes, CPU)")
+    demo.add_argument("--workdir", type=Path, default=Path("ratpose-demo"))
+    demo.add_argument("--seconds", type=float, default=24.0)
+    demo.add_argument("--epochs", type=int, default=25, help="DeepLabCut training epochs")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(func=_cmd_demo)
 
     sim = sub.add_parser("sim", help="write a synthetic session folder with its ground truth")
     sim.add_argument("session_dir", type=Path)
@@ -115,6 +169,23 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--full-size", action="store_true", help="1440x1080 at 226 fps (benchmarks)")
     sim.set_defaults(func=_cmd_sim)
 
+    rec = sub.add_parser("record", help="record a session from the rig (or its simulation) into a folder")
+    rec.add_argument("--config", type=Path, required=True, help="rig TOML (see docs/rig-config.md)")
+    rec.add_argument("session_dir", type=Path)
+    rec.add_argument("--duration", type=float, help="seconds on the trigger clock (default: until Ctrl-C)")
+    rec.add_argument("--ingest", action="store_true", help="ingest the folder when the recording is done")
+    rec.set_defaults(func=_cmd_record)
+
+    exp = sub.add_parser("export", help="export a session's 3D pose (NWB with ndx-pose, Anipose CSV, HDF5)")
+    exp.add_argument("--subject", required=True)
+    exp.add_argument("--datetime", required=True, help="session datetime, ISO 8601")
+    exp.add_argument("--training-set", required=True)
+    exp.add_argument("--pose-params", required=True)
+    exp.add_argument("--pose3d-params", default="default")
+    exp.add_argument("--format", choices=("nwb", "csv", "hdf"), default="nwb")
+    exp.add_argument("--out", type=Path, required=True)
+    exp.set_defaults(func=_cmd_export)
+
     populate = sub.add_parser("populate", help="compute all pending work of the given tables (default all)")
     populate.add_argument("tables", nargs="*")
     populate.add_argument("--direct", action="store_true", help="skip the jobs table (single user debugging)")
@@ -123,6 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="done/pending/reserved/error per table")
     status.add_argument("tables", nargs="*")
     status.set_defaults(func=_cmd_status)
+    add_report_commands(sub)
+    add_ops_commands(sub)
+    add_maintenance_commands(sub)
     return parser
 
 

@@ -76,6 +76,14 @@ class Camera:
             out[ok if not everything else slice(None)] = und.reshape(-1, 2)
         return out.reshape(pts.shape)
 
+    def scaled(self, size: tuple[int, int]) -> "Camera":
+        """The same camera imaging at another resolution (binning/resizing): K scaled about pixel centres."""
+        sx, sy = size[0] / self.size[0], size[1] / self.size[1]
+        K = self.K.copy()
+        K[0, 0], K[1, 1] = K[0, 0] * sx, K[1, 1] * sy
+        K[0, 2], K[1, 2] = (K[0, 2] + 0.5) * sx - 0.5, (K[1, 2] + 0.5) * sy - 0.5
+        return Camera(self.name, size, K, self.dist, self.R, self.t)
+
     def to_dict(self) -> dict:
         """Plain-python representation (lists), for JSON/TOML/database storage."""
         return {"name": self.name, "size": list(self.size), "K": self.K.tolist(),
@@ -119,6 +127,10 @@ class Rig:
     def subset(self, names: list[str]) -> "Rig":
         """The rig restricted to (and ordered as) the given camera names."""
         return Rig(tuple(self[n] for n in names))
+
+    def scaled(self, sizes: dict[str, tuple[int, int]]) -> "Rig":
+        """The rig with each named camera rescaled to the given (width, height) (see Camera.scaled)."""
+        return Rig(tuple(cam.scaled(sizes[cam.name]) if cam.name in sizes else cam for cam in self.cameras))
 
     def project(self, points3d: np.ndarray) -> np.ndarray:
         """Project world points (..., 3) into every camera: (n_cameras, ..., 2)."""

@@ -48,3 +48,40 @@ def clean_db(db):
     """The database with every row removed."""
     wipe(db)
     return db
+
+
+def build_simulated_pipeline(db, root: Path, config, extra_outputs=None):
+    """Simulate a rig dataset under ``root``, ingest it into a wiped database and populate every stage.
+
+    2D pose is the simulator's truth (0.5 px noise) in DLC format, loaded as PoseModelParams 'external';
+    ``extra_outputs`` maps more pose_params names to functions (truth, folder) -> {camera: DLC .h5 path}.
+    Returns (truth, session key, populate results).
+    """
+    from ratpose import schema
+    from ratpose.ingest.session_folder import read_session_folder
+    from ratpose.schema.jobs import populate
+    from ratpose.sim import BODYPARTS, write_rig_dataset, write_truth_pose2d
+    from ratpose.validation import Knob
+
+    truth = write_rig_dataset(root, config, n_labeled=4)
+    outputs = {"external": write_truth_pose2d(truth, root / "dlc", noise_px=0.5, seed=1)}
+    for params, write_outputs in (extra_outputs or {}).items():
+        outputs[params] = write_outputs(truth, root / params)
+    raw, calib, pose, analysis = (db[s] for s in ("raw", "calib", "pose", "analysis"))
+    wipe(db)
+    session, _ = raw.insert_session(read_session_folder(root / "session"))
+    calib.register_calibration(root / "calibration")
+    pose.register_training_set("sim", str(root / "labeled"), list(BODYPARTS), "sim")
+    pose.PoseModelParams.insert([{"pose_params": params, "mode": "external"} for params in outputs],
+                                skip_duplicates=True)
+    tables = schema.computed_tables(db)
+    populate({n: tables[n] for n in ("SyncedFrames", "SessionSync", "Calibration", "SessionCalibration",
+                                     "PoseModel")})
+    for params, files in outputs.items():
+        pose.schedule_pose2d(session, {"training_set": "sim", "pose_params": params}, mode="load",
+                             dlc_h5={c: str(p) for c, p in files.items()})
+    calib_key = (calib.SessionCalibration & session).fetch1("rig", "calibration_date")
+    analysis.set_knob(dict(zip(("rig", "calibration_date"), calib_key)),
+                      Knob(truth.knob_center, truth.knob_radius_mm, truth.scene.knob_axis),
+                      up=truth.scene.lab_to_world_R[:, 2])
+    return truth, session, populate(tables)

@@ -2,20 +2,16 @@
 
 Calibration -> SessionCalibration -> Pose2D (load) -> Pose3D -> KnobValidation -> MovementEvents ->
 UnitTuning, each checked against the simulator's ground truth. DeepLabCut training/inference is
-exercised separately (tests/test_pose_model.py) because it takes minutes on a CPU.
+exercised separately (tests/test_demo.py, tests/test_dlc.py) because it takes minutes on a CPU.
 """
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import build_simulated_pipeline
 
-from conftest import wipe
-
-from ratpose import schema
-from ratpose.ingest.session_folder import read_session_folder
-from ratpose.schema.jobs import populate
-from ratpose.sim import BODYPARTS, SessionConfig, dlc_dataframe, write_rig_dataset, write_truth_pose2d
-from ratpose.validation import Knob
+from ratpose import analysis
+from ratpose.sim import BODYPARTS, SessionConfig, dlc_dataframe
 
 
 @pytest.fixture(scope="module")
@@ -23,26 +19,7 @@ def pipeline(db, tmp_path_factory):
     """Ingest + populate once for all the checks below."""
     root = tmp_path_factory.mktemp("pipeline")
     config = SessionConfig(seconds=150.0, fps=30.0, size=(640, 480), seed=21, subject="rat_pipe", n_units=6)
-    truth = write_rig_dataset(root, config, n_labeled=4)
-    good = write_truth_pose2d(truth, root / "dlc", noise_px=0.5, seed=1)
-    swapped = _swapped_camera_outputs(truth, root / "swapped")
-    raw, calib, pose, analysis = (db[s] for s in ("raw", "calib", "pose", "analysis"))
-    wipe(db)
-    session, _ = raw.insert_session(read_session_folder(root / "session"))
-    calib.register_calibration(root / "calibration")
-    pose.register_training_set("sim", str(root / "labeled"), list(BODYPARTS), "sim")
-    pose.PoseModelParams.insert([{"pose_params": "external", "mode": "external"},
-                                 {"pose_params": "swapped", "mode": "external"}], skip_duplicates=True)
-    tables = schema.computed_tables(db)
-    populate({n: tables[n] for n in ("SyncedFrames", "SessionSync", "Calibration", "SessionCalibration",
-                                     "PoseModel")})
-    for params, files in (("external", good), ("swapped", swapped)):
-        pose.schedule_pose2d(session, {"training_set": "sim", "pose_params": params}, mode="load",
-                             dlc_h5={c: str(p) for c, p in files.items()})
-    calib_key = (calib.SessionCalibration & session).fetch1("rig", "calibration_date")
-    analysis.set_knob(dict(zip(("rig", "calibration_date"), calib_key)),
-                      Knob(truth.knob_center, truth.knob_radius_mm, truth.scene.knob_axis), up=truth.scene.lab_to_world_R[:, 2])
-    results = populate(tables)
+    truth, session, results = build_simulated_pipeline(db, root, config, {"swapped": _swapped_camera_outputs})
     return truth, session, db, results
 
 
@@ -70,8 +47,7 @@ def test_every_stage_populates_without_errors(pipeline):
 
 def test_calibration_matches_the_true_rig(pipeline):
     truth, session, db, _ = pipeline
-    rig = db["calib"].fetch_rig((db["calib"].SessionCalibration & session).proj("rig", "calibration_date")
-                                .to_dicts()[0] | {})
+    rig = db["calib"].session_rig(session)
     for cam, true_cam in zip(rig, truth.rig):
         assert abs(cam.K[0, 0] / true_cam.K[0, 0] - 1) < 0.005
         assert np.hypot(*(cam.K[:2, 2] - true_cam.K[:2, 2])) < 2.0
@@ -124,3 +100,22 @@ def test_tuned_units_are_found_with_their_preferred_values_and_untuned_are_not(p
         else:
             assert row["speed_p_value"] > 0.01
             assert row["direction_p_value"] is None or row["direction_p_value"] > 0.01
+
+
+def test_query_api_joins_events_spikes_and_pose(pipeline):
+    truth, session, db, _ = pipeline
+    model = {"training_set": "sim", "pose_params": "external"}
+    events = analysis.events(session, model=model)
+    touches = events[events.event == "touch"].time_s.to_numpy()
+    np.testing.assert_allclose(touches, truth.touch_intervals[: len(touches), 0], atol=1e-6)
+    epochs = analysis.epochs_around(events, "touch", before_s=0.5, after_s=1.0)
+    spikes = analysis.spikes_in(epochs)
+    for unit in truth.units:  # every spike in a window is found, nothing else
+        times = np.sort(truth.spike_time_s[truth.spike_unit_id == unit.unit_id])
+        inside = sum(((times >= s) & (times <= e)).sum() for s, e in zip(epochs.start_s, epochs.end_s))
+        assert (spikes.unit_id == unit.unit_id).sum() == inside
+    assert spikes.relative_s.between(0, 1.5).all()
+    paw = analysis.pose_at(spikes.time_s.to_numpy(), session, ["paw"], model=model)
+    error = np.linalg.norm(paw[["paw_x", "paw_y", "paw_z"]].to_numpy()
+                           - truth.scene.keypoints(spikes.time_s.to_numpy())[:, list(BODYPARTS).index("paw")], axis=1)
+    assert np.nanmedian(error) < 0.5  # interpolated between 30 fps frames of 3D pose

@@ -151,12 +151,12 @@ def board_from_dict(d: dict) -> Board:
         raise BoardError(f"board description must be a table with a 'type' key, got {d!r}")
     kind = d["type"]
     fields = {k: v for k, v in d.items() if k != "type"}
-    cls = {"charuco": CharucoBoard, "checkerboard": Checkerboard}.get(kind)
+    cls = {"charuco": CharucoBoard, "checkerboard": Checkerboard}.get(kind) if isinstance(kind, str) else None
     if cls is None:
         raise BoardError(f"board type must be 'charuco' or 'checkerboard', got {kind!r}")
     try:
         return cls(**fields)
-    except TypeError as exc:
+    except (TypeError, AttributeError) as exc:  # wrong field names or types
         raise BoardError(f"bad {kind} board description {d!r}: {exc}") from None
 
 

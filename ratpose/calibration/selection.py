@@ -10,7 +10,8 @@ def select_calibration(*, session_rig: str, session_datetime: _dt.datetime, sess
 
     session_cameras maps camera -> (width, height) of its recording. candidates are calibration keys
     (rig, calibration_date); candidate_cameras rows (rig, calibration_date, camera, width, height).
-    A choice by hand wins; otherwise the rig's latest calibration taken before the session.
+    A choice by hand wins; otherwise the rig's latest calibration taken before the session. A session
+    may be recorded with k x k binning of the calibrated resolution (Pose3D rescales the cameras).
     Returns the chosen key plus ``chosen_by``; raises ValueError when none fits.
     """
     if by_hand is not None:
@@ -31,7 +32,15 @@ def select_calibration(*, session_rig: str, session_datetime: _dt.datetime, sess
         if camera not in sizes:
             raise ValueError(f"calibration {chosen['rig']} {chosen['calibration_date']} has no camera {camera!r} "
                              f"(it has {sorted(sizes)})")
-        if tuple(sizes[camera]) != tuple(size):
+        if binning_factor(sizes[camera], size) is None:
             raise ValueError(f"camera {camera!r}: calibrated at {sizes[camera][0]}x{sizes[camera][1]} but the "
-                             f"session's video is {size[0]}x{size[1]}")
+                             f"session's video is {size[0]}x{size[1]} (not the same size or an integer binning)")
     return chosen
+
+
+def binning_factor(calibrated_size, recorded_size) -> int | None:
+    """k when the recording is the calibrated image binned k x k (k = 1: same size), else None."""
+    (cw, ch), (w, h) = calibrated_size, recorded_size
+    if w <= 0 or h <= 0 or cw % w or ch % h or cw // w != ch // h:
+        return None
+    return cw // w

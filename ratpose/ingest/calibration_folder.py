@@ -58,6 +58,8 @@ def _read_meta(path: Path) -> dict:
 def _camera_names(path: Path, meta: dict) -> list[str]:
     found = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
     names = meta.get("cameras", found)
+    if not isinstance(names, list):
+        raise CalibrationFolderError(f"{path / 'calibration.toml'}: 'cameras' must be a list of camera names")
     if not names:
         raise CalibrationFolderError(f"{path}: no camera folders")
     for name in names:

@@ -20,6 +20,7 @@ FORMAT_VERSION = 1
 VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv")
 CAMERA_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
 UINT32_MAX = 2**32 - 1
+_MISSING = object()
 
 
 class SessionFormatError(ValueError):
@@ -93,9 +94,11 @@ def _read_csv(path: Path, required: list[str], optional: tuple[str, ...] = ()) -
 
 
 def _integer_column(table: pd.DataFrame, column: str, path: Path) -> np.ndarray:
+    if pd.api.types.is_signed_integer_dtype(table[column]):  # exact, even beyond 2**53
+        return table[column].to_numpy(dtype=np.int64)
     values = table[column].to_numpy(dtype=np.float64)
-    if not np.all(np.isfinite(values)) or np.any(values != np.round(values)):
-        raise SessionFormatError(path, f"column {column!r} must hold integers")
+    if not np.all(np.isfinite(values)) or np.any(values != np.round(values)) or np.any(np.abs(values) >= 2.0**63):
+        raise SessionFormatError(path, f"column {column!r} must hold integers (within 64 bits)")
     return values.astype(np.int64)
 
 
@@ -150,7 +153,7 @@ def _read_camera(folder: Path, entry: dict, index: int) -> CameraData:
         raise SessionFormatError(toml_path, f"camera name {name!r} must match {CAMERA_NAME.pattern}")
     if entry["role"] not in ("primary", "secondary"):
         raise SessionFormatError(toml_path, f"camera {name!r}: role must be 'primary' or 'secondary'")
-    video = folder / str(entry["video"])
+    video = folder / _toml_value(entry, "video", str, toml_path, f"camera {name!r}")
     if video.suffix.lower() not in VIDEO_SUFFIXES:
         raise SessionFormatError(video, f"video must be one of {VIDEO_SUFFIXES}")
     frames_path = folder / f"{name}.frames.csv"
@@ -166,11 +169,35 @@ def _read_camera(folder: Path, entry: dict, index: int) -> CameraData:
     if n_frames != len(frame_id):
         raise SessionFormatError(video, f"video has {n_frames} frames but {frames_path.name} has "
                                         f"{len(frame_id)} rows")
-    return CameraData(name=name, role=entry["role"], serial=str(entry.get("serial", "")),
-                      model=str(entry.get("model", "")), pixel_size_um=float(entry.get("pixel_size_um", 0.0)),
-                      lens_mm=float(entry.get("lens_mm", 0.0)), video=video, n_frames=n_frames,
+    where = f"camera {name!r}"
+    serial = str(_toml_value(entry, "serial", (str, int), toml_path, where, ""))
+    return CameraData(name=name, role=entry["role"], serial=serial,
+                      model=_toml_value(entry, "model", str, toml_path, where, ""),
+                      pixel_size_um=_toml_number(entry, "pixel_size_um", toml_path, where, 0.0),
+                      lens_mm=_toml_number(entry, "lens_mm", toml_path, where, 0.0), video=video, n_frames=n_frames,
                       width=width, height=height, fps=fps, frame_id=frame_id,
                       camera_ts_ns=camera_ts_ns, exposure_us=exposure)
+
+
+def _toml_value(table: dict, key: str, kinds: type | tuple[type, ...], path: Path, where: str = "",
+                default=_MISSING):
+    """table[key] if it has one of the TOML types ``kinds`` (default when absent), else SessionFormatError."""
+    if key not in table and default is not _MISSING:
+        return default
+    value = table.get(key)
+    kinds = kinds if isinstance(kinds, tuple) else (kinds,)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        raise SessionFormatError(path, f"{where + ': ' if where else ''}'{key}' must be a "
+                                       f"{' or '.join(k.__name__ for k in kinds)}, got {value!r}")
+    return value
+
+
+def _toml_number(table: dict, key: str, path: Path, where: str = "", default=_MISSING) -> float:
+    """A finite TOML number (int or float) as float."""
+    value = float(_toml_value(table, key, (int, float), path, where, default))
+    if not np.isfinite(value):
+        raise SessionFormatError(path, f"{where + ': ' if where else ''}'{key}' must be finite, got {value}")
+    return value
 
 
 def _read_metadata(folder: Path) -> dict:
@@ -187,8 +214,10 @@ def _read_metadata(folder: Path) -> dict:
     for key in ("subject", "session_datetime", "rig", "task", "trigger_rate_hz", "camera"):
         if key not in meta:
             raise SessionFormatError(path, f"missing key '{key}'")
-    if not isinstance(meta["camera"], list) or not meta["camera"]:
-        raise SessionFormatError(path, "needs at least one [[camera]] table")
+    if not isinstance(meta["camera"], list) or not meta["camera"] or not all(isinstance(c, dict) for c in meta["camera"]):
+        raise SessionFormatError(path, "needs at least one [[camera]] table (and only tables)")
+    for key in ("subject", "rig", "task", "notes"):
+        _toml_value(meta, key, str, path, default="")
     names = [str(c.get("name")) for c in meta["camera"]]
     if len(set(names)) != len(names):
         raise SessionFormatError(path, f"camera names repeat: {names}")
@@ -201,7 +230,7 @@ def _read_metadata(folder: Path) -> dict:
     if not isinstance(when, _dt.datetime):
         raise SessionFormatError(path, "session_datetime must be a date and time")
     meta["session_datetime"] = when.replace(tzinfo=None, microsecond=0)
-    if not float(meta["trigger_rate_hz"]) > 0:
+    if not _toml_number(meta, "trigger_rate_hz", path) > 0:
         raise SessionFormatError(path, "trigger_rate_hz must be positive")
     return meta
 

@@ -9,6 +9,7 @@ import numpy as np
 from ..behaviour import AnalysisSettings, analyse_unit, session_events, validate_session
 from ..validation import Knob as KnobModel
 from . import calibration, pose, raw
+from .transaction import OneTransactionMake
 
 schema = dj.Schema()
 
@@ -36,17 +37,25 @@ class AnalysisParams(dj.Lookup):
     contents = [("default", {f.name: f.default for f in fields(AnalysisSettings)})]
 
 
-def _settings(key) -> AnalysisSettings:
+def analysis_settings(key) -> AnalysisSettings:
     stored = (AnalysisParams & key).fetch1("settings")
     return AnalysisSettings(**{f.name: stored.get(f.name, f.default) for f in fields(AnalysisSettings)})
 
 
-def _analysable():
-    """Pose3D x AnalysisParams keys whose session has a knob log and whose calibration has a Knob."""
-    return pose.Pose3D.proj() * AnalysisParams.proj() & (calibration.SessionCalibration * Knob).proj() & raw.KnobLog
+class _SessionAnalysis(OneTransactionMake):
+    """Shared by the per-session analyses: their keys and their inputs (pose, knob log, knob, settings)."""
+
+    @property
+    def key_source(self):
+        """Pose3D x AnalysisParams keys whose session has a knob log and whose calibration has a Knob."""
+        return (pose.Pose3D.proj() * AnalysisParams.proj() & (calibration.SessionCalibration * Knob).proj()
+                & raw.KnobLog)
+
+    def make_fetch(self, key):
+        return (*session_inputs(key), analysis_settings(key))
 
 
-def _session_inputs(key) -> tuple:
+def session_inputs(key) -> tuple:
     """Pose3D (time, body part -> xyz), the knob log, the knob and its up vector for one key."""
     times_s = (pose.Pose3D & key).fetch1("time_s")
     parts = {r["bodypart"]: r["xyz"].astype(np.float64) for r in (pose.Pose3D.BodyPart & key).to_dicts()}
@@ -57,7 +66,7 @@ def _session_inputs(key) -> tuple:
 
 
 @schema
-class KnobValidation(dj.Computed):
+class KnobValidation(_SessionAnalysis, dj.Computed):
     definition = """  # does the tracked paw sit on the knob when the knob says it is touched?
     -> pose.Pose3D
     -> AnalysisParams
@@ -76,13 +85,6 @@ class KnobValidation(dj.Computed):
     failed_checks = '' : varchar(2048)
     """
 
-    @property
-    def key_source(self):
-        return _analysable()
-
-    def make_fetch(self, key):
-        return (*_session_inputs(key), _settings(key))
-
     def make_compute(self, key, times_s, parts, knob_log, knob, up, settings):
         return (validate_session(times_s, parts, knob, knob_log, settings),)
 
@@ -99,7 +101,7 @@ class KnobValidation(dj.Computed):
 
 
 @schema
-class MovementEvents(dj.Computed):
+class MovementEvents(_SessionAnalysis, dj.Computed):
     definition = """  # reach onset, paw arrival, touch, turn start/end, release per trial (neural clock)
     -> pose.Pose3D
     -> AnalysisParams
@@ -117,13 +119,6 @@ class MovementEvents(dj.Computed):
         time_s : float64
         """
 
-    @property
-    def key_source(self):
-        return _analysable()
-
-    def make_fetch(self, key):
-        return (*_session_inputs(key), _settings(key))
-
     def make_compute(self, key, times_s, parts, knob_log, knob, up, settings):
         return (session_events(times_s, parts, knob, knob_log, settings),)
 
@@ -134,7 +129,7 @@ class MovementEvents(dj.Computed):
 
 
 @schema
-class UnitTuning(dj.Computed):
+class UnitTuning(OneTransactionMake, dj.Computed):
     definition = """  # one unit against the pose: paw at each spike, speed/direction tuning, shuffle tests
     -> MovementEvents
     -> raw.Unit
@@ -167,8 +162,8 @@ class UnitTuning(dj.Computed):
         """
 
     def make_fetch(self, key):
-        times_s, parts, _, knob, up = _session_inputs(key)
-        settings = _settings(key)
+        times_s, parts, _, knob, up = session_inputs(key)
+        settings = analysis_settings(key)
         events = (MovementEvents.Event & key).to_dicts(order_by="event_index")
         spikes = (raw.Unit & key).fetch1("spike_times")
         return spikes, times_s, parts[settings.paw], knob, up, events, settings

@@ -110,7 +110,7 @@ class SessionCalibration(dj.Computed):
 
     def make_fetch(self, key):
         session = (raw.Session & key).fetch1()
-        recordings = (raw.Recording & key).to_dicts()
+        recordings = (raw.Recording & key).proj("width", "height").to_dicts()  # not the frame arrays
         by_hand = (CalibrationChoice & key).to_dicts()
         candidates = (Calibration.proj() * CalibrationRecording.proj()).to_dicts()
         cameras = (Calibration.Camera.proj("width", "height")).to_dicts()
@@ -151,6 +151,16 @@ def fetch_rig(key: dict) -> Rig:
         raise ValueError(f"no calibrated cameras for {key}")
     return Rig(tuple(CameraModel(name=r["camera"], size=(r["width"], r["height"]), K=r["camera_matrix"],
                                  dist=r["distortion"], R=r["rotation"], t=r["translation"]) for r in rows))
+
+
+def session_rig(session_key: dict) -> Rig | None:
+    """The calibrated Rig a session uses, rescaled to its recordings' resolution; None before SessionCalibration."""
+    rows = (SessionCalibration & session_key).proj("rig", "calibration_date").to_dicts()
+    if not rows:
+        return None
+    sizes = {r["camera"]: (r["width"], r["height"])
+             for r in (raw.Recording & session_key).proj("width", "height").to_dicts()}
+    return fetch_rig({k: rows[0][k] for k in ("rig", "calibration_date")}).scaled(sizes)
 
 
 def board_of(key: dict):

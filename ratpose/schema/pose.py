@@ -1,6 +1,7 @@
 """Pose: DeepLabCut training sets and models, 2D pose per camera, 3D pose per session."""
 from __future__ import annotations
 
+import datetime
 from dataclasses import fields
 
 import datajoint as dj
@@ -12,6 +13,7 @@ from ..pose3d import Pose3DParams as Pose3DSettings
 from ..pose3d import reconstruct
 from ..pose_estimation import fit_pose_model, model_from_row, model_to_row, pose2d_for_video
 from . import calibration, raw, sync
+from .transaction import OneTransactionMake
 
 schema = dj.Schema()
 
@@ -88,7 +90,8 @@ class PoseModel(dj.Computed):
         return training, bodyparts, params
 
     def make_compute(self, key, training, bodyparts, params):
-        workdir = db.models_root() / f"{key['training_set']}-{key['pose_params']}"
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")  # a retrain never reuses a folder
+        workdir = db.models_root() / f"{key['training_set']}-{key['pose_params']}" / stamp
         train_params = TrainParams(net_type=params["net_type"], epochs=int(params["epochs"]),
                                    batch_size=int(params["batch_size"]), augmentation=bool(params["augmentation"]),
                                    device=params["device"], init=params["init"], seed=int(training["split_seed"]))
@@ -171,7 +174,7 @@ class Pose3DParams(dj.Lookup):
 
 
 @schema
-class Pose3D(dj.Computed):
+class Pose3D(OneTransactionMake, dj.Computed):
     definition = """  # 3D pose (mm, calibration frame) per pulse seen by every calibrated camera, neural clock
     -> calibration.SessionCalibration
     -> PoseModel
@@ -204,16 +207,11 @@ class Pose3D(dj.Computed):
         return (sessions_models - missing.proj()) * Pose3DParams.proj()
 
     def make_fetch(self, key):
-        rig_name, calibration_date = (calibration.SessionCalibration & key).fetch1("rig", "calibration_date")
-        rig = calibration.fetch_rig({"rig": rig_name, "calibration_date": calibration_date})
+        rig = calibration.session_rig(key)
         frames = {r["camera"]: (r["pulse_index"], r["time_s"])
                   for r in (sync.SyncedFrames & key).proj("pulse_index", "time_s").to_dicts()}
         bodyparts = tuple((TrainingSet.BodyPart & key).to_arrays("bodypart", order_by="part_index"))
-        pose2d = {}
-        for camera in frames:
-            parts = {r["bodypart"]: r for r in (Pose2D.BodyPart & key & {"camera": camera}).to_dicts()}
-            pose2d[camera] = tuple(np.stack([parts[b][c] for b in bodyparts], axis=1)
-                                   for c in ("x", "y", "likelihood"))
+        pose2d = {camera: pose2d_arrays({**key, "camera": camera}, bodyparts) for camera in frames}
         params = (Pose3DParams & key).fetch1()
         settings = Pose3DSettings(**{f.name: params[f.name] for f in fields(Pose3DSettings)})
         return rig, frames, pose2d, bodyparts, settings
@@ -230,6 +228,12 @@ class Pose3D(dj.Computed):
                                "n_cameras": tri.n_cameras[:, p].astype(np.uint8),
                                **_nan_to_none(result.part_summary(p))}
                               for p, part in enumerate(bodyparts)])
+
+
+def pose2d_arrays(key: dict, bodyparts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """x, y, likelihood (n_frames, n_parts) of one camera's Pose2D, body parts in the given order."""
+    parts = {r["bodypart"]: r for r in (Pose2D.BodyPart & key).to_dicts()}
+    return tuple(np.stack([parts[b][c] for b in bodyparts], axis=1) for c in ("x", "y", "likelihood"))
 
 
 def _nan_to_none(values: dict) -> dict:
@@ -257,3 +261,17 @@ def schedule_pose2d(session_key: dict, model_key: dict, *, mode: str = "infer", 
             for k in (sync.SyncedFrames & session_key).proj().to_dicts()]
     Pose2DTask.insert(rows, skip_duplicates=True)
     return len(rows)
+
+
+def fetch_pose3d(key: dict) -> dict:
+    """One Pose3D as arrays: time_s (n,), points3d (n, parts, 3), reprojection_error and n_cameras
+    (n, parts), bodyparts (training-set order) and the session's datetime."""
+    master = (Pose3D & key).to_dicts()
+    if len(master) != 1:
+        raise ValueError(f"expected one Pose3D for {key}, found {len(master)}")
+    bodyparts = tuple((TrainingSet.BodyPart & key).to_arrays("bodypart", order_by="part_index"))
+    parts = {r["bodypart"]: r for r in (Pose3D.BodyPart & master[0]).to_dicts()}
+    stack = lambda name: np.stack([parts[b][name] for b in bodyparts], axis=1)  # noqa: E731
+    return {"time_s": master[0]["time_s"], "points3d": stack("xyz"), "bodyparts": bodyparts,
+            "reprojection_error": stack("reprojection_error"), "n_cameras": stack("n_cameras"),
+            "session_datetime": master[0]["session_datetime"]}

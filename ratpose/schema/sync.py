@@ -7,6 +7,7 @@ import datajoint as dj
 
 from .. import sync
 from . import raw
+from .transaction import OneTransactionMake
 
 schema = dj.Schema()
 
@@ -23,7 +24,7 @@ class SyncQCParams(dj.Lookup):
 
 
 @schema
-class SyncedFrames(dj.Computed):
+class SyncedFrames(OneTransactionMake, dj.Computed):
     definition = """  # row i = video frame i of the Recording
     -> raw.Recording
     ---
@@ -59,7 +60,7 @@ class SyncedFrames(dj.Computed):
 
 
 @schema
-class SessionSync(dj.Computed):
+class SessionSync(OneTransactionMake, dj.Computed):
     definition = """  # session-level synchronisation QC over all cameras
     -> raw.Session
     -> SyncQCParams

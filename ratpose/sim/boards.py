@@ -22,18 +22,9 @@ from ..rig import Camera, Rig
 DARK, LIGHT, BACKGROUND = 35.0, 215.0, 90.0  # grey levels of black ink, white paper, surroundings
 
 
-def scale_camera(camera: Camera, image_size: tuple[int, int]) -> Camera:
-    """The same camera imaging at ``image_size`` (width, height): K scaled, pixel centres kept consistent."""
-    sx, sy = image_size[0] / camera.size[0], image_size[1] / camera.size[1]
-    K = camera.K.copy()
-    K[0, 0], K[1, 1] = K[0, 0] * sx, K[1, 1] * sy
-    K[0, 2], K[1, 2] = (K[0, 2] + 0.5) * sx - 0.5, (K[1, 2] + 0.5) * sy - 0.5
-    return Camera(camera.name, image_size, K, camera.dist, camera.R, camera.t)
-
-
 def scale_rig(rig: Rig, image_size: tuple[int, int]) -> Rig:
-    """Every camera of ``rig`` scaled to ``image_size`` (see ``scale_camera``)."""
-    return Rig(tuple(scale_camera(cam, image_size) for cam in rig))
+    """Every camera of ``rig`` scaled to ``image_size`` (see ``Camera.scaled``)."""
+    return Rig(tuple(cam.scaled(image_size) for cam in rig))
 
 
 @lru_cache(maxsize=8)

@@ -185,10 +185,13 @@ def write_session(path, config: SessionConfig = SessionConfig()) -> GroundTruth:
 
 
 def write_rig_dataset(root, config: SessionConfig = SessionConfig(), *, n_labeled: int = 100,
-                      board=None, n_shared: int = 10, n_single: int = 24) -> GroundTruth:
+                      board=None, n_shared: int = 10, n_single: int = 24,
+                      calibration_size: tuple[int, int] | None = None) -> GroundTruth:
     """Everything the demo needs under ``root``: session/ (``write_session``), calibration/ (ChArUco
     views of the same rig, ``ratpose.sim.boards``) and labeled/<video>/ (DLC labeled frames, same size).
-    Returns the session's ground truth (its rig is the calibration's truth)."""
+    ``calibration_size`` renders the calibration at a k-times larger resolution than the session (the
+    session then stands for k x k binned recording). Returns the session's ground truth (its rig, rescaled
+    to the calibration size, is the calibration's truth)."""
     from ratpose.calibration import CharucoBoard
     from .boards import simulate_calibration_views, write_calibration_folder
     from .labeled import write_labeled_frames
@@ -196,7 +199,8 @@ def write_rig_dataset(root, config: SessionConfig = SessionConfig(), *, n_labele
     root = Path(root)
     truth = write_session(root / "session", config)
     board = board if board is not None else CharucoBoard(9, 7, 4.0, 3.0)  # fills ~60 % of the 60 mm field of view
-    frames, single = simulate_calibration_views(truth.rig, board, n_shared, n_single, seed=config.seed)
+    frames, single = simulate_calibration_views(truth.rig, board, n_shared, n_single, seed=config.seed,
+                                                image_size=calibration_size)
     write_calibration_folder(root / "calibration", config.rig, board, frames, single, date=config.session_datetime[:10])
     write_labeled_frames(root / "labeled" / "sim", n_labeled, config.size, seed=config.seed + 1)
     return truth

@@ -1,0 +1,104 @@
+"""Write a SessionReport as index.html with its PNGs beside it."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..calibration.qc import CalibrationReport, plot_report
+from ..validation import plot_knob_validation
+from . import html
+from .data import ExampleFrame, SessionReport
+from .plots import plot_sync, plot_trajectories, plot_trajectory_3d, plot_unit
+from .video import draw_pose
+
+MIN_FRAME_WIDTH = 640  # example frames narrower than this are enlarged (integer factor) before drawing
+
+
+def write_report(report: SessionReport, out_dir) -> Path:
+    """Draw every section's figures into ``out_dir`` and write ``out_dir/index.html``; returns its path."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sections = [html.Section("qc", "QC summary", _qc_body(report))]
+    for section_id, heading, has_data, draw in (
+            ("sync", "Synchronisation", report.sync, _sync_body),
+            ("calibration", "Calibration", report.calibration, _calibration_body),
+            ("trajectories", "2D trajectories", report.tracks, _trajectories_body),
+            ("pose3d", "3D pose", report.pose3d is not None, _pose3d_body),
+            ("frames", "Example frames", report.examples, _frames_body),
+            ("validation", "Knob validation", report.validation is not None, _validation_body),
+            ("units", "Units", report.units, _units_body)):
+        body = draw(report, out_dir) if has_data else html.missing(report.missing.get(section_id, "no data"))
+        sections.append(html.Section(section_id, heading, body))
+    subtitle = ", ".join(f"{k}: {v}" for k, v in report.info.items())
+    path = out_dir / "index.html"
+    path.write_text(html.page(report.title, subtitle, sections), encoding="utf-8")
+    return path
+
+
+def _qc_body(report: SessionReport) -> str:
+    return html.table(["measure", "value"], [[k, v] for k, v in report.qc.items()])
+
+
+def _sync_body(report: SessionReport, out_dir: Path) -> str:
+    plot_sync(report.sync, out_dir / "sync.png")
+    return html.image("sync.png", "frame intervals and dropped pulses per camera")
+
+
+def _calibration_body(report: SessionReport, out_dir: Path) -> str:
+    summary = CalibrationReport({q.name: q for q in report.calibration}, report.calibration_rms_px,
+                                n_joint_instants=report.calibration_joint_instants,
+                                n_evaluations=0, converged=True)
+    plot_report(summary, out_dir / "calibration.png")
+    rows = [[q.name, round(q.rms_px, 3), round(q.p95_px, 3), f"{q.coverage:.0%}", q.n_shared_views, q.n_single_views]
+            for q in report.calibration]
+    return (html.table(["camera", "RMS (px)", "p95 (px)", "coverage", "shared views", "single views"], rows)
+            + html.image("calibration.png", "calibration corners and residuals per camera"))
+
+
+def _trajectories_body(report: SessionReport, out_dir: Path) -> str:
+    parts = []
+    for track in report.tracks:
+        name = f"trajectories_{track.camera}.png"
+        plot_trajectories(track, report.bodyparts, out_dir / name, report.min_likelihood)
+        parts.append(html.image(name, f"2D trajectories, {track.camera}"))
+    return "".join(parts)
+
+
+def _pose3d_body(report: SessionReport, out_dir: Path) -> str:
+    plot_trajectory_3d(report.pose3d, report.bodyparts, out_dir / "pose3d.png")
+    return html.image("pose3d.png", "3D trajectories and reprojection errors")
+
+
+def example_image(example: ExampleFrame, min_likelihood: float) -> np.ndarray:
+    """RGB picture of an example frame (enlarged if small) with its detections and reprojections drawn."""
+    scale = max(1, MIN_FRAME_WIDTH // example.image.shape[1])
+    image = cv2.resize(example.image, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+    return draw_pose(image, example.points2d * scale, example.reprojected * scale, example.likelihood, min_likelihood)
+
+
+def _frames_body(report: SessionReport, out_dir: Path) -> str:
+    figures = []
+    for i, example in enumerate(report.examples):
+        name = f"frame_{i}_{example.camera}.png"
+        cv2.imwrite(str(out_dir / name), cv2.cvtColor(example_image(example, report.min_likelihood), cv2.COLOR_RGB2BGR))
+        figures.append(html.image(name, f"{example.camera} frame", f"{example.camera}, pulse {example.pulse}, {example.time_s:.3f} s"))
+    legend = ", ".join(report.bodyparts)
+    return (f"<p>Filled circles: DeepLabCut detections (likelihood >= {report.min_likelihood:g}); hollow circles: "
+            f"3D points reprojected into the camera. Body parts in colour order: {legend}.</p>"
+            f'<div class="frames">{"".join(figures)}</div>')
+
+
+def _validation_body(report: SessionReport, out_dir: Path) -> str:
+    plot_knob_validation(report.validation, out_dir / "knob_validation.png")
+    return html.image("knob_validation.png", "paw-to-knob distance with touches")
+
+
+def _units_body(report: SessionReport, out_dir: Path) -> str:
+    parts = []
+    for unit in report.units:
+        name = f"unit_{unit.unit_id}.png"
+        plot_unit(unit, out_dir / name)
+        parts.append(html.image(name, f"unit {unit.unit_id} tuning"))
+    return "".join(parts)

@@ -1,0 +1,114 @@
+"""What a session report shows, as plain arrays and dataclasses (filled from the database by
+ratpose.schema.report_data, drawn by ratpose.report.build)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..calibration.qc import CameraQuality
+from ..validation import KnobValidationResult
+
+
+@dataclass(frozen=True)
+class CameraSync:
+    """One camera's synchronisation: delivered frame times and dropped pulse times (neural clock, s)."""
+
+    camera: str
+    time_s: np.ndarray
+    dropped_s: np.ndarray
+    lost_in_transfer: int
+    missed_trigger: int
+    drift_ppm: float
+    residual_rms_s: float
+    residual_max_s: float
+
+
+@dataclass(frozen=True)
+class CameraTrack:
+    """2D pose of one camera's video: (n_frames, n_parts) arrays, row i = video frame i."""
+
+    camera: str
+    time_s: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    likelihood: np.ndarray
+
+    @property
+    def points(self) -> np.ndarray:
+        """(n_frames, n_parts, 2) pixel coordinates."""
+        return np.stack([self.x, self.y], axis=-1)
+
+
+@dataclass(frozen=True)
+class Pose3DTrack:
+    """3D pose per pulse seen by every camera: xyz (n, n_parts, 3) mm, reprojection error (n, n_parts) px."""
+
+    time_s: np.ndarray
+    pulse_index: np.ndarray
+    xyz: np.ndarray
+    reprojection_error: np.ndarray
+
+
+@dataclass(frozen=True)
+class UnitPlot:
+    """A unit's stored tuning: speed and direction curves, PETHs (event -> (centres_s, rate_hz, sem_hz))."""
+
+    unit_id: int
+    tetrode: int
+    n_spikes: int
+    speed_centres: np.ndarray
+    speed_rate_hz: np.ndarray
+    speed_p_value: float
+    direction_centres: np.ndarray | None
+    direction_rate_hz: np.ndarray | None
+    direction_p_value: float | None
+    peths: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class ExampleFrame:
+    """One video frame with its 2D detections and the reprojected 3D points ((n_parts, 2) px, NaN = none)."""
+
+    camera: str
+    pulse: int
+    time_s: float
+    image: np.ndarray
+    points2d: np.ndarray
+    likelihood: np.ndarray
+    reprojected: np.ndarray
+
+
+@dataclass
+class SessionReport:
+    """Everything one session's report shows; a section whose data are missing is None/empty and
+    ``missing`` says why (section name -> reason)."""
+
+    title: str
+    info: dict[str, str]
+    bodyparts: tuple[str, ...]
+    min_likelihood: float
+    qc: dict[str, str] = field(default_factory=dict)
+    sync: list[CameraSync] = field(default_factory=list)
+    calibration: list[CameraQuality] = field(default_factory=list)
+    calibration_rms_px: float = float("nan")
+    calibration_joint_instants: int = 0
+    tracks: list[CameraTrack] = field(default_factory=list)
+    pose3d: Pose3DTrack | None = None
+    validation: KnobValidationResult | None = None
+    units: list[UnitPlot] = field(default_factory=list)
+    examples: list[ExampleFrame] = field(default_factory=list)
+    missing: dict[str, str] = field(default_factory=dict)
+
+
+def reproject_to_frames(frame_pulses, pose: Pose3DTrack, camera) -> np.ndarray:
+    """3D pose projected into one camera (a ratpose.rig.Camera), per video frame: (n_frames, n_parts, 2) px.
+
+    frame_pulses: the pulse index of each video frame (SyncedFrames); frames without a 3D pose get NaN.
+    """
+    frame_pulses = np.asarray(frame_pulses)
+    out = np.full((len(frame_pulses), pose.xyz.shape[1], 2), np.nan)
+    rows = np.clip(np.searchsorted(frame_pulses, pose.pulse_index), 0, max(len(frame_pulses) - 1, 0))
+    found = frame_pulses[rows] == pose.pulse_index if len(frame_pulses) else np.zeros(len(rows), bool)
+    out[rows[found]] = camera.project(pose.xyz[found])
+    return out

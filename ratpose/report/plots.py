@@ -1,0 +1,118 @@
+"""The report's figures (matplotlib Agg, no pyplot): each function draws one PNG at ``path`` and returns it."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from .data import CameraSync, CameraTrack, Pose3DTrack, UnitPlot
+from .video import part_colour
+
+
+def _colour(index: int) -> tuple[float, float, float]:
+    return tuple(c / 255 for c in part_colour(index))
+
+
+def _figure(width: float, height: float) -> Figure:
+    figure = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _save(figure: Figure, path) -> Path:
+    path = Path(path)
+    figure.savefig(path, dpi=100)
+    return path
+
+
+def plot_trajectories(track: CameraTrack, bodyparts, path, min_likelihood: float = 0.6) -> Path:
+    """x, y (confident detections only) and likelihood of every body part over time, one camera."""
+    figure = _figure(12, 6)
+    axes = figure.subplots(3, 1, sharex=True)
+    confident = track.likelihood >= min_likelihood
+    for p, part in enumerate(bodyparts):
+        colour = _colour(p)
+        for ax, values in zip(axes[:2], (track.x, track.y)):
+            ax.plot(track.time_s, np.where(confident[:, p], values[:, p], np.nan), color=colour, lw=0.8, label=part)
+        axes[2].plot(track.time_s, track.likelihood[:, p], color=colour, lw=0.6)
+    axes[0].set_ylabel("x (px)")
+    axes[1].set_ylabel("y (px)")
+    axes[1].invert_yaxis()
+    axes[2].axhline(min_likelihood, color="k", ls="--", lw=0.8)
+    axes[2].set_ylabel("likelihood")
+    axes[2].set_ylim(-0.05, 1.05)
+    axes[2].set_xlabel("time (s, neural clock)")
+    axes[0].legend(loc="upper right", fontsize=8, ncol=len(bodyparts))
+    axes[0].set_title(f"{track.camera}: {len(track.time_s)} frames, detections with likelihood >= "
+                      f"{min_likelihood:g} ({confident.mean():.1%})", fontsize=10)
+    return _save(figure, path)
+
+
+def plot_trajectory_3d(pose: Pose3DTrack, bodyparts, path) -> Path:
+    """3D paths of every body part (mm, calibration frame) and histograms of their reprojection errors."""
+    figure = _figure(12, 5.5)
+    ax = figure.add_subplot(1, 2, 1, projection="3d")
+    errors = figure.add_subplot(1, 2, 2)
+    for p, part in enumerate(bodyparts):
+        xyz = pose.xyz[:, p]
+        ax.plot(xyz[:, 0], xyz[:, 1], xyz[:, 2], color=_colour(p), lw=0.6, label=part)
+        error = pose.reprojection_error[:, p]
+        errors.hist(error[np.isfinite(error)], bins=50, histtype="step", color=_colour(p), label=part)
+    ax.set_xlabel("x (mm)")
+    ax.set_ylabel("y (mm)")
+    ax.set_zlabel("z (mm)")
+    ax.legend(loc="upper left", fontsize=8)
+    ax.set_title(f"3D trajectories ({len(pose.time_s)} frames)", fontsize=10)
+    errors.set_xlabel("reprojection error (px)")
+    errors.set_ylabel("frames")
+    errors.set_title("reprojection error per body part", fontsize=10)
+    return _save(figure, path)
+
+
+def plot_sync(cameras: list[CameraSync], path) -> Path:
+    """Per camera: interval between delivered frames over time (clipped at 4x the median), dropped pulses marked."""
+    figure = _figure(12, 1.2 + 2.2 * len(cameras))
+    axes = np.atleast_1d(figure.subplots(len(cameras), 1, sharex=True, squeeze=False)[:, 0])
+    for ax, cam in zip(axes, cameras):
+        interval_ms = 1e3 * np.diff(cam.time_s)
+        ax.plot(cam.time_s[1:], interval_ms, color="k", lw=0.6, label="frame interval")
+        if cam.dropped_s.size:
+            ax.plot(cam.dropped_s, np.zeros_like(cam.dropped_s), "|", color="tab:red", ms=14, mew=1.5,
+                    label="dropped pulse")
+        ax.set_ylabel("interval (ms)")
+        ax.set_ylim(-0.5, 4 * np.median(interval_ms) if interval_ms.size else 1.0)
+        ax.legend(loc="upper right", fontsize=8)
+        ax.set_title(f"{cam.camera}: {len(cam.time_s)} frames, {cam.dropped_s.size} dropped "
+                     f"({cam.lost_in_transfer} lost in transfer, {cam.missed_trigger} missed trigger), "
+                     f"drift {cam.drift_ppm:.1f} ppm, clock-fit residual RMS {1e6 * cam.residual_rms_s:.2f} us, "
+                     f"max {1e6 * cam.residual_max_s:.2f} us", fontsize=9)
+    axes[-1].set_xlabel("time (s, neural clock)")
+    return _save(figure, path)
+
+
+def plot_unit(unit: UnitPlot, path) -> Path:
+    """A unit's speed tuning, direction tuning and PETHs (mean +- SEM) side by side."""
+    figure = _figure(13, 3.4)
+    speed, direction, peths = figure.subplots(1, 3)
+    speed.plot(unit.speed_centres, unit.speed_rate_hz, "o-", color="k")
+    speed.set_xlabel("paw speed (mm/s)")
+    speed.set_ylabel("rate (Hz)")
+    speed.set_title(f"speed: p = {unit.speed_p_value:.3g}", fontsize=9)
+    if unit.direction_centres is not None:
+        direction.plot(unit.direction_centres, unit.direction_rate_hz, "o-", color="k")
+        direction.set_title(f"direction: p = {unit.direction_p_value:.3g}", fontsize=9)
+    else:
+        direction.text(0.5, 0.5, "no direction tuning", ha="center", va="center", transform=direction.transAxes)
+    direction.set_xlabel("movement direction (deg)")
+    for e, (event, (centres, rate, sem)) in enumerate(unit.peths.items()):
+        peths.plot(centres, rate, color=_colour(e), lw=1, label=event)
+        peths.fill_between(centres, rate - sem, rate + sem, color=_colour(e), alpha=0.2, lw=0)
+    peths.axvline(0, color="k", lw=0.6)
+    peths.set_xlabel("time from event (s)")
+    peths.set_title("PETHs (mean +- SEM)", fontsize=9)
+    if unit.peths:
+        peths.legend(fontsize=7)
+    figure.suptitle(f"unit {unit.unit_id} (tetrode {unit.tetrode}, {unit.n_spikes} spikes)", fontsize=10)
+    return _save(figure, path)
