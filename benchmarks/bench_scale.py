@@ -179,6 +179,8 @@ def main(argv=None) -> int:
             result = measure(name, lambda: populate({name: tables[name]}, reserve_jobs=False)[name], report)
             if result["error_list"] or not len(tables[name]()):
                 raise RuntimeError(f"{name}: {result['error_list'] or 'nothing computed'}")
+        one_camera = {**session, "training_set": "bench", "pose_params": "external", "camera": "cam0"}
+        measure("Pose2D fetch (1 camera)", lambda: pose.pose2d_arrays(one_camera, bodyparts), report)
         n3d = (pose.Pose3D & session).fetch1("n_frames")
         frame_mb = max(n_frames) * len(bodyparts) * 3 * 4 / 2**20
         print(f"\nframes per camera {n_frames}, 3D frames {n3d}; one camera's 2D pose as float32: {frame_mb:.0f} MB")

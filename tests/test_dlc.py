@@ -1,0 +1,169 @@
+"""End-to-end DeepLabCut adapter: simulated labeled frames -> project -> train (CPU, random init)
+-> evaluate -> analyse a simulated video, against the simulator's ground truth."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from ratpose import dlc
+from ratpose.sim import BODYPARTS, write_labeled_frames
+
+SIZE = (160, 128)
+N_LABELED = 80
+N_VIDEO = 30
+# resnet_18 on 160x128 frames, no augmentation: the smallest setting that reliably learns the
+# blobs on 2 CPU cores in about a minute (see the report / benchmarks/bench_dlc.py).
+PARAMS = dlc.TrainParams(net_type="resnet_18", epochs=25, batch_size=8, augmentation=False, device="cpu",
+                         init="random", save_epochs=25, seed=0)
+# Thresholds (px, 160x128 frames): labels are exact projections; the heatmap stride is 8 px and
+# DLC's location refinement brings errors well under it. A model that has not learned the blobs
+# scores ~40 px (random points in the frame), one that confuses two body parts > 15 px.
+TRAIN_RMSE_MAX = 3.0
+TEST_RMSE_MAX = 5.0
+VIDEO_MEDIAN_MAX = 3.0
+
+
+def _write_video(frames_dir: Path, video: Path, n: int) -> None:
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"FFV1"), 30.0, SIZE)
+    assert writer.isOpened()
+    for i in range(n):
+        grey = cv2.imread(str(frames_dir / f"img{i:04d}.png"), cv2.IMREAD_GRAYSCALE)
+        writer.write(cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR))
+    writer.release()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dlc")
+    write_labeled_frames(root / "labels" / "labeled-data" / "sim0", N_LABELED, SIZE, seed=1, scorer="sim")
+    config = dlc.build_project(root / "labels", root / "project", BODYPARTS, train_fraction=0.8, seed=0,
+                               scorer="sim")
+    return dlc.train(config, PARAMS)
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    """A lossless video of fresh simulated frames (other seed) and its (n, parts, 2) truth."""
+    root = tmp_path_factory.mktemp("dlc_video")
+    frames = write_labeled_frames(root / "frames", N_VIDEO, SIZE, seed=99, scorer="sim")
+    truth = pd.read_hdf(frames / "CollectedData_sim.h5").to_numpy().reshape(N_VIDEO, len(BODYPARTS), 2)
+    path = root / "clip.avi"
+    _write_video(frames, path, N_VIDEO)
+    return path, truth
+
+
+@pytest.mark.slow
+def test_trained_model_records_split_and_files(trained):
+    assert trained.bodyparts == tuple(BODYPARTS)
+    assert len(trained.train_indices) == 64 and len(trained.test_indices) == 16
+    assert sorted(trained.train_indices + trained.test_indices) == list(range(N_LABELED))
+    assert trained.snapshot.name == "snapshot-025.pt"
+    assert set(trained.checksums) == {"train/snapshot-025.pt", "train/pytorch_config.yaml", "test/pose_cfg.yaml"}
+    dlc.verify_checksums(trained)
+
+
+@pytest.mark.slow
+def test_evaluation_against_labels(trained):
+    ev = dlc.evaluate(trained, pcutoff=0.5)
+    assert (ev.n_train, ev.n_test) == (64, 16)
+    assert ev.train_rmse < TRAIN_RMSE_MAX
+    assert ev.test_rmse < TEST_RMSE_MAX
+    assert ev.test_rmse_pcutoff <= TEST_RMSE_MAX
+
+
+@pytest.mark.slow
+def test_analyze_video_against_truth(trained, video):
+    path, truth = video
+    pose = dlc.analyze_video(trained, path, batch_size=8, device="cpu")
+    assert pose.bodyparts == tuple(BODYPARTS)
+    assert pose.x.shape == pose.likelihood.shape == (N_VIDEO, len(BODYPARTS))
+    err = np.hypot(pose.x - truth[..., 0], pose.y - truth[..., 1])
+    seen = np.isfinite(truth[..., 0])
+    assert seen.sum() > 0.8 * seen.size
+    assert np.median(err[seen]) < VIDEO_MEDIAN_MAX
+    assert np.percentile(err[seen], 90) < 3 * VIDEO_MEDIAN_MAX
+    assert np.median(pose.likelihood[seen]) > 0.5
+
+
+@pytest.mark.slow
+def test_exported_snapshot_gives_same_poses(trained, video, tmp_path):
+    path, _ = video
+    shutil.copy(trained.snapshot, tmp_path / "model.pt")
+    shutil.copy(trained.pytorch_config, tmp_path / "pytorch_config.yaml")
+    exported = dlc.register_model(tmp_path / "model.pt")
+    assert exported.project_config is None and exported.bodyparts == trained.bodyparts
+    assert exported.checksums["model.pt"] == trained.checksums["train/snapshot-025.pt"]
+    direct = dlc.analyze_video(trained, path, device="cpu")
+    via_runner = dlc.analyze_video(exported, path, device="cpu")
+    np.testing.assert_allclose(via_runner.x, direct.x, atol=1e-4)
+    np.testing.assert_allclose(via_runner.likelihood, direct.likelihood, atol=1e-5)
+    with pytest.raises(dlc.DLCError, match="needs the model's DLC project"):
+        dlc.evaluate(exported)
+
+    (tmp_path / "model.pt").write_bytes((tmp_path / "model.pt").read_bytes() + b"\0")
+    with pytest.raises(dlc.ChecksumError, match="changed files"):
+        dlc.analyze_video(exported, path)
+    (tmp_path / "pytorch_config.yaml").unlink()
+    with pytest.raises(dlc.ChecksumError, match="missing files"):
+        dlc.verify_checksums(exported)
+
+
+@pytest.mark.slow
+def test_register_model_folder_matches_training(trained):
+    again = dlc.register_model(trained.model_dir)
+    assert again == trained
+
+
+@pytest.mark.slow
+def test_unreadable_video_is_a_clear_error(trained, tmp_path):
+    bad = tmp_path / "broken.avi"
+    bad.write_bytes(b"not a video")
+    with pytest.raises(dlc.DLCError, match="broken.avi"):
+        dlc.analyze_video(trained, bad)
+
+
+# ---- fast checks (no training) -------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_labels(tmp_path):
+    write_labeled_frames(tmp_path / "labels" / "labeled-data" / "sim0", 4, SIZE, seed=2, scorer="sim")
+    return tmp_path / "labels"
+
+
+def test_build_project_rejects_bad_input(small_labels, tmp_path):
+    with pytest.raises(dlc.DLCError, match="no labeled-data"):
+        dlc.build_project(tmp_path / "nothing", tmp_path / "p0", BODYPARTS, scorer="sim")
+    with pytest.raises(dlc.DLCError, match="no labeled-data"):
+        dlc.build_project(small_labels, tmp_path / "p1", BODYPARTS, scorer="someone_else")
+    with pytest.raises(dlc.DLCError, match=r"body parts \['tail'\] are not labeled"):
+        dlc.build_project(small_labels, tmp_path / "p2", list(BODYPARTS) + ["tail"], scorer="sim")
+    with pytest.raises(dlc.DLCError, match="train_fraction"):
+        dlc.build_project(small_labels, tmp_path / "p3", BODYPARTS, train_fraction=1.0, scorer="sim")
+
+
+def test_train_params_are_validated():
+    with pytest.raises(dlc.DLCError, match="device"):
+        dlc.TrainParams(device="tpu")
+    with pytest.raises(dlc.DLCError, match="epochs"):
+        dlc.TrainParams(epochs=0)
+
+
+def test_imagenet_init_offline_is_a_clear_error(small_labels, tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # no hub here: fail fast
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_torch_cache"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty_hf_cache"))
+    config = dlc.build_project(small_labels, tmp_path / "project", BODYPARTS, train_fraction=0.5, seed=0,
+                               scorer="sim")
+    with pytest.raises(dlc.DLCError, match="init='random'"):
+        dlc.train(config, dlc.TrainParams(init="imagenet", epochs=1, device="cpu"))
+    with pytest.raises(dlc.DLCError, match="does not exist"):
+        dlc.train(config, dlc.TrainParams(init=str(tmp_path / "absent.pt"), epochs=1, device="cpu"))
+    assert not list((config.parent / "dlc-models-pytorch").rglob("snapshot-*.pt"))
