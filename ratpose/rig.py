@@ -12,9 +12,6 @@ import cv2
 import numpy as np
 
 
-UNDISTORT_CRITERIA = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 30, 1e-12)
-
-
 @dataclass(frozen=True)
 class Camera:
     """One calibrated camera: name, image size (width, height), intrinsics and pose."""
@@ -59,11 +56,29 @@ class Camera:
             out[ok] = proj.reshape(-1, 2)
         return out.reshape(pts.shape[:-1] + (2,))
 
+    @property
+    def undistort_iterations(self) -> int:
+        """Fixed-point steps that invert the distortion to ~1e-10 at the image corners (5..40).
+
+        Each step shrinks the error by about the distortion's slope at the corner radius r,
+        3|k1| r^2 + 5|k2| r^4 + 7|k3| r^6 (+ tangential terms ~ 4(|p1| + |p2|) r).
+        """
+        w, h = self.size
+        r = np.hypot(max(self.K[0, 2], w - self.K[0, 2]) / self.K[0, 0], max(self.K[1, 2], h - self.K[1, 2]) / self.K[1, 1])
+        k1, k2, p1, p2, k3 = (list(self.dist) + [0.0] * 5)[:5]
+        slope = 3 * abs(k1) * r**2 + 5 * abs(k2) * r**4 + 7 * abs(k3) * r**6 + 4 * (abs(p1) + abs(p2)) * r
+        if slope <= 1e-12:
+            return 5
+        if slope >= 0.9:
+            return 40
+        return int(np.clip(np.ceil(np.log(1e-10) / np.log(slope)), 5, 40))
+
     def undistort(self, points2d: np.ndarray) -> np.ndarray:
         """Pixel points (..., 2) to undistorted normalised image coordinates (..., 2); NaN stays NaN.
 
-        Iterates the distortion inversion to convergence (OpenCV's default 5 iterations leave up to
-        ~0.1 px near the corners of strongly distorted images).
+        OpenCV inverts the distortion by fixed-point iteration; its default 5 steps are exact for narrow
+        lenses but leave ~0.1 px in the corners of wide, strongly distorted ones, so the step count is
+        chosen from the lens (see ``undistort_iterations``).
         """
         pts = np.asarray(points2d, dtype=np.float64)
         flat = pts.reshape(-1, 2)
@@ -72,7 +87,8 @@ class Camera:
         out = np.empty_like(flat) if everything else np.full_like(flat, np.nan)
         if ok.any():
             src = flat if everything else flat[ok]
-            und = cv2.undistortPoints(src.reshape(-1, 1, 2), self.K, self.dist, criteria=UNDISTORT_CRITERIA)
+            criteria = (cv2.TERM_CRITERIA_COUNT, self.undistort_iterations, 0.0)
+            und = cv2.undistortPoints(src.reshape(-1, 1, 2), self.K, self.dist, criteria=criteria)
             out[ok if not everything else slice(None)] = und.reshape(-1, 2)
         return out.reshape(pts.shape)
 
