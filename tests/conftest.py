@@ -31,16 +31,26 @@ def db(tmp_path_factory):
         module.schema.drop(prompt=False)
 
 
-MANUAL_ROOTS = ("Subject", "Camera", "CalibrationRecording", "TrainingSet")
+MANUAL_ROOTS = ("Subject", "Camera", "CalibrationRecording", "TrainingSet", "PoseModelParams")
+
+
+PARAMETER_LOOKUPS = ("SyncQCParams", "Pose3DParams", "AnalysisParams")
 
 
 def wipe(modules) -> None:
-    """Remove every row (deleting the manual roots cascades to everything computed from them)."""
+    """Remove every row (deleting the manual roots cascades to everything computed from them) and the
+    parameter sets tests added to the lookups (their declared contents stay)."""
     for module in modules.values():
         for name in MANUAL_ROOTS:
             table = getattr(module, name, None)
             if table is not None and len(table()):
                 table.delete(prompt=False, part_integrity="cascade")
+        for name in PARAMETER_LOOKUPS:
+            table = getattr(module, name, None)
+            if table is not None:
+                declared = [{table.primary_key[0]: row[0]} for row in table.contents]
+                if len(table - declared):
+                    (table - declared).delete(prompt=False, part_integrity="cascade")
 
 
 @pytest.fixture

@@ -71,6 +71,7 @@ def two_sessions(db, tmp_path_factory):
     analysis.set_knob(calibration_key, Knob(truth_drop.knob_center, truth_drop.knob_radius_mm,
                                             truth_drop.scene.knob_axis), up=truth_drop.scene.lab_to_world_R[:, 2])
     keep = _add_session(db, root / "keep", truth_keep, model)
+    collect_garbage(db)  # files orphaned by earlier tests' deletions must not count below
     store = Path(dj.config.stores["ratpose"]["location"])
     files_keep = _store_files(store, db)
     drop = _add_session(db, root / "session", truth_drop, model)

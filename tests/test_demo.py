@@ -8,7 +8,7 @@ from ratpose.demo import DemoSettings, run_demo
 
 
 @pytest.mark.slow
-def test_demo_recovers_the_truth_at_every_stage(db, tmp_path):
+def test_demo_recovers_the_truth_at_every_stage(clean_db, tmp_path):
     summary = run_demo(tmp_path, DemoSettings(seconds=10.0, epochs=20, n_labeled=60, subject="rat_demo_test"))
     text = summary.text()
     assert "ERROR" not in text, text
