@@ -153,7 +153,6 @@ def main(argv=None) -> int:
 
     from ratpose import schema
     from ratpose.schema.jobs import populate
-    from ratpose.validation import Knob
 
     print(f"{args.minutes:g} min at {FPS:g} fps, 2 cameras, 10 body parts, {args.units} units; "
           f"prefix {os.environ['RATPOSE_DB_PREFIX']}, files in {work}")
@@ -167,8 +166,7 @@ def main(argv=None) -> int:
         session, _ = measure("insert raw", lambda: raw.insert_session(data), report)
         del data
         calibration_key = insert_calibration(modules, rig, "bench-rig")
-        analysis.set_knob(calibration_key, Knob(scene.knob_center, scene.knob_radius_mm, scene.knob_axis),
-                          up=scene.lab_to_world_R[:, 2])
+        analysis.set_knob(calibration_key, scene.knob(), up=scene.up)
         pose.register_training_set("bench", str(work / "labeled"), list(bodyparts), "bench")
         pose.PoseModelParams.insert1({"pose_params": "external", "mode": "external"})
         tables = schema.computed_tables(modules)

@@ -22,7 +22,7 @@ def _cmd_db_check(args) -> int:
     print(f"user     : {dj.config.database.user}")
     print(f"prefix   : {db.prefix()}")
     print(f"store    : {dj.config.stores[db.STORE]}")
-    for stage, module in modules.items():
+    for module in modules.values():
         print(f"schema   : {module.schema.database} ({len(module.schema.list_tables())} tables)")
     return 0
 
@@ -114,18 +114,17 @@ def _cmd_record(args) -> int:
     return 0 if result.ok else 1
 
 
-def _session_key(args) -> dict:
-    import datetime as dt
-
-    return {"subject": args.subject, "session_datetime": dt.datetime.fromisoformat(args.datetime)}
-
-
 def _cmd_export(args) -> int:
     from . import export, schema
 
-    pose = schema.activate()["pose"]
-    data = pose.fetch_pose3d({**_session_key(args), "training_set": args.training_set,
-                              "pose_params": args.pose_params, "pose3d_params": args.pose3d_params})
+    modules = schema.activate()
+    try:
+        session = modules["raw"].find_session(subject=args.subject, session_datetime=args.datetime)
+        data = modules["pose"].fetch_pose3d({**session, "training_set": args.training_set,
+                                             "pose_params": args.pose_params, "pose3d_params": args.pose3d_params})
+    except (LookupError, ValueError) as err:
+        print(f"ERROR {err}", file=sys.stderr)
+        return 1
     columns = dict(errors=data["reprojection_error"], n_cameras=data["n_cameras"])
     if args.format == "nwb":
         path = export.to_nwb(args.out, data["points3d"], data["time_s"], data["bodyparts"],

@@ -70,11 +70,8 @@ def _insert_inputs(modules, data_dir: Path, settings: DemoSettings) -> dict:
 
 def _set_knob_by_hand(modules, key: dict, truth: GroundTruth) -> None:
     """The knob as the lab measures it once per rig (position, radius, axis) plus the world's vertical."""
-    calib, analysis = modules["calib"], modules["analysis"]
-    calibration_key = (calib.SessionCalibration & key).proj("rig", "calibration_date").to_dicts()[0]
-    analysis.set_knob({k: calibration_key[k] for k in ("rig", "calibration_date")},
-                      Knob(truth.knob_center, truth.knob_radius_mm, truth.scene.knob_axis),
-                      up=truth.scene.lab_to_world_R[:, 2], source="hand")
+    calibration_key = modules["calib"].session_calibration_key(key)
+    modules["analysis"].set_knob(calibration_key, truth.scene.knob(), up=truth.scene.up, source="hand")
 
 
 def _remove_previous_demo(modules, settings: DemoSettings) -> None:
@@ -127,7 +124,7 @@ def _errors(results: dict) -> list[tuple[str, str]]:
 
 def compare_with_truth(modules, key: dict, truth: GroundTruth) -> DemoSummary:
     """QC of every stage of one session against the simulator's truth."""
-    raw, sync, calib, pose, analysis = (modules[s] for s in ("raw", "sync", "calib", "pose", "analysis"))
+    sync, calib, pose, analysis = (modules[s] for s in ("sync", "calib", "pose", "analysis"))
     summary = DemoSummary(session={k: key[k] for k in ("subject", "session_datetime")})
     for row in (sync.SyncedFrames & key).to_dicts():
         true = truth.cameras[row["camera"]]
@@ -135,11 +132,9 @@ def compare_with_truth(modules, key: dict, truth: GroundTruth) -> DemoSummary:
         summary.add(f"sync {row['camera']}", f"{exact:.1%} frames on their pulse, drift {row['drift_ppm']:.2f} ppm",
                     f"{len(true.lost_pulses)} lost, {len(true.missed_pulses)} missed pulses",
                     **{f"sync_exact_{row['camera']}": float(exact)})
-    if calib.SessionCalibration & key:
-        calibration_key = (calib.SessionCalibration & key).proj("rig", "calibration_date").to_dicts()[0]
-        sizes = {r["camera"]: (r["width"], r["height"]) for r in (raw.Recording & key).to_dicts()}
-        rig = calib.fetch_rig(calibration_key).scaled(sizes)
-        rms = (calib.Calibration & calibration_key).fetch1("rms_px")
+    rig = calib.session_rig(key)
+    if rig is not None:
+        rms = (calib.Calibration & calib.session_calibration_key(key)).fetch1("rms_px")
         focal = max(abs(c.K[0, 0] / t.K[0, 0] - 1) for c, t in zip(rig, truth.rig))
         baseline = np.linalg.norm(rig[1].center - rig[0].center)
         true_baseline = np.linalg.norm(truth.rig[1].center - truth.rig[0].center)
@@ -150,27 +145,27 @@ def compare_with_truth(modules, key: dict, truth: GroundTruth) -> DemoSummary:
         model = (pose.PoseModel & key).fetch1()
         summary.add("pose model", f"train {model['train_error_px']:.2f} px, test {model['test_error_px']:.2f} px",
                     "labels are exact projections", test_error_px=float(model["test_error_px"]))
-    for row in (pose.Pose2D & key).to_dicts():
-        parts = {r["bodypart"]: r for r in (pose.Pose2D.BodyPart & row).to_dicts()}
+    true_points2d = truth.points2d()
+    for row in (pose.Pose2D & key).proj().to_dicts():
         cam = truth.rig.names.index(row["camera"])
         frames = truth.cameras[row["camera"]]
-        true2d = truth.points2d()[cam, frames.pulse_index]
+        true2d = true_points2d[cam, frames.pulse_index]
         seen = truth.visible[frames.pulse_index, cam]
-        xy = np.stack([np.stack([parts[b]["x"], parts[b]["y"]], -1) for b in BODYPARTS], 1)
+        x, y, _ = pose.pose2d_arrays(row, BODYPARTS)
+        xy = np.stack([x, y], axis=-1)
         error = np.linalg.norm(xy - true2d, axis=-1)[seen]
         summary.add(f"pose2d {row['camera']}", f"median {np.median(error):.2f} px, 90th pct "
                     f"{np.percentile(error, 90):.2f} px", f"{error.size} visible keypoints",
                     **{f"pose2d_median_px_{row['camera']}": float(np.median(error))})
     if pose.Pose3D & key:
-        pulses = (pose.Pose3D & key).fetch1("pulse_index")
-        parts = {r["bodypart"]: r["xyz"] for r in (pose.Pose3D.BodyPart & key).to_dicts()}
-        xyz = np.stack([parts[b] for b in BODYPARTS], 1)
+        data = pose.fetch_pose3d(key)
+        pulses = data["pulse_index"]
+        xyz = data["points3d"][:, [data["bodyparts"].index(b) for b in BODYPARTS]]
         error = np.linalg.norm(xyz - truth.points3d[pulses], axis=-1)
         summary.add("pose3d", f"median {np.nanmedian(error):.2f} mm, {np.isfinite(error).mean():.0%} triangulated",
                     f"{len(pulses)} frames seen by both cameras", pose3d_median_mm=float(np.nanmedian(error)),
                     pose3d_fraction=float(np.isfinite(error).mean()))
-    if pose.Pose3D & key:
-        marker = (pose.Pose3D.BodyPart & key & {"bodypart": "knob_marker"}).fetch1("xyz").astype(np.float64)
+        marker = xyz[:, BODYPARTS.index("knob_marker")].astype(np.float64)
         try:
             knob = Knob.from_keypoint(marker)
             estimate = (f"centre off by {np.linalg.norm(knob.centre - truth.knob_center):.2f} mm, "

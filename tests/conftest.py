@@ -71,7 +71,6 @@ def build_simulated_pipeline(db, root: Path, config, extra_outputs=None):
     from ratpose.ingest.session_folder import read_session_folder
     from ratpose.schema.jobs import populate
     from ratpose.sim import BODYPARTS, write_rig_dataset, write_truth_pose2d
-    from ratpose.validation import Knob
 
     truth = write_rig_dataset(root, config, n_labeled=4)
     outputs = {"external": write_truth_pose2d(truth, root / "dlc", noise_px=0.5, seed=1)}
@@ -90,8 +89,5 @@ def build_simulated_pipeline(db, root: Path, config, extra_outputs=None):
     for params, files in outputs.items():
         pose.schedule_pose2d(session, {"training_set": "sim", "pose_params": params}, mode="load",
                              dlc_h5={c: str(p) for c, p in files.items()})
-    calib_key = (calib.SessionCalibration & session).fetch1("rig", "calibration_date")
-    analysis.set_knob(dict(zip(("rig", "calibration_date"), calib_key)),
-                      Knob(truth.knob_center, truth.knob_radius_mm, truth.scene.knob_axis),
-                      up=truth.scene.lab_to_world_R[:, 2])
+    analysis.set_knob(calib.session_calibration_key(session), truth.scene.knob(), up=truth.scene.up)
     return truth, session, populate(tables)

@@ -15,7 +15,6 @@ from ratpose.ingest.session_folder import read_session_folder
 from ratpose.schema.jobs import populate
 from ratpose.schema.maintenance import add_commands, collect_garbage, delete_session
 from ratpose.sim import BODYPARTS, SessionConfig, write_rig_dataset, write_session, write_truth_pose2d
-from ratpose.validation import Knob
 
 PER_SESSION = ("raw.Recording", "raw.TriggerLog", "raw.KnobLog", "raw.Unit", "sync.SyncedFrames",
                "sync.SessionSync", "calib.SessionCalibration", "pose.Pose2DTask", "pose.Pose2D",
@@ -68,8 +67,7 @@ def two_sessions(db, tmp_path_factory):
     pose.PoseModelParams.insert1({"pose_params": "external", "mode": "external"}, skip_duplicates=True)
     model = {"training_set": "sim", "pose_params": "external"}
     populate({n: t for n, t in schema.computed_tables(db).items() if n == "Calibration"})
-    analysis.set_knob(calibration_key, Knob(truth_drop.knob_center, truth_drop.knob_radius_mm,
-                                            truth_drop.scene.knob_axis), up=truth_drop.scene.lab_to_world_R[:, 2])
+    analysis.set_knob(calibration_key, truth_drop.scene.knob(), up=truth_drop.scene.up)
     keep = _add_session(db, root / "keep", truth_keep, model)
     collect_garbage(db)  # files orphaned by earlier tests' deletions must not count below
     store = Path(dj.config.stores["ratpose"]["location"])

@@ -225,7 +225,7 @@ def test_detect_events_on_simulated_scene():
     touches = scene.touch_intervals(0.0, 30.0)
     touches = touches[np.isfinite(touches).all(axis=1)]
     angle_t, angle = neural.knob_angle_log(scene, 0.0, 30.0)  # 100 Hz, 0.09 deg steps
-    knob = Knob(scene.knob_center, scene.knob_radius_mm, scene.knob_axis)
+    knob = scene.knob()
     events = detect_events(t, paw, knob, touches, angle_t, angle, arrival_distance_mm=scene.touch_margin_mm)
     table = events.pivot(index="trial", columns="event", values="time_s")
     assert len(table) == len(touches) and not table.isna().any().any()

@@ -182,7 +182,7 @@ def test_on_simulated_scene():
     # The marker sweeps 30-70 deg arcs of the 10 mm rim exactly: the fit is exact to ~1e-6 mm.
     np.testing.assert_allclose(fitted.centre, scene.knob_center, atol=1e-3)
     assert abs(fitted.radius_mm - scene.knob_radius_mm) < 1e-3 and abs(fitted.axis @ scene.knob_axis) > 1 - 1e-6
-    knob = Knob(scene.knob_center, scene.knob_radius_mm, scene.knob_axis)
+    knob = scene.knob()
     result = validate_against_knob(t, part["paw"], knob, touches, angle_t, angle, part["digit1"],
                                    knob_marker_xyz=part["knob_marker"], distance_mm=scene.touch_margin_mm)
     assert result.passed, result.failed_checks

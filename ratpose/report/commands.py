@@ -19,13 +19,13 @@ def _add_session_arguments(parser: argparse.ArgumentParser) -> None:
 def _session_and_model(args):
     """(report_data module, session key, model key or None) for the parsed arguments."""
     from .. import schema
-    from ..schema import report_data
+    from ..schema import raw, report_data
 
     if args.session_dir is None and not (args.subject and args.session_datetime):
         raise ValueError("give a session folder, or --subject and --datetime")
     schema.activate()
-    session = report_data.find_session(session_dir=args.session_dir, subject=args.subject,
-                                       session_datetime=args.session_datetime)
+    session = raw.find_session(session_dir=args.session_dir, subject=args.subject,
+                               session_datetime=args.session_datetime)
     return report_data, session, report_data.choose_model(session, args.training_set, args.pose_params)
 
 

@@ -5,7 +5,6 @@ import datetime as _dt
 from pathlib import Path
 
 import datajoint as dj
-import numpy as np
 
 from ..calibration import board_from_dict, calibrate_rig
 from ..calibration.selection import select_calibration
@@ -74,15 +73,13 @@ class Calibration(dj.Computed):
     def make_insert(self, key, rig, report):
         self.insert1({**key, "rms_px": report.rms_px, "n_joint_instants": report.n_joint_instants,
                       "converged": bool(report.converged)})
+        quality = report.cameras
         self.Camera.insert([{**key, "camera": cam.name, "camera_order": i, "width": cam.size[0],
                              "height": cam.size[1], "camera_matrix": cam.K, "distortion": cam.dist,
                              "rotation": cam.R, "translation": cam.t,
-                             "rms_px": report.cameras[cam.name].rms_px, "p95_px": report.cameras[cam.name].p95_px,
-                             "n_shared_views": report.cameras[cam.name].n_shared_views,
-                             "n_single_views": report.cameras[cam.name].n_single_views,
-                             "coverage": report.cameras[cam.name].coverage,
-                             "corners": report.cameras[cam.name].points,
-                             "residuals": report.cameras[cam.name].residuals}
+                             **{f: getattr(quality[cam.name], f)
+                                for f in ("rms_px", "p95_px", "n_shared_views", "n_single_views", "coverage")},
+                             "corners": quality[cam.name].points, "residuals": quality[cam.name].residuals}
                             for i, cam in enumerate(rig.cameras)])
 
 
@@ -153,14 +150,20 @@ def fetch_rig(key: dict) -> Rig:
                                  dist=r["distortion"], R=r["rotation"], t=r["translation"]) for r in rows))
 
 
+def session_calibration_key(session_key: dict) -> dict | None:
+    """Key (rig, calibration_date) of the Calibration a session uses; None before SessionCalibration."""
+    rows = (SessionCalibration & session_key).to_dicts()
+    return {k: rows[0][k] for k in ("rig", "calibration_date")} if rows else None
+
+
 def session_rig(session_key: dict) -> Rig | None:
     """The calibrated Rig a session uses, rescaled to its recordings' resolution; None before SessionCalibration."""
-    rows = (SessionCalibration & session_key).proj("rig", "calibration_date").to_dicts()
-    if not rows:
+    calibration_key = session_calibration_key(session_key)
+    if calibration_key is None:
         return None
     sizes = {r["camera"]: (r["width"], r["height"])
              for r in (raw.Recording & session_key).proj("width", "height").to_dicts()}
-    return fetch_rig({k: rows[0][k] for k in ("rig", "calibration_date")}).scaled(sizes)
+    return fetch_rig(calibration_key).scaled(sizes)
 
 
 def board_of(key: dict):

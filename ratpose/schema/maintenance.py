@@ -1,7 +1,6 @@
 """Maintenance: delete a session with everything computed from it, then free its files in the object store."""
 from __future__ import annotations
 
-import datetime as _dt
 from types import ModuleType
 
 import datajoint as dj
@@ -31,10 +30,10 @@ def _cmd_delete(args) -> int:
     from . import activate
 
     modules = activate()
-    key = {"subject": args.subject, "session_datetime": _dt.datetime.fromisoformat(args.datetime)}
     try:
+        key = modules["raw"].find_session(subject=args.subject, session_datetime=args.datetime)
         deleted = delete_session(modules, key, prompt=not args.yes)
-    except ValueError as err:
+    except (LookupError, ValueError) as err:
         print(f"ERROR {err}")
         return 1
     if not deleted:

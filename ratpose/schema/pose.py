@@ -85,7 +85,7 @@ class PoseModel(dj.Computed):
 
     def make_fetch(self, key):
         training = (TrainingSet & key).fetch1()
-        bodyparts = tuple((TrainingSet.BodyPart & key).to_arrays("bodypart", order_by="part_index"))
+        bodyparts = training_bodyparts(key)
         params = (PoseModelParams & key).fetch1()
         return training, bodyparts, params
 
@@ -144,7 +144,7 @@ class Pose2D(dj.Computed):
     def make_fetch(self, key):
         task = (Pose2DTask & key).fetch1()
         model_row = (PoseModel & key).fetch1()
-        bodyparts = tuple((TrainingSet.BodyPart & key).to_arrays("bodypart", order_by="part_index"))
+        bodyparts = training_bodyparts(key)
         return task, model_row, bodyparts, raw.video_path(key), int((sync.SyncedFrames & key).fetch1("n_frames"))
 
     def make_compute(self, key, task, model_row, bodyparts, video, n_frames):
@@ -210,7 +210,7 @@ class Pose3D(OneTransactionMake, dj.Computed):
         rig = calibration.session_rig(key)
         frames = {r["camera"]: (r["pulse_index"], r["time_s"])
                   for r in (sync.SyncedFrames & key).proj("pulse_index", "time_s").to_dicts()}
-        bodyparts = tuple((TrainingSet.BodyPart & key).to_arrays("bodypart", order_by="part_index"))
+        bodyparts = training_bodyparts(key)
         pose2d = {camera: pose2d_arrays({**key, "camera": camera}, bodyparts) for camera in frames}
         params = (Pose3DParams & key).fetch1()
         settings = Pose3DSettings(**{f.name: params[f.name] for f in fields(Pose3DSettings)})
@@ -230,10 +230,20 @@ class Pose3D(OneTransactionMake, dj.Computed):
                               for p, part in enumerate(bodyparts)])
 
 
+def training_bodyparts(key: dict) -> tuple[str, ...]:
+    """Body parts of a training set (and so of its models and poses), in column order."""
+    return tuple((TrainingSet.BodyPart & key).to_arrays("bodypart", order_by="part_index"))
+
+
+def _stack_parts(part_table, key: dict, bodyparts, attributes) -> list[np.ndarray]:
+    """Per attribute, the per-body-part arrays of a BodyPart part table stacked on axis 1 (given order)."""
+    parts = {r["bodypart"]: r for r in (part_table & key).to_dicts()}
+    return [np.stack([parts[b][a] for b in bodyparts], axis=1) for a in attributes]
+
+
 def pose2d_arrays(key: dict, bodyparts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """x, y, likelihood (n_frames, n_parts) of one camera's Pose2D, body parts in the given order."""
-    parts = {r["bodypart"]: r for r in (Pose2D.BodyPart & key).to_dicts()}
-    return tuple(np.stack([parts[b][c] for b in bodyparts], axis=1) for c in ("x", "y", "likelihood"))
+    return tuple(_stack_parts(Pose2D.BodyPart, key, bodyparts, ("x", "y", "likelihood")))
 
 
 def _nan_to_none(values: dict) -> dict:
@@ -264,14 +274,15 @@ def schedule_pose2d(session_key: dict, model_key: dict, *, mode: str = "infer", 
 
 
 def fetch_pose3d(key: dict) -> dict:
-    """One Pose3D as arrays: time_s (n,), points3d (n, parts, 3), reprojection_error and n_cameras
-    (n, parts), bodyparts (training-set order) and the session's datetime."""
+    """One Pose3D as arrays: time_s and pulse_index (n,), points3d (n, parts, 3), reprojection_error and
+    n_cameras (n, parts), bodyparts (training-set order), the session's datetime and the Pose3D key."""
     master = (Pose3D & key).to_dicts()
     if len(master) != 1:
         raise ValueError(f"expected one Pose3D for {key}, found {len(master)}")
-    bodyparts = tuple((TrainingSet.BodyPart & key).to_arrays("bodypart", order_by="part_index"))
-    parts = {r["bodypart"]: r for r in (Pose3D.BodyPart & master[0]).to_dicts()}
-    stack = lambda name: np.stack([parts[b][name] for b in bodyparts], axis=1)  # noqa: E731
-    return {"time_s": master[0]["time_s"], "points3d": stack("xyz"), "bodyparts": bodyparts,
-            "reprojection_error": stack("reprojection_error"), "n_cameras": stack("n_cameras"),
-            "session_datetime": master[0]["session_datetime"]}
+    pose3d_key = {k: master[0][k] for k in Pose3D.primary_key}
+    bodyparts = training_bodyparts(pose3d_key)
+    xyz, error, n_cameras = _stack_parts(Pose3D.BodyPart, pose3d_key, bodyparts,
+                                         ("xyz", "reprojection_error", "n_cameras"))
+    return {"time_s": master[0]["time_s"], "pulse_index": master[0]["pulse_index"], "points3d": xyz,
+            "bodyparts": bodyparts, "reprojection_error": error, "n_cameras": n_cameras,
+            "session_datetime": master[0]["session_datetime"], "key": pose3d_key}

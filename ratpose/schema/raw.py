@@ -1,6 +1,9 @@
 """Raw tier: what the rig recorded, inserted by ``insert_session`` from a validated session folder."""
 from __future__ import annotations
 
+import datetime as _dt
+from pathlib import Path
+
 import datajoint as dj
 import numpy as np
 
@@ -156,6 +159,24 @@ def insert_session(data: SessionData) -> tuple[dict, bool]:
 def _optional_float(row, name: str) -> float | None:
     value = getattr(row, name, None)
     return None if value is None or not np.isfinite(value) else float(value)
+
+
+def find_session(*, session_dir=None, subject: str | None = None, session_datetime=None) -> dict:
+    """Session key from an ingested session folder, or from subject + session datetime (ISO 8601)."""
+    if session_dir is not None:
+        folder = str(Path(session_dir).expanduser().resolve())
+        rows = (Session & {"session_dir": folder}).proj().to_dicts()
+        if not rows:
+            raise LookupError(f"{folder}: no ingested session comes from this folder (run `ratpose ingest` first)")
+        return rows[0]
+    if subject is None or session_datetime is None:
+        raise ValueError("give a session folder, or both a subject and a session datetime")
+    when = session_datetime if isinstance(session_datetime, _dt.datetime) else _dt.datetime.fromisoformat(
+        str(session_datetime))
+    key = {"subject": subject, "session_datetime": when}
+    if not Session & key:
+        raise LookupError(f"no session of subject {subject!r} at {when.isoformat()} in the database")
+    return key
 
 
 def video_path(key: dict) -> str:

@@ -1,9 +1,6 @@
 """Fetch what a session report and its labeled videos show (drawn by ratpose.report, no database there)."""
 from __future__ import annotations
 
-import datetime as _dt
-from pathlib import Path
-
 import numpy as np
 
 from .. import sync as sync_lib
@@ -22,24 +19,6 @@ from ..report.video import read_frames
 from . import analysis, calibration, pose, raw, sync
 
 RUN_POPULATE = "run `ratpose populate`"
-
-
-def find_session(*, session_dir=None, subject: str | None = None, session_datetime=None) -> dict:
-    """Session key from an ingested session folder, or from subject + session datetime (ISO 8601)."""
-    if session_dir is not None:
-        folder = str(Path(session_dir).expanduser().resolve())
-        rows = (raw.Session & {"session_dir": folder}).proj().to_dicts()
-        if not rows:
-            raise LookupError(f"{folder}: no ingested session comes from this folder (run `ratpose ingest` first)")
-        return rows[0]
-    if subject is None or session_datetime is None:
-        raise ValueError("give a session folder, or both a subject and a session datetime")
-    when = session_datetime if isinstance(session_datetime, _dt.datetime) else _dt.datetime.fromisoformat(
-        str(session_datetime))
-    key = {"subject": subject, "session_datetime": when}
-    if not raw.Session & key:
-        raise LookupError(f"no session of subject {subject!r} at {when.isoformat()} in the database")
-    return key
 
 
 def choose_model(session_key: dict, training_set: str | None = None, pose_params: str | None = None) -> dict | None:
@@ -64,28 +43,22 @@ def camera_track(session_key: dict, model: dict, camera: str, bodyparts) -> Came
     return CameraTrack(camera, (sync.SyncedFrames & key).fetch1("time_s"), x, y, likelihood)
 
 
-def model_bodyparts(model: dict) -> tuple[str, ...]:
-    """Body part names of a model's training set, in column order."""
-    return tuple((pose.TrainingSet.BodyPart & model).to_arrays("bodypart", order_by="part_index"))
-
-
 def pose3d_track(session_key: dict, model: dict, pose3d_params: str, bodyparts) -> tuple[Pose3DTrack, dict] | None:
     """The session's 3D pose of a model and its key, or None before Pose3D."""
-    rows = (pose.Pose3D & session_key & model & {"pose3d_params": pose3d_params}).to_dicts()
-    if not rows:
+    restriction = {**session_key, **model, "pose3d_params": pose3d_params}
+    if not pose.Pose3D & restriction:
         return None
-    key = {k: rows[0][k] for k in pose.Pose3D.primary_key}
-    parts = {r["bodypart"]: r for r in (pose.Pose3D.BodyPart & key).to_dicts()}
-    track = Pose3DTrack(rows[0]["time_s"], rows[0]["pulse_index"],
-                        np.stack([parts[b]["xyz"] for b in bodyparts], axis=1).astype(float),
-                        np.stack([parts[b]["reprojection_error"] for b in bodyparts], axis=1).astype(float))
-    return track, key
+    data = pose.fetch_pose3d(restriction)
+    order = [data["bodyparts"].index(b) for b in bodyparts]
+    track = Pose3DTrack(data["time_s"], data["pulse_index"], data["points3d"][:, order].astype(float),
+                        data["reprojection_error"][:, order].astype(float))
+    return track, data["key"]
 
 
 def labeled_video_inputs(session_key: dict, model: dict, camera: str, pose3d_params: str = "default") -> dict:
     """Arguments of ratpose.report.video.write_labeled_video for one camera of a session (reprojected
     is None before Pose3D)."""
-    bodyparts = model_bodyparts(model)
+    bodyparts = pose.training_bodyparts(model)
     track = camera_track(session_key, model, camera, bodyparts)
     found, rig = pose3d_track(session_key, model, pose3d_params, bodyparts), calibration.session_rig(session_key)
     frame_pulses = (sync.SyncedFrames & session_key & {"camera": camera}).fetch1("pulse_index")
@@ -100,7 +73,7 @@ def fetch_report(session_key: dict, model: dict | None = None, *, pose3d_params:
                  analysis_params: str = "default", n_examples: int = 2) -> SessionReport:
     """Everything a session report shows; sections without data carry the reason in ``missing``."""
     session = (raw.Session & session_key).fetch1()
-    bodyparts = model_bodyparts(model) if model else ()
+    bodyparts = pose.training_bodyparts(model) if model else ()
     min_likelihood = float((pose.Pose3DParams & {"pose3d_params": pose3d_params}).fetch1("min_likelihood"))
     report = SessionReport(
         title=f"{session['subject']} {session['session_datetime']:%Y-%m-%d %H:%M:%S}",

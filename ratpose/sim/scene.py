@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
+from ratpose.validation import Knob
+
 BODYPARTS = ("wrist", "paw", "digit1", "digit2", "knob_marker")
 #: Hand keypoint offsets from the paw centre (lab frame, before the supination roll), mm.
 HAND_OFFSETS_LAB = np.array([[0.0, 9.0, -2.0], [0.0, 0.0, 0.0], [-3.5, -5.0, 1.0], [3.5, -5.0, 1.0]])
@@ -85,6 +87,15 @@ class Scene:
     def knob_zero_direction(self) -> np.ndarray:
         """Direction (unit, world) from the knob centre to the marker at angle 0 (lab up)."""
         return self.lab_to_world_R[:, 2].copy()
+
+    @property
+    def up(self) -> np.ndarray:
+        """The lab's vertical (unit, world)."""
+        return self.lab_to_world_R[:, 2].copy()
+
+    def knob(self) -> Knob:
+        """The true knob geometry, as a lab would measure it and enter it by hand."""
+        return Knob(self.knob_center, self.knob_radius_mm, self.knob_axis)
 
     @property
     def horizontal_basis(self) -> np.ndarray:
