@@ -128,7 +128,9 @@ def _cmd_export(args) -> int:
     columns = dict(errors=data["reprojection_error"], n_cameras=data["n_cameras"])
     if args.format == "nwb":
         path = export.to_nwb(args.out, data["points3d"], data["time_s"], data["bodyparts"],
-                             session_start_time=data["session_datetime"], subject_id=args.subject, **columns)
+                             # session datetimes are stored as the rig's local time; NWB needs a timezone
+                             session_start_time=data["session_datetime"].astimezone(), subject_id=args.subject,
+                             **columns)
     elif args.format == "csv":
         path = export.to_csv(args.out, data["points3d"], data["bodyparts"], times_s=data["time_s"], **columns)
     else:

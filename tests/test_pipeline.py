@@ -7,6 +7,7 @@ exercised separately (tests/test_demo.py, tests/test_dlc.py) because it takes mi
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import build_simulated_pipeline
 
@@ -119,3 +120,23 @@ def test_query_api_joins_events_spikes_and_pose(pipeline):
     error = np.linalg.norm(paw[["paw_x", "paw_y", "paw_z"]].to_numpy()
                            - truth.scene.keypoints(spikes.time_s.to_numpy())[:, list(BODYPARTS).index("paw")], axis=1)
     assert np.nanmedian(error) < 0.5  # interpolated between 30 fps frames of 3D pose
+
+
+def test_export_command_writes_nwb_and_csv_with_the_stored_pose(pipeline, tmp_path):
+    from pynwb import NWBHDF5IO
+
+    from ratpose.cli import main as cli
+
+    _, session, db, _ = pipeline
+    model = {"training_set": "sim", "pose_params": "external", "pose3d_params": "default"}
+    stored = db["pose"].fetch_pose3d({**session, **model})
+    common = ["export", "--subject", session["subject"], "--datetime", session["session_datetime"].isoformat(),
+              "--training-set", "sim", "--pose-params", "external"]
+    assert cli([*common, "--format", "csv", "--out", str(tmp_path / "pose.csv")]) == 0
+    table = pd.read_csv(tmp_path / "pose.csv")
+    np.testing.assert_allclose(table["paw_x"], stored["points3d"][:, stored["bodyparts"].index("paw"), 0], rtol=1e-6)
+    assert cli([*common, "--format", "nwb", "--out", str(tmp_path / "pose.nwb")]) == 0
+    with NWBHDF5IO(str(tmp_path / "pose.nwb"), "r") as io:
+        series = io.read().processing["behavior"]["PoseEstimation"].pose_estimation_series["paw"]
+        np.testing.assert_allclose(series.timestamps[:], stored["time_s"])
+    assert cli([*common[:2], "nobody", *common[3:], "--format", "csv", "--out", str(tmp_path / "x.csv")]) == 1
