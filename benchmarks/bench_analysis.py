@@ -13,8 +13,8 @@ import time
 
 import numpy as np
 
-from ratpose.kinematics import movement_direction, pose_at, speed
-from ratpose.tuning import direction_tuning, shuffle_test, tuning_curve
+from ratpose.behaviour.kinematics import movement_direction, pose_at, speed
+from ratpose.behaviour.tuning import direction_tuning, shuffle_test, tuning_curve
 
 FPS, HOURS, N_PARTS, N_QUERIES, N_SHUFFLES = 226.0, 1.0, 10, 1_000_000, 1000
 

@@ -1,4 +1,4 @@
-"""Frames/s of ratpose.dlc.analyze_video against deeplabcut.analyze_videos on the same video and model.
+"""Frames/s of ratpose.pose2d.dlc.analyze_video against deeplabcut.analyze_videos on the same video and model.
 
 Trains a throw-away resnet_18 (random init, a few epochs: speed does not depend on accuracy) on
 simulated labeled frames, writes a simulated video, then times both calls (best of --repeats).
@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ratpose import dlc
+from ratpose.pose2d import dlc
 from ratpose.sim import BODYPARTS, write_labeled_frames
 
 
@@ -77,7 +77,7 @@ def main() -> None:
 
     print(f"\nnet {args.net_type}, {args.frames} frames of {size[0]}x{size[1]}, batch {args.batch_size}, "
           f"device {device}; training {args.epochs} epochs on 18 frames took {train_s:.1f} s")
-    print(f"ratpose.dlc.analyze_video : {ours:7.2f} s  {args.frames / ours:8.1f} frames/s")
+    print(f"ratpose.pose2d.dlc.analyze_video : {ours:7.2f} s  {args.frames / ours:8.1f} frames/s")
     print(f"deeplabcut.analyze_videos : {direct:7.2f} s  {args.frames / direct:8.1f} frames/s")
     print(f"overhead ratio (ratpose / DLC): {ours / direct:.3f}")
     print(f"likelihood median {np.median(pose.likelihood):.2f} (untrained-ish model; speed only)")

@@ -1,5 +1,5 @@
 """Triangulation throughput: one hour of 2-camera, 10-body-part pose (226 fps) through
-ratpose.triangulation.triangulate, next to aniposelib's CameraGroup.triangulate and
+ratpose.pose3d.triangulation.triangulate, next to aniposelib's CameraGroup.triangulate and
 cv2.triangulatePoints (each on a subset, extrapolated to the hour), in the same run.
 
 Usage: python benchmarks/bench_triangulation.py [--minutes 60] [--subset 200000]
@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from ratpose.rig import Camera, Rig
-from ratpose.triangulation import triangulate
+from ratpose.pose3d.triangulation import triangulate
 
 FPS = 226
 N_PARTS = 10

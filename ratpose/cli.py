@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .report import add_commands as add_report_commands
+from .report.commands import add_commands as add_report_commands
 from .schema.maintenance import add_commands as add_maintenance_commands
 from .schema.ops import add_commands as add_ops_commands
 

@@ -19,7 +19,7 @@ from .report import write_report
 from .schema.jobs import populate
 from .schema.report_data import fetch_report
 from .sim import BODYPARTS, GroundTruth, SessionConfig, write_rig_dataset
-from .validation import Knob
+from .behaviour import Knob
 
 VIDEO_SIZE = (160, 120)
 CALIBRATION_SIZE = (640, 480)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ratpose import dlc
+from ratpose.pose2d import dlc
 from ratpose.sim import BODYPARTS, write_labeled_frames
 
 SIZE = (160, 128)

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ratpose import dlc
+from ratpose.pose2d import dlc
 
 BODYPARTS = ["wrist", "paw", "digit1", "digit2", "knob_marker"]
 N_FRAMES = 25

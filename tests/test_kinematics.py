@@ -1,9 +1,9 @@
-"""ratpose.kinematics against analytic trajectories (pure numpy, no database)."""
+"""ratpose.behaviour.kinematics against analytic trajectories (pure numpy, no database)."""
 import numpy as np
 import pytest
 from scipy.optimize import brentq
 
-from ratpose.kinematics import (
+from ratpose.behaviour.kinematics import (
     as_intervals,
     detect_events,
     interval_index,
@@ -14,7 +14,7 @@ from ratpose.kinematics import (
     turn_intervals,
     velocity,
 )
-from ratpose.validation import Knob
+from ratpose.behaviour import Knob
 
 FPS = 226.0
 

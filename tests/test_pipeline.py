@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from conftest import build_simulated_pipeline
 
-from ratpose import analysis
+from ratpose import query
 from ratpose.sim import BODYPARTS, SessionConfig, dlc_dataframe
 
 
@@ -106,17 +106,17 @@ def test_tuned_units_are_found_with_their_preferred_values_and_untuned_are_not(p
 def test_query_api_joins_events_spikes_and_pose(pipeline):
     truth, session, db, _ = pipeline
     model = {"training_set": "sim", "pose_params": "external"}
-    events = analysis.events(session, model=model)
+    events = query.events(session, model=model)
     touches = events[events.event == "touch"].time_s.to_numpy()
     np.testing.assert_allclose(touches, truth.touch_intervals[: len(touches), 0], atol=1e-6)
-    epochs = analysis.epochs_around(events, "touch", before_s=0.5, after_s=1.0)
-    spikes = analysis.spikes_in(epochs)
+    epochs = query.epochs_around(events, "touch", before_s=0.5, after_s=1.0)
+    spikes = query.spikes_in(epochs)
     for unit in truth.units:  # every spike in a window is found, nothing else
         times = np.sort(truth.spike_time_s[truth.spike_unit_id == unit.unit_id])
         inside = sum(((times >= s) & (times <= e)).sum() for s, e in zip(epochs.start_s, epochs.end_s))
         assert (spikes.unit_id == unit.unit_id).sum() == inside
     assert spikes.relative_s.between(0, 1.5).all()
-    paw = analysis.pose_at(spikes.time_s.to_numpy(), session, ["paw"], model=model)
+    paw = query.pose_at(spikes.time_s.to_numpy(), session, ["paw"], model=model)
     error = np.linalg.norm(paw[["paw_x", "paw_y", "paw_z"]].to_numpy()
                            - truth.scene.keypoints(spikes.time_s.to_numpy())[:, list(BODYPARTS).index("paw")], axis=1)
     assert np.nanmedian(error) < 0.5  # interpolated between 30 fps frames of 3D pose

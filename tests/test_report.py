@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from conftest import build_simulated_pipeline
 
-from ratpose.report import add_commands, draw_pose, write_labeled_video
+from ratpose.report import draw_pose, write_labeled_video
+from ratpose.report.commands import add_commands
 from ratpose.report.video import marker_radius, part_colour
 from ratpose.sim import SessionConfig
 

@@ -3,7 +3,7 @@ import cv2
 import numpy as np
 import pytest
 
-from ratpose.filtering import (
+from ratpose.pose3d.filtering import (
     interpolate_gaps,
     mask_by_cameras,
     mask_by_error,
@@ -12,7 +12,7 @@ from ratpose.filtering import (
     savgol_filter,
 )
 from ratpose.rig import Camera, Rig
-from ratpose.triangulation import Triangulation, triangulate
+from ratpose.pose3d.triangulation import Triangulation, triangulate
 
 TARGET = np.array([0.0, 0.0, 150.0])  # working point, ~150 mm in front of camera 0
 DIST = (-0.12, 0.05, 0.0008, -0.0005, 0.0)

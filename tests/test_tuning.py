@@ -1,9 +1,9 @@
-"""ratpose.tuning against Poisson units with known tuning to a known behaviour."""
+"""ratpose.behaviour.tuning against Poisson units with known tuning to a known behaviour."""
 import numpy as np
 import pytest
 from scipy.signal import lfilter
 
-from ratpose.tuning import direction_tuning, peth, shuffle_test, tuning_curve
+from ratpose.behaviour.tuning import direction_tuning, peth, shuffle_test, tuning_curve
 
 FPS = 226.0
 DURATION_S = 600.0
@@ -152,7 +152,7 @@ def test_peth_counts_and_rates():
 def test_on_simulated_units():
     scene_module = pytest.importorskip("ratpose.sim.scene")
     neural = pytest.importorskip("ratpose.sim.neural")
-    from ratpose.kinematics import speed as paw_speed
+    from ratpose.behaviour.kinematics import speed as paw_speed
 
     scene = scene_module.make_scene(0.0, 240.0, seed=2)
     t = np.arange(0.0, 240.0, 1 / FPS)

@@ -1,11 +1,11 @@
-"""ratpose.validation: knob fit and pose-vs-knob checks against known trajectories."""
+"""ratpose.behaviour.validation: knob fit and pose-vs-knob checks against known trajectories."""
 import numpy as np
 import pytest
 from scipy.optimize import brentq
 from scipy.spatial.transform import Rotation
 from test_kinematics import ReachTrials, frame_times, minimum_jerk
 
-from ratpose.validation import (
+from ratpose.behaviour.validation import (
     Knob,
     ValidationThresholds,
     plot_knob_validation,

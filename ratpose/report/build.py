@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 
 from ..calibration.qc import CalibrationReport, plot_report
-from ..validation import plot_knob_validation
+from ..behaviour.validation import plot_knob_validation
 from . import html
 from .data import ExampleFrame, SessionReport
 from .plots import plot_sync, plot_trajectories, plot_trajectory_3d, plot_unit

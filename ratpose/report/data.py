@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..calibration.qc import CameraQuality
-from ..validation import KnobValidationResult
+from ..behaviour.validation import KnobValidationResult
 
 
 @dataclass(frozen=True)

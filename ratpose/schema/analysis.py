@@ -7,7 +7,7 @@ import datajoint as dj
 import numpy as np
 
 from ..behaviour import AnalysisSettings, analyse_unit, session_events, validate_session
-from ..validation import Knob as KnobModel
+from ..behaviour import Knob as KnobModel
 from . import calibration, pose, raw
 from .transaction import OneTransactionMake
 

@@ -8,10 +8,10 @@ import datajoint as dj
 import numpy as np
 
 from .. import db
-from ..dlc import TrainParams
+from ..pose2d.dlc import TrainParams
 from ..pose3d import Pose3DParams as Pose3DSettings
 from ..pose3d import reconstruct
-from ..pose_estimation import fit_pose_model, model_from_row, model_to_row, pose2d_for_video
+from ..pose2d.estimate import fit_pose_model, model_from_row, model_to_row, pose2d_for_video
 from . import calibration, raw, sync
 from .transaction import OneTransactionMake
 

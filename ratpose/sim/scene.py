@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-from ratpose.validation import Knob
+from ratpose.behaviour import Knob
 
 BODYPARTS = ("wrist", "paw", "digit1", "digit2", "knob_marker")
 #: Hand keypoint offsets from the paw centre (lab frame, before the supination roll), mm.

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ratpose.kinematics import as_times, pose_at
+from .kinematics import as_times, pose_at
 
 SHUFFLE_CHUNK_ELEMENTS = 4_000_000
 

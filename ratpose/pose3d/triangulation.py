@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ratpose.rig import Rig
+from ..rig import Rig
 
 DEFAULT_CHUNK_POINTS = 32_768
 DEFAULT_OUTLIER_PX = 10.0

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .filtering import median_filter
-from .rig import Rig
-from .sync import match_cameras
+from ..rig import Rig
+from ..sync import match_cameras
 from .triangulation import Triangulation, triangulate
 
 

@@ -15,7 +15,7 @@ import pandas as pd
 from scipy.ndimage import gaussian_filter1d
 
 if TYPE_CHECKING:
-    from ratpose.validation import Knob
+    from .knob import Knob
 
 DEFAULT_MAX_GAP_FRAMES = 2.5
 POSE_AT_CHUNK = 65536  # queries per block: keeps temporaries in cache

@@ -13,7 +13,8 @@ import pandas as pd
 
 from .kinematics import EVENT_NAMES, detect_events, movement_direction, pose_at, speed
 from .tuning import DirectionTuning, ShuffleTest, direction_tuning, peth, shuffle_test
-from .validation import Knob, KnobValidationResult, validate_against_knob
+from .knob import Knob
+from .validation import KnobValidationResult, validate_against_knob
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""What the PoseModel and Pose2D tables compute, as plain functions around ratpose.dlc (no database)."""
+"""What the PoseModel and Pose2D tables compute, as plain functions around ratpose.pose2d.dlc (no database)."""
 from __future__ import annotations
 
 from dataclasses import dataclass

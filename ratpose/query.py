@@ -1,11 +1,11 @@
 """A small query API joining pose, movement events and spikes, returning pandas objects.
 
-    >>> from ratpose import analysis
+    >>> from ratpose import query
     >>> key = {"subject": "rat01", "session_datetime": "2026-11-24 10:00:00"}
-    >>> ev = analysis.events(key)                               # reach onsets, touches, turns, releases
-    >>> ep = analysis.epochs_around(ev, "touch", before_s=0.5, after_s=1.0)
-    >>> sp = analysis.spikes_in(ep)                             # every spike in those epochs, by unit
-    >>> analysis.pose_at(sp.time_s.to_numpy(), key, ["paw"])    # where the paw was at each spike
+    >>> ev = query.events(key)                               # reach onsets, touches, turns, releases
+    >>> ep = query.epochs_around(ev, "touch", before_s=0.5, after_s=1.0)
+    >>> sp = query.spikes_in(ep)                             # every spike in those epochs, by unit
+    >>> query.pose_at(sp.time_s.to_numpy(), key, ["paw"])    # where the paw was at each spike
 
 Sessions with several models or parameter sets need ``model={"training_set": ..., "pose_params": ...}``.
 """
@@ -14,7 +14,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from . import kinematics, schema
+from . import schema
+from .behaviour import kinematics
 
 
 def _modules():

@@ -1,0 +1,29 @@
+"""2D pose: the DeepLabCut adapter and what the PoseModel and Pose2D tables compute (no database).
+
+``dlc`` builds projects from labeled frames, trains, evaluates, registers models trained elsewhere and
+runs inference; ``estimate`` turns a training set + parameters into a fitted model and a video into
+per-frame (x, y, likelihood). DeepLabCut itself is imported lazily, so importing this is cheap.
+"""
+from . import dlc
+from .dlc import (
+    ChecksumError,
+    DLCError,
+    Evaluation,
+    Pose2DArrays,
+    TrainedModel,
+    TrainParams,
+    analyze_video,
+    build_project,
+    evaluate,
+    load_dlc_h5,
+    register_model,
+    train,
+    verify_checksums,
+)
+from .estimate import FittedModel, fit_pose_model, model_from_row, model_to_row, pose2d_for_video
+
+__all__ = [
+    "ChecksumError", "DLCError", "Evaluation", "FittedModel", "Pose2DArrays", "TrainParams", "TrainedModel",
+    "analyze_video", "build_project", "dlc", "evaluate", "fit_pose_model", "load_dlc_h5", "model_from_row",
+    "model_to_row", "pose2d_for_video", "register_model", "train", "verify_checksums",
+]
