@@ -47,6 +47,7 @@ class CameraSettings:
     strobe_line: str = ""
     buffer_count: int = 200
     buffer_handling: str = "OldestFirst"
+    strobe_pullup: str = "line2_3v3"  # opto Line1 is open drain: Line2's 3.3 V (V3_3Enable) or an external pull-up
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,14 @@ class CameraBackend(ABC):
     def incomplete_frames(self) -> int:
         """Frames the backend received incomplete and skipped."""
         return 0
+
+    def stream_stats(self) -> dict[str, int]:
+        """Driver-side stream counters (lost/dropped/incomplete frames) read at stop; {} when unknown."""
+        return {}
+
+    def info(self) -> dict[str, str]:
+        """Identity of the device (serial, model, firmware, link speed); {} when unknown."""
+        return {}
 
 
 class TriggerBackend(ABC):

@@ -210,8 +210,11 @@ def validate(cfg: RigConfig) -> None:
             raise RigConfigError(f"camera {cam.name!r}: role must be 'primary' or 'secondary', got {cam.role!r}")
         if cam.width <= 0 or cam.height <= 0 or cam.offset_x < 0 or cam.offset_y < 0:
             raise RigConfigError(f"camera {cam.name!r}: ROI must have positive size and offsets >= 0")
-        if cam.buffer_handling not in ("OldestFirst", "NewestFirst"):
-            raise RigConfigError(f"camera {cam.name!r}: buffer_handling must be OldestFirst or NewestFirst")
+        if cam.buffer_handling != "OldestFirst":  # NewestFirst delivers out of order: FrameID gaps, matcher break
+            raise RigConfigError(f"camera {cam.name!r}: buffer_handling must be OldestFirst (frames in order; "
+                                 f"NewestFirst breaks the FrameID gap count and pulse matching)")
+        if cam.strobe_pullup not in ("line2_3v3", "external"):
+            raise RigConfigError(f"camera {cam.name!r}: strobe_pullup must be 'line2_3v3' or 'external'")
         check_exposure(cam.exposure_us, cfg.trigger.rate_hz, cam.name)
     if [c.role for c in cfg.cameras].count("primary") != 1:
         raise RigConfigError(f"exactly one camera must be role='primary', got roles {[c.role for c in cfg.cameras]}")

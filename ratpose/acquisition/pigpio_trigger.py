@@ -72,6 +72,12 @@ class PigpioTrigger(TriggerBackend):
 
     def start(self, on_pulse: Callable[[int], None]) -> None:
         pigpio = _import_pigpio()
+        try:
+            self._start(pigpio, on_pulse)
+        except pigpio.error as err:  # pigpio.exceptions is True by default: failures raise, not return < 0
+            raise TriggerError(f"pigpio failed while starting the trigger: {err}") from err
+
+    def _start(self, pigpio, on_pulse: Callable[[int], None]) -> None:
         s = self.settings
         self._pi = pigpio.pi(s.host, s.port)
         if not self._pi.connected:
@@ -90,6 +96,12 @@ class PigpioTrigger(TriggerBackend):
     def stop(self) -> None:
         if self._pi is None:
             return
+        try:
+            self._stop()
+        except _import_pigpio().error as err:
+            raise TriggerError(f"pigpio failed while stopping the trigger: {err}") from err
+
+    def _stop(self) -> None:
         self._pi.wave_tx_stop()
         self._pi.write(self.settings.gpio, 0)
         time.sleep(0.1)  # let the last edges' callbacks arrive before the log is closed
@@ -104,8 +116,12 @@ class PigpioTrigger(TriggerBackend):
     def close(self) -> None:
         if self._pi is None:
             return
-        for wave_id in self._waves:
-            self._pi.wave_delete(wave_id)
-        self._waves.clear()
-        self._pi.stop()
-        self._pi = None
+        pi, self._pi = self._pi, None
+        try:
+            for wave_id in self._waves:
+                pi.wave_delete(wave_id)
+        except _import_pigpio().error as err:
+            raise TriggerError(f"pigpio failed while deleting the waves: {err}") from err
+        finally:
+            self._waves.clear()
+            pi.stop()

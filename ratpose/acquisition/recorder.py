@@ -57,7 +57,13 @@ class CameraReport:
     transfer_lost: int = 0
     incomplete: int = 0
     queue_dropped: int = 0
+    missed_triggers: int = 0  # pulses without an exposed frame (no FrameID gap: the camera never saw them)
     max_match_residual_us: float = 0.0
+    stream: dict = field(default_factory=dict)  # the driver's lost/dropped/incomplete counters at stop
+
+    def exposed(self) -> int:
+        """Frames the camera exposed: delivered, incomplete or lost in transfer (a FrameID gap)."""
+        return self.delivered + self.incomplete + self.transfer_lost
 
 
 @dataclass
@@ -104,12 +110,12 @@ def build_simulated_backends(cfg: RigConfig, *, content=None, block_when_full: b
     return cameras, trigger
 
 
-def build_hardware_backends(cfg: RigConfig):
+def build_hardware_backends(cfg: RigConfig, save_user_set: bool = False):
     """PySpin cameras (by serial) and the pigpio trigger for a rig config: (cameras, trigger)."""
     from ratpose.acquisition.pigpio_trigger import PigpioTrigger
     from ratpose.acquisition.pyspin_camera import PySpinCamera
 
-    return [PySpinCamera(c.serial, c.name) for c in cfg.cameras], PigpioTrigger(cfg.trigger)
+    return [PySpinCamera(c.serial, c.name, save_user_set) for c in cfg.cameras], PigpioTrigger(cfg.trigger)
 
 
 class _CsvLog:
@@ -172,13 +178,13 @@ class _CameraPipeline:
                     if rec.draining.is_set():
                         break
                     continue
-                if frame.incomplete:
-                    self.report.incomplete += 1
-                    continue
-                self.report.delivered += 1
                 if self._last_frame_id is not None:
                     self.report.transfer_lost += max(frame.frame_id - self._last_frame_id - 1, 0)
                 self._last_frame_id = frame.frame_id
+                if frame.incomplete:  # counted once, as incomplete: its FrameID closes the gap
+                    self.report.incomplete += 1
+                    continue
+                self.report.delivered += 1
                 self._enqueue(frame)
         except CameraError as err:
             rec.fail("camera_error", f"camera {self.name!r}: {err}")
@@ -302,6 +308,8 @@ class Recorder:
         self.failed = threading.Event()
         self.draining = threading.Event()
         self.status, self.message = "completed", ""
+        self.stopping = threading.Event()  # set once the recording ended normally: teardown noise is a warning
+        self.warnings: list[str] = []
         self._status_lock = threading.Lock()
         self._sources_lock = threading.Lock()
         self.knob_events: list[tuple[float, str]] = []
@@ -314,6 +322,10 @@ class Recorder:
     def fail(self, status: str, message: str) -> None:
         """Record the first problem and stop the recording."""
         with self._status_lock:
+            if self.stopping.is_set() and status == "camera_error" and not self.failed.is_set():
+                self.warnings.append(message)
+                log.warning("after the stop: %s", message)
+                return
             if not self.failed.is_set():
                 self.status, self.message = status, message
                 log.error("recording stops: %s", message)
@@ -355,7 +367,22 @@ class Recorder:
         self.pulses.append(tick_us)
         self.trigger_csv.write(str(tick_us))
 
-    def run(self, duration_s: float | None = None) -> RecordingResult:
+    def status_line(self) -> str:
+        """One line for the terminal: frames, drops, fps, queue fill per camera, and the ring's segments."""
+        n = len(self.pulses)
+        parts = [f"{n} pulses"]
+        for p in self.pipelines:
+            r = p.report
+            fps = r.delivered / max(self.pulses.time_s(-1) - self.pulses.time_s(0), 1e-9) if n > 1 else 0.0
+            parts.append(f"{p.name}: {r.delivered} frames {fps:.0f} fps, "
+                         f"{r.transfer_lost + r.queue_dropped + r.ring_dropped} dropped, "
+                         f"{max(n - r.exposed() - p.queue.qsize(), 0)} missed, queue {p.queue.qsize()}/"
+                         f"{p.queue.maxsize}")
+        if self.cfg.ring.enabled:
+            parts.append(f"{len(self.windows.windows)} segment(s) kept")
+        return " | ".join(parts)
+
+    def run(self, duration_s: float | None = None, on_status: Callable[[str], None] | None = None) -> RecordingResult:
         """Record until the duration (on the trigger clock) is reached, the trigger ends, Ctrl-C or a failure."""
         t_start = t_trigger = time.monotonic()
         cfg = self.cfg
@@ -370,14 +397,14 @@ class Recorder:
                 writer = self.writer_factory(self.folder / self.video_name(settings), settings.width,
                                              settings.height, cfg.trigger.rate_hz, cfg.storage)
                 self.pipelines.append(_CameraPipeline(self, backend, settings, writer))
+            for backend in self.backends:  # streaming before any GetNextImage (-1010 otherwise)
+                backend.start()
             for p in self.pipelines:
                 p.process_thread.start()
                 p.capture_thread.start()
-            for backend in self.backends:
-                backend.start()
             t_trigger = time.monotonic()
             self.trigger.start(self._on_pulse)
-            self._wait(duration_s)
+            self._wait(duration_s, on_status)
         except AcquisitionError as err:
             self.fail("camera_error" if isinstance(err, CameraError) else "trigger_error", str(err))
         except (ValueError, OSError) as err:
@@ -394,8 +421,12 @@ class Recorder:
                                {p.name: p.report for p in self.pipelines}, self.windows.windows,
                                list(self.windows.events), time.monotonic() - t_start, time.monotonic() - t_trigger)
 
-    def _wait(self, duration_s: float | None) -> None:
+    def _wait(self, duration_s: float | None, on_status) -> None:
+        next_status = time.monotonic() + 1.0
         while not self.stop_requested.wait(0.02):
+            if on_status is not None and time.monotonic() >= next_status:
+                on_status(self.status_line())
+                next_status += 1.0
             if not self.cfg.ring.enabled:
                 self.poll_sources(self.last_pulse_s())
             if self.trigger.finished:
@@ -405,30 +436,45 @@ class Recorder:
                 return
 
     def _shutdown(self) -> list[str]:
+        """Stop the trigger, drain every camera until it times out, end acquisition, close everything."""
+        self.stopping.set()
         problems = []
         try:
             self.trigger.stop()
         except Exception as err:
             problems.append(f"stopping the trigger failed: {err}")
         self.pulses.close()
-        for backend in self.backends:
+        self.draining.set()
+        started = [p for p in self.pipelines if p.capture_thread.ident is not None]
+        for p in started:
+            p.capture_thread.join()
+        for backend in self.backends:  # no GetNextImage is running any more
             try:
                 backend.stop()
             except Exception as err:
                 problems.append(f"stopping camera {getattr(backend, 'name', '?')} failed: {err}")
-        self.draining.set()
-        for p in self.pipelines:
-            p.capture_thread.join()
-        for p in self.pipelines:
+        for p in started:
             p.process_thread.join()
+        n_pulses = len(self.pulses)
         for p in self.pipelines:
             problems += p.close()
-        for backend in self.backends:
-            backend.close()
-        self.trigger.close()
-        self.poll_sources(self.last_pulse_s())
-        for csv in (self.trigger_csv, self.knob_csv, self.angle_csv):
-            csv.close()
+            p.report.stream = p.backend.stream_stats()
+            if p in started:
+                p.report.missed_triggers = max(n_pulses - p.report.exposed(), 0)
+        try:
+            for backend in self.backends:
+                try:
+                    backend.close()
+                except Exception as err:
+                    problems.append(f"closing camera {getattr(backend, 'name', '?')} failed: {err}")
+            try:
+                self.trigger.close()
+            except Exception as err:
+                problems.append(f"closing the trigger failed: {err}")
+            self.poll_sources(self.last_pulse_s())
+        finally:
+            for csv in (self.trigger_csv, self.knob_csv, self.angle_csv):
+                csv.close()
         return problems
 
     def _write_session_toml(self, status: str, message: str) -> None:
@@ -442,8 +488,16 @@ class Recorder:
                "recording": {"status": status, "message": message, "codec": cfg.storage.codec,
                              "crf": cfg.storage.crf, "ring_buffer": cfg.ring.enabled,
                              "pre_s": cfg.ring.pre_s, "post_s": cfg.ring.post_s,
-                             "policy": list(cfg.ring.policy)}}
+                             "policy": list(cfg.ring.policy), "warnings": self.warnings,
+                             "cameras": {p.name: self._camera_stats(p) for p in self.pipelines}}}
         (self.folder / "session.toml").write_text(tomli_w.dumps(doc))
+
+    @staticmethod
+    def _camera_stats(p: _CameraPipeline) -> dict:
+        r = p.report
+        return {"written": r.written, "delivered": r.delivered, "incomplete": r.incomplete,
+                "transfer_lost": r.transfer_lost, "queue_dropped": r.queue_dropped, "ring_dropped": r.ring_dropped,
+                "missed_triggers": r.missed_triggers, "stream": {k: int(v) for k, v in r.stream.items()}}
 
     def _write_ring_files(self) -> None:
         if not self.cfg.ring.enabled:
@@ -458,7 +512,8 @@ class Recorder:
 def record(config: RigConfig | str | Path, out_dir: str | Path, *, duration_s: float | None = None,
            cameras: Sequence[CameraBackend] | None = None, trigger: TriggerBackend | None = None,
            event_sources: Sequence[EventSource] = (), writer_factory: WriterFactory = default_writer,
-           handle_sigint: bool = True) -> RecordingResult:
+           handle_sigint: bool = True, on_status: Callable[[str], None] | None = None,
+           save_user_set: bool = False) -> RecordingResult:
     """Record one session into ``out_dir`` (created; must be empty) and return how it went.
 
     ``config`` is a RigConfig or a rig TOML path. Backends come from the config (simulated or
@@ -473,7 +528,7 @@ def record(config: RigConfig | str | Path, out_dir: str | Path, *, duration_s: f
     simulated = cfg.trigger.backend == "simulated"
     if cameras is None and trigger is None:
         cameras, trigger = (build_simulated_backends(cfg, duration_s=duration_s) if simulated
-                            else build_hardware_backends(cfg))
+                            else build_hardware_backends(cfg, save_user_set))
     elif cameras is None or trigger is None:
         raise ValueError("give both cameras and trigger, or neither")
     sources = list(event_sources)
@@ -485,7 +540,7 @@ def record(config: RigConfig | str | Path, out_dir: str | Path, *, duration_s: f
     install = handle_sigint and threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGINT, lambda *_: rec.request_stop("Ctrl-C (SIGINT)")) if install else None
     try:
-        result = rec.run(duration_s)
+        result = rec.run(duration_s, on_status)
     finally:
         if install:
             signal.signal(signal.SIGINT, previous)

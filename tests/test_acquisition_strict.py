@@ -1,0 +1,144 @@
+"""The recorder and hardware backends against strict fakes of PySpin and pigpio (tests/strict_sdks.py)."""
+from __future__ import annotations
+
+import gc
+import os
+import signal
+import threading
+import tomllib
+
+import numpy as np
+import pytest
+
+from ratpose.acquisition import CameraSettings, record, rig_config_from_dict
+from ratpose.acquisition.backends import CameraError
+from ratpose.acquisition.recorder import build_hardware_backends
+from ratpose.ingest.session_folder import read_session_folder
+from strict_sdks import StrictRig, make_pigpio
+
+RATE, W, H = 100.0, 160, 128
+
+
+def config(ring=None):
+    doc = {"trigger": {"backend": "pigpio", "rate_hz": RATE, "gpio": 4},
+           "storage": {"codec": "ffv1", "queue_frames": 64},
+           "camera": [{"name": "cam0", "role": "primary", "serial": "21000001", "roi": [0, 0, W, H],
+                       "exposure_us": 1000, "trigger_line": "Line3", "strobe_line": "Line1"},
+                      {"name": "cam1", "role": "secondary", "serial": "21000002", "roi": [0, 0, W, H],
+                       "exposure_us": 1000, "trigger_line": "Line3"}]}
+    if ring:
+        doc["ring_buffer"] = {"enabled": True, **ring}
+    return rig_config_from_dict(doc)
+
+
+@pytest.fixture
+def rig(monkeypatch):
+    rig = StrictRig()
+    rig.install(monkeypatch)
+    return rig
+
+
+def open_files_under(folder):
+    gc.collect()
+    fds = os.listdir("/proc/self/fd")
+    return [p for fd in fds if (p := os.path.realpath(f"/proc/self/fd/{fd}")).startswith(str(folder))]
+
+
+def go(rig, tmp_path, duration_s=1.0, **kw):
+    cfg = config()
+    cams, trig = build_hardware_backends(cfg)
+    result = record(cfg, tmp_path / "s", duration_s=duration_s, cameras=cams, trigger=trig, **kw)
+    status = tomllib.loads((tmp_path / "s" / "session.toml").read_text())["recording"]
+    assert status["status"] == result.status
+    assert open_files_under(tmp_path) == []
+    assert rig.system is None and rig.release_errors == 0  # one System, released once, no references left
+    assert rig.end_while_waiting == 0  # EndAcquisition never ran under a waiting GetNextImage
+    return result, status
+
+
+def test_normal_stop_writes_every_frame_and_stats(rig, tmp_path):
+    result, status = go(rig, tmp_path, 1.0)
+    assert result.status == "completed", result.message
+    assert rig.instances == 1 and rig.user_set_loads == 2
+    session = read_session_folder(result.session_dir)
+    for cam, fake in zip(session.cameras, rig.cameras):
+        # every exposed frame reached the file: nothing left in the stream when acquisition ended
+        assert cam.n_frames == fake.frame_id + 1 == rig.pulses_sent
+        np.testing.assert_array_equal(cam.frame_id, np.arange(cam.n_frames))
+        assert status["cameras"][cam.name]["missed_triggers"] == 0
+        assert status["cameras"][cam.name]["stream"] == {"lost": 0, "dropped": 0, "incomplete": 0}
+    assert rig.discarded == 0
+    assert all(c.nodes["TriggerMode"].value == "Off" or not c.initialized for c in rig.cameras)
+
+
+def test_incomplete_images_are_not_gaps(monkeypatch, tmp_path):
+    rig = StrictRig(**{"21000002": {"incomplete_every": 10}})
+    rig.install(monkeypatch)
+    result, status = go(rig, tmp_path, 1.0)
+    assert result.status == "completed", result.message
+    r = result.cameras["cam1"]
+    n = rig.cameras[1].frame_id + 1
+    assert r.incomplete == n // 10 and r.transfer_lost == 0 and r.written == n - n // 10
+    assert status["cameras"]["cam1"]["stream"]["incomplete"] == n // 10 and r.missed_triggers == 0
+
+
+def test_unplugged_camera_ends_as_camera_error(monkeypatch, tmp_path):
+    rig = StrictRig(**{"21000002": {"unplug_after": 30}})
+    rig.install(monkeypatch)
+    result, _ = go(rig, tmp_path, 5.0)
+    assert result.status == "camera_error" and "removed" in result.message
+    assert result.cameras["cam1"].written == 30
+
+
+def test_failed_pigpio_wave_is_a_trigger_error(rig, monkeypatch, tmp_path):
+    rig.pigpio.state.fail_wave = True
+    result, status = go(rig, tmp_path, 1.0)
+    assert result.status == "trigger_error" and "No more CBs" in result.message
+    assert status["status"] == "trigger_error"
+
+
+def test_ctrl_c_is_interrupted(rig, tmp_path):
+    timer = threading.Timer(0.8, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer.start()
+    result, _ = go(rig, tmp_path, 30.0)
+    timer.join()
+    assert result.status == "interrupted" and 0.3 * RATE < result.n_pulses < 3 * RATE
+    session = read_session_folder(result.session_dir)
+    assert [c.n_frames for c in session.cameras] == [rig.pulses_sent] * 2
+
+
+def test_secondary_needs_the_strobe_pullup(monkeypatch, tmp_path):
+    rig = StrictRig()
+    rig.install(monkeypatch)
+    cfg = config()
+    cams = list(cfg.cameras)
+    import dataclasses
+    cams[0] = dataclasses.replace(cams[0], strobe_pullup="external")  # but the rig has none
+    cfg = dataclasses.replace(cfg, cameras=tuple(cams))
+    c, t = build_hardware_backends(cfg)
+    result = record(cfg, tmp_path / "s", duration_s=0.5, cameras=c, trigger=t)
+    assert result.cameras["cam1"].delivered == 0 and result.cameras["cam1"].missed_triggers == result.n_pulses
+
+
+def test_roi_increments_and_buffer_mode_are_refused_clearly(rig):
+    from ratpose.acquisition.pyspin_camera import PySpinCamera
+    cam = PySpinCamera("21000001", "cam0")
+    with pytest.raises(ValueError, match=r"Width=1430 .*steps of 16.*\[1424, 1440\]"):
+        cam.configure(CameraSettings(name="cam0", width=1430, height=1080, exposure_us=1000), 200.0)
+    cam.close()
+    with pytest.raises(ValueError, match="OldestFirst"):
+        PySpinCamera("21000001", "cam0").configure(CameraSettings(name="cam0", buffer_handling="NewestFirst"), 1.0)
+    with pytest.raises(ValueError, match="exceeds the camera"):
+        cam.configure(CameraSettings(name="cam0", exposure_us=4000), 300.0)
+    cam.close()
+    with pytest.raises(CameraError, match="no camera with serial 999"):
+        PySpinCamera("999", "cam0").configure(CameraSettings(name="cam0"), 200.0)
+    assert rig.system is None and rig.release_errors == 0
+
+
+def test_get_next_image_before_begin_is_not_a_timeout(rig):
+    cam = rig.cameras[0]
+    cam.Init()
+    with pytest.raises(rig.pyspin.SpinnakerException) as err:
+        cam.GetNextImage(10)
+    assert err.value.errorcode == -1010
