@@ -5,6 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from .acquisition.commands import add_commands as add_acquisition_commands
 from .report.commands import add_commands as add_report_commands
 from .schema.maintenance import add_commands as add_maintenance_commands
 from .schema.ops import add_commands as add_ops_commands
@@ -103,17 +104,6 @@ def _cmd_demo(args) -> int:
     return 1 if any(row[1] == "ERROR" for row in summary.rows) else 0
 
 
-def _cmd_record(args) -> int:
-    from .acquisition import record
-
-    result = record(args.config, args.session_dir, duration_s=args.duration)
-    print(f"{result.status}: {result.message} ({result.n_pulses} pulses, {result.wall_s:.1f} s) -> "
-          f"{result.session_dir}")
-    if result.ok and args.ingest:
-        return _cmd_ingest(argparse.Namespace(session_dirs=[result.session_dir]))
-    return 0 if result.ok else 1
-
-
 def _cmd_export(args) -> int:
     from . import export, schema
 
@@ -170,13 +160,6 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--full-size", action="store_true", help="1440x1080 at 226 fps (benchmarks)")
     sim.set_defaults(func=_cmd_sim)
 
-    rec = sub.add_parser("record", help="record a session from the rig (or its simulation) into a folder")
-    rec.add_argument("--config", type=Path, required=True, help="rig TOML (see docs/rig-config.md)")
-    rec.add_argument("session_dir", type=Path)
-    rec.add_argument("--duration", type=float, help="seconds on the trigger clock (default: until Ctrl-C)")
-    rec.add_argument("--ingest", action="store_true", help="ingest the folder when the recording is done")
-    rec.set_defaults(func=_cmd_record)
-
     exp = sub.add_parser("export", help="export a session's 3D pose (NWB with ndx-pose, Anipose CSV, HDF5)")
     exp.add_argument("--subject", required=True)
     exp.add_argument("--datetime", required=True, help="session datetime, ISO 8601")
@@ -196,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("tables", nargs="*")
     status.set_defaults(func=_cmd_status)
     add_report_commands(sub)
+    add_acquisition_commands(sub)
     add_ops_commands(sub)
     add_maintenance_commands(sub)
     return parser

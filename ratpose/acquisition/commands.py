@@ -1,0 +1,176 @@
+"""`ratpose record`, `ratpose rig check` and `ratpose compress`: wired into ratpose.cli with add_commands()."""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import tomllib
+from pathlib import Path
+
+import av
+import numpy as np
+import tomli_w
+
+CHECK_S = 2.0  # length of the preflight trigger train
+MAX_MISSED = 0.005  # fraction of pulses a camera may miss in the preflight
+
+
+def _status_printer(folder: Path):
+    def show(line: str) -> None:
+        free = shutil.disk_usage(folder if folder.exists() else folder.parent).free / 1e9
+        print(f"\r{line} | disk {free:.0f} GB free", end="", file=sys.stderr, flush=True)
+    return show
+
+
+def _cmd_record(args) -> int:
+    from .config import RigConfigError, load_rig_config
+    from .recorder import record
+
+    try:
+        cfg = load_rig_config(args.config)
+    except RigConfigError as err:
+        print(f"ERROR {err}", file=sys.stderr)
+        return 1
+    if cfg.ring.enabled and not {"manual", "motion"} & set(cfg.ring.policy):  # no knob source from here
+        print(f"WARNING {args.config}: the ring buffer is on with policy {list(cfg.ring.policy)} but no event "
+              "source is connected: no segment will be kept, nothing will be written", file=sys.stderr)
+    result = record(cfg, args.session_dir, duration_s=args.duration, on_status=_status_printer(args.session_dir),
+                    save_user_set=args.save_user_set)
+    print(file=sys.stderr)
+    for name, r in result.cameras.items():
+        print(f"{name}: {r.written} frames written to {result.session_dir / (name + '.' + cfg.storage.container)}"
+              f" ({r.transfer_lost} lost in transfer, {r.incomplete} incomplete, {r.queue_dropped} dropped by the "
+              f"queue, {r.ring_dropped} outside ring segments, {r.missed_triggers} missed triggers)")
+    print(f"{result.status}: {result.message} ({result.n_pulses} pulses, {result.wall_s:.1f} s) -> "
+          f"{result.session_dir}")
+    if result.ok and args.ingest:
+        from ..cli import _cmd_ingest
+        return _cmd_ingest(argparse.Namespace(session_dirs=[result.session_dir]))
+    return 0 if result.ok else 1
+
+
+def rig_check(config, cameras=None, trigger=None) -> tuple[list[str], bool]:
+    """Preflight: camera identities, config applied, a CHECK_S trigger train; (report lines, passed)."""
+    import dataclasses
+
+    from .config import load_rig_config
+    from .recorder import build_hardware_backends, build_simulated_backends, record
+
+    cfg = load_rig_config(config) if isinstance(config, (str, Path)) else config
+    cfg = dataclasses.replace(cfg, ring=dataclasses.replace(cfg.ring, enabled=False))
+    if cameras is None:
+        cameras, trigger = (build_simulated_backends(cfg, duration_s=CHECK_S) if cfg.trigger.backend == "simulated"
+                            else build_hardware_backends(cfg))
+    lines, ok = [], True
+    period_us = 1e6 / cfg.trigger.rate_hz
+    for cam, settings in zip(cameras, cfg.cameras):
+        try:
+            info = cam.info()
+        except Exception as err:
+            info, ok = {}, False
+            lines.append(f"FAIL {settings.name}: cannot be opened: {err}")
+        ident = ", ".join(f"{k} {v}" for k, v in info.items()) or "simulated"
+        lines.append(f"INFO {settings.name} ({settings.role}): {ident}")
+        fits = settings.exposure_us < period_us
+        ok &= fits
+        lines.append(f"{'PASS' if fits else 'FAIL'} {settings.name}: exposure {settings.exposure_us:g} us in a "
+                     f"{period_us:.0f} us period ({period_us - settings.exposure_us:.0f} us left for readout)")
+    with tempfile.TemporaryDirectory(prefix="ratpose-rig-check-") as tmp:
+        result = record(cfg, Path(tmp) / "check", duration_s=CHECK_S, cameras=cameras, trigger=trigger,
+                        handle_sigint=False)
+    if not result.ok:
+        return lines + [f"FAIL recording: {result.status}: {result.message}"], False
+    for settings in cfg.cameras:
+        r = result.cameras[settings.name]
+        good = r.delivered > 0 and r.missed_triggers <= MAX_MISSED * result.n_pulses
+        ok &= good
+        what = "followed the primary's strobe" if settings.role == "secondary" else "followed the trigger"
+        lines.append(f"{'PASS' if good else 'FAIL'} {settings.name}: {r.exposed()} frames for {result.n_pulses} "
+                     f"pulses ({r.missed_triggers} missed, {r.transfer_lost} lost, {r.incomplete} incomplete)"
+                     f"{': ' + what if good else ''}")
+    lines.append("PASS rig check" if ok else "FAIL rig check")
+    return lines, ok
+
+
+def _cmd_rig_check(args) -> int:
+    from .config import RigConfigError
+
+    try:
+        lines, ok = rig_check(args.config)
+    except (RigConfigError, ValueError) as err:
+        print(f"ERROR {err}", file=sys.stderr)
+        return 1
+    print("\n".join(lines))
+    return 0 if ok else 1
+
+
+def _frames(path: Path):
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            yield frame.to_ndarray(format="gray")
+
+
+def compress_session(folder: Path) -> list[str]:
+    """Re-encode raw videos of a session losslessly (FFV1), verified frame by frame; returns what was done."""
+    from .writers import VideoWriter
+
+    toml_path = folder / "session.toml"
+    doc = tomllib.loads(toml_path.read_text())
+    done = []
+    for cam in doc["camera"]:
+        raw = folder / cam["video"]
+        with av.open(str(raw)) as c:
+            stream = c.streams.video[0]
+            if stream.codec_context.name != "rawvideo":
+                continue
+            width, height, fps = stream.codec_context.width, stream.codec_context.height, float(stream.average_rate or 1)
+        out = raw.with_name(raw.stem + ".ffv1.mkv")
+        part = out.with_name(out.name + ".part.mkv")
+        writer = VideoWriter(part, width, height, fps, codec="ffv1")
+        for image in _frames(raw):
+            writer.write(image)
+        writer.close()
+        n = 0
+        for a, b in zip(_frames(raw), _frames(part), strict=True):
+            if not np.array_equal(a, b):
+                part.unlink()
+                raise ValueError(f"{raw}: frame {n} differs after FFV1 encoding; raw video kept")
+            n += 1
+        os.replace(part, out)
+        cam["video"] = out.name
+        tmp = toml_path.with_name("session.toml.part")
+        tmp.write_text(tomli_w.dumps(doc))
+        os.replace(tmp, toml_path)  # the folder now points at the FFV1 file; only then the raw one goes
+        raw.unlink()
+        done.append(f"{raw.name} -> {out.name}: {n} frames verified identical")
+    return done
+
+
+def _cmd_compress(args) -> int:
+    try:
+        done = compress_session(args.session_dir)
+    except (OSError, ValueError, KeyError, tomllib.TOMLDecodeError) as err:
+        print(f"ERROR {args.session_dir}: {err}", file=sys.stderr)
+        return 1
+    print("\n".join(done) or f"{args.session_dir}: no raw video to compress")
+    return 0
+
+
+def add_commands(sub) -> None:
+    rec = sub.add_parser("record", help="record a session from the rig (or its simulation) into a folder")
+    rec.add_argument("--config", type=Path, required=True, help="rig TOML (see docs/rig-config.md)")
+    rec.add_argument("session_dir", type=Path)
+    rec.add_argument("--duration", type=float, help="seconds on the trigger clock (default: until Ctrl-C)")
+    rec.add_argument("--ingest", action="store_true", help="ingest the folder when the recording is done")
+    rec.add_argument("--save-user-set", action="store_true", help="save the applied settings to UserSet1")
+    rec.set_defaults(func=_cmd_record)
+    rig = sub.add_parser("rig", help="rig tools")
+    rig_sub = rig.add_subparsers(dest="rig_command", required=True)
+    check = rig_sub.add_parser("check", help="preflight: cameras, config, a 2 s trigger train, pass/fail")
+    check.add_argument("--config", type=Path, required=True)
+    check.set_defaults(func=_cmd_rig_check)
+    comp = sub.add_parser("compress", help="re-encode a session's raw videos losslessly (FFV1), verified")
+    comp.add_argument("session_dir", type=Path)
+    comp.set_defaults(func=_cmd_compress)
