@@ -1,7 +1,6 @@
 """`ratpose record`, `ratpose rig check` and `ratpose compress`: wired into ratpose.cli with add_commands()."""
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import sys
@@ -46,8 +45,11 @@ def _cmd_record(args) -> int:
     print(f"{result.status}: {result.message} ({result.n_pulses} pulses, {result.wall_s:.1f} s) -> "
           f"{result.session_dir}")
     if result.ok and args.ingest:
-        from ..cli import _cmd_ingest
-        return _cmd_ingest(argparse.Namespace(session_dirs=[result.session_dir]))
+        from .. import schema
+        from ..ingest.session_folder import read_session_folder
+
+        key, _ = schema.activate()["raw"].insert_session(read_session_folder(result.session_dir))
+        print(f"ingested: {result.session_dir} -> {key}")
     return 0 if result.ok else 1
 
 
