@@ -73,3 +73,32 @@ def test_workspace_outside_image_or_behind_camera_is_refused(rig_and_workspace):
         crop_for_camera(cam, Workspace.around(np.array([0.0, 0.0, -300.0]), 10.0))
     with pytest.raises(ValueError, match="exceed"):
         Workspace((0, 0, 0), (1, -1, 1))
+
+
+def test_decode_cropped_and_prefetched_matches_frames(tmp_path):
+    from ratpose.acquisition.writers import VideoWriter
+    from ratpose.pose2d.frames import batches, decode_gray, prefetch
+
+    rng = np.random.default_rng(1)
+    frames = rng.integers(0, 256, (7, 48, 64), dtype=np.uint8)
+    writer = VideoWriter(tmp_path / "v.mkv", 64, 48, 226.0, codec="ffv1")
+    for f in frames:
+        writer.write(f)
+    writer.close()
+    crop = CropBox(8, 16, 32, 24)
+    got = np.concatenate(list(batches(prefetch(decode_gray(tmp_path / "v.mkv", crop=crop, threads=2), 2), 3)))
+    np.testing.assert_array_equal(got, frames[:, 16:40, 8:40])
+
+
+def test_prefetch_passes_producer_errors():
+    from ratpose.pose2d.frames import prefetch
+
+    def broken():
+        yield 1
+        raise OSError("disk gone")
+
+    out = []
+    with pytest.raises(OSError, match="disk gone"):
+        for item in prefetch(broken(), 1):
+            out.append(item)
+    assert out == [1]
