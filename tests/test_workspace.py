@@ -102,3 +102,25 @@ def test_prefetch_passes_producer_errors():
         for item in prefetch(broken(), 1):
             out.append(item)
     assert out == [1]
+
+
+def test_labeled_frames_cropped_like_inference(tmp_path):
+    import pandas as pd
+
+    from ratpose.pose2d.dlc import crop_labeled_data
+    from ratpose.sim import write_labeled_frames
+
+    src = write_labeled_frames(tmp_path / "src" / "labeled-data" / "v0", 4, (160, 128), seed=2)
+    crop = CropBox(40, 24, 64, 56)
+    out = crop_labeled_data(tmp_path / "src", tmp_path / "dst", crop, "sim") / "v0"
+    before, after = pd.read_hdf(src / "CollectedData_sim.h5"), pd.read_hdf(out / "CollectedData_sim.h5")
+    for name in before.index:
+        image = name[-1] if isinstance(name, tuple) else name.split("/")[-1]
+        full, cut = cv2.imread(str(src / image), cv2.IMREAD_UNCHANGED), cv2.imread(str(out / image), cv2.IMREAD_UNCHANGED)
+        np.testing.assert_array_equal(cut, full[24:80, 40:104])
+    for part in dict.fromkeys(before.columns.get_level_values("bodyparts")):
+        x, y = before[("sim", part, "x")].to_numpy(), before[("sim", part, "y")].to_numpy()
+        inside = (x >= 39.5) & (x <= 103.5) & (y >= 23.5) & (y <= 79.5)
+        np.testing.assert_allclose(after[("sim", part, "x")].to_numpy()[inside], x[inside] - 40)
+        np.testing.assert_allclose(after[("sim", part, "y")].to_numpy()[inside], y[inside] - 24)
+        assert np.isnan(after[("sim", part, "x")].to_numpy()[~inside]).all()
