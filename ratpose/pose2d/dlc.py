@@ -151,6 +151,39 @@ def _read_labels(h5: Path, scorer: str, bodyparts: list[str]):
     return df
 
 
+def crop_labeled_data(labeled_dir: str | Path, dest: str | Path, crops, scorer: str) -> Path:
+    """Copy a labeled-data tree with every image cut to its crop and its labels in crop pixels (labels
+    outside the crop become NaN), so a model trains on what Pose2D's crop inference shows it.
+
+    ``crops``: one ratpose.pose2d.workspace.CropBox, or labeled video folder name -> CropBox.
+    Returns dest's labeled-data folder.
+    """
+    import cv2
+
+    root, out_root = _labeled_data_root(Path(labeled_dir)), Path(dest) / "labeled-data"
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        crop = crops if hasattr(crops, "cut") else crops.get(folder.name)
+        if crop is None:
+            raise DLCError(f"{folder}: no crop given for this labeled video")
+        h5 = folder / f"CollectedData_{scorer}.h5"
+        df = _read_labels(h5, scorer, [])
+        out = out_root / folder.name
+        out.mkdir(parents=True, exist_ok=True)
+        for name in df.index:
+            image_name = name[-1] if isinstance(name, tuple) else Path(name).name
+            image = cv2.imread(str(folder / image_name), cv2.IMREAD_UNCHANGED)
+            if image is None:
+                raise DLCError(f"{folder / image_name}: labeled image is missing or unreadable")
+            cv2.imwrite(str(out / image_name), np.ascontiguousarray(crop.cut(image)))
+        df = df.copy()
+        for part in dict.fromkeys(df.columns.get_level_values("bodyparts")):
+            cols = [(scorer, part, "x"), (scorer, part, "y")]
+            df[cols] = crop.to_crop(df[cols].to_numpy(dtype=np.float64))
+        df.to_hdf(out / h5.name, key="df_with_missing", mode="w")
+        df.to_csv(out / f"CollectedData_{scorer}.csv")
+    return out_root
+
+
 def build_project(labeled_dir: str | Path, workdir: str | Path, bodyparts: list[str] | tuple[str, ...],
                   train_fraction: float = 0.8, seed: int = 0, scorer: str = "sim",
                   task: str = "ratpose") -> Path:
@@ -528,11 +561,13 @@ def _video_frame_count(video_path: Path) -> int:
 
 
 def analyze_video(trained: TrainedModel, video_path: str | Path, *, batch_size: int = 8,
-                  device: str = "auto") -> Pose2DArrays:
+                  device: str = "auto", crop=None) -> Pose2DArrays:
     """2D pose of every frame of one video, computed by DeepLabCut with the model's snapshot.
 
     Uses ``deeplabcut.analyze_videos`` when the model sits in its DLC project, else the same DLC
     inference runner on the snapshot and pytorch_config; GPU when torch sees one (device="auto").
+    With ``crop`` (a ratpose.pose2d.workspace.CropBox), the network sees only that crop and the result
+    is in full-frame pixels (see analyze_crop).
     """
     video_path = Path(video_path)
     n_frames = _video_frame_count(video_path)
@@ -540,12 +575,38 @@ def analyze_video(trained: TrainedModel, video_path: str | Path, *, batch_size: 
     device = _resolve_device(device)
     if batch_size < 1:
         raise DLCError(f"batch_size must be >= 1, got {batch_size}")
+    if crop is not None:
+        pose = analyze_crop(trained, video_path, crop, batch_size=batch_size, device=device)
+        if pose.n_frames != n_frames:
+            raise DLCError(f"{video_path}: decoded {pose.n_frames} frames, the file says {n_frames}")
+        return pose
     with tempfile.TemporaryDirectory(prefix="ratpose-dlc-") as dest:
         if trained.project_config is not None and Path(trained.project_config).is_file():
             h5 = _analyze_in_project(trained, video_path, Path(dest), batch_size, device)
         else:
             h5 = _analyze_with_runner(trained, video_path, Path(dest), batch_size, device)
         return load_dlc_h5(h5, expected_bodyparts=trained.bodyparts, expected_frames=n_frames)
+
+
+def analyze_crop(trained: TrainedModel, video_path: str | Path, crop, *, batch_size: int = 8,
+                 device: str = "cpu") -> Pose2DArrays:
+    """DLC's inference runner on ``crop`` of every frame, decoded ahead in a thread (bounded queue);
+    coordinates mapped to full-frame pixels, keypoints outside the crop NaN with likelihood 0."""
+    from deeplabcut.pose_estimation_pytorch.apis.utils import get_pose_inference_runner
+    from deeplabcut.pose_estimation_pytorch.config import read_config_as_dict
+
+    from .frames import batches, decode_gray, prefetch
+
+    runner = get_pose_inference_runner(model_config=read_config_as_dict(trained.pytorch_config),
+                                       snapshot_path=trained.snapshot, device=device, max_individuals=1,
+                                       batch_size=batch_size)
+    out = []
+    for batch in prefetch(batches(decode_gray(video_path, crop=crop), batch_size), maxsize=4):
+        predictions = runner.inference([np.repeat(f[..., None], 3, axis=2) for f in batch])
+        out.extend(p["bodyparts"][0] for p in predictions)  # (n_parts, 3): x, y, score of the one animal
+    xyl = np.asarray(out, dtype=np.float64).reshape(-1, len(trained.bodyparts), 3)
+    x, y, likelihood = crop.to_full_frame(xyl[..., 0], xyl[..., 1], xyl[..., 2])
+    return Pose2DArrays(trained.bodyparts, x, y, likelihood)
 
 
 def _analyze_in_project(trained: TrainedModel, video: Path, dest: Path, batch_size: int, device: str) -> Path:

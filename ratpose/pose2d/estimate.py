@@ -48,15 +48,16 @@ def fit_pose_model(*, mode: str, labeled_dir: str, workdir: str, bodyparts: tupl
 
 def pose2d_for_video(*, mode: str, model: dlc.TrainedModel | None, video: str, n_frames: int,
                      bodyparts: tuple[str, ...], dlc_h5: str = "", batch_size: int = 8,
-                     device: str = "auto") -> dlc.Pose2DArrays:
-    """2D pose of every frame of a video: DLC inference ('infer') or an existing DLC .h5 ('load').
+                     device: str = "auto", crop=None) -> dlc.Pose2DArrays:
+    """2D pose of every frame of a video: DLC inference ('infer', on ``crop`` when given, in full-frame
+    pixels) or an existing DLC .h5 ('load').
 
     The result must have one row per recorded frame and the model's body parts, else ValueError.
     """
     if mode == "infer":
         if model is None:
             raise ValueError(f"{video}: the model is external (no files here); use mode 'load' with its .h5")
-        pose = dlc.analyze_video(model, video, batch_size=batch_size, device=device)
+        pose = dlc.analyze_video(model, video, batch_size=batch_size, device=device, crop=crop)
     elif mode == "load":
         if not dlc_h5:
             raise ValueError(f"mode 'load' for {video} needs the path of a DLC .h5 output")

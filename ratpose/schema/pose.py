@@ -12,6 +12,7 @@ from ..pose2d.dlc import TrainParams
 from ..pose3d import Pose3DParams as Pose3DSettings
 from ..pose3d import reconstruct
 from ..pose2d.estimate import fit_pose_model, model_from_row, model_to_row, pose2d_for_video
+from ..pose2d.workspace import Workspace, crop_for_camera
 from . import calibration, raw, sync
 from .transaction import OneTransactionMake
 
@@ -120,6 +121,8 @@ class Pose2DTask(dj.Manual):
     dlc_h5 = '' : varchar(1024)
     batch_size = 8 : int16
     device = 'auto' : varchar(16)
+    workspace = null : <blob>     # infer mode: (low, high) corners (mm, calibration frame) of the box the network
+                                  # looks at, cropped per camera; null = full frames
     """
 
 
@@ -129,6 +132,10 @@ class Pose2D(dj.Computed):
     -> Pose2DTask
     ---
     n_frames : int64
+    crop_x0 = null : int32        # the crop the network saw (full-frame pixels); null = the full frame
+    crop_y0 = null : int32
+    crop_width = null : int32
+    crop_height = null : int32
     """
 
     class BodyPart(dj.Part):
@@ -145,15 +152,23 @@ class Pose2D(dj.Computed):
         task = (Pose2DTask & key).fetch1()
         model_row = (PoseModel & key).fetch1()
         bodyparts = training_bodyparts(key)
-        return task, model_row, bodyparts, raw.video_path(key), int((sync.SyncedFrames & key).fetch1("n_frames"))
+        camera = None
+        if task["workspace"] is not None and task["mode"] == "infer":
+            rig = calibration.session_rig(key)
+            if rig is None or key["camera"] not in rig.names:
+                raise ValueError(f"{key}: a workspace crop needs the session's calibration of camera {key['camera']}")
+            camera = rig[key["camera"]]
+        return (task, model_row, bodyparts, raw.video_path(key), int((sync.SyncedFrames & key).fetch1("n_frames")),
+                camera)
 
-    def make_compute(self, key, task, model_row, bodyparts, video, n_frames):
+    def make_compute(self, key, task, model_row, bodyparts, video, n_frames, camera):
+        crop = None if camera is None else crop_for_camera(camera, Workspace(*np.asarray(task["workspace"])))
         return (pose2d_for_video(mode=task["mode"], model=model_from_row(model_row, bodyparts), video=video,
                                  n_frames=n_frames, bodyparts=bodyparts, dlc_h5=task["dlc_h5"],
-                                 batch_size=int(task["batch_size"]), device=task["device"]),)
+                                 batch_size=int(task["batch_size"]), device=task["device"], crop=crop), crop)
 
-    def make_insert(self, key, pose):
-        self.insert1({**key, "n_frames": len(pose.x)})
+    def make_insert(self, key, pose, crop):
+        self.insert1({**key, "n_frames": len(pose.x), **({} if crop is None else crop.to_dict())})
         self.BodyPart.insert([{**key, "bodypart": part, "x": pose.x[:, p].astype(np.float32),
                                "y": pose.y[:, p].astype(np.float32),
                                "likelihood": pose.likelihood[:, p].astype(np.float32)}
@@ -264,10 +279,12 @@ def register_training_set(name: str, labeled_dir: str, bodyparts: list[str], sco
 
 
 def schedule_pose2d(session_key: dict, model_key: dict, *, mode: str = "infer", dlc_h5: dict | None = None,
-                    batch_size: int = 8, device: str = "auto") -> int:
-    """Add Pose2DTask rows for every synced recording of a session (dlc_h5: camera -> .h5 in load mode)."""
+                    batch_size: int = 8, device: str = "auto", workspace=None) -> int:
+    """Add Pose2DTask rows for every synced recording of a session (dlc_h5: camera -> .h5 in load mode;
+    workspace: a ratpose.pose2d.workspace.Workspace to infer on its per-camera crops)."""
+    box = None if workspace is None else np.array([workspace.low, workspace.high])
     rows = [{**k, **model_key, "mode": mode, "dlc_h5": (dlc_h5 or {}).get(k["camera"], ""),
-             "batch_size": batch_size, "device": device}
+             "batch_size": batch_size, "device": device, "workspace": box}
             for k in (sync.SyncedFrames & session_key).proj().to_dicts()]
     Pose2DTask.insert(rows, skip_duplicates=True)
     return len(rows)

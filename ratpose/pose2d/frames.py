@@ -1,0 +1,79 @@
+"""Feeding Pose2D: decode grey frames with PyAV's threads, optionally cropped, ahead of the network.
+
+``prefetch`` runs any frame iterator in a thread behind a bounded queue, so decoding overlaps with
+inference (the network never waits while the decoder keeps up) and memory stays bounded.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import av
+import numpy as np
+
+from .workspace import CropBox
+
+_END = object()
+
+
+def decode_gray(path: str | Path, *, crop: CropBox | None = None, threads: int = 0) -> Iterator[np.ndarray]:
+    """Frames of a video as (height, width) uint8 arrays (the crop only, when given), in file order.
+
+    ``threads``: decoder threads (0 = FFmpeg's choice); frame threading for H.264, slices for FFV1.
+    """
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        stream.thread_count = threads
+        for frame in container.decode(stream):
+            image = frame.to_ndarray(format="gray")
+            yield np.ascontiguousarray(crop.cut(image)) if crop is not None else image
+
+
+def prefetch(items: Iterable, maxsize: int = 64) -> Iterator:
+    """The items of ``items``, produced by a background thread at most ``maxsize`` ahead of the consumer.
+
+    An exception in the producer is raised in the consumer; stopping early stops the producer.
+    """
+    q: queue.Queue = queue.Queue(maxsize)
+    stop = threading.Event()
+
+    def produce():
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(_END)
+        except BaseException as exc:  # handed to the consumer
+            q.put(exc)
+
+    thread = threading.Thread(target=produce, daemon=True)
+    thread.start()
+    try:
+        while (item := q.get()) is not _END:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+def batches(frames: Iterable[np.ndarray], size: int) -> Iterator[np.ndarray]:
+    """Frames grouped into (n, height, width) arrays of ``size`` (the last one may be shorter)."""
+    batch = []
+    for frame in frames:
+        batch.append(frame)
+        if len(batch) == size:
+            yield np.stack(batch)
+            batch = []
+    if batch:
+        yield np.stack(batch)

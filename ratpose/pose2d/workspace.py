@@ -1,0 +1,132 @@
+"""The rig workspace: a 3D box where body parts can be, and the per-camera image crop that holds it.
+
+The box (mm, calibration frame) is set once per rig, by hand or around the knob with a margin. Its
+surface is projected through each camera's calibration (distortion included, so bulging edges count),
+giving a pixel crop rounded out to the network's stride and kept inside the image. Pose2D runs on the
+crop; ``to_full_frame`` maps its coordinates back and turns keypoints outside the crop into NaN with
+likelihood 0 (never clamped to the border).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..rig import Camera
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """An axis-aligned box in the calibration frame: corners ``low`` and ``high`` (mm)."""
+
+    low: tuple[float, float, float]
+    high: tuple[float, float, float]
+
+    def __post_init__(self):
+        low, high = np.asarray(self.low, float).ravel(), np.asarray(self.high, float).ravel()
+        if low.shape != (3,) or high.shape != (3,) or not (np.isfinite(low).all() and np.isfinite(high).all()):
+            raise ValueError(f"workspace corners must be 3 finite numbers each, got {self.low} and {self.high}")
+        if not (high > low).all():
+            raise ValueError(f"workspace high {tuple(high)} must exceed low {tuple(low)} on every axis")
+        object.__setattr__(self, "low", tuple(float(v) for v in low))
+        object.__setattr__(self, "high", tuple(float(v) for v in high))
+
+    @classmethod
+    def around(cls, center, margin_mm) -> "Workspace":
+        """A box of half-size ``margin_mm`` (a number or one per axis) around ``center`` (e.g. the knob)."""
+        c, m = np.asarray(center, float), np.broadcast_to(np.asarray(margin_mm, float), (3,))
+        return cls(tuple(c - m), tuple(c + m))
+
+    def surface(self, n: int = 9) -> np.ndarray:
+        """Points (6 n^2, 3) on a grid over the box's six faces."""
+        low, high = np.asarray(self.low), np.asarray(self.high)
+        u = np.linspace(0.0, 1.0, n)
+        a, b = (g.ravel() for g in np.meshgrid(u, u))
+        faces = []
+        for axis in range(3):
+            others = [i for i in range(3) if i != axis]
+            for side in (0.0, 1.0):
+                f = np.empty((a.size, 3))
+                f[:, axis], f[:, others[0]], f[:, others[1]] = side, a, b
+                faces.append(f)
+        return low + np.concatenate(faces) * (high - low)
+
+    def contains(self, points3d: np.ndarray) -> np.ndarray:
+        """True where world points (..., 3) lie inside the box (NaN: False)."""
+        p = np.asarray(points3d, float)
+        with np.errstate(invalid="ignore"):
+            return ((p >= self.low) & (p <= self.high)).all(axis=-1)
+
+
+@dataclass(frozen=True)
+class CropBox:
+    """A pixel rectangle of a full frame: columns x0..x0+width-1, rows y0..y0+height-1."""
+
+    x0: int
+    y0: int
+    width: int
+    height: int
+
+    @classmethod
+    def full(cls, size: tuple[int, int]) -> "CropBox":
+        return cls(0, 0, int(size[0]), int(size[1]))
+
+    def cut(self, image: np.ndarray) -> np.ndarray:
+        """The crop of a full frame (a view, rows then columns)."""
+        return image[self.y0:self.y0 + self.height, self.x0:self.x0 + self.width]
+
+    def to_crop(self, xy: np.ndarray) -> np.ndarray:
+        """Full-frame pixels (..., 2) to crop pixels; points outside the crop become NaN."""
+        xy = np.asarray(xy, float) - (self.x0, self.y0)
+        out = xy.copy()
+        out[~self._inside(xy)] = np.nan
+        return out
+
+    def to_full_frame(self, x: np.ndarray, y: np.ndarray, likelihood: np.ndarray):
+        """Crop-pixel predictions to full-frame pixels; outside the crop: NaN and likelihood 0."""
+        xy = np.stack([np.asarray(x, float), np.asarray(y, float)], axis=-1)
+        inside = self._inside(xy)
+        fx = np.where(inside, xy[..., 0] + self.x0, np.nan)
+        fy = np.where(inside, xy[..., 1] + self.y0, np.nan)
+        return fx, fy, np.where(inside, np.asarray(likelihood, float), 0.0)
+
+    def _inside(self, xy: np.ndarray) -> np.ndarray:
+        # pixel centres are integers: the crop spans -0.5 .. width-0.5
+        with np.errstate(invalid="ignore"):
+            return ((xy[..., 0] >= -0.5) & (xy[..., 0] <= self.width - 0.5)
+                    & (xy[..., 1] >= -0.5) & (xy[..., 1] <= self.height - 0.5))
+
+    def to_dict(self) -> dict:
+        return {"crop_x0": self.x0, "crop_y0": self.y0, "crop_width": self.width, "crop_height": self.height}
+
+
+def crop_for_camera(camera: Camera, workspace: Workspace, stride: int = 8) -> CropBox:
+    """The smallest stride-multiple crop of ``camera``'s image holding the projected workspace.
+
+    Raises ValueError when the box is behind the camera or projects outside the image.
+    """
+    if stride < 1:
+        raise ValueError(f"stride must be >= 1, got {stride}")
+    points = workspace.surface()
+    if ((points @ camera.R.T + camera.t)[:, 2] <= 0).any():
+        raise ValueError(f"camera {camera.name}: part of the workspace is behind the camera")
+    xy = camera.project(points)
+    w, h = camera.size
+    lo = np.floor(xy.min(axis=0) + 0.5).astype(int)   # first pixel touched
+    hi = np.floor(xy.max(axis=0) + 0.5).astype(int)   # last pixel touched
+    lo, hi = np.maximum(lo, 0), np.minimum(hi, (w - 1, h - 1))
+    if (hi < lo).any():
+        raise ValueError(f"camera {camera.name}: the workspace projects outside the {w}x{h} image")
+    return CropBox(*_box(lo, hi, (w, h), stride))
+
+
+def _box(lo, hi, size, stride) -> tuple[int, int, int, int]:
+    (x0, width), (y0, height) = (_stride_span(int(lo[i]), int(hi[i]), int(size[i]), stride) for i in range(2))
+    return x0, y0, width, height
+
+
+def _stride_span(first: int, last: int, n: int, stride: int) -> tuple[int, int]:
+    """Start and length (a multiple of stride, at most n rounded down) of a span covering first..last in 0..n-1."""
+    length = min(-(-(last - first + 1) // stride) * stride, n - n % stride or n)
+    start = min(max(first - (length - (last - first + 1)) // 2, 0), n - length)
+    return start, length

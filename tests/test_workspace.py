@@ -1,0 +1,126 @@
+"""Rig workspace -> per-camera crop, and crop -> full-frame coordinates (ratpose.pose2d.workspace)."""
+import cv2
+import numpy as np
+import pytest
+
+from ratpose.pose2d.workspace import CropBox, Workspace, crop_for_camera
+from ratpose.sim.cameras import rig_and_lab_frame
+from ratpose.sim.scene import make_scene
+
+SIZE = (1440, 1080)
+
+
+@pytest.fixture(scope="module")
+def rig_and_workspace():
+    rig, R, t = rig_and_lab_frame(SIZE, 2)
+    scene = make_scene(0.0, 10.0, seed=3, lab_to_world_R=R, lab_to_world_t=t)
+    return rig, Workspace.around(scene.knob_center, 10.0)
+
+
+def _argmax_network(crop: np.ndarray):
+    """A deterministic 'network': the brightest pixel of the image it is given, likelihood 1."""
+    y, x = np.unravel_index(np.argmax(crop), crop.shape)
+    return np.array([float(x)]), np.array([float(y)]), np.array([1.0])
+
+
+def test_crop_holds_workspace_projection_like_cv2(rig_and_workspace):
+    rig, ws = rig_and_workspace
+    for cam in rig:
+        crop = crop_for_camera(cam, ws, stride=8)
+        assert crop.width % 8 == 0 and crop.height % 8 == 0
+        assert crop.width * crop.height < 0.5 * SIZE[0] * SIZE[1]
+        pts = ws.surface()
+        ref = cv2.projectPoints(pts, cv2.Rodrigues(cam.R)[0], cam.t, cam.K, cam.dist)[0].reshape(-1, 2)
+        np.testing.assert_allclose(cam.project(pts), ref, atol=1e-9)
+        ref = ref[(ref > -0.5).all(axis=1) & (ref < np.array(SIZE) - 0.5).all(axis=1)]  # inside the image
+        assert np.isfinite(crop.to_crop(ref)).all()      # every projected workspace point is in the crop
+        lo, hi = ref.min(axis=0), ref.max(axis=0)        # and the crop is tight (within one stride)
+        assert lo[0] - crop.x0 < 8.5 and lo[1] - crop.y0 < 8.5
+        assert crop.x0 + crop.width - hi[0] < 8.5 + 1 and crop.y0 + crop.height - hi[1] < 8.5 + 1
+
+
+def test_keypoint_found_at_its_full_frame_pixel(rig_and_workspace):
+    rig, ws = rig_and_workspace
+    cam = rig[1]
+    crop = crop_for_camera(cam, ws)
+    rng = np.random.default_rng(0)
+    for point in rng.uniform(ws.low, ws.high, (20, 3)):
+        px = np.rint(cam.project(point)).astype(int)
+        frame = np.zeros(SIZE[::-1], np.uint8)
+        frame[px[1], px[0]] = 255
+        x, y, lik = crop.to_full_frame(*_argmax_network(crop.cut(frame)))
+        assert (x[0], y[0], lik[0]) == (px[0], px[1], 1.0)
+
+
+def test_outside_crop_is_nan_with_zero_likelihood():
+    crop = CropBox(100, 50, 64, 32)
+    x, y, lik = crop.to_full_frame(np.array([-3.0, 10.0, 70.0, 5.0]), np.array([4.0, 31.4, 2.0, 40.0]),
+                                   np.array([0.9, 0.8, 0.7, 0.6]))
+    np.testing.assert_array_equal(x, [np.nan, 110.0, np.nan, np.nan])
+    np.testing.assert_array_equal(y, [np.nan, 81.4, np.nan, np.nan])
+    np.testing.assert_array_equal(lik, [0.0, 0.8, 0.0, 0.0])
+    local = crop.to_crop(np.array([[99.0, 60.0], [120.0, 60.0], [120.0, 90.0]]))
+    np.testing.assert_array_equal(local, [[np.nan, np.nan], [20.0, 10.0], [np.nan, np.nan]])
+
+
+def test_workspace_outside_image_or_behind_camera_is_refused(rig_and_workspace):
+    rig, ws = rig_and_workspace
+    cam = rig[0]
+    far = Workspace.around(np.array([5000.0, 0.0, 300.0]), 10.0)
+    with pytest.raises(ValueError, match="outside"):
+        crop_for_camera(cam, far)
+    with pytest.raises(ValueError, match="behind"):
+        crop_for_camera(cam, Workspace.around(np.array([0.0, 0.0, -300.0]), 10.0))
+    with pytest.raises(ValueError, match="exceed"):
+        Workspace((0, 0, 0), (1, -1, 1))
+
+
+def test_decode_cropped_and_prefetched_matches_frames(tmp_path):
+    from ratpose.acquisition.writers import VideoWriter
+    from ratpose.pose2d.frames import batches, decode_gray, prefetch
+
+    rng = np.random.default_rng(1)
+    frames = rng.integers(0, 256, (7, 48, 64), dtype=np.uint8)
+    writer = VideoWriter(tmp_path / "v.mkv", 64, 48, 226.0, codec="ffv1")
+    for f in frames:
+        writer.write(f)
+    writer.close()
+    crop = CropBox(8, 16, 32, 24)
+    got = np.concatenate(list(batches(prefetch(decode_gray(tmp_path / "v.mkv", crop=crop, threads=2), 2), 3)))
+    np.testing.assert_array_equal(got, frames[:, 16:40, 8:40])
+
+
+def test_prefetch_passes_producer_errors():
+    from ratpose.pose2d.frames import prefetch
+
+    def broken():
+        yield 1
+        raise OSError("disk gone")
+
+    out = []
+    with pytest.raises(OSError, match="disk gone"):
+        for item in prefetch(broken(), 1):
+            out.append(item)
+    assert out == [1]
+
+
+def test_labeled_frames_cropped_like_inference(tmp_path):
+    import pandas as pd
+
+    from ratpose.pose2d.dlc import crop_labeled_data
+    from ratpose.sim import write_labeled_frames
+
+    src = write_labeled_frames(tmp_path / "src" / "labeled-data" / "v0", 4, (160, 128), seed=2)
+    crop = CropBox(40, 24, 64, 56)
+    out = crop_labeled_data(tmp_path / "src", tmp_path / "dst", crop, "sim") / "v0"
+    before, after = pd.read_hdf(src / "CollectedData_sim.h5"), pd.read_hdf(out / "CollectedData_sim.h5")
+    for name in before.index:
+        image = name[-1] if isinstance(name, tuple) else name.split("/")[-1]
+        full, cut = cv2.imread(str(src / image), cv2.IMREAD_UNCHANGED), cv2.imread(str(out / image), cv2.IMREAD_UNCHANGED)
+        np.testing.assert_array_equal(cut, full[24:80, 40:104])
+    for part in dict.fromkeys(before.columns.get_level_values("bodyparts")):
+        x, y = before[("sim", part, "x")].to_numpy(), before[("sim", part, "y")].to_numpy()
+        inside = (x >= 39.5) & (x <= 103.5) & (y >= 23.5) & (y <= 79.5)
+        np.testing.assert_allclose(after[("sim", part, "x")].to_numpy()[inside], x[inside] - 40)
+        np.testing.assert_allclose(after[("sim", part, "y")].to_numpy()[inside], y[inside] - 24)
+        assert np.isnan(after[("sim", part, "x")].to_numpy()[~inside]).all()
