@@ -13,8 +13,10 @@ from ratpose.calibration import (
     Checkerboard,
     calibrate_from_detections,
     detect_views,
+    heldout_errors,
     load_rig,
 )
+from ratpose.pose3d.triangulation import triangulate
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 STEREO = DATA / "stereo-checkerboard"
@@ -97,3 +99,36 @@ def test_sleap_anipose_charuco_rig_agrees_with_anipose():
     # Anipose's file repeats 'top' as 'side' (a known artefact); the images say side is another camera
     assert np.linalg.norm(rig["side"].center - rig["top"].center) > 100
     assert abs(rig["side"].K[0, 0] / rig["top"].K[0, 0] - 1) > 0.1
+
+
+@pytest.mark.skipif(not SLEAP.is_dir(), reason="sleap-anipose data absent")
+def test_sleap_anipose_lens_model_by_heldout_error_and_true_square_size():
+    """Chosen lens model beats (or equals) OpenCV's default on held-out views; board squares 24 mm."""
+    board = CharucoBoard(8, 11, 24.0, 18.75, "DICT_4X4_1000")
+    instants = [0, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20]  # 1-8: the same static board as 0
+    frames = {}
+    for cam in ("back", "mid", "side", "top"):
+        files = {int(p.stem.rsplit("-", 1)[1]): p for p in (SLEAP / cam / "calibration_images").glob("*.jpg")}
+        frames[cam] = [cv2.imread(str(files[i]), cv2.IMREAD_GRAYSCALE) for i in instants]
+    views = detect_views(frames, board)
+    rig, report = calibrate_from_detections(views, board)
+    for cam, quality in report.cameras.items():
+        print(cam, quality.lens_model, {m: round(e, 3) for m, e in quality.heldout_px.items()},
+              f"BA RMS {quality.rms_px:.3f} px")
+        assert quality.heldout_px == heldout_errors(cam, views, board)  # same views, same folds
+        assert quality.heldout_px[quality.lens_model] <= quality.heldout_px["opencv"]
+    # triangulate every corner seen by 2+ cameras; neighbouring corners are one square apart
+    n_ids = len(board.object_points)
+    points2d = np.full((len(rig), len(instants), n_ids, 2), np.nan)
+    for c, cam in enumerate(rig.names):
+        for i, det in enumerate(views.shared[cam]):
+            if det is not None:
+                points2d[c, i, det.ids] = det.image_points
+    xyz = triangulate(points2d, rig, refine=True).points3d
+    obj = board.object_points
+    pairs = [(a, b) for a in range(n_ids) for b in range(a + 1, n_ids)
+             if abs(np.linalg.norm(obj[a] - obj[b]) - 24.0) < 1e-9]
+    lengths = np.concatenate([np.linalg.norm(xyz[:, a] - xyz[:, b], axis=1) for a, b in pairs])
+    lengths = lengths[np.isfinite(lengths)]
+    print(f"square {np.mean(lengths):.4f} mm over {len(lengths)} neighbour pairs (sd {np.std(lengths):.3f})")
+    assert len(lengths) > 500 and abs(np.mean(lengths) / 24.0 - 1) < 0.001
