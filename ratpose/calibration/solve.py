@@ -31,13 +31,15 @@ INTRINSIC_NAMES = ("fx", "fy", "cx", "cy", "k1", "k2", "p1", "p2", "k3")
 # free distortion terms per lens model, simplest first; "opencv" is cv2.calibrateCamera's default
 LENS_MODELS = {"k1k2": ("k1", "k2"), "k1k2k3": ("k1", "k2", "k3"), "k1k2p": ("k1", "k2", "p1", "p2"),
                "opencv": ("k1", "k2", "p1", "p2", "k3")}
+FEW_VIEWS_LENS_MODEL = "k1k2p"  # "auto" on a camera with too few views for k-fold comparison
 
 
 @dataclass(frozen=True)
 class CalibrationSettings:
     """Every calibration setting, one set of defaults for the library and the database path.
 
-    ``lens_model``: "auto" (per camera, lowest k-fold held-out error over views) or a LENS_MODELS key.
+    ``lens_model``: "auto" (per camera, lowest k-fold held-out error over views; FEW_VIEWS_LENS_MODEL
+    below ``folds`` + 2 views) or a LENS_MODELS key.
     ``f_scale_px``: the bundle adjustment's Huber threshold.
     """
 
@@ -134,8 +136,8 @@ def calibrate_from_detections(views: ViewSet, board: Board, settings: Calibratio
     cams = list(views.shared)
     heldout = {cam: heldout_errors(cam, views, board, settings.folds) if settings.lens_model == "auto" else {}
                for cam in cams}
-    models = {cam: min(heldout[cam], key=heldout[cam].get) if heldout[cam] else settings.lens_model
-              for cam in cams}
+    models = {cam: min(heldout[cam], key=heldout[cam].get) if heldout[cam]
+              else FEW_VIEWS_LENS_MODEL if settings.lens_model == "auto" else settings.lens_model for cam in cams}
     init = {cam: _initial_intrinsics(cam, views, board, _model_flags(models[cam]), settings.min_views)
             for cam in cams}
     rotations, translations = _initial_extrinsics(cams, views, init)
