@@ -9,11 +9,13 @@ import pytest
 import scipy.io
 
 from ratpose.calibration import (
+    CalibrationError,
     CharucoBoard,
     Checkerboard,
     calibrate_from_detections,
     detect_views,
     heldout_errors,
+    load_anipose_board,
     load_rig,
 )
 from ratpose.pose3d.triangulation import triangulate
@@ -35,7 +37,8 @@ def stereo():
     frames = {cam: [cv2.imread(str(STEREO / f"{cam}{i:02d}.jpg"), cv2.IMREAD_GRAYSCALE) for i in range(1, 15)]
               for cam in ("left", "right")}
     views = detect_views(frames, board)
-    rig, report = calibrate_from_detections(views, board)
+    # OpenCV's stereoCalibrate with CALIB_FIX_K3 and Bouguet's toolbox (est_dist [1 1 1 1 0]): k1k2p
+    rig, report = calibrate_from_detections(views, board, lens_model="k1k2p")
     return board, views, rig, report
 
 
@@ -84,7 +87,9 @@ def test_sleap_anipose_charuco_rig_agrees_with_anipose():
         frames[cam] = [cv2.imread(str(files[i]), cv2.IMREAD_GRAYSCALE) for i in instants]
     rig, report = calibrate_from_detections(detect_views(frames, board), board)
     assert report.converged and report.rms_px < 1.0
-    anipose = load_rig(SLEAP / "calibration.toml")
+    with pytest.raises(CalibrationError, match="cameras 'side' and 'top' are identical"):
+        load_rig(SLEAP / "calibration.toml")
+    anipose = load_rig(SLEAP / "calibration.toml", refuse_identical=False)
     # Anipose fits one focal length, k1 only and a centred principal point, so its focal lengths and
     # distances differ from a full pinhole + (k1, k2, p1, p2) fit by ~1 % (the tolerance here), and
     # its orientations by up to ~atan(10 px / 760 px) = 0.75 deg (our principal points sit ~8-12 px
@@ -104,7 +109,9 @@ def test_sleap_anipose_charuco_rig_agrees_with_anipose():
 @pytest.mark.skipif(not SLEAP.is_dir(), reason="sleap-anipose data absent")
 def test_sleap_anipose_lens_model_by_heldout_error_and_true_square_size():
     """Chosen lens model beats (or equals) OpenCV's default on held-out views; board squares 24 mm."""
-    board = CharucoBoard(8, 11, 24.0, 18.75, "DICT_4X4_1000")
+    board = load_anipose_board(SLEAP / "board.toml")
+    assert (board.squares_x, board.squares_y, board.square_mm, board.marker_mm, board.dictionary) == (
+        8, 11, 24.0, 18.75, "DICT_4X4_1000")
     instants = [0, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20]  # 1-8: the same static board as 0
     frames = {}
     for cam in ("back", "mid", "side", "top"):
