@@ -273,7 +273,9 @@ def test_saved_toml_reads_in_aniposelib(tmp_path):
 
 @pytest.mark.skipif(not (SHARED_DATA / "sleap-anipose-minimal").is_dir(), reason="shared data absent")
 def test_load_real_anipose_calibration():
-    rig = load_rig(SHARED_DATA / "sleap-anipose-minimal" / "calibration.toml")
+    with pytest.raises(CalibrationError, match="cameras 'side' and 'top' are identical"):
+        load_rig(SHARED_DATA / "sleap-anipose-minimal" / "calibration.toml")
+    rig = load_rig(SHARED_DATA / "sleap-anipose-minimal" / "calibration.toml", refuse_identical=False)
     assert rig.names == ["back", "mid", "side", "top"]
     assert rig["back"].size == (1280, 1024)
     assert rig["back"].K[0, 0] == 769.8864926727645 and rig["back"].K[0, 2] == 639.5
