@@ -52,15 +52,15 @@ def simulated():
         t1 = time.perf_counter()
         views = detect_views(frames, BOARD, singles)
         t2 = time.perf_counter()
-        for fix_tangential in (True, False):
+        for lens_model in ("k1k2", "k1k2p", "auto"):
             t3 = time.perf_counter()
-            rig, report = calibrate_from_detections(views, BOARD, fix_tangential=fix_tangential)
+            rig, report = calibrate_from_detections(views, BOARD, lens_model=lens_model)
             t4 = time.perf_counter()
             df = max(abs(e.K[0, 0] / c.K[0, 0] - 1) for e, c in zip(rig, truth)) * 100
             dc = max(np.abs(e.K[:2, 2] - c.K[:2, 2]).max() for e, c in zip(rig, truth))
             sd = max(q.intrinsics_std["cx"] for q in report.cameras.values())
             db = abs(np.linalg.norm(rig[1].center) / np.linalg.norm(truth[1].center) - 1) * 100
-            print(f"{n_single:>8} {'fixed' if fix_tangential else 'fitted':>10} {t1 - t0:>8.2f} {t2 - t1:>8.2f} "
+            print(f"{n_single:>8} {lens_model:>10} {t1 - t0:>8.2f} {t2 - t1:>8.2f} "
                   f"{t4 - t3:>7.2f} {df:>8.3f} {dc:>7.2f} {sd:>9.2f} {db:>10.3f} "
                   f"{rot_deg(rig[1].R @ truth[1].R.T):>7.3f} {report.rms_px:>6.3f}")
 

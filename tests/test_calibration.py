@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from ratpose.calibration import (
+    LENS_MODELS,
     BoardError,
     CalibrationError,
     CharucoBoard,
@@ -79,9 +80,14 @@ def simulated():
     return truth, frames, singles, views, noise_rms
 
 
-def test_simulated_rig_matches_ground_truth(simulated, tmp_path):
+@pytest.mark.parametrize("lens_model", ["k1k2", "auto"])  # truth has p1 = p2 = k3 = 0
+def test_simulated_rig_matches_ground_truth(simulated, tmp_path, lens_model):
     truth, _, _, views, noise_rms = simulated
-    rig, report = calibrate_from_detections(views, BOARD, fix_tangential=True)  # truth has p1 = p2 = 0
+    rig, report = calibrate_from_detections(views, BOARD, lens_model=lens_model)
+    if lens_model == "auto":  # every candidate scored on held-out views, the lowest kept
+        for quality in report.cameras.values():
+            assert set(quality.heldout_px) == set(LENS_MODELS)
+            assert quality.heldout_px[quality.lens_model] == min(quality.heldout_px.values())
     assert rig.names == ["cam0", "cam1"] and report.converged
     for est, true in zip(rig, truth):
         # tolerances: ~10 sigma (focal, sigma ~0.05 %) and ~4 sigma (principal point, sigma ~0.5 px)
@@ -104,7 +110,7 @@ def test_simulated_rig_matches_ground_truth(simulated, tmp_path):
 
 def test_free_tangential_errors_within_reported_uncertainty(simulated):
     truth, _, _, views, _ = simulated
-    rig, report = calibrate_from_detections(views, BOARD)  # default: p1, p2 fitted
+    rig, report = calibrate_from_detections(views, BOARD, lens_model="k1k2p")
     for est, true in zip(rig, truth):
         std = report.cameras[est.name].intrinsics_std
         assert set(std) == {"fx", "fy", "cx", "cy", "k1", "k2", "p1", "p2"}
@@ -267,7 +273,9 @@ def test_saved_toml_reads_in_aniposelib(tmp_path):
 
 @pytest.mark.skipif(not (SHARED_DATA / "sleap-anipose-minimal").is_dir(), reason="shared data absent")
 def test_load_real_anipose_calibration():
-    rig = load_rig(SHARED_DATA / "sleap-anipose-minimal" / "calibration.toml")
+    with pytest.raises(CalibrationError, match="cameras 'side' and 'top' are identical"):
+        load_rig(SHARED_DATA / "sleap-anipose-minimal" / "calibration.toml")
+    rig = load_rig(SHARED_DATA / "sleap-anipose-minimal" / "calibration.toml", refuse_identical=False)
     assert rig.names == ["back", "mid", "side", "top"]
     assert rig["back"].size == (1280, 1024)
     assert rig["back"].K[0, 0] == 769.8864926727645 and rig["back"].K[0, 2] == 639.5

@@ -12,7 +12,13 @@ import tomli_w
 from .._toml import tomllib
 
 from ..rig import Camera, Rig
+from .boards import Board, BoardError, CharucoBoard, Checkerboard
 from .detect import CalibrationError
+
+# (sleap-anipose board.toml key, Anipose config.toml [calibration] key) per field
+_BOARD_KEYS = {"x": ("board_x", "board_size"), "square": ("square_length", "board_square_side_length"),
+               "marker": ("marker_length", "board_marker_length"), "bits": ("marker_bits", "board_marker_bits"),
+               "dict": ("dict_size", "board_marker_dict_number")}
 
 
 def _to_camera(path: Path, section: str, table: dict) -> Camera:
@@ -34,8 +40,11 @@ def _to_camera(path: Path, section: str, table: dict) -> Camera:
         raise CalibrationError(f"{path}: [{section}] has malformed values: {exc}") from None
 
 
-def load_rig(path) -> Rig:
-    """Rig from an Anipose calibration.toml ([cam_0], [cam_1], ... in index order; units as written)."""
+def load_rig(path, refuse_identical: bool = True) -> Rig:
+    """Rig from an Anipose calibration.toml ([cam_0], [cam_1], ... in index order; units as written).
+
+    Refuses a file with two identical cameras unless ``refuse_identical`` is False (for inspection).
+    """
     path = Path(path)
     try:
         data = tomllib.loads(path.read_text())
@@ -44,7 +53,57 @@ def load_rig(path) -> Rig:
     sections = sorted((int(m.group(1)), key) for key in data if (m := re.fullmatch(r"cam_(\d+)", key)))
     if not sections:
         raise CalibrationError(f"{path}: no [cam_N] sections, not an Anipose calibration.toml")
-    return Rig(tuple(_to_camera(path, key, data[key]) for _, key in sections))
+    rig = Rig(tuple(_to_camera(path, key, data[key]) for _, key in sections))
+    if refuse_identical:
+        _refuse_identical(path, rig)
+    return rig
+
+
+def _refuse_identical(path: Path, rig: Rig) -> None:
+    for i, a in enumerate(rig):
+        for b in rig.cameras[i + 1:]:
+            if np.allclose(a.R, b.R, atol=1e-9) and np.allclose(a.t, b.t, atol=1e-9) and np.allclose(a.K, b.K):
+                raise CalibrationError(f"{path}: cameras {a.name!r} and {b.name!r} are identical (same intrinsics and "
+                                       "pose): one was copied over the other, not calibrated")
+
+
+def load_anipose_board(path) -> Board:
+    """Board of a sleap-anipose ``board.toml`` or of an Anipose ``config.toml``'s [calibration] table.
+
+    Anipose counts squares; a checkerboard of X x Y squares has (X - 1) x (Y - 1) inner corners.
+    ChArUco boards use the pre-OpenCV-4.6 layout (``legacy``) that aniposelib drew them with.
+    """
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise CalibrationError(f"{path}: cannot read Anipose board: {exc}") from None
+    data = data.get("calibration", data)
+
+    def get(field, default=None):
+        for key in _BOARD_KEYS[field]:
+            if key in data:
+                return data[key]
+        if default is None:
+            raise CalibrationError(f"{path}: lacks {' or '.join(_BOARD_KEYS[field])}")
+        return default
+
+    size = get("x")
+    nx, ny = (size if isinstance(size, list) else (size, data.get("board_y")))
+    if ny is None:
+        raise CalibrationError(f"{path}: lacks board_y")
+    kind = data.get("board_type", "charuco" if "marker_length" in data or "board_marker_length" in data
+                    else "checkerboard")
+    try:
+        if kind == "checkerboard":
+            return Checkerboard(int(nx) - 1, int(ny) - 1, float(get("square")))
+        if kind != "charuco":
+            raise CalibrationError(f"{path}: board_type {kind!r}: expected 'charuco' or 'checkerboard'")
+        bits, n = int(get("bits", 4)), int(get("dict", 50))
+        return CharucoBoard(int(nx), int(ny), float(get("square")), float(get("marker")), f"DICT_{bits}X{bits}_{n}",
+                            legacy=True)
+    except (BoardError, ValueError, TypeError) as exc:
+        raise CalibrationError(f"{path}: bad board: {exc}") from None
 
 
 def save_rig(rig: Rig, path, metadata: dict | None = None) -> Path:

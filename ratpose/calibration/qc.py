@@ -25,6 +25,8 @@ class CameraQuality:
     p95_px: float
     coverage: float
     intrinsics_std: dict[str, float]  # 1-sigma of each fitted intrinsic (px for fx..cy), from the BA covariance
+    lens_model: str                   # the distortion model fitted (ratpose.calibration.solve.LENS_MODELS)
+    heldout_px: dict[str, float]      # per candidate model, RMS px on views left out (empty when forced)
     points: np.ndarray
     residuals: np.ndarray
 
@@ -71,7 +73,13 @@ def plot_camera_residuals(quality: CameraQuality, ax, scale: float = 50.0) -> No
     ax.set_aspect("equal")
     ax.set_title(f"{quality.name}: RMS {quality.rms_px:.3f} px, p95 {quality.p95_px:.3f} px, "
                  f"coverage {quality.coverage:.0%}\n{quality.n_shared_views} shared + "
-                 f"{quality.n_single_views} single views (residuals x{scale:g})", fontsize=8)
+                 f"{quality.n_single_views} single views (residuals x{scale:g})\n{heldout_line(quality)}", fontsize=8)
+
+
+def heldout_line(quality: CameraQuality) -> str:
+    """'lens model k1k2k3 (held out: k1k2 0.303, k1k2k3 0.206, ... px)' for plots and reports."""
+    scores = ", ".join(f"{m} {e:.3f}" for m, e in quality.heldout_px.items())
+    return f"lens model {quality.lens_model}" + (f" (held out: {scores} px)" if scores else " (forced)")
 
 
 def plot_report(report: CalibrationReport, path, scale: float = 50.0) -> Path:

@@ -1,7 +1,8 @@
 """Intrinsic and multi-camera extrinsic calibration from board views, refined by bundle adjustment.
 
-Model (``ratpose.rig``): pinhole K with (fx, fy, cx, cy), distortion (k1, k2, p1, p2, k3) with k3
-fixed at 0 unless ``fix_k3=False``; camera 0 (the first key of ``frames``) defines the world frame;
+Model (``ratpose.rig``): pinhole K with (fx, fy, cx, cy), distortion (k1, k2, p1, p2, k3); per camera the
+lens model (which distortion terms are free, ``LENS_MODELS``) is the one with the lowest error on views
+left out (k-fold over views) unless ``CalibrationSettings.lens_model`` forces one; camera 0 (the first key of ``frames``) defines the world frame;
 millimetres throughout.
 
 Steps: per-camera ``cv2.calibrateCamera`` (initial intrinsics and board poses), camera poses chained
@@ -11,7 +12,7 @@ per single view) with a Huber loss and a block-structured Jacobian.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 
 import cv2
 import numpy as np
@@ -27,6 +28,47 @@ from .qc import CalibrationReport, CameraQuality, corner_coverage
 DENSE_JACOBIAN_MAX = 20_000_000  # entries; larger problems use a sparse Jacobian (iterative solver)
 MIN_TILT_DEG = 10.0  # a view tilted less than this adds (almost) nothing to focal length estimation
 INTRINSIC_NAMES = ("fx", "fy", "cx", "cy", "k1", "k2", "p1", "p2", "k3")
+# free distortion terms per lens model, simplest first; "opencv" is cv2.calibrateCamera's default
+LENS_MODELS = {"k1k2": ("k1", "k2"), "k1k2k3": ("k1", "k2", "k3"), "k1k2p": ("k1", "k2", "p1", "p2"),
+               "opencv": ("k1", "k2", "p1", "p2", "k3")}
+FEW_VIEWS_LENS_MODEL = "k1k2p"  # "auto" on a camera with too few views for k-fold comparison
+
+
+@dataclass(frozen=True)
+class CalibrationSettings:
+    """Every calibration setting, one set of defaults for the library and the database path.
+
+    ``lens_model``: "auto" (per camera, lowest k-fold held-out error over views; FEW_VIEWS_LENS_MODEL
+    below ``folds`` + 2 views) or a LENS_MODELS key.
+    ``f_scale_px``: the bundle adjustment's Huber threshold.
+    """
+
+    lens_model: str = "auto"
+    folds: int = 5
+    min_views: int = 4
+    min_corners: int | None = None
+    f_scale_px: float = 1.0
+
+    def __post_init__(self):
+        if self.lens_model != "auto" and self.lens_model not in LENS_MODELS:
+            raise CalibrationError(f"lens_model {self.lens_model!r}: expected 'auto' or one of {list(LENS_MODELS)}")
+        if self.folds < 2:
+            raise CalibrationError(f"folds must be >= 2, got {self.folds}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> "CalibrationSettings":
+        unknown = set(data or {}) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise CalibrationError(f"unknown calibration settings {sorted(unknown)}")
+        return cls(**(data or {}))
+
+
+def _model_flags(model: str) -> int:
+    free = LENS_MODELS[model]
+    return (0 if "k3" in free else cv2.CALIB_FIX_K3) | (0 if "p1" in free else cv2.CALIB_ZERO_TANGENT_DIST)
 
 
 @dataclass(frozen=True)
@@ -74,39 +116,77 @@ def _check_frame_layout(frames: dict, intrinsics_frames: dict) -> None:
         raise CalibrationError(f"intrinsics_frames names cameras not in frames: {sorted(unknown)}")
 
 
-def calibrate_rig(frames: dict, board: Board, intrinsics_frames: dict | None = None, *,
-                  fix_k3: bool = True, fix_tangential: bool = False, min_views: int = 4,
-                  min_corners: int | None = None, f_scale_px: float = 1.0) -> tuple[Rig, CalibrationReport]:
+def calibrate_rig(frames: dict, board: Board, intrinsics_frames: dict | None = None,
+                  settings: CalibrationSettings | None = None, **overrides) -> tuple[Rig, CalibrationReport]:
     """Calibrate every camera of ``frames`` (camera -> images at shared instants, None = no frame).
 
-    ``intrinsics_frames`` (camera -> images) adds single-camera views for the intrinsics. Returns the
-    rig (camera 0 = world frame, mm) and a quality report. Raises CalibrationError on unusable material.
-    ``fix_tangential`` fixes p1 = p2 = 0: with narrow lenses they trade off against the principal point
-    (compare ``report.cameras[c].intrinsics_std``). ``f_scale_px`` is the Huber loss threshold.
+    ``intrinsics_frames`` (camera -> images) adds single-camera views for the intrinsics; ``settings``
+    (default ``CalibrationSettings()``), with ``overrides`` of its fields. Returns the rig (camera 0 =
+    world frame, mm) and a quality report. Raises CalibrationError on unusable material.
     """
-    views = detect_views(frames, board, intrinsics_frames, min_corners)
-    return calibrate_from_detections(views, board, fix_k3=fix_k3, fix_tangential=fix_tangential,
-                                     min_views=min_views, f_scale_px=f_scale_px)
+    settings = replace(settings or CalibrationSettings(), **overrides)
+    views = detect_views(frames, board, intrinsics_frames, settings.min_corners)
+    return calibrate_from_detections(views, board, settings)
 
 
-def calibrate_from_detections(views: ViewSet, board: Board, *, fix_k3: bool = True, fix_tangential: bool = False,
-                              min_views: int = 4, f_scale_px: float = 1.0) -> tuple[Rig, CalibrationReport]:
+def calibrate_from_detections(views: ViewSet, board: Board, settings: CalibrationSettings | None = None,
+                              **overrides) -> tuple[Rig, CalibrationReport]:
     """The solver behind ``calibrate_rig``, on detections (see ``detect_views``)."""
+    settings = replace(settings or CalibrationSettings(), **overrides)
     cams = list(views.shared)
-    flags = (cv2.CALIB_FIX_K3 if fix_k3 else 0) | (cv2.CALIB_ZERO_TANGENT_DIST if fix_tangential else 0)
-    init = {cam: _initial_intrinsics(cam, views, board, flags, min_views) for cam in cams}
+    heldout = {cam: heldout_errors(cam, views, board, settings.folds) if settings.lens_model == "auto" else {}
+               for cam in cams}
+    models = {cam: min(heldout[cam], key=heldout[cam].get) if heldout[cam]
+              else FEW_VIEWS_LENS_MODEL if settings.lens_model == "auto" else settings.lens_model for cam in cams}
+    init = {cam: _initial_intrinsics(cam, views, board, _model_flags(models[cam]), settings.min_views)
+            for cam in cams}
     rotations, translations = _initial_extrinsics(cams, views, init)
-    problem = _Problem.build(cams, views, board, init, rotations, translations, fix_k3, fix_tangential)
+    problem = _Problem.build(cams, views, board, init, rotations, translations, models)
     with threadpool_limits(limits=1, user_api="blas"):  # small dense solves: BLAS threads only cost time
         result = least_squares(problem.residuals, problem.x0, jac=problem.jacobian, loss="huber",
-                               f_scale=f_scale_px, x_scale="jac", method="trf", ftol=1e-12, xtol=1e-12,
+                               f_scale=settings.f_scale_px, x_scale="jac", method="trf", ftol=1e-12, xtol=1e-12,
                                gtol=1e-12, max_nfev=100)
     if not np.all(np.isfinite(result.x)):
         raise CalibrationError("bundle adjustment diverged (non-finite parameters)")
     rig = problem.rig(result.x, views.image_sizes)
     residuals = problem.residuals(result.x)
     std = problem.intrinsics_std(result.x, residuals)
-    return rig, _report(cams, views, problem, residuals.reshape(-1, 2), result, std)
+    return rig, _report(cams, views, problem, residuals.reshape(-1, 2), result, std, models, heldout)
+
+
+def _camera_views(cam: str, views: ViewSet, board: Board):
+    dets = [d for d in [*views.shared[cam], *views.single.get(cam, [])] if d is not None]
+    return ([d.object_points(board).astype(np.float32) for d in dets],
+            [d.image_points.astype(np.float32) for d in dets])
+
+
+def heldout_errors(cam: str, views: ViewSet, board: Board, folds: int = 5) -> dict[str, float]:
+    """RMS px on views left out (k-fold over views) of each LENS_MODELS model fitted with cv2.calibrateCamera.
+
+    A held-out view's board pose is fitted (solvePnP) with the training intrinsics fixed. A model whose
+    fit fails on some fold scores inf. Empty when the camera has fewer than ``folds`` + 2 views.
+    """
+    obj, img = _camera_views(cam, views, board)
+    if len(obj) < folds + 2:
+        return {}
+    fold_of = np.arange(len(obj)) % folds
+    errors = {}
+    for model in LENS_MODELS:
+        sq, n = 0.0, 0
+        try:
+            for f in range(folds):
+                train = np.flatnonzero(fold_of != f)
+                _, K, dist, _, _ = cv2.calibrateCamera([obj[i] for i in train], [img[i] for i in train],
+                                                       views.image_sizes[cam], None, None, flags=_model_flags(model))
+                for i in np.flatnonzero(fold_of == f):
+                    ok, rvec, tvec = cv2.solvePnP(obj[i], img[i], K, dist)
+                    proj = cv2.projectPoints(obj[i], rvec, tvec, K, dist)[0].reshape(-1, 2)
+                    sq += float(np.sum((proj - img[i]) ** 2))
+                    n += len(proj)
+            errors[model] = float(np.sqrt(sq / n)) if np.isfinite(sq) else float("inf")
+        except cv2.error:
+            errors[model] = float("inf")
+    return errors
 
 
 @dataclass
@@ -210,7 +290,7 @@ class _Problem:
     """Parameter layout and residuals of the joint bundle adjustment."""
 
     cams: list[str]
-    free: np.ndarray      # indices of the fitted intrinsics in INTRINSIC_NAMES
+    free: np.ndarray      # (n_cam, 9) bool: which of INTRINSIC_NAMES each camera fits
     n_shared_poses: int
     n_single_poses: int
     obs_cam: np.ndarray   # camera index per observed corner
@@ -222,10 +302,11 @@ class _Problem:
     x0: np.ndarray
 
     @classmethod
-    def build(cls, cams, views: ViewSet, board: Board, init, rotations, translations, fix_k3, fix_tangential):
-        free = np.array([k for k, name in enumerate(INTRINSIC_NAMES)
-                         if not (fix_k3 and name == "k3") and not (fix_tangential and name in ("p1", "p2"))])
-        intr = [np.r_[i.K[0, 0], i.K[1, 1], i.K[0, 2], i.K[1, 2], i.dist][free] for i in (init[c] for c in cams)]
+    def build(cls, cams, views: ViewSet, board: Board, init, rotations, translations, models: dict[str, str]):
+        free = np.array([[name in ("fx", "fy", "cx", "cy") + LENS_MODELS[models[c]] for name in INTRINSIC_NAMES]
+                         for c in cams])
+        intr = [np.r_[i.K[0, 0], i.K[1, 1], i.K[0, 2], i.K[1, 2], i.dist][m] for i, m in
+                zip((init[c] for c in cams), free)]
         extr = [np.r_[cv2.Rodrigues(rotations[c])[0].ravel(), translations[c]] for c in cams[1:]]
         n_instants = len(next(iter(views.shared.values())))
         shared_pose, single_index, single_pose = {}, {}, []
@@ -258,21 +339,22 @@ class _Problem:
                     cols["shared"].append(np.full(n, shared))
         arr = {k: np.concatenate(v) for k, v in cols.items()}
         poses = [shared_pose[i] for i in sorted(shared_pose)] + single_pose
-        x0 = np.concatenate([np.ravel(intr), np.ravel(extr) if extr else [], np.ravel(poses)])
+        x0 = np.concatenate([np.concatenate(intr), np.ravel(extr) if extr else [], np.ravel(poses)])
         return cls(cams, free, len(shared_index), len(single_pose), arr["cam"], arr["ext"], arr["pose"],
                    arr["obj"], arr["img"], arr["shared"], x0)
 
     @property
     def n_intr(self) -> int:
-        return len(self.free)
+        """Number of fitted intrinsics over all cameras."""
+        return int(self.free.sum())
 
     def unpack(self, x):
         """Full intrinsics (n_cam, 9) of INTRINSIC_NAMES, extrinsics (n_cam, 6), board poses (n, 6)."""
         n_cam = len(self.cams)
-        a = n_cam * self.n_intr
+        a = self.n_intr
         b = a + 6 * (n_cam - 1)
         intr = np.zeros((n_cam, len(INTRINSIC_NAMES)))
-        intr[:, self.free] = x[:a].reshape(n_cam, self.n_intr)
+        intr[self.free] = x[:a]
         extr = np.vstack([np.zeros((1, 6)), x[a:b].reshape(n_cam - 1, 6)])
         poses = x[b:].reshape(-1, 6)
         return intr, extr, poses
@@ -291,29 +373,32 @@ class _Problem:
         """Central-difference Jacobian, one residual evaluation pair per parameter *kind*.
 
         Each residual depends on one camera's intrinsics, one extrinsics block and one board pose, so
-        parameter j of every camera (or every pose) can be perturbed at once: 2 * (n_intr + 12)
-        evaluations in all. Dense when small (exact trust-region solver), sparse otherwise.
+        parameter j of every camera (or every pose) can be perturbed at once: 2 * (9 + 12) evaluations
+        at most. Dense when small (exact trust-region solver), sparse otherwise.
         """
         n_cam, n_obs = len(self.cams), len(self.obs_cam)
-        ext_start = n_cam * self.n_intr
+        ext_start = self.n_intr
         pose_start = ext_start + 6 * (n_cam - 1)
-        groups = [(0, self.n_intr, n_cam, self.obs_cam, np.ones(n_obs, bool)),
-                  (ext_start, 6, n_cam - 1, self.obs_ext - 1, self.obs_ext > 0),
-                  (pose_start, 6, self.n_shared_poses + self.n_single_poses, self.obs_pose, np.ones(n_obs, bool))]
+        index = np.full(self.free.shape, -1)
+        index[self.free] = np.arange(self.n_intr)  # x index of camera c's intrinsic j
+        everywhere = np.ones(n_obs, bool)
+        blocks = [(index[:, j], self.obs_cam, self.free[self.obs_cam, j]) for j in range(len(INTRINSIC_NAMES))]
+        for start, count, owner, mask in ((ext_start, n_cam - 1, self.obs_ext - 1, self.obs_ext > 0),
+                                          (pose_start, self.n_shared_poses + self.n_single_poses, self.obs_pose,
+                                           everywhere)):
+            blocks += [(start + np.arange(count) * 6 + j, owner, mask) for j in range(6) if count]
         rows, cols, vals = [], [], []
-        for start, width, count, owner, mask in groups:
-            if count == 0:
-                continue
+        for per_owner, owner, mask in blocks:
             obs = np.flatnonzero(mask)
-            for j in range(width):
-                idx = start + np.arange(count) * width + j
+            if len(obs):
+                idx = per_owner[per_owner >= 0]
                 step = 1e-6 * np.maximum(np.abs(x[idx]), 1.0)
                 xp, xm = x.copy(), x.copy()
                 xp[idx] += step
                 xm[idx] -= step
                 diff = (self.residuals(xp) - self.residuals(xm)).reshape(-1, 2)[obs]
-                deriv = diff / (2 * step[owner[obs]])[:, None]
-                col = idx[owner[obs]]
+                col = per_owner[owner[obs]]
+                deriv = diff / (2 * 1e-6 * np.maximum(np.abs(x[col]), 1.0))[:, None]
                 rows.append(np.r_[2 * obs, 2 * obs + 1])
                 cols.append(np.r_[col, col])
                 vals.append(np.r_[deriv[:, 0], deriv[:, 1]])
@@ -328,8 +413,10 @@ class _Problem:
         normal = normal.toarray() if hasattr(normal, "toarray") else normal
         dof = max(len(residuals) - len(x), 1)
         variance = np.diag(np.linalg.inv(normal)) * float(residuals @ residuals) / dof
-        std = np.sqrt(variance[: len(self.cams) * self.n_intr]).reshape(len(self.cams), self.n_intr)
-        return [{INTRINSIC_NAMES[k]: float(v) for k, v in zip(self.free, row)} for row in std]
+        std = np.sqrt(variance[: self.n_intr])
+        index = np.cumsum(self.free.ravel()).reshape(self.free.shape) - 1
+        return [{INTRINSIC_NAMES[k]: float(std[index[c, k]]) for k in np.flatnonzero(self.free[c])}
+                for c in range(len(self.cams))]
 
     def rig(self, x, sizes) -> Rig:
         intr, extr, _ = self.unpack(x)
@@ -341,7 +428,8 @@ class _Problem:
         return Rig(tuple(cameras))
 
 
-def _report(cams, views: ViewSet, problem: _Problem, residuals: np.ndarray, result, std) -> CalibrationReport:
+def _report(cams, views: ViewSet, problem: _Problem, residuals: np.ndarray, result, std, models,
+            heldout) -> CalibrationReport:
     per_cam = {}
     for ci, c in enumerate(cams):
         mask = problem.obs_cam == ci
@@ -353,7 +441,8 @@ def _report(cams, views: ViewSet, problem: _Problem, residuals: np.ndarray, resu
             n_points=int(mask.sum()), rms_px=float(np.sqrt(np.mean(err**2))),
             p95_px=float(np.percentile(err, 95)),
             coverage=corner_coverage(problem.obs_img[mask], views.image_sizes[c]),
-            intrinsics_std=std[ci], points=problem.obs_img[mask], residuals=residuals[mask])
+            intrinsics_std=std[ci], lens_model=models[c], heldout_px=heldout[c],
+            points=problem.obs_img[mask], residuals=residuals[mask])
     all_err = np.linalg.norm(residuals, axis=1)
     n_joint = sum(sum(views.shared[c][i] is not None for c in cams) >= 2
                   for i in range(len(views.shared[cams[0]])))

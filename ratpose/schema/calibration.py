@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import datetime as _dt
+from dataclasses import replace
 from pathlib import Path
 
 import datajoint as dj
 
-from ..calibration import board_from_dict, calibrate_rig
+from ..calibration import CalibrationSettings, board_from_dict, calibrate_rig
 from ..calibration.selection import select_calibration
 from ..ingest.calibration_folder import read_calibration_folder
 from ..rig import Camera as CameraModel
@@ -25,7 +26,7 @@ class CalibrationRecording(dj.Manual):
     calib_dir : varchar(1024)     # absolute path when registered
     board : <blob>                # board definition (ratpose.calibration board_from_dict)
     camera_names : <blob>         # camera order; the first defines the world frame
-    fix_tangential = 1 : bool     # p1 = p2 = 0: narrow lenses cannot tell them from the principal point
+    settings : <blob>             # CalibrationSettings.to_dict() (every calibration setting)
     notes = '' : varchar(1024)
     """
 
@@ -54,6 +55,8 @@ class Calibration(dj.Computed):
         translation : <blob>       # t (3,) mm
         rms_px : float64
         p95_px : float64
+        lens_model : varchar(16)   # distortion model fitted (LENS_MODELS)
+        heldout_px : <blob>        # candidate model -> RMS px on views left out (empty when forced)
         n_shared_views : int32
         n_single_views : int32
         coverage : float64         # fraction of image cells with a detected corner
@@ -62,13 +65,13 @@ class Calibration(dj.Computed):
         """
 
     def make_fetch(self, key):
-        calib_dir, fix_tangential = (CalibrationRecording & key).fetch1("calib_dir", "fix_tangential")
-        return str(calib_dir), bool(fix_tangential)
+        calib_dir, settings = (CalibrationRecording & key).fetch1("calib_dir", "settings")
+        return str(calib_dir), settings
 
-    def make_compute(self, key, calib_dir, fix_tangential):
+    def make_compute(self, key, calib_dir, settings):
         material = read_calibration_folder(calib_dir)
         return calibrate_rig(material.frames, material.board, material.intrinsics_frames,
-                             fix_tangential=fix_tangential)
+                             CalibrationSettings.from_dict(settings))
 
     def make_insert(self, key, rig, report):
         self.insert1({**key, "rms_px": report.rms_px, "n_joint_instants": report.n_joint_instants,
@@ -78,7 +81,7 @@ class Calibration(dj.Computed):
                              "height": cam.size[1], "camera_matrix": cam.K, "distortion": cam.dist,
                              "rotation": cam.R, "translation": cam.t,
                              **{f: getattr(quality[cam.name], f)
-                                for f in ("rms_px", "p95_px", "n_shared_views", "n_single_views", "coverage")},
+                                for f in ("rms_px", "p95_px", "lens_model", "heldout_px", "n_shared_views", "n_single_views", "coverage")},
                              "corners": quality[cam.name].points, "residuals": quality[cam.name].residuals}
                             for i, cam in enumerate(rig.cameras)])
 
@@ -125,8 +128,13 @@ class SessionCalibration(dj.Computed):
         self.insert1({**key, **choice})
 
 
-def register_calibration(calib_dir: str | Path, notes: str = "", fix_tangential: bool = True) -> tuple[dict, bool]:
-    """Validate a calibration folder and insert it as a CalibrationRecording (idempotent)."""
+def register_calibration(calib_dir: str | Path, notes: str = "", settings: CalibrationSettings | None = None,
+                         **overrides) -> tuple[dict, bool]:
+    """Validate a calibration folder and insert it as a CalibrationRecording (idempotent).
+
+    ``settings`` (default ``CalibrationSettings()``, as ``calibrate_rig``) with ``overrides`` of its fields.
+    """
+    settings = replace(settings or CalibrationSettings(), **overrides)
     material = read_calibration_folder(calib_dir)
     when = material.date if isinstance(material.date, _dt.datetime) else _dt.datetime.fromisoformat(str(material.date))
     key = {"rig": material.rig_name, "calibration_date": when}
@@ -137,7 +145,7 @@ def register_calibration(calib_dir: str | Path, notes: str = "", fix_tangential:
         CalibrationRecording.insert1({**key, "calib_dir": str(Path(calib_dir).resolve()),
                                       "board": material.board.to_dict(),
                                       "camera_names": list(material.camera_names),
-                                      "fix_tangential": fix_tangential, "notes": notes})
+                                      "settings": settings.to_dict(), "notes": notes})
     return key, True
 
 

@@ -5,7 +5,7 @@ import numpy as np
 
 from .. import sync as sync_lib
 from ..behaviour import validate_session
-from ..calibration.qc import CameraQuality
+from ..calibration.qc import CameraQuality, heldout_line
 from ..report.data import (
     CameraSync,
     CameraTrack,
@@ -129,10 +129,13 @@ def _add_calibration(report: SessionReport, session_key: dict) -> None:
     report.calibration = [CameraQuality(
         name=r["camera"], image_size=(int(r["width"]), int(r["height"])), n_shared_views=int(r["n_shared_views"]),
         n_single_views=int(r["n_single_views"]), n_points=len(r["corners"]), rms_px=r["rms_px"], p95_px=r["p95_px"],
-        coverage=r["coverage"], intrinsics_std={}, points=r["corners"], residuals=r["residuals"])
+        coverage=r["coverage"], intrinsics_std={}, lens_model=r["lens_model"],
+        heldout_px=r["heldout_px"], points=r["corners"], residuals=r["residuals"])
         for r in (calibration.Calibration.Camera & key).to_dicts(order_by="camera_order")]
     report.qc["calibration"] = (f"{key['calibration_date']:%Y-%m-%d} ({chosen[0]['chosen_by']}), "
                                 f"RMS {overall['rms_px']:.3f} px")
+    for quality in report.calibration:
+        report.qc[f"calibration {quality.name}"] = heldout_line(quality)
 
 
 def _add_pose3d_qc(report: SessionReport, pose3d_key: dict) -> None:
