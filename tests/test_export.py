@@ -177,3 +177,16 @@ def test_to_movement_without_movement_says_so(pose, monkeypatch):
     monkeypatch.setitem(sys.modules, "movement.io", None)
     with pytest.raises(ImportError, match="movement"):
         to_movement(pose["points"], BODYPARTS)
+
+
+def test_views_on_pose3d_rows_and_lowest_used_likelihood():
+    from ratpose.export.commands import lowest_used_likelihood, views_on_pose3d
+
+    camera_pulses = np.array([10, 11, 13, 14])  # pulse 12 dropped by this camera
+    x = np.arange(8.0).reshape(4, 2)
+    frame, xy, likelihood = views_on_pose3d(np.array([11, 12, 14]), camera_pulses, x, x + 100, x / 10)
+    np.testing.assert_array_equal(frame, [1, -1, 3])
+    np.testing.assert_array_equal(xy[[0, 2], :, 0], x[[1, 3]])
+    assert np.isnan(xy[1]).all() and np.isnan(likelihood[1]).all()
+    lik = np.array([[[0.9, 0.5]], [[0.7, 0.4]]])  # 2 cameras, 1 frame, 2 parts
+    np.testing.assert_array_equal(lowest_used_likelihood(lik, 0.6), [[0.7, np.nan]])

@@ -135,7 +135,7 @@ def to_nwb(path, points3d, times_s, bodyparts, *, session_start_time: datetime, 
     """Write one session to NWB (ndx-pose 0.4).
 
     All times are seconds on the neural clock; the file holds t - clock_offset_s (the neural-clock time
-    of session_start_time, default the first frame's), recorded in the file's notes. Written:
+    of session_start_time, default the earliest frame, spike or interval), recorded in the file's notes. Written:
     processing/behavior/PoseEstimation (3D, millimetres, confidence = scores), one PoseEstimation_<cam>
     per camera in pose2d ({camera: (xy (n, parts, 2) px, likelihood (n, parts))}) linked to the rig's
     cameras as CalibratedCamera devices, reprojection_error / n_cameras TimeSeries, a Skeleton with
@@ -157,9 +157,11 @@ def to_nwb(path, points3d, times_s, bodyparts, *, session_start_time: datetime, 
         raise ValueError("times_s must be finite and non-decreasing (seconds on the neural clock)")
     if session_start_time.tzinfo is None:
         raise ValueError("session_start_time must be timezone-aware (e.g. datetime(..., tzinfo=...))")
-    offset = float(times[0]) if clock_offset_s is None else float(clock_offset_s)
-    if times[0] < offset:
-        raise ValueError(f"clock_offset_s {offset} is after the first frame ({times[0]} s): NWB times must be >= 0")
+    starts = [times[0], *(np.min(u[1], initial=np.inf) for u in units or ()),
+              *(np.min(i, initial=np.inf) for i in (touches, turns) if i is not None)]
+    offset = float(min(starts)) if clock_offset_s is None else float(clock_offset_s)
+    if min(starts) < offset:
+        raise ValueError(f"clock_offset_s {offset} is after the first event ({min(starts)} s): NWB times must be >= 0")
     shape = pts.shape[:2]
     score = None if scores is None else _per_point(scores, shape, "scores")
     edge_array = np.zeros((0, 2), dtype=np.uint8) if edges is None else np.asarray(edges)

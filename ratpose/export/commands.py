@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 
+from ..behaviour import touch_intervals, turn_intervals
 from . import to_csv, to_dlc_h5, to_movement, to_nwb
 
 PARTS = ("pose2d", "units", "knob", "cameras")
@@ -36,7 +37,7 @@ def lowest_used_likelihood(likelihoods, min_likelihood: float):
 
 
 def _session_data(modules, args) -> dict:
-    raw, pose, sync, calibration = (modules[m] for m in ("raw", "pose", "sync", "calibration"))
+    raw, pose, sync, calibration = (modules[m] for m in ("raw", "pose", "sync", "calib"))
     session = raw.find_session(subject=args.subject, session_datetime=args.datetime)
     key = {**session, "training_set": args.training_set, "pose_params": args.pose_params,
            "pose3d_params": args.pose3d_params}
@@ -69,6 +70,15 @@ def _nwb_subject(row: dict) -> dict:
     return subject
 
 
+def _knob_intervals(knob: dict | None, end_s: float) -> dict:
+    """touches and turns (n, 2) from a KnobLog row (behaviour's definitions; touches without a turn left out)."""
+    if knob is None:
+        return {}
+    touches = touch_intervals(knob["touch_on_s"], knob["touch_off_s"], end_s)
+    turns = turn_intervals(knob["angle_time_s"], knob["angle_deg"], touches)
+    return {"touches": touches, "turns": turns[np.isfinite(turns).all(axis=1)]}
+
+
 def _write(args, data, zone) -> Path:
     skip = set(args.without)
     names, points, scorer = data["bodyparts"], data["points3d"], f"ratpose_{args.training_set}_{args.pose_params}"
@@ -94,7 +104,7 @@ def _write(args, data, zone) -> Path:
                   {c: (v[1], v[2]) for c, v in data["views"].items()},
                   subject=_nwb_subject(data["subject"]),
                   units=units if units and "units" not in skip else None, spike_resolution_s=args.spike_resolution,
-                  touches=None if knob is None else np.stack([knob["touch_on_s"], knob["touch_off_s"]], axis=1),
+                  **_knob_intervals(knob, end_s=float(data["time_s"][-1])),
                   scorer=scorer, **columns)
 
 
