@@ -113,17 +113,34 @@ def _calibrated_cameras(rig: Rig):
             for cam in rig]
 
 
-def _pose_series(points, times, names, *, unit, reference_frame, description, confidence, confidence_definition):
+def _timing(times: np.ndarray) -> dict:
+    """NWB timing of frames: starting_time and rate when the intervals are equal to 1 ns (as nwbinspector
+    asks), else the timestamps."""
+    steps = np.unique(np.round(np.diff(times), 9))
+    if len(steps) == 1 and steps[0] > 0:
+        return {"starting_time": float(times[0]), "rate": float((len(times) - 1) / (times[-1] - times[0]))}
+    return {"timestamps": times}
+
+
+def _pose_series(points, timing, names, *, unit, reference_frame, description, confidence, confidence_definition):
+    """One PoseEstimationSeries per body part; timing is _timing's dict or a series whose timestamps to link."""
     from ndx_pose import PoseEstimationSeries
 
     series = []
     for j, part in enumerate(names):
+        when = _linked(series[0]) if series else timing if isinstance(timing, dict) else _linked(timing)
         series.append(PoseEstimationSeries(name=part, description=f"{description}: {part}", data=points[:, j],
-                                           unit=unit, reference_frame=reference_frame,
-                                           timestamps=times if not series else series[0],
+                                           unit=unit, reference_frame=reference_frame, **when,
                                            confidence=None if confidence is None else confidence[:, j],
                                            confidence_definition=confidence_definition))
     return series
+
+
+def _linked(series) -> dict:
+    """Timing of another series: a link to its timestamps, or its starting_time and rate."""
+    if series.timestamps is not None:
+        return {"timestamps": series}
+    return {"starting_time": series.starting_time, "rate": series.rate}
 
 
 def to_nwb(path, points3d, times_s, bodyparts, *, session_start_time: datetime, clock_offset_s: float | None = None,
@@ -182,7 +199,7 @@ def to_nwb(path, points3d, times_s, bodyparts, *, session_start_time: datetime, 
         cameras[device.name] = device
     common = dict(skeleton=skeleton, scorer=scorer, source_software="ratpose",
                   source_software_version=source_software_version)
-    series3d = _pose_series(pts, times - offset, names, unit="millimeters", reference_frame=REFERENCE_FRAME,
+    series3d = _pose_series(pts, _timing(times - offset), names, unit="millimeters", reference_frame=REFERENCE_FRAME,
                             description="triangulated 3D pose", confidence=score,
                             confidence_definition="lowest 2D likelihood of the cameras used")
     first = series3d[0]
@@ -208,7 +225,7 @@ def to_nwb(path, points3d, times_s, bodyparts, *, session_start_time: datetime, 
             ("n_cameras", n_cameras, "cameras", "number of cameras used, per body part")):
         if values is not None:
             behavior.add(TimeSeries(name=name, data=_per_point(values, shape, name), unit=unit,
-                                    timestamps=first, description=f"{description}; columns: {', '.join(names)}"))
+                                    **_linked(first), description=f"{description}; columns: {', '.join(names)}"))
     if units:
         if spike_resolution_s is None:
             raise ValueError("units need spike_resolution_s (the spike sorter's time resolution, seconds)")
