@@ -147,7 +147,7 @@ def test_export_command_writes_every_format_with_the_stored_pose(pipeline, tmp_p
         nwb = io.read()
         series = nwb.processing["behavior"]["PoseEstimation"].pose_estimation_series["paw"]
         offset = float(re.search(r"neural clock time - (\S+) s", nwb.notes).group(1))
-        times = series.get_timestamps()  # timestamps, or starting_time + rate when regular
+        times = np.asarray(series.get_timestamps()[:])  # timestamps, or starting_time + rate when regular
         np.testing.assert_allclose(times + offset, stored["time_s"], rtol=0, atol=1e-9)
         assert times[0] >= 0 and nwb.session_start_time.utcoffset() is not None
         spikes = db["raw"].Unit & session
