@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from .acquisition.commands import add_commands as add_acquisition_commands
+from .export.commands import add_commands as add_export_commands
 from .report.commands import add_commands as add_report_commands
 from .schema.maintenance import add_commands as add_maintenance_commands
 from .schema.ops import add_commands as add_ops_commands
@@ -104,29 +105,6 @@ def _cmd_demo(args) -> int:
     return 1 if any(row[1] == "ERROR" for row in summary.rows) else 0
 
 
-def _cmd_export(args) -> int:
-    from . import export, schema
-
-    modules = schema.activate()
-    try:
-        session = modules["raw"].find_session(subject=args.subject, session_datetime=args.datetime)
-        data = modules["pose"].fetch_pose3d({**session, "training_set": args.training_set,
-                                             "pose_params": args.pose_params, "pose3d_params": args.pose3d_params})
-    except (LookupError, ValueError) as err:
-        print(f"ERROR {err}", file=sys.stderr)
-        return 1
-    columns = dict(errors=data["reprojection_error"], n_cameras=data["n_cameras"])
-    if args.format == "nwb":
-        path = export.to_nwb(args.out, data["points3d"], data["time_s"], data["bodyparts"],
-                             # session datetimes are stored as the rig's local time; NWB needs a timezone
-                             session_start_time=data["session_datetime"].astimezone(), subject_id=args.subject,
-                             **columns)
-    elif args.format == "csv":
-        path = export.to_csv(args.out, data["points3d"], data["bodyparts"], times_s=data["time_s"], **columns)
-    else:
-        path = export.to_hdf(args.out, data["points3d"], data["bodyparts"], times_s=data["time_s"], **columns)
-    print(f"wrote {path}")
-    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -160,15 +138,6 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--full-size", action="store_true", help="1440x1080 at 226 fps (benchmarks)")
     sim.set_defaults(func=_cmd_sim)
 
-    exp = sub.add_parser("export", help="export a session's 3D pose (NWB with ndx-pose, Anipose CSV, HDF5)")
-    exp.add_argument("--subject", required=True)
-    exp.add_argument("--datetime", required=True, help="session datetime, ISO 8601")
-    exp.add_argument("--training-set", required=True)
-    exp.add_argument("--pose-params", required=True)
-    exp.add_argument("--pose3d-params", default="default")
-    exp.add_argument("--format", choices=("nwb", "csv", "hdf"), default="nwb")
-    exp.add_argument("--out", type=Path, required=True)
-    exp.set_defaults(func=_cmd_export)
 
     populate = sub.add_parser("populate", help="compute all pending work of the given tables (default all)")
     populate.add_argument("tables", nargs="*")
@@ -178,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="done/pending/reserved/error per table")
     status.add_argument("tables", nargs="*")
     status.set_defaults(func=_cmd_status)
+    add_export_commands(sub)
     add_report_commands(sub)
     add_acquisition_commands(sub)
     add_ops_commands(sub)

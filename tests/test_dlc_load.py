@@ -84,3 +84,51 @@ def test_bad_files_raise(tmp_path):
     labels.to_hdf(tmp_path / "CollectedData_sim.h5", key="df_with_missing")
     with pytest.raises(dlc.DLCError, match="labels file"):
         dlc.load_dlc_h5(tmp_path / "CollectedData_sim.h5")
+
+
+def test_csv_written_by_deeplabcut_reads_like_its_h5(tmp_path):
+    from deeplabcut.pose_estimation_pytorch.apis.videos import create_df_from_prediction
+
+    rng = np.random.default_rng(4)
+    poses = np.concatenate([rng.uniform(0, 160, (N_FRAMES, 1, len(BODYPARTS), 2)),
+                            rng.uniform(0, 1, (N_FRAMES, 1, len(BODYPARTS), 1))], axis=-1)
+    create_df_from_prediction(predictions=[{"bodyparts": p} for p in poses], dlc_scorer="DLC_test",
+                              multi_animal=False, model_cfg=_model_cfg(BODYPARTS), output_path=tmp_path,
+                              output_prefix="clipDLC_test", save_as_csv=True)
+    pose = dlc.load_dlc_h5(tmp_path / "clipDLC_test.csv", expected_bodyparts=BODYPARTS, expected_frames=N_FRAMES)
+    np.testing.assert_allclose(pose.xy, poses[:, 0, :, :2], rtol=0, atol=1e-12)  # DLC writes ~16 decimals
+    np.testing.assert_allclose(pose.likelihood, poses[:, 0, :, 2], rtol=0, atol=1e-15)
+
+
+@pytest.fixture
+def sleap_labels(tmp_path):
+    """SLEAP predictions of one track written by sleap-io (.slp) and as SLEAP's analysis .h5."""
+    sio = pytest.importorskip("sleap_io")
+    rng = np.random.default_rng(5)
+    points = rng.uniform(0, 160, (N_FRAMES, len(BODYPARTS), 2))
+    scores = rng.uniform(0.1, 1, (N_FRAMES, len(BODYPARTS)))
+    skeleton, track = sio.Skeleton(list(BODYPARTS)), sio.Track("rat")  # sio turns its list into Nodes
+    video = sio.Video(filename=str(tmp_path / "cam0.mp4"), open_backend=False)
+    frames = [sio.LabeledFrame(video=video, frame_idx=i, instances=[sio.PredictedInstance.from_numpy(
+        points[i], skeleton=skeleton, point_scores=scores[i], score=1.0, track=track)]) for i in range(N_FRAMES)]
+    labels = sio.Labels(labeled_frames=frames, videos=[video], skeletons=[skeleton], tracks=[track])
+    sio.save_slp(labels, str(tmp_path / "cam0.slp"))
+    sio.save_analysis_h5(labels, str(tmp_path / "cam0.analysis.h5"))
+    return tmp_path, points, scores
+
+
+@pytest.mark.parametrize("name", ["cam0.slp", "cam0.analysis.h5"])
+def test_sleap_predictions_load_as_pose2d(sleap_labels, name):
+    pytest.importorskip("movement")
+    from ratpose.pose2d import sleap
+
+    folder, points, scores = sleap_labels
+    assert sleap.is_sleap_file(folder / name)
+    order = BODYPARTS[::-1]
+    pose = sleap.load_sleap(folder / name, expected_bodyparts=order, expected_frames=N_FRAMES + 3)
+    assert pose.bodyparts == tuple(order) and pose.n_frames == N_FRAMES + 3
+    np.testing.assert_allclose(pose.xy[:N_FRAMES], points[:, ::-1], rtol=1e-6)  # SLEAP stores float32
+    np.testing.assert_allclose(pose.likelihood[:N_FRAMES], scores[:, ::-1], rtol=1e-6)
+    assert np.isnan(pose.x[N_FRAMES:]).all()
+    with pytest.raises(dlc.DLCError, match="body parts"):
+        sleap.load_sleap(folder / name, expected_bodyparts=BODYPARTS[:-1])

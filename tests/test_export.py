@@ -1,11 +1,12 @@
-"""Exports round-trip: NWB (read back with pynwb), Anipose-style CSV and HDF5 (pandas), movement."""
+"""Exports round-trip through the tools that read them: pynwb + nwbinspector, anipose's CSV convention,
+movement, DeepLabCut's .h5 layout."""
 from datetime import datetime, timezone
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from ratpose.export import pose_table, to_csv, to_hdf, to_movement, to_nwb
+from ratpose.export import pose_table, to_csv, to_movement, to_nwb
 from ratpose.rig import Camera, Rig
 
 BODYPARTS = ["snout", "paw_left", "paw_right", "tail_base"]
@@ -27,44 +28,75 @@ def pose():
     return {"points": points, "errors": errors, "n_cameras": n_cameras, "scores": scores, "times": times}
 
 
-def test_pose_table_layout(pose):
-    table = pose_table(pose["points"], BODYPARTS, errors=pose["errors"], n_cameras=pose["n_cameras"],
-                       scores=pose["scores"], times_s=pose["times"])
-    expected = [f"{p}_{f}" for p in BODYPARTS for f in ("x", "y", "z", "error", "ncams", "score")]
-    assert list(table.columns) == expected + ["fnum", "time_s"]
-    assert (table["fnum"] == np.arange(len(table))).all()
-    np.testing.assert_array_equal(table["paw_left_y"], pose["points"][:, 1, 1])
-    empty = pose_table(pose["points"], BODYPARTS)
-    assert empty["snout_error"].isna().all() and "time_s" not in empty
-
-
-def test_csv_and_hdf_round_trip(pose, tmp_path):
+def test_anipose_csv_as_anipose_writes_it(pose, tmp_path):
     frames = np.arange(1000, 1000 + len(pose["points"]))
-    kwargs = {"errors": pose["errors"], "n_cameras": pose["n_cameras"], "scores": pose["scores"],
-              "frame_numbers": frames, "times_s": pose["times"]}
-    for path, read in ((to_csv(tmp_path / "pose3d.csv", pose["points"], BODYPARTS, **kwargs),
-                        lambda p: pd.read_csv(p, float_precision="round_trip")),
-                       (to_hdf(tmp_path / "pose3d.h5", pose["points"], BODYPARTS, **kwargs),
-                        lambda p: pd.read_hdf(p, "pose3d"))):
-        table = read(path)
-        for j, part in enumerate(BODYPARTS):
-            back = table[[f"{part}_x", f"{part}_y", f"{part}_z"]].to_numpy()
-            np.testing.assert_allclose(back, pose["points"][:, j], rtol=0, atol=0)  # exact; NaN == NaN
-            np.testing.assert_allclose(table[f"{part}_error"], pose["errors"][:, j], rtol=0, atol=0)
-            np.testing.assert_array_equal(table[f"{part}_ncams"], pose["n_cameras"][:, j])
-            np.testing.assert_allclose(table[f"{part}_score"], pose["scores"][:, j], rtol=0, atol=0)
-        np.testing.assert_array_equal(table["fnum"], frames)
-        np.testing.assert_allclose(table["time_s"], pose["times"], rtol=0, atol=0)
+    n_cameras = pose["n_cameras"].astype(float)
+    n_cameras[20, 0] = 1  # seen by one camera: anipose writes NaN for its ncams, error and score
+    path = to_csv(tmp_path / "pose3d.csv", pose["points"], BODYPARTS, errors=pose["errors"], n_cameras=n_cameras,
+                  scores=pose["scores"], frame_numbers=frames)
+    table = pd.read_csv(path)  # what anipose's project_2d / label_3d do
+    expected = [f"{p}_{f}" for p in BODYPARTS for f in ("x", "y", "z", "error", "ncams", "score")]
+    assert list(table.columns) == (expected + [f"M_{i}{j}" for i in range(3) for j in range(3)]
+                                   + [f"center_{i}" for i in range(3)] + ["fnum"])
+    # anipose's reading convention (project_2d.get_projected_points): undo M and center to get rig points
+    M = np.array([[table[f"M_{i}{j}"].mean() for j in range(3)] for i in range(3)])
+    center = np.array([table[f"center_{i}"].mean() for i in range(3)])
+    bodyparts = [c.replace("_error", "") for c in table.columns if "_error" in c]
+    assert bodyparts == BODYPARTS
+    points = np.stack([table[[f"{b}_x", f"{b}_y", f"{b}_z"]].to_numpy() for b in bodyparts], axis=1)
+    np.testing.assert_allclose((points + center) @ np.linalg.inv(M.T), pose["points"], rtol=1e-14, atol=0)
+    seen = n_cameras >= 2
+    for j, part in enumerate(BODYPARTS):
+        np.testing.assert_allclose(table[f"{part}_error"], np.where(seen[:, j], pose["errors"][:, j], np.nan),
+                                   rtol=1e-14)
+        np.testing.assert_array_equal(table[f"{part}_ncams"], np.where(seen[:, j], n_cameras[:, j], np.nan))
+        np.testing.assert_allclose(table[f"{part}_score"], np.where(seen[:, j], pose["scores"][:, j], np.nan),
+                                   rtol=1e-14)
+    np.testing.assert_array_equal(table["fnum"], frames)
+    movement = pytest.importorskip("movement.io.load_poses")
+    ds = movement.from_anipose_file(path, fps=None)
+    ds = ds.sel(keypoints=BODYPARTS, individuals=ds.individuals[0])  # movement orders keypoints itself
+    np.testing.assert_allclose(ds["position"].values.transpose(0, 2, 1), pose["points"], rtol=1e-14)
+    np.testing.assert_allclose(ds["confidence"].values,
+                               np.where(seen, pose["scores"], np.nan), rtol=1e-14)
 
 
-def test_nwb_round_trip(pose, tmp_path):
+def test_dlc_h5_read_by_movement_and_deeplabcut_layout(pose, tmp_path):
+    from ratpose.export import to_dlc_h5
+
+    xy = pose["points"][..., :2] * 4 + 700
+    path2d = to_dlc_h5(tmp_path / "cam0DLC.h5", xy, BODYPARTS, scorer="DLC_resnet50", likelihood=pose["scores"])
+    path3d = to_dlc_h5(tmp_path / "pose3d.h5", pose["points"], BODYPARTS, scorer="ratpose")
+    table = pd.read_hdf(path2d, "df_with_missing")  # DLC's key and its (scorer, bodyparts, coords) header
+    assert table.columns.names == ["scorer", "bodyparts", "coords"]
+    np.testing.assert_array_equal(table["DLC_resnet50"]["paw_left"]["likelihood"], pose["scores"][:, 1])
+    import h5py
+    with h5py.File(path2d) as f:
+        assert f["df_with_missing"].attrs["pandas_type"] == b"frame_table" or \
+            f["df_with_missing"].attrs["pandas_type"] == "frame_table"  # PyTables table, as DLC writes
+    three = pd.read_hdf(path3d, "df_with_missing")
+    assert list(three.columns.get_level_values("coords")[:3]) == ["x", "y", "z"]
+    np.testing.assert_array_equal(three["ratpose"]["snout"].to_numpy(), pose["points"][:, 0])
+    movement = pytest.importorskip("movement.io.load_poses")
+    ds = movement.from_dlc_file(path2d)
+    np.testing.assert_array_equal(ds["position"].values[:, :, :, 0].transpose(0, 2, 1), xy)
+    np.testing.assert_allclose(ds["confidence"].values[:, :, 0], pose["scores"], rtol=1e-14)
+
+
+def test_nwb_round_trip_and_inspector(pose, tmp_path):
     pynwb = pytest.importorskip("pynwb")
     pytest.importorskip("ndx_pose")
     rig = Rig((Camera("cam0", (1440, 1080), [[3600, 0, 720], [0, 3600, 540], [0, 0, 1]], [-0.1, 0.05, 0, 0, 0]),
                Camera("cam1", (1440, 1080), np.diag([2400.0, 2400.0, 1.0]), R=np.eye(3), t=[-80.0, 0.0, 20.0])))
+    pose2d = {cam.name: (cam.project(pose["points"].reshape(-1, 3)).reshape(len(pose["points"]), -1, 2),
+                         pose["scores"]) for cam in rig}
+    spikes = np.sort(np.random.default_rng(1).uniform(4000.1, 4000.5, 30))
+    touches = np.array([[4000.05, 4000.1], [4000.3, 4000.4]])
     path = to_nwb(tmp_path / "pose.nwb", pose["points"], pose["times"], BODYPARTS, session_start_time=START,
-                  scores=pose["scores"], errors=pose["errors"], n_cameras=pose["n_cameras"], rig=rig,
-                  edges=[[0, 1], [0, 2], [0, 3]], subject_id="rat01")
+                  clock_offset_s=3990.0, scores=pose["scores"], errors=pose["errors"],
+                  n_cameras=pose["n_cameras"], rig=rig, pose2d=pose2d, edges=[[0, 1], [0, 2], [0, 3]],
+                  subject={"subject_id": "rat01", "sex": "M", "age": "P90D"},
+                  units=[(3, spikes, {"tetrode": 2})], spike_resolution_s=1 / 30000, touches=touches, turns=touches[:1] + 0.01, scorer="dlc-model")
     with pynwb.NWBHDF5IO(str(path), "r") as io:
         nwb = io.read()
         behavior = nwb.processing["behavior"]
@@ -72,20 +104,36 @@ def test_nwb_round_trip(pose, tmp_path):
         assert list(estimation.skeleton.nodes[:]) == BODYPARTS
         np.testing.assert_array_equal(estimation.skeleton.edges[:], [[0, 1], [0, 2], [0, 3]])
         assert sorted(estimation.pose_estimation_series) == sorted(BODYPARTS)
+        assert estimation.scorer == "dlc-model"
         for j, part in enumerate(BODYPARTS):
             series = estimation.pose_estimation_series[part]
-            assert series.unit == "mm"
+            assert series.unit == "millimeters"
             np.testing.assert_array_equal(series.data[:], pose["points"][:, j])
-            np.testing.assert_array_equal(series.timestamps[:], pose["times"])  # neural clock, float64 kept
+            np.testing.assert_allclose(series.timestamps[:] + 3990.0, pose["times"], rtol=0, atol=1e-12)
             np.testing.assert_allclose(series.confidence[:], pose["scores"][:, j], atol=1e-7)  # float32 in spec
+            for cam in rig:
+                series2d = estimation.pose_estimations[f"PoseEstimation_{cam.name}"].pose_estimation_series[part]
+                np.testing.assert_array_equal(series2d.data[:], pose2d[cam.name][0][:, j])
+                assert series2d.unit == "pixels"
+        assert estimation.pose_estimations["PoseEstimation_cam1"].device is nwb.devices["cam1"]
         np.testing.assert_array_equal(behavior["reprojection_error"].data[:], pose["errors"])
         np.testing.assert_array_equal(behavior["n_cameras"].data[:], pose["n_cameras"])
-        np.testing.assert_array_equal(behavior["n_cameras"].timestamps[:], pose["times"])
         cam0 = nwb.devices["cam0"]
         np.testing.assert_array_equal(cam0.intrinsic_matrix[:], rig[0].K)
+        np.testing.assert_array_equal(cam0.distortion_coefficients[:], rig[0].dist)
         np.testing.assert_array_equal(nwb.devices["cam1"].translation_vector[:], rig[1].t)
-        assert nwb.subject.subject_id == "rat01"
+        np.testing.assert_allclose(nwb.units["spike_times"][0] + 3990.0, spikes, rtol=0, atol=1e-12)
+        assert nwb.units["tetrode"][0] == 2 and nwb.units.id[0] == 3
+        touches_back = nwb.intervals["knob_touches"].to_dataframe()[["start_time", "stop_time"]].to_numpy()
+        np.testing.assert_allclose(touches_back + 3990.0, touches, rtol=0, atol=1e-12)
+        assert "3990.0" in nwb.notes
+        assert nwb.subject.sex == "M" and nwb.subject.species == "Rattus norvegicus"
         assert nwb.session_start_time == START
+    inspector = pytest.importorskip("nwbinspector")
+    config = inspector.load_config("dandi")
+    messages = list(inspector.inspect_nwbfile(nwbfile_path=str(path), config=config))
+    bad = [m for m in messages if m.importance.name in ("CRITICAL", "BEST_PRACTICE_VIOLATION", "ERROR")]
+    assert not bad, [m.message for m in bad]
 
 
 def test_nwb_rejects_bad_input(pose, tmp_path):
@@ -106,7 +154,7 @@ def test_nwb_rejects_bad_input(pose, tmp_path):
     (np.zeros((5, 3, 3)), BODYPARTS, {}, "4 names but points3d has 3"),
     (np.zeros((5, 2, 3)), ["a", "a"], {}, "unique"),
     (np.zeros((5, 4, 3)), BODYPARTS, {"errors": np.zeros((5, 3))}, "errors"),
-    (np.zeros((5, 4, 3)), BODYPARTS, {"times_s": np.zeros(4)}, "times_s"),
+    (np.zeros((5, 4, 3)), BODYPARTS, {"frame_numbers": np.zeros(4)}, "frame_numbers"),
 ])
 def test_table_rejects_bad_input(points, parts, extra, message):
     with pytest.raises(ValueError, match=message):
@@ -129,3 +177,16 @@ def test_to_movement_without_movement_says_so(pose, monkeypatch):
     monkeypatch.setitem(sys.modules, "movement.io", None)
     with pytest.raises(ImportError, match="movement"):
         to_movement(pose["points"], BODYPARTS)
+
+
+def test_views_on_pose3d_rows_and_lowest_used_likelihood():
+    from ratpose.export.commands import lowest_used_likelihood, views_on_pose3d
+
+    camera_pulses = np.array([10, 11, 13, 14])  # pulse 12 dropped by this camera
+    x = np.arange(8.0).reshape(4, 2)
+    frame, xy, likelihood = views_on_pose3d(np.array([11, 12, 14]), camera_pulses, x, x + 100, x / 10)
+    np.testing.assert_array_equal(frame, [1, -1, 3])
+    np.testing.assert_array_equal(xy[[0, 2], :, 0], x[[1, 3]])
+    assert np.isnan(xy[1]).all() and np.isnan(likelihood[1]).all()
+    lik = np.array([[[0.9, 0.5]], [[0.7, 0.4]]])  # 2 cameras, 1 frame, 2 parts
+    np.testing.assert_array_equal(lowest_used_likelihood(lik, 0.6), [[0.7, np.nan]])

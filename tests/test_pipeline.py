@@ -6,6 +6,8 @@ exercised separately (tests/test_demo.py, tests/test_dlc.py) because it takes mi
 """
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -122,7 +124,7 @@ def test_query_api_joins_events_spikes_and_pose(pipeline):
     assert np.nanmedian(error) < 0.5  # interpolated between 30 fps frames of 3D pose
 
 
-def test_export_command_writes_nwb_and_csv_with_the_stored_pose(pipeline, tmp_path):
+def test_export_command_writes_every_format_with_the_stored_pose(pipeline, tmp_path):
     from pynwb import NWBHDF5IO
 
     from ratpose.cli import main as cli
@@ -130,13 +132,44 @@ def test_export_command_writes_nwb_and_csv_with_the_stored_pose(pipeline, tmp_pa
     _, session, db, _ = pipeline
     model = {"training_set": "sim", "pose_params": "external", "pose3d_params": "default"}
     stored = db["pose"].fetch_pose3d({**session, **model})
+    paw = stored["bodyparts"].index("paw")
+    db["raw"].Subject.update1({"subject": session["subject"], "sex": "F", "date_of_birth": "2026-06-01"})
     common = ["export", "--subject", session["subject"], "--datetime", session["session_datetime"].isoformat(),
               "--training-set", "sim", "--pose-params", "external"]
     assert cli([*common, "--format", "csv", "--out", str(tmp_path / "pose.csv")]) == 0
     table = pd.read_csv(tmp_path / "pose.csv")
-    np.testing.assert_allclose(table["paw_x"], stored["points3d"][:, stored["bodyparts"].index("paw"), 0], rtol=1e-6)
-    assert cli([*common, "--format", "nwb", "--out", str(tmp_path / "pose.nwb")]) == 0
-    with NWBHDF5IO(str(tmp_path / "pose.nwb"), "r") as io:
-        series = io.read().processing["behavior"]["PoseEstimation"].pose_estimation_series["paw"]
-        np.testing.assert_allclose(series.timestamps[:], stored["time_s"])
+    np.testing.assert_allclose(table["paw_x"], stored["points3d"][:, paw, 0], rtol=1e-6)
+    reference = db["sync"].SyncedFrames & {**session, "camera": stored_cameras(db, stored)[0]}
+    frames = np.searchsorted(reference.fetch1("pulse_index"), stored["pulse_index"])
+    np.testing.assert_array_equal(table["fnum"], frames)  # frame index in the reference camera's video
+    assert cli([*common, "--format", "nwb", "--timezone", "Europe/London", "--out", str(tmp_path / "s.nwb")]) == 0
+    with NWBHDF5IO(str(tmp_path / "s.nwb"), "r") as io:
+        nwb = io.read()
+        series = nwb.processing["behavior"]["PoseEstimation"].pose_estimation_series["paw"]
+        offset = float(re.search(r"neural clock time - (\S+) s", nwb.notes).group(1))
+        times = np.asarray(series.get_timestamps()[:])  # timestamps, or starting_time + rate when regular
+        np.testing.assert_allclose(times + offset, stored["time_s"], rtol=0, atol=1e-9)
+        assert times[0] >= 0 and nwb.session_start_time.utcoffset() is not None
+        spikes = db["raw"].Unit & session
+        assert len(nwb.units) == len(spikes)
+    import nwbinspector
+    messages = nwbinspector.inspect_nwbfile(nwbfile_path=str(tmp_path / "s.nwb"),
+                                            config=nwbinspector.load_config("dandi"))
+    bad = [m.message for m in messages if m.importance.name in ("CRITICAL", "BEST_PRACTICE_VIOLATION", "ERROR")]
+    assert not bad, bad
+    assert cli([*common, "--format", "dlc", "--out", str(tmp_path / "dlc")]) == 0
+    from movement.io import load_poses
+
+    ds = load_poses.from_dlc_file(tmp_path / "dlc" / f"{stored_cameras(db, stored)[0]}.h5")
+    assert ds.sizes["time"] == len(stored["time_s"])
+    assert cli([*common, "--format", "movement", "--out", str(tmp_path / "pose.nc")]) == 0
+    import xarray
+
+    back = xarray.open_dataset(tmp_path / "pose.nc")
+    np.testing.assert_array_equal(back["time"].values, stored["time_s"])
+    np.testing.assert_allclose(back["position"].sel(keypoints="paw").values[:, :, 0], stored["points3d"][:, paw])
     assert cli([*common[:2], "nobody", *common[3:], "--format", "csv", "--out", str(tmp_path / "x.csv")]) == 1
+
+
+def stored_cameras(db, stored):
+    return list((db["pose"].Pose3D & stored["key"]).fetch1("cameras"))

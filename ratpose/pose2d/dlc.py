@@ -643,9 +643,18 @@ def _single_h5(dest: Path, video: Path) -> Path:
     return found[0]
 
 
+def _read_dlc_csv(path: Path):
+    import pandas as pd
+
+    with open(path, newline="") as f:
+        first_cells = [f.readline().split(",", 1)[0].strip() for _ in range(4)]
+    n_header = sum(c in ("scorer", "individuals", "bodyparts", "coords") for c in first_cells)
+    return pd.read_csv(path, header=list(range(n_header)), index_col=0)
+
+
 def load_dlc_h5(path: str | Path, expected_bodyparts: list[str] | tuple[str, ...] | None = None,
                 expected_frames: int | None = None) -> Pose2DArrays:
-    """Read a DLC pose output (.h5, single animal or one individual) into :class:`Pose2DArrays`.
+    """Read a DLC pose output (.h5 or .csv, single animal or one individual) into :class:`Pose2DArrays`.
 
     With ``expected_bodyparts`` the body parts must be the same set (they are returned in that
     order); with ``expected_frames`` the row count must match.
@@ -654,11 +663,11 @@ def load_dlc_h5(path: str | Path, expected_bodyparts: list[str] | tuple[str, ...
 
     path = Path(path)
     try:
-        df = pd.read_hdf(path)
+        df = _read_dlc_csv(path) if path.suffix.lower() == ".csv" else pd.read_hdf(path)
     except FileNotFoundError as exc:
         raise DLCError(f"{path}: no such DLC output file") from exc
     except Exception as exc:
-        raise DLCError(f"{path}: not a readable DLC .h5 output ({type(exc).__name__}: {exc})") from exc
+        raise DLCError(f"{path}: not a readable DLC output ({type(exc).__name__}: {exc})") from exc
     names = list(df.columns.names)
     if "individuals" in names:
         individuals = df.columns.get_level_values("individuals").unique()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import dlc
+from . import dlc, sleap
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ def pose2d_for_video(*, mode: str, model: dlc.TrainedModel | None, video: str, n
                      bodyparts: tuple[str, ...], dlc_h5: str = "", batch_size: int = 8,
                      device: str = "auto", crop=None) -> dlc.Pose2DArrays:
     """2D pose of every frame of a video: DLC inference ('infer', on ``crop`` when given, in full-frame
-    pixels) or an existing DLC .h5 ('load').
+    pixels) or an existing output ('load': DLC .h5 / .csv, SLEAP .slp / analysis .h5).
 
     The result must have one row per recorded frame and the model's body parts, else ValueError.
     """
@@ -60,8 +60,9 @@ def pose2d_for_video(*, mode: str, model: dlc.TrainedModel | None, video: str, n
         pose = dlc.analyze_video(model, video, batch_size=batch_size, device=device, crop=crop)
     elif mode == "load":
         if not dlc_h5:
-            raise ValueError(f"mode 'load' for {video} needs the path of a DLC .h5 output")
-        pose = dlc.load_dlc_h5(dlc_h5, expected_bodyparts=bodyparts, expected_frames=n_frames)
+            raise ValueError(f"mode 'load' for {video} needs the path of a DLC (.h5, .csv) or SLEAP (.slp, .h5) output")
+        reader = sleap.load_sleap if sleap.is_sleap_file(dlc_h5) else dlc.load_dlc_h5
+        pose = reader(dlc_h5, expected_bodyparts=bodyparts, expected_frames=n_frames)
     else:
         raise ValueError(f"unknown mode {mode!r}; use 'infer' or 'load'")
     if len(pose.x) != n_frames:

@@ -17,6 +17,10 @@ class Subject(dj.Manual):
     definition = """
     subject : varchar(32)
     ---
+    species = 'Rattus norvegicus' : varchar(64)
+    sex = 'U' : enum('M', 'F', 'U', 'O')   # NWB / DANDI codes: male, female, unknown, other
+    date_of_birth = null : date
+    age = '' : varchar(32)                 # ISO 8601 duration at the session, e.g. P90D (when no date_of_birth)
     notes = '' : varchar(1024)
     """
 
