@@ -54,9 +54,9 @@ def _selected_tables(names: list[str]):
 
 
 def _cmd_populate(args) -> int:
-    from .schema.jobs import populate
+    from .schema.ops import populate_recovering
 
-    results = populate(_selected_tables(args.tables), reserve_jobs=not args.direct)
+    results = populate_recovering(_selected_tables(args.tables), reserve_jobs=not args.direct)
     errors = sum(len(r["error_list"]) for r in results.values())
     for name, result in results.items():
         print(f"{name:<20} {result['success_count']:>5} computed, {len(result['error_list']):>3} errors")

@@ -271,7 +271,7 @@ def test_valid_ingest_works_after_the_catalogue(db, template, capsys):
 
 def test_populate_reclaims_reservation_of_dead_connection(db, template, capsys):
     """A key reserved by a killed process (its connection gone) is computed by a plain populate."""
-    from ratpose.schema.jobs import reclaim
+    from ratpose.schema.ops import reclaim
     from ratpose.schema.ops import pipeline_tables
 
     tables = pipeline_tables([])
