@@ -283,8 +283,9 @@ def test_populate_reclaims_reservation_of_dead_connection(db, template, capsys):
     table.connection.query(f"UPDATE {table.jobs.full_table_name} SET status='reserved', connection_id=999999999 "
                            f"WHERE {where}", args=tuple(key.values()))
     assert len(table.jobs.reserved) == 1
-    assert reclaim({name: table}) == 1
-    assert len(table.jobs.reserved) == 0
+    assert cli(["populate", name]) == 0
+    assert len(table.jobs.reserved) == 0 and table & key
+    assert reclaim({name: table}) == 0
 
 
 def test_bad_dlc_likelihood_is_refused(tmp_path):
