@@ -38,8 +38,8 @@ def _cmd_ingest(args) -> int:
     for folder in args.session_dirs:
         try:
             key, inserted = raw.insert_session(read_session_folder(folder))
-        except (SessionFormatError, ValueError) as err:
-            print(f"ERROR {err}", file=sys.stderr)
+        except (SessionFormatError, ValueError, OSError) as err:
+            print(f"ERROR {_expected_error(err)}", file=sys.stderr)
             failures += 1
             continue
         print(f"{'ingested' if inserted else 'already ingested'}: {folder} -> {key}")
@@ -56,14 +56,16 @@ def _selected_tables(names: list[str]):
 
 
 def _cmd_populate(args) -> int:
-    from .schema.jobs import populate
+    from .schema.ops import populate_recovering
 
-    results = populate(_selected_tables(args.tables), reserve_jobs=not args.direct)
+    results = populate_recovering(_selected_tables(args.tables), reserve_jobs=not args.direct)
     errors = sum(len(r["error_list"]) for r in results.values())
     for name, result in results.items():
         print(f"{name:<20} {result['success_count']:>5} computed, {len(result['error_list']):>3} errors")
         for key, message in result["error_list"]:
             print(f"    {key}: {message}")
+    if errors:
+        print("fix the cause, then run `ratpose jobs retry` and `ratpose populate` again")
     return 1 if errors else 0
 
 
@@ -155,10 +157,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _expected_error(err: BaseException) -> str | None:
+    """One line for an error the user can fix (bad input, permissions, database, store); None otherwise."""
+    import datajoint as dj
+
+    if isinstance(err, PermissionError):
+        return f"{err.filename or ''}: permission denied ({err.strerror}); fix the permissions and run again"
+    if isinstance(err, OSError) and err.filename:
+        return f"{err.filename}: {err.strerror}; check the path (or the object store, RATPOSE_STORE) and run again"
+    if isinstance(err, (ConnectionError, dj.errors.LostConnectionError)):
+        return f"{err}; check that the database is running and DJ_HOST/DJ_USER/DJ_PASS, then run again"
+    if isinstance(err, (ValueError, LookupError)):
+        return str(err)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; returns the exit status."""
-    args = build_parser().parse_args(argv)
-    return args.func(args)
+    """Run the command line; returns the exit status (1 with one line for an expected error)."""
+    parser = build_parser()
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except Exception as err:
+        message = _expected_error(err)
+        if args.debug or message is None:
+            raise
+        print(f"ERROR {message} (--debug shows the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -12,6 +12,7 @@ import numpy as np
 from .._toml import tomllib
 
 from ..calibration.boards import Board, BoardError, board_from_dict
+from .session_folder import FUTURE_MARGIN, file_checksums
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 CAMERA_NAME = re.compile(r"[a-z][a-z0-9_]*")
@@ -32,6 +33,7 @@ class CalibrationMaterial:
     frames: dict[str, list[np.ndarray | None]]
     intrinsics_frames: dict[str, list[np.ndarray]]
     camera_names: list[str]
+    checksums: dict[str, str] = field(default_factory=dict)  # relative file name -> sha256
 
 
 def _read_meta(path: Path) -> dict:
@@ -52,6 +54,14 @@ def _read_meta(path: Path) -> dict:
     except BoardError as exc:
         raise CalibrationFolderError(f"{meta_path}: [board]: {exc}") from None
     meta["date"] = meta["date"].isoformat() if isinstance(meta["date"], _dt.date) else meta["date"]
+    try:
+        when = _dt.datetime.fromisoformat(meta["date"])
+    except ValueError:
+        raise CalibrationFolderError(f"{meta_path}: date {meta['date']!r} is not a valid ISO 8601 date") from None
+    if when > _dt.datetime.now() + FUTURE_MARGIN:
+        raise CalibrationFolderError(f"{meta_path}: date {meta['date']} is in the future")
+    if not meta["rig"].strip():
+        raise CalibrationFolderError(f"{meta_path}: 'rig' is empty")
     return meta
 
 
@@ -96,6 +106,13 @@ def _load(file: Path) -> np.ndarray:
 def read_calibration_folder(path) -> CalibrationMaterial:
     """Load calibration.toml and every camera's sync_/single_ images (greyscale uint8)."""
     path = Path(path)
+    try:
+        return _read_calibration_folder(path)
+    except PermissionError as err:
+        raise CalibrationFolderError(f"{err.filename or path}: permission denied (make it readable)") from err
+
+
+def _read_calibration_folder(path: Path) -> CalibrationMaterial:
     if not path.is_dir():
         raise CalibrationFolderError(f"{path}: not a folder")
     meta = _read_meta(path)
@@ -107,5 +124,8 @@ def read_calibration_folder(path) -> CalibrationMaterial:
     frames = {name: [_load(views[name]["sync"][i]) if i in views[name]["sync"] else None for i in instants]
               for name in names}
     intrinsics_frames = {name: [_load(f) for _, f in sorted(views[name]["single"].items())] for name in names}
+    files = ["calibration.toml", *(str(f.relative_to(path)) for name in names for kind in views[name].values()
+                                   for f in kind.values())]
     return CalibrationMaterial(rig_name=meta["rig"], date=meta["date"], board=meta["board"], frames=frames,
-                               intrinsics_frames=intrinsics_frames, camera_names=names)
+                               intrinsics_frames=intrinsics_frames, camera_names=names,
+                               checksums=file_checksums(path, files))

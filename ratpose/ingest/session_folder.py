@@ -7,6 +7,8 @@ database tier can insert it in one transaction.
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
+import os
 import re
 from .._toml import tomllib
 from dataclasses import dataclass, field
@@ -20,6 +22,8 @@ FORMAT_VERSION = 1
 VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv")
 CAMERA_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
 UINT32_MAX = 2**32 - 1
+SPAN_MARGIN_S = 60.0  # knob events and spikes may lie this far outside the trigger pulses' span
+FUTURE_MARGIN = _dt.timedelta(days=1)  # session dates later than now + this are refused
 _MISSING = object()
 
 
@@ -72,6 +76,7 @@ class SessionData:
     force_mn: np.ndarray | None
     units: pd.DataFrame = field(repr=False)
     spike_times: dict[int, np.ndarray] = field(repr=False)
+    checksums: dict[str, str] = field(default_factory=dict, repr=False)  # file name -> sha256
 
 
 def _read_csv(path: Path, required: list[str], optional: tuple[str, ...] = ()) -> pd.DataFrame:
@@ -123,6 +128,8 @@ def probe_video(path: Path) -> tuple[int, int, int, float]:
     """(n_frames, width, height, fps) of a video; raises SessionFormatError if it cannot be read."""
     if not path.is_file():
         raise SessionFormatError(path, "video file is missing")
+    if not os.access(path, os.R_OK):
+        raise SessionFormatError(path, "permission denied (make the file readable)")
     capture = cv2.VideoCapture(str(path))
     try:
         ok, frame = capture.read() if capture.isOpened() else (False, None)
@@ -153,7 +160,10 @@ def _read_camera(folder: Path, entry: dict, index: int) -> CameraData:
         raise SessionFormatError(toml_path, f"camera name {name!r} must match {CAMERA_NAME.pattern}")
     if entry["role"] not in ("primary", "secondary"):
         raise SessionFormatError(toml_path, f"camera {name!r}: role must be 'primary' or 'secondary'")
-    video = folder / _toml_value(entry, "video", str, toml_path, f"camera {name!r}")
+    video = (folder / _toml_value(entry, "video", str, toml_path, f"camera {name!r}")).resolve()
+    if not video.is_relative_to(folder):
+        raise SessionFormatError(toml_path, f"camera {name!r}: video {entry['video']!r} is outside the session "
+                                            "folder (copy it into the folder)")
     if video.suffix.lower() not in VIDEO_SUFFIXES:
         raise SessionFormatError(video, f"video must be one of {VIDEO_SUFFIXES}")
     frames_path = folder / f"{name}.frames.csv"
@@ -218,6 +228,9 @@ def _read_metadata(folder: Path) -> dict:
         raise SessionFormatError(path, "needs at least one [[camera]] table (and only tables)")
     for key in ("subject", "rig", "task", "notes"):
         _toml_value(meta, key, str, path, default="")
+    for key in ("subject", "rig"):
+        if not meta[key].strip():
+            raise SessionFormatError(path, f"'{key}' is empty")
     names = [str(c.get("name")) for c in meta["camera"]]
     if len(set(names)) != len(names):
         raise SessionFormatError(path, f"camera names repeat: {names}")
@@ -230,6 +243,8 @@ def _read_metadata(folder: Path) -> dict:
     if not isinstance(when, _dt.datetime):
         raise SessionFormatError(path, "session_datetime must be a date and time")
     meta["session_datetime"] = when.replace(tzinfo=None, microsecond=0)
+    if meta["session_datetime"] > _dt.datetime.now() + FUTURE_MARGIN:
+        raise SessionFormatError(path, f"session_datetime {meta['session_datetime']} is in the future")
     if not _toml_number(meta, "trigger_rate_hz", path) > 0:
         raise SessionFormatError(path, "trigger_rate_hz must be positive")
     return meta
@@ -292,11 +307,42 @@ def _read_units(folder: Path) -> tuple[pd.DataFrame, dict[int, np.ndarray]]:
     return units, {int(u): spike_time[a:b] for u, a, b in zip(unit_ids, *bounds)}
 
 
+def _check_span(times: np.ndarray, path: Path, column: str, span: tuple[float, float]) -> None:
+    lo, hi = span[0] - SPAN_MARGIN_S, span[1] + SPAN_MARGIN_S
+    bad = np.flatnonzero((times < lo) | (times > hi))
+    if bad.size:
+        raise SessionFormatError(path, f"{column} {times[bad[0]]} s lies outside the session's trigger span "
+                                       f"{span[0]:.3f}..{span[1]:.3f} s (+-{SPAN_MARGIN_S:g} s): wrong clock or file?")
+
+
+def file_checksums(folder: Path, names) -> dict[str, str]:
+    """sha256 of each named file present in the folder."""
+    sums = {}
+    for name in sorted(set(names)):
+        path = folder / name
+        if path.is_file():
+            digest = hashlib.sha256()
+            with open(path, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+            sums[name] = digest.hexdigest()
+    return sums
+
+
 def read_session_folder(path: str | Path) -> SessionData:
     """Read and validate a whole session folder; raise SessionFormatError on the first problem."""
     folder = Path(path).expanduser().resolve()
+    try:
+        return _read_session_folder(folder)
+    except PermissionError as err:
+        raise SessionFormatError(err.filename or folder, "permission denied (make it readable)") from err
+
+
+def _read_session_folder(folder: Path) -> SessionData:
     if not folder.is_dir():
         raise SessionFormatError(folder, "is not a folder")
+    if not os.access(folder, os.R_OK | os.X_OK):
+        raise SessionFormatError(folder, "permission denied (make the folder readable)")
     meta = _read_metadata(folder)
     cameras = tuple(_read_camera(folder, entry, i) for i, entry in enumerate(meta["camera"]))
     tick_us = _read_trigger(folder)
@@ -306,8 +352,16 @@ def read_session_folder(path: str | Path) -> SessionData:
                                      f"{cam.name!r} delivered {cam.n_frames} frames (trigger log too short)")
     on, off, angle_time, angle_deg, force = _read_knob(folder)
     units, spikes = _read_units(folder)
+    steps = (np.diff(tick_us.astype(np.int64)) % (UINT32_MAX + 1)).sum()
+    span = (tick_us[0] / 1e6, (int(tick_us[0]) + int(steps)) / 1e6)
+    _check_span(np.concatenate([on, off]), folder / "knob_events.csv", "time_s", span)
+    _check_span(angle_time, folder / "knob_angle.csv", "time_s", span)
+    if spikes:
+        _check_span(np.concatenate(list(spikes.values())), folder / "spikes.csv", "time_s", span)
+    names = ["session.toml", "trigger.csv", "knob_events.csv", "knob_angle.csv", "units.csv", "spikes.csv",
+             *(f"{c.name}.frames.csv" for c in cameras), *(str(c.video.relative_to(folder)) for c in cameras)]
     return SessionData(path=folder, subject=str(meta["subject"]), session_datetime=meta["session_datetime"],
                        rig=str(meta["rig"]), task=str(meta["task"]), notes=str(meta.get("notes", "")),
                        trigger_rate_hz=float(meta["trigger_rate_hz"]), cameras=cameras, tick_us=tick_us,
                        touch_on_s=on, touch_off_s=off, angle_time_s=angle_time, angle_deg=angle_deg,
-                       force_mn=force, units=units, spike_times=spikes)
+                       force_mn=force, units=units, spike_times=spikes, checksums=file_checksums(folder, names))

@@ -695,4 +695,10 @@ def load_dlc_h5(path: str | Path, expected_bodyparts: list[str] | tuple[str, ...
     if len(missing):
         raise DLCError(f"{path}: missing columns {list(missing)[:6]} (is this a labels file, not a DLC output?)")
     values = df.reindex(columns=columns).to_numpy(dtype=np.float64).reshape(len(df), len(bodyparts), 3)
+    likelihood = values[..., 2]
+    bad = np.argwhere(~((likelihood >= 0) & (likelihood <= 1)) & ~np.isnan(likelihood))
+    if bad.size:
+        frame, part = bad[0]
+        raise DLCError(f"{path}: likelihood {likelihood[frame, part]} of {bodyparts[part]!r} at frame {frame} "
+                       "is outside [0, 1] (not a DLC output?)")
     return Pose2DArrays(bodyparts, values[..., 0], values[..., 1], values[..., 2])

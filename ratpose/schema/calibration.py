@@ -13,6 +13,7 @@ from ..ingest.calibration_folder import read_calibration_folder
 from ..rig import Camera as CameraModel
 from ..rig import Rig
 from . import raw
+from .limits import check_rows
 
 schema = dj.Schema()
 
@@ -28,6 +29,7 @@ class CalibrationRecording(dj.Manual):
     camera_names : <blob>         # camera order; the first defines the world frame
     settings : <blob>             # CalibrationSettings.to_dict() (every calibration setting)
     notes = '' : varchar(1024)
+    checksums = null : <blob>     # {relative file name: sha256} of the registered folder
     """
 
 
@@ -138,14 +140,24 @@ def register_calibration(calib_dir: str | Path, notes: str = "", settings: Calib
     material = read_calibration_folder(calib_dir)
     when = material.date if isinstance(material.date, _dt.datetime) else _dt.datetime.fromisoformat(str(material.date))
     key = {"rig": material.rig_name, "calibration_date": when}
-    if CalibrationRecording & key:
+    folder = Path(calib_dir).resolve()
+    row = {**key, "calib_dir": str(folder), "board": material.board.to_dict(),
+           "camera_names": list(material.camera_names), "settings": settings.to_dict(), "notes": notes,
+           "checksums": material.checksums}
+    cameras = [{"camera": name} for name in material.camera_names]
+    check_rows(CalibrationRecording, [row], str(folder / "calibration.toml"))
+    check_rows(raw.Camera, cameras, str(folder / "calibration.toml"))
+    existing = (CalibrationRecording & key).to_dicts()
+    if existing:
+        if existing[0]["checksums"] != material.checksums:
+            raise ValueError(f"{folder}: rig {key['rig']!r} already has a calibration dated {when.isoformat()} "
+                             f"from {existing[0]['calib_dir']} with other content "
+                             f"({raw.describe_changes(existing[0]['checksums'], material.checksums)}); to replace it delete "
+                             "that CalibrationRecording (and what was computed from it) first, then register again")
         return key, False
     with CalibrationRecording.connection.transaction:
-        raw.Camera.insert([{"camera": name} for name in material.camera_names], skip_duplicates=True)
-        CalibrationRecording.insert1({**key, "calib_dir": str(Path(calib_dir).resolve()),
-                                      "board": material.board.to_dict(),
-                                      "camera_names": list(material.camera_names),
-                                      "settings": settings.to_dict(), "notes": notes})
+        raw.Camera.insert(cameras, skip_duplicates=True)
+        CalibrationRecording.insert1(row)
     return key, True
 
 

@@ -147,6 +147,48 @@ def _refresh_connection_id(connection) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# populate with recovery (``ratpose populate``)
+
+TRANSIENT_RETRIES = 3  # times a key whose make() lost its connection is tried again in one populate
+
+
+def populate_recovering(tables: dict[str, type], *, reserve_jobs: bool = True, processes: int = 1) -> dict[str, dict]:
+    """Like jobs.populate, after reclaiming dead reservations, retrying transient failures; error_list
+    ends as every key of the table in error (also from earlier runs)."""
+    if reserve_jobs:
+        reclaim(tables)
+    return {name: _populate_with_retries(name, table, reserve_jobs, processes) for name, table in tables.items()}
+
+
+def reclaim(tables: dict[str, type]) -> int:
+    """Make keys reserved by dead connections (a killed worker or populate) pending again."""
+    if tables:
+        _refresh_connection_id(next(iter(tables.values())).connection)
+    return reclaim_dead_reservations(tables)
+
+
+def _populate_with_retries(name: str, table, reserve_jobs: bool, processes: int) -> dict:
+    """populate() one table; keys failing on a lost connection (also at COMMIT) are tried again, bounded."""
+    attempts, done, errors = Counter(), 0, []
+    for _ in range(TRANSIENT_RETRIES + 1):
+        try:
+            result = table.populate(reserve_jobs=reserve_jobs, suppress_errors=True,
+                                    display_progress=True, processes=processes)
+            done, errors = done + result["success_count"], result["error_list"]
+        except (dj.errors.LostConnectionError, dj.errors.QueryError, ConnectionError) as err:
+            errors = [({}, f"{type(err).__name__}: {err}")]
+        if not table.connection.is_connected:
+            table.connection.connect()
+        _refresh_connection_id(table.connection)
+        if not reserve_jobs or not (reclaim({name: table}) + _retry_transient({name: table}, attempts,
+                                                                              TRANSIENT_RETRIES)):
+            break
+    if reserve_jobs:
+        errors = [({k: e[k] for k in table.primary_key}, e["error_message"]) for e in table.jobs.errors.to_dicts()]
+    return {"success_count": done, "error_list": errors}
+
+
+# ---------------------------------------------------------------------------------------------
 # workers
 
 def _raise_exit(signum, frame):

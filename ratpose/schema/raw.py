@@ -8,6 +8,7 @@ import datajoint as dj
 import numpy as np
 
 from ..ingest.session_folder import SessionData
+from .limits import check_rows
 
 schema = dj.Schema()
 
@@ -48,6 +49,7 @@ class Session(dj.Manual):
     session_dir : varchar(1024)   # absolute path of the session folder when ingested
     trigger_rate_hz : float64
     notes = '' : varchar(2048)
+    checksums = null : <blob>     # {file name: sha256} of the ingested files
     """
 
 
@@ -58,7 +60,9 @@ class Recording(dj.Manual):
     -> Camera
     ---
     role : enum('primary', 'secondary')
-    video_file : varchar(255)     # file name inside session_dir
+    video_file : varchar(255)     # path relative to session_dir
+    serial = '' : varchar(32)     # camera serial and model as recorded in session.toml
+    model = '' : varchar(64)
     n_frames : int64
     fps : float64                 # nominal, from the video container
     width : int32
@@ -115,48 +119,74 @@ def session_key(data: SessionData) -> dict:
 def _check_cameras(data: SessionData) -> None:
     for cam in data.cameras:
         known = (Camera & {"camera": cam.name}).to_dicts()
-        if known and known[0]["serial"] and cam.serial and known[0]["serial"] != cam.serial:
-            raise ValueError(f"{data.path / 'session.toml'}: camera {cam.name!r} has serial {cam.serial} "
-                             f"but the database knows it as serial {known[0]['serial']}; camera names "
-                             "must be unique in the lab")
+        for field in ("serial", "model"):
+            if known and known[0][field] and getattr(cam, field) and known[0][field] != getattr(cam, field):
+                raise ValueError(f"{data.path / 'session.toml'}: camera {cam.name!r} has {field} "
+                                 f"{getattr(cam, field)!r} but the database knows it as {known[0][field]!r} "
+                                 "(camera swapped? camera names must be unique in the lab)")
+
+
+def describe_changes(old: dict | None, new: dict) -> str:
+    old = old or {}
+    changed = [f"{n} {'added' if n not in old else 'removed' if n not in new else 'changed'}"
+               for n in sorted(set(old) | set(new)) if old.get(n) != new.get(n)]
+    return ", ".join(changed[:6]) + (" ..." if len(changed) > 6 else "")
+
+
+def _rows(data: SessionData, key: dict) -> list[tuple[type, list[dict]]]:
+    """Every row a session folder adds, by table."""
+    return [
+        (Subject, [{"subject": data.subject}]),
+        (Camera, [{"camera": c.name, "serial": c.serial, "model": c.model, "pixel_size_um": c.pixel_size_um,
+                   "lens_mm": c.lens_mm} for c in data.cameras]),
+        (Session, [{**key, "rig": data.rig, "task": data.task, "session_dir": str(data.path),
+                    "trigger_rate_hz": data.trigger_rate_hz, "notes": data.notes, "checksums": data.checksums}]),
+        (Recording, [{**key, "camera": c.name, "role": c.role, "video_file": str(c.video.relative_to(data.path)),
+                      "serial": c.serial, "model": c.model,
+                      "n_frames": c.n_frames, "fps": c.fps, "width": c.width, "height": c.height,
+                      "frame_id": c.frame_id, "camera_ts_ns": c.camera_ts_ns,
+                      "exposure_us": c.exposure_us} for c in data.cameras]),
+        (TriggerLog, [{**key, "n_pulses": int(data.tick_us.size), "tick_us": data.tick_us}]),
+        (KnobLog, [{**key, "n_touches": int(data.touch_on_s.size), "touch_on_s": data.touch_on_s,
+                    "touch_off_s": data.touch_off_s, "angle_time_s": data.angle_time_s,
+                    "angle_deg": data.angle_deg, "force_mn": data.force_mn}]),
+        (Unit, [{**key, "unit_id": int(row.unit_id), "tetrode": int(row.tetrode),
+                 "n_spikes": int(data.spike_times[int(row.unit_id)].size),
+                 "spike_times": data.spike_times[int(row.unit_id)],
+                 "snr": _optional_float(row, "snr"),
+                 "peak_amplitude_uv": _optional_float(row, "peak_amplitude_uv")}
+                for row in data.units.itertuples()]),
+    ]
+
+
+_SOURCE = {Subject: "session.toml", Camera: "session.toml", Session: "session.toml", Recording: "session.toml",
+           TriggerLog: "trigger.csv", KnobLog: "knob_events.csv", Unit: "units.csv"}
 
 
 def insert_session(data: SessionData) -> tuple[dict, bool]:
     """Insert a validated session in one transaction; returns (key, inserted).
 
-    Re-ingesting the same folder changes nothing (inserted=False); a different folder claiming an
-    existing session key is refused.
+    Re-ingesting the same unchanged folder changes nothing (inserted=False); a changed folder, or a
+    different folder claiming an existing session key, is refused naming what differs.
     """
     key = session_key(data)
+    rows = _rows(data, key)
+    for table, table_rows in rows:
+        check_rows(table, table_rows, str(data.path / _SOURCE[table]))
     existing = (Session & key).to_dicts()
     if existing:
         if existing[0]["session_dir"] != str(data.path):
             raise ValueError(f"{data.path}: session {key} already exists, ingested from "
                              f"{existing[0]['session_dir']} (duplicated session?)")
+        if existing[0]["checksums"] != data.checksums:
+            raise ValueError(f"{data.path}: folder changed since it was ingested ({describe_changes(existing[0]['checksums'], data.checksums)}); "
+                             f"to replace the session run `ratpose delete --subject {data.subject} --datetime "
+                             f"{data.session_datetime.isoformat()}` then `ratpose ingest {data.path}`")
         return key, False
     _check_cameras(data)
-    connection = Session.connection
-    with connection.transaction:
-        Subject.insert1({"subject": data.subject}, skip_duplicates=True)
-        Camera.insert([{"camera": c.name, "serial": c.serial, "model": c.model,
-                        "pixel_size_um": c.pixel_size_um, "lens_mm": c.lens_mm} for c in data.cameras],
-                      skip_duplicates=True)
-        Session.insert1({**key, "rig": data.rig, "task": data.task, "session_dir": str(data.path),
-                         "trigger_rate_hz": data.trigger_rate_hz, "notes": data.notes})
-        Recording.insert([{**key, "camera": c.name, "role": c.role, "video_file": c.video.name,
-                           "n_frames": c.n_frames, "fps": c.fps, "width": c.width, "height": c.height,
-                           "frame_id": c.frame_id, "camera_ts_ns": c.camera_ts_ns,
-                           "exposure_us": c.exposure_us} for c in data.cameras])
-        TriggerLog.insert1({**key, "n_pulses": int(data.tick_us.size), "tick_us": data.tick_us})
-        KnobLog.insert1({**key, "n_touches": int(data.touch_on_s.size), "touch_on_s": data.touch_on_s,
-                         "touch_off_s": data.touch_off_s, "angle_time_s": data.angle_time_s,
-                         "angle_deg": data.angle_deg, "force_mn": data.force_mn})
-        Unit.insert([{**key, "unit_id": int(row.unit_id), "tetrode": int(row.tetrode),
-                      "n_spikes": int(data.spike_times[int(row.unit_id)].size),
-                      "spike_times": data.spike_times[int(row.unit_id)],
-                      "snr": _optional_float(row, "snr"),
-                      "peak_amplitude_uv": _optional_float(row, "peak_amplitude_uv")}
-                     for row in data.units.itertuples()])
+    with Session.connection.transaction:
+        for table, table_rows in rows:
+            table.insert(table_rows, skip_duplicates=table in (Subject, Camera))
     return key, True
 
 

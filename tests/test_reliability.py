@@ -1,0 +1,300 @@
+"""Reliability catalogue: hostile-but-realistic inputs to `ratpose ingest` / calibration registration /
+DLC loading, each refused with exit 1 and one line naming the file or field, adding no row anywhere;
+a valid ingest still works afterwards; populate reclaims dead reservations."""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import tomli_w
+from conftest import wipe
+
+from ratpose._toml import tomllib
+from ratpose.cli import main as cli
+from ratpose.sim import SessionConfig, write_session
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("reliability") / "session"
+    write_session(folder, SessionConfig(seconds=1.0, fps=30.0, size=(32, 32), seed=5, n_units=2, subject="rat_rel"))
+    shutil.rmtree(folder / "ground_truth")
+    return folder
+
+
+def _toml(**changes):
+    def mutate(folder: Path):
+        meta = tomllib.loads((folder / "session.toml").read_text())
+        for key, value in changes.items():
+            if key.startswith("cam0_"):
+                meta["camera"][0][key[5:]] = value
+            elif value is None:
+                del meta[key]
+            else:
+                meta[key] = value
+        (folder / "session.toml").write_text(tomli_w.dumps(meta))
+    return mutate
+
+
+def _csv(name, edit):
+    def mutate(folder: Path):
+        table = pd.read_csv(folder / name)
+        table = edit(table)
+        table.to_csv(folder / name, index=False)
+    return mutate
+
+
+def _cell(name, column, value, row=0):
+    def edit(table):
+        table[column] = table[column].astype(object)
+        table.loc[row, column] = value
+        return table
+    return _csv(name, edit)
+
+
+def _shift(name, column, by):
+    def edit(table):
+        table[column] = table[column] + by
+        return table
+    return _csv(name, edit)
+
+
+LONG = "x" * 3000
+# (case id, mutation, text the error line must contain)
+CASES = [
+    ("empty-subject", _toml(subject=""), "subject"),
+    ("blank-subject", _toml(subject="   "), "subject"),
+    ("empty-rig", _toml(rig=""), "rig"),
+    ("subject-33", _toml(subject="s" * 33), "subject"),
+    ("subject-long", _toml(subject=LONG), "subject"),
+    ("rig-65", _toml(rig="r" * 65), "rig"),
+    ("task-65", _toml(task="t" * 65), "task"),
+    ("notes-2049", _toml(notes="n" * 2049), "notes"),
+    ("serial-33", _toml(cam0_serial="9" * 33), "serial"),
+    ("serial-int-long", _toml(cam0_serial=10**40), "serial"),
+    ("model-65", _toml(cam0_model="m" * 65), "model"),
+    ("camera-name-long", _toml(cam0_name="c" * 40), "camera name"),
+    ("camera-name-bad", _toml(cam0_name="Cam 0"), "camera name"),
+    ("role-bad", _toml(cam0_role="main"), "role"),
+    ("video-outside", _toml(cam0_video="../cam0.avi"), "outside the session folder"),
+    ("video-absolute", _toml(cam0_video="/tmp/elsewhere.avi"), "outside the session folder"),
+    ("video-missing", _toml(cam0_video="nope.avi"), "nope.avi"),
+    ("video-suffix", _toml(cam0_video="cam0.frames.csv"), "video must be"),
+    ("date-2099", _toml(session_datetime="2099-01-01T10:00:00"), "future"),
+    ("date-impossible", _toml(session_datetime="2026-02-30T10:00:00"), "session_datetime"),
+    ("date-garbage", _toml(session_datetime="yesterday"), "session_datetime"),
+    ("date-number", _toml(session_datetime=5), "session_datetime"),
+    ("subject-missing", _toml(subject=None), "subject"),
+    ("rate-negative", _toml(trigger_rate_hz=-30.0), "trigger_rate_hz"),
+    ("rate-zero", _toml(trigger_rate_hz=0), "trigger_rate_hz"),
+    ("rate-inf", _toml(trigger_rate_hz=float("inf")), "trigger_rate_hz"),
+    ("rate-text", _toml(trigger_rate_hz="fast"), "trigger_rate_hz"),
+    ("format-2", _toml(format_version=2), "format_version"),
+    ("pixel-nan", _toml(cam0_pixel_size_um=float("nan")), "pixel_size_um"),
+    ("no-cameras", _toml(camera=[]), "camera"),
+    ("unit-id-2^31", _cell("units.csv", "unit_id", 2**31), "unit_id"),
+    ("unit-id-neg", _cell("units.csv", "unit_id", -(2**31) - 1), "unit_id"),
+    ("unit-id-2^63", _cell("units.csv", "unit_id", 2**63), "unit_id"),
+    ("tetrode-40000", _cell("units.csv", "tetrode", 40000), "tetrode"),
+    ("tetrode-neg", _cell("units.csv", "tetrode", -40000), "tetrode"),
+    ("tetrode-float", _cell("units.csv", "tetrode", 1.5), "tetrode"),
+    ("unit-repeat", _cell("units.csv", "unit_id", 2), "unit_id"),
+    ("spike-unknown-unit", _cell("spikes.csv", "unit_id", 99), "unit_id"),
+    ("spike-nan", _cell("spikes.csv", "time_s", "nan"), "time_s"),
+    ("spikes-before-start", _shift("spikes.csv", "time_s", -1000.0), "spikes.csv"),
+    ("spike-far-after", _cell("spikes.csv", "time_s", 1e6), "spikes.csv"),
+    ("spikes-ms", _csv("spikes.csv", lambda t: t.assign(time_s=t.time_s * 1000)), "spikes.csv"),
+    ("knob-after-end", _shift("knob_events.csv", "time_s", 5000.0), "knob_events.csv"),
+    ("knob-before-start", _shift("knob_events.csv", "time_s", -630.0), "knob_events.csv"),
+    ("knob-bad-event", _cell("knob_events.csv", "event", "touch"), "event"),
+    ("knob-inf", _cell("knob_events.csv", "time_s", "inf"), "time_s"),
+    ("angle-after-end", _shift("knob_angle.csv", "time_s", 9000.0), "knob_angle.csv"),
+    ("angle-text", _cell("knob_angle.csv", "angle_deg", "abc"), "angle_deg"),
+    ("tick-negative", _cell("trigger.csv", "tick_us", -5), "tick_us"),
+    ("tick-2^32", _cell("trigger.csv", "tick_us", 2**32), "tick_us"),
+    ("trigger-short", _csv("trigger.csv", lambda t: t.iloc[:5]), "trigger.csv"),
+    ("frames-missing-row", _csv("cam0.frames.csv", lambda t: t.iloc[:-1]), "cam0"),
+    ("frame-id-repeat", _cell("cam0.frames.csv", "frame_id", 23), "frame_id"),
+    ("camera-ts-text", _cell("cam0.frames.csv", "camera_ts_ns", "x"), "camera_ts_ns"),
+    ("no-units-file", lambda f: (f / "units.csv").unlink(), "units.csv"),
+    ("no-trigger", lambda f: (f / "trigger.csv").unlink(), "trigger.csv"),
+    ("no-toml", lambda f: (f / "session.toml").unlink(), "session.toml"),
+    ("toml-garbage", lambda f: (f / "session.toml").write_text("subject = [unclosed"), "session.toml"),
+    ("video-truncated", lambda f: (f / "cam0.avi").write_bytes((f / "cam0.avi").read_bytes()[:3000]), "cam0.avi"),
+    ("video-empty", lambda f: (f / "cam0.avi").write_bytes(b""), "cam0.avi"),
+]
+PERMISSION_CASES = ["session.toml", "trigger.csv", "cam0.frames.csv", "knob_events.csv", "units.csv",
+                    "spikes.csv", "cam0.avi", "."]
+
+
+def _row_counts(modules) -> dict[str, int]:
+    """Total rows per schema, one query each."""
+    counts = {}
+    for stage, module in modules.items():
+        tables = [t for t in module.schema.list_tables()]
+        sql = " + ".join(f"(SELECT COUNT(*) FROM `{module.schema.database}`.`{t}`)" for t in tables)
+        counts[stage] = module.schema.connection.query(f"SELECT {sql}").fetchone()[0]
+    return counts
+
+
+def _refused(db, folder: Path, capsys, expected: str) -> None:
+    before = _row_counts(db)
+    code = cli(["ingest", str(folder)])
+    err = capsys.readouterr().err.strip()
+    assert code == 1, err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert expected in err, err
+    assert _row_counts(db) == before
+
+
+@pytest.fixture(scope="module")
+def baseline(db, template, tmp_path_factory):
+    """An existing session, so re-ingest cases can edit it."""
+    wipe(db)
+    assert cli(["ingest", str(template)]) == 0
+    return template
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_bad_session_folder_is_refused(db, template, tmp_path, capsys, case):
+    _, mutate, expected = case
+    folder = tmp_path / "session"
+    shutil.copytree(template, folder)
+    mutate(folder)
+    _refused(db, folder, capsys, expected)
+
+
+@contextlib.contextmanager
+def _as_nobody():
+    """Act as an unprivileged user (root reads everything), if this process may switch."""
+    if os.geteuid() != 0:
+        yield
+        return
+    os.seteuid(65534)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+
+
+@pytest.mark.parametrize("name", PERMISSION_CASES)
+def test_unreadable_file_names_permission(db, template, capsys, name, tmp_path_factory):
+    root = Path(os.environ.get("TMPDIR", "/tmp")) / f"ratpose-rel-{os.getpid()}"
+    folder = root / "session"
+    shutil.rmtree(root, ignore_errors=True)
+    shutil.copytree(template, folder)
+    for path in (root, folder, *folder.iterdir()):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    (folder / name).chmod(0)
+    try:
+        with _as_nobody():
+            _refused(db, folder, capsys, "permission denied")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _edited(template: Path, tmp_path: Path, edit) -> Path:
+    """The template edited in place (same folder path as ingested); returns the backup to restore from."""
+    backup = tmp_path / "backup"
+    shutil.copytree(template, backup)
+    edit(template)
+    return backup
+
+
+@pytest.mark.parametrize("edit,changed", [
+    (_toml(notes="edited after ingest"), "session.toml changed"),
+    (_shift("knob_angle.csv", "angle_deg", 1.0), "knob_angle.csv changed"),
+    (lambda f: (f / "spikes.csv").write_text("unit_id,time_s\n1,631.0\n"), "spikes.csv changed"),
+    (lambda f: (f / "units.csv").unlink() or (f / "spikes.csv").unlink(), "units.csv removed"),
+    (_toml(cam0_serial="21000099"), "session.toml changed"),
+])
+def test_folder_edited_after_ingest_is_refused(db, baseline, tmp_path, capsys, edit, changed):
+    backup = _edited(baseline, tmp_path, edit)
+    try:
+        _refused(db, baseline, capsys, changed)
+    finally:
+        shutil.rmtree(baseline)
+        shutil.copytree(backup, baseline)
+    assert cli(["ingest", str(baseline)]) == 0
+    assert "already ingested" in capsys.readouterr().out
+
+
+def test_changed_folder_message_names_replace_command(db, baseline, tmp_path, capsys):
+    backup = _edited(baseline, tmp_path, _toml(notes="changed"))
+    try:
+        assert cli(["ingest", str(baseline)]) == 1
+        err = capsys.readouterr().err
+        assert "ratpose delete --subject rat_rel --datetime" in err and "ratpose ingest" in err
+    finally:
+        shutil.rmtree(baseline)
+        shutil.copytree(backup, baseline)
+
+
+def test_swapped_camera_is_refused(db, baseline, tmp_path, capsys):
+    other = tmp_path / "other"
+    shutil.copytree(baseline, other)
+    _toml(session_datetime="2026-11-25T10:00:00", cam0_model="Other model X")(other)
+    _refused(db, other, capsys, "model")
+    _toml(cam0_model="Blackfly S BFS-U3-16S2M", cam0_serial="99999999")(other)
+    _refused(db, other, capsys, "serial")
+
+
+def test_unwritable_store_is_one_line(db, template, tmp_path, capsys, monkeypatch):
+    import datajoint as dj
+
+    wipe(db)
+    blocker = tmp_path / "store-is-a-file"
+    blocker.write_text("")
+    spec = dict(dj.config.stores["ratpose"])
+    monkeypatch.setitem(dj.config.stores, "ratpose", {**spec, "location": str(blocker / "sub")})
+    before = _row_counts(db)
+    assert cli(["ingest", str(template)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "store" in err.lower(), err
+    assert _row_counts(db) == before
+
+
+def test_valid_ingest_works_after_the_catalogue(db, template, capsys):
+    wipe(db)
+    assert cli(["ingest", str(template)]) == 0
+    raw = db["raw"]
+    assert len(raw.Session()) == 1 and len(raw.Recording()) == 2
+    row = (raw.Recording & {"camera": "cam0"}).to_dicts()[0]
+    assert row["serial"] == "21000001" and row["model"] == "Blackfly S BFS-U3-16S2M"
+    assert Path(raw.video_path({k: row[k] for k in ("subject", "session_datetime", "camera")})).is_file()
+
+
+def test_populate_reclaims_reservation_of_dead_connection(db, template, capsys):
+    """A key reserved by a killed process (its connection gone) is computed by a plain populate."""
+    from ratpose.schema.ops import reclaim
+    from ratpose.schema.ops import pipeline_tables
+
+    tables = pipeline_tables([])
+    name, table = next((n, t) for n, t in tables.items() if t.key_source - t.proj())
+    table.jobs.refresh()
+    key = table.jobs.pending.keys()[0]
+    assert table.jobs.reserve(key)
+    where = " AND ".join(f"`{k}`=%s" for k in key)
+    table.connection.query(f"UPDATE {table.jobs.full_table_name} SET status='reserved', connection_id=999999999 "
+                           f"WHERE {where}", args=tuple(key.values()))
+    assert len(table.jobs.reserved) == 1
+    assert cli(["populate", name]) == 0
+    assert len(table.jobs.reserved) == 0 and table & key
+    assert reclaim({name: table}) == 0
+
+
+def test_bad_dlc_likelihood_is_refused(tmp_path):
+    from ratpose.pose2d.dlc import DLCError, load_dlc_h5
+
+    columns = pd.MultiIndex.from_product([["scorer"], ["nose"], ["x", "y", "likelihood"]],
+                                         names=["scorer", "bodyparts", "coords"])
+    for value in (1.5, -0.1, np.inf):
+        path = tmp_path / f"out{value}.h5"
+        pd.DataFrame([[1.0, 2.0, 0.5], [1.0, 2.0, value]], columns=columns).to_hdf(path, key="df")
+        with pytest.raises(DLCError, match="likelihood .* 'nose' at frame 1"):
+            load_dlc_h5(path)
