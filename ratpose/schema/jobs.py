@@ -25,7 +25,7 @@ def status(tables: dict[str, type]) -> dict[str, dict]:
         jobs = table.jobs
         errors = jobs.errors.to_dicts() if len(jobs.errors) else []
         rows[name] = {"done": len(table()),
-                      "pending": len(table.key_source - table.proj() - jobs.errors.proj()),
+                      "pending": max(0, len(table.key_source - table.proj()) - len(errors)),  # not counted twice
                       "reserved": len(jobs.reserved),
                       "error": len(errors),
                       "error_messages": [f"{_key_text(e, table.primary_key)}: {e['error_message']}" for e in errors]}
