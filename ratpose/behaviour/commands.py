@@ -45,7 +45,7 @@ def _cmd_knob_set(args) -> int:
             knob = Knob(np.array(args.centre), args.radius, None if args.axis is None else np.array(args.axis))
     except (LookupError, ValueError) as err:
         return _fail(str(err))
-    up = np.asarray(args.up if args.up is not None else (knob.axis if knob.axis is not None else (0, 0, 1)), float)
+    up = np.asarray(args.up, float)
     print(f"knob of {args.rig} ({calibrations[0]['calibration_date']}): centre "
           f"{np.round(knob.centre, 2).tolist()} mm, radius {knob.radius_mm:.2f} mm, axis "
           f"{None if knob.axis is None else np.round(knob.axis, 3).tolist()}, up {np.round(up, 3).tolist()}")
@@ -66,8 +66,8 @@ def add_commands(subparsers) -> None:
     parser.add_argument("--centre", type=float, nargs=3, metavar=("X", "Y", "Z"), help="knob centre (mm)")
     parser.add_argument("--radius", type=float, metavar="MM", help="rim radius (mm)")
     parser.add_argument("--axis", type=float, nargs=3, metavar=("X", "Y", "Z"), help="rotation axis")
-    parser.add_argument("--up", type=float, nargs=3, metavar=("X", "Y", "Z"),
-                        help="world vertical (default: the axis, else +Z)")
+    parser.add_argument("--up", type=float, nargs=3, metavar=("X", "Y", "Z"), default=(0.0, 0.0, 1.0),
+                        help="world vertical (not parallel to the knob axis)")
     parser.add_argument("--estimate", type=Path, metavar="SESSION",
                         help="instead: fit the knob to the marker's arc in this ingested session's 3D pose")
     parser.add_argument("--marker", default="knob_marker", help="body part on the knob rim (--estimate)")
