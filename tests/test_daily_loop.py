@@ -16,6 +16,12 @@ def _run(env, *args, ok=True):
     return done
 
 
+def _status_rows(text: str) -> dict[str, list[int]]:
+    """table -> [done, pending, reserved, error] from `ratpose status` output."""
+    rows = [line.split() for line in text.splitlines()]
+    return {r[0]: [int(v) for v in r[1:]] for r in rows if len(r) == 5 and r[1].isdigit()}
+
+
 def test_daily_loop_from_the_command_line(tmp_path):
     prefix = f"rploop_{uuid.uuid4().hex[:8]}"
     env = {**os.environ, "RATPOSE_DB_PREFIX": prefix, "RATPOSE_STORE": str(tmp_path / "store"),
@@ -38,8 +44,8 @@ def test_daily_loop_from_the_command_line(tmp_path):
              "--up", 0, -1, 0)
         _run(env, "populate")
         status = _run(env, "status").stdout
-        rows = {line.split()[0]: line.split()[1:] for line in status.splitlines()[1:]}
-        assert all(r[1:] == ["0", "0", "0"] and int(r[0]) > 0 for r in rows.values()), status
+        rows = _status_rows(status)
+        assert len(rows) == 10 and all(r[1:] == [0, 0, 0] and r[0] > 0 for r in rows.values()), status
         _run(env, "report", rig / "session", "--out", tmp_path / "report")
         assert (tmp_path / "report").is_dir() and any((tmp_path / "report").iterdir())
         _run(env, "export", "--subject", "rat01", "--datetime", "2026-11-24T10:00:00", "--training-set", "sim",
@@ -52,8 +58,8 @@ def test_daily_loop_from_the_command_line(tmp_path):
         _run(env, "ingest", later / "session")
         _run(env, "populate")
         after = _run(env, "status").stdout
-        counts = {line.split()[0]: int(line.split()[1]) for line in after.splitlines()[1:]}
-        assert counts["Pose3D"] == 2 and counts["KnobValidation"] == 2, after
+        counts = _status_rows(after)
+        assert counts["Pose3D"][0] == 2 and counts["KnobValidation"][0] == 2, after
     finally:
         connection = pymysql.connect(host=os.environ["DJ_HOST"], user=os.environ["DJ_USER"],
                                      password=os.environ["DJ_PASS"], autocommit=True)
