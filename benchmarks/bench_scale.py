@@ -169,6 +169,7 @@ def main(argv=None) -> int:
         analysis.set_knob(calibration_key, scene.knob(), up=scene.up)
         pose.register_training_set("bench", str(work / "labeled"), list(bodyparts), "bench")
         pose.PoseModelParams.insert1({"pose_params": "external", "mode": "external"})
+        pose.request_model("bench", "external")
         tables = schema.computed_tables(modules)
         for name in STAGES:
             if name == "Pose2D":

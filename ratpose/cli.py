@@ -7,9 +7,12 @@ from pathlib import Path
 
 from .acquisition.commands import add_commands as add_acquisition_commands
 from .export.commands import add_commands as add_export_commands
+from .behaviour.commands import add_commands as add_knob_commands
+from .pose2d.commands import add_commands as add_pose_commands
 from .report.commands import add_commands as add_report_commands
 from .schema.maintenance import add_commands as add_maintenance_commands
 from .schema.ops import add_commands as add_ops_commands
+from .sim.commands import add_commands as add_sim_commands
 
 
 def _cmd_db_check(args) -> int:
@@ -33,11 +36,14 @@ def _cmd_ingest(args) -> int:
     from . import schema
     from .ingest.session_folder import SessionFormatError, read_session_folder
 
-    raw = schema.activate()["raw"]
+    modules = schema.activate()
     failures = 0
     for folder in args.session_dirs:
         try:
-            key, inserted = raw.insert_session(read_session_folder(folder))
+            if (Path(folder) / "calibration.toml").is_file():  # a calibration folder
+                key, inserted = modules["calib"].register_calibration(folder)
+            else:
+                key, inserted = modules["raw"].insert_session(read_session_folder(folder))
         except (SessionFormatError, ValueError, OSError) as err:
             print(f"ERROR {_expected_error(err)}", file=sys.stderr)
             failures += 1
@@ -56,46 +62,25 @@ def _selected_tables(names: list[str]):
 
 
 def _cmd_populate(args) -> int:
+    from .schema.jobs import print_errors
     from .schema.ops import populate_recovering
 
-    results = populate_recovering(_selected_tables(args.tables), reserve_jobs=not args.direct)
-    errors = sum(len(r["error_list"]) for r in results.values())
+    tables = _selected_tables(args.tables)
+    results = populate_recovering(tables, reserve_jobs=not args.direct)
     for name, result in results.items():
-        print(f"{name:<20} {result['success_count']:>5} computed, {len(result['error_list']):>3} errors")
-        for key, message in result["error_list"]:
-            print(f"    {key}: {message}")
-    if errors:
-        print("fix the cause, then run `ratpose jobs retry` and `ratpose populate` again")
-    return 1 if errors else 0
+        print(f"{name:<20} {result['success_count']:>5} computed, {len(result['error_list']):>3} in error")
+    return 1 if print_errors(tables) else 0
 
 
 def _cmd_status(args) -> int:
-    from .schema.jobs import status
+    from .schema.jobs import print_errors, status
 
-    rows = status(_selected_tables(args.tables))
+    tables = _selected_tables(args.tables)
+    rows = status(tables)
     print(f"{'table':<20} {'done':>6} {'pending':>8} {'reserved':>9} {'error':>6}")
     for name, row in rows.items():
         print(f"{name:<20} {row['done']:>6} {row['pending']:>8} {row['reserved']:>9} {row['error']:>6}")
-        for message in row["error_messages"]:
-            print(f"    {message}")
-    return 0
-
-
-def _cmd_sim(args) -> int:
-    from .sim import SessionConfig, write_session
-
-    base = SessionConfig.full_size() if args.full_size else SessionConfig()
-    overrides = {k: v for k, v in (("seconds", args.seconds), ("fps", args.fps), ("seed", args.seed),
-                                   ("n_cameras", args.cameras), ("subject", args.subject)) if v is not None}
-    if args.size:
-        overrides["size"] = tuple(int(v) for v in args.size.lower().split("x"))
-    if args.wrap:
-        overrides["wrap"] = True
-    config = SessionConfig(**{**base.__dict__, **overrides, "progress": True})
-    truth = write_session(args.session_dir, config)
-    print(f"wrote {args.session_dir}: {len(truth.tick_us)} pulses, cameras {list(truth.cameras)}, "
-          f"{len(truth.touch_intervals)} knob touches, {len(truth.units)} units (truth in ground_truth/)")
-    return 0
+    return 1 if print_errors(tables) else 0
 
 
 def _cmd_demo(args) -> int:
@@ -117,7 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     db_sub = db_parser.add_subparsers(dest="db_command", required=True)
     db_sub.add_parser("check", help="connect; print server, prefix and schemas").set_defaults(func=_cmd_db_check)
 
-    ingest = sub.add_parser("ingest", help="validate session folders and insert them (atomic, idempotent)")
+    ingest = sub.add_parser("ingest", help="validate session (or calibration) folders and insert them (atomic, "
+                                           "idempotent)")
     ingest.add_argument("session_dirs", nargs="+", type=Path)
     ingest.set_defaults(func=_cmd_ingest)
 
@@ -127,18 +113,6 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--epochs", type=int, default=25, help="DeepLabCut training epochs")
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=_cmd_demo)
-
-    sim = sub.add_parser("sim", help="write a synthetic session folder with its ground truth")
-    sim.add_argument("session_dir", type=Path)
-    sim.add_argument("--seconds", type=float)
-    sim.add_argument("--fps", type=float)
-    sim.add_argument("--size", help="WxH, e.g. 160x128")
-    sim.add_argument("--seed", type=int)
-    sim.add_argument("--cameras", type=int)
-    sim.add_argument("--subject")
-    sim.add_argument("--wrap", action="store_true", help="start the Pi tick counter so it wraps mid-session")
-    sim.add_argument("--full-size", action="store_true", help="1440x1080 at 226 fps (benchmarks)")
-    sim.set_defaults(func=_cmd_sim)
 
 
     populate = sub.add_parser("populate", help="compute all pending work of the given tables (default all)")
@@ -154,6 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_acquisition_commands(sub)
     add_ops_commands(sub)
     add_maintenance_commands(sub)
+    add_sim_commands(sub)
+    add_pose_commands(sub)
+    add_knob_commands(sub)
     return parser
 
 

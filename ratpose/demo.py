@@ -65,6 +65,7 @@ def _insert_inputs(modules, data_dir: Path, settings: DemoSettings) -> dict:
     pose.PoseModelParams.insert1({"pose_params": "demo_cpu", "mode": "train", "net_type": "resnet_18",
                                   "epochs": settings.epochs, "batch_size": 8, "augmentation": False,
                                   "device": "auto", "init": "random"}, skip_duplicates=True)
+    pose.request_model("demo", "demo_cpu")
     return session
 
 

@@ -83,6 +83,8 @@ def build_simulated_pipeline(db, root: Path, config, extra_outputs=None):
     pose.register_training_set("sim", str(root / "labeled"), list(BODYPARTS), "sim")
     pose.PoseModelParams.insert([{"pose_params": params, "mode": "external"} for params in outputs],
                                 skip_duplicates=True)
+    for params in outputs:
+        pose.request_model("sim", params)
     tables = schema.computed_tables(db)
     populate({n: tables[n] for n in ("SyncedFrames", "SessionSync", "Calibration", "SessionCalibration",
                                      "PoseModel")})

@@ -65,7 +65,7 @@ def two_sessions(db, tmp_path_factory):
     calibration_key, _ = calib.register_calibration(root / "calibration")
     pose.register_training_set("sim", str(root / "labeled"), list(BODYPARTS), "sim")
     pose.PoseModelParams.insert1({"pose_params": "external", "mode": "external"}, skip_duplicates=True)
-    model = {"training_set": "sim", "pose_params": "external"}
+    model = pose.request_model("sim", "external")
     populate({n: t for n, t in schema.computed_tables(db).items() if n == "Calibration"})
     analysis.set_knob(calibration_key, truth_drop.scene.knob(), up=truth_drop.scene.up)
     keep = _add_session(db, root / "keep", truth_keep, model)

@@ -170,6 +170,8 @@ def reclaim(tables: dict[str, type]) -> int:
 def _populate_with_retries(name: str, table, reserve_jobs: bool, processes: int) -> dict:
     """populate() one table; keys failing on a lost connection (also at COMMIT) are tried again, bounded."""
     attempts, done, errors = Counter(), 0, []
+    if hasattr(table, "schedule"):  # Manual rows a table's keys need, made from standing defaults
+        table.schedule()
     for _ in range(TRANSIENT_RETRIES + 1):
         try:
             result = table.populate(reserve_jobs=reserve_jobs, suppress_errors=True,
@@ -389,9 +391,10 @@ def write_config(folder: Path, *, host: str, port: int | None = None, user: str 
         database["port"] = int(port)
     if user is not None:
         database["user"] = _check_name(user, _USER_NAME, "user name")
-    config = {"database": database}
-    if store is not None:
-        config["stores"] = {db.STORE: {"protocol": "file", "location": str(Path(store).expanduser().resolve())}}
+    # the store is always named, so a plain dj.VirtualModule (without ratpose's configure_store) reads its blobs
+    store = store if store is not None else os.environ.get("RATPOSE_STORE", "~/ratpose-data/store")
+    config = {"database": database,
+              "stores": {db.STORE: {"protocol": "file", "location": str(Path(store).expanduser().resolve())}}}
     _write_private(config_path, json.dumps(config, indent=2) + "\n")
     written = [config_path]
     if password is not None:
@@ -479,7 +482,8 @@ def add_commands(subparsers) -> None:
     config.add_argument("--port", type=int)
     config.add_argument("--user")
     config.add_argument("--password-env", metavar="VAR", help="environment variable holding the password")
-    config.add_argument("--store", help="folder of the ratpose object store")
+    config.add_argument("--store", help="folder of the ratpose object store (default: $RATPOSE_STORE or "
+                        "~/ratpose-data/store)")
     config.add_argument("--force", action="store_true", help="replace an existing datajoint.json")
     config.set_defaults(func=_cmd_config)
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime
+from pathlib import Path
 from dataclasses import fields
 
 import datajoint as dj
@@ -63,10 +64,17 @@ class PoseModelParams(dj.Lookup):
 
 
 @schema
-class PoseModel(dj.Computed):
-    definition = """  # a DeepLabCut model: files, checksums and evaluation (px)
+class PoseModelRequest(dj.Manual):
+    definition = """  # the (training set, parameters) pairs to make models of: never their cross product
     -> TrainingSet
     -> PoseModelParams
+    """
+
+
+@schema
+class PoseModel(dj.Computed):
+    definition = """  # a DeepLabCut model: files, checksums and evaluation (px)
+    -> PoseModelRequest
     ---
     model_dir : varchar(1024)
     snapshot : varchar(1024)
@@ -127,6 +135,16 @@ class Pose2DTask(dj.Manual):
 
 
 @schema
+class PoseDefaults(dj.Manual):
+    definition = """  # the model every session of a rig recorded from a date on gets (`ratpose defaults`)
+    rig : varchar(64)
+    from_date : date
+    ---
+    -> PoseModel
+    """
+
+
+@schema
 class Pose2D(dj.Computed):
     definition = """  # 2D pose per video frame, aligned row-for-row with SyncedFrames
     -> Pose2DTask
@@ -147,6 +165,17 @@ class Pose2D(dj.Computed):
         y : <blob@ratpose>
         likelihood : <blob@ratpose>
         """
+
+    @classmethod
+    def schedule(cls) -> int:
+        """Pose2DTask rows for synced recordings not yet scheduled, from their rig's PoseDefaults."""
+        rows = []
+        for frames in (sync.SyncedFrames - Pose2DTask).proj().to_dicts():
+            model = default_model(frames)
+            if model is not None:
+                rows.append({**frames, **model, **_task_mode(frames, model)})
+        Pose2DTask.insert(rows, skip_duplicates=True)
+        return len(rows)
 
     def make_fetch(self, key):
         task = (Pose2DTask & key).fetch1()
@@ -288,6 +317,30 @@ def schedule_pose2d(session_key: dict, model_key: dict, *, mode: str = "infer", 
             for k in (sync.SyncedFrames & session_key).proj().to_dicts()]
     Pose2DTask.insert(rows, skip_duplicates=True)
     return len(rows)
+
+
+def default_model(session_key: dict) -> dict | None:
+    """The PoseModel key of the rig's PoseDefaults in force on the session's date, or None."""
+    rig, when = (raw.Session & session_key).fetch1("rig", "session_datetime")
+    rows = (PoseDefaults & {"rig": rig} & f"from_date <= '{when.date()}'").to_dicts(order_by="from_date DESC",
+                                                                                     limit=1)
+    return {k: rows[0][k] for k in PoseModel.primary_key} if rows else None
+
+
+def _task_mode(frames_key: dict, model_key: dict) -> dict:
+    """Infer with a model that has files; for an external model load the DLC .h5 next to the video."""
+    if (PoseModelParams & model_key).fetch1("mode") != "external":
+        return {"mode": "infer"}
+    video = Path(raw.video_path(frames_key))
+    found = sorted(video.parent.glob(f"{video.stem}*.h5"))
+    return {"mode": "load", "dlc_h5": str(found[0]) if len(found) == 1 else ""}
+
+
+def request_model(training_set: str, pose_params: str) -> dict:
+    """Ask for the PoseModel of one (training set, parameters) pair; returns its key."""
+    key = {"training_set": training_set, "pose_params": pose_params}
+    PoseModelRequest.insert1(key, skip_duplicates=True)
+    return key
 
 
 def fetch_pose3d(key: dict) -> dict:

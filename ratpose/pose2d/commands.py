@@ -1,0 +1,160 @@
+"""`ratpose train`, `ratpose model register` and `ratpose defaults`: pose models from the command line.
+
+A model is named by its PoseModelParams row (``NAME``); ``train`` and ``register`` from a project make
+a training set of the same name. Bad input is one line and exit code 1, with nothing inserted.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import sys
+from pathlib import Path
+
+_FORMATTER = argparse.ArgumentDefaultsHelpFormatter
+
+
+def _fail(message: str) -> int:
+    print(f"ERROR {message}", file=sys.stderr)
+    return 1
+
+
+def _pose():
+    from .. import schema
+
+    return schema.activate()["pose"]
+
+
+def _make_model(pose, name: str, training_set: str, source, params: dict) -> int:
+    """Insert what a model needs (a new training set when source is given), make it, print its evaluation.
+
+    If the model cannot be made everything inserted here is deleted again.
+    """
+    if pose.PoseModelParams & {"pose_params": name}:
+        return _fail(f"model {name!r} exists already; choose a new name")
+    if source is not None and pose.TrainingSet & {"training_set": training_set}:
+        return _fail(f"training set {training_set!r} exists already (training sets are never edited); choose a "
+                     "new name")
+    if source is not None:
+        pose.register_training_set(training_set, str(Path(source.labeled_dir).resolve()), list(source.bodyparts),
+                                   source.scorer, train_fraction=source.train_fraction)
+    pose.PoseModelParams.insert1({"pose_params": name, **params})
+    key = pose.request_model(training_set, name)
+    result = pose.PoseModel.populate(key, reserve_jobs=False, suppress_errors=True)
+    if not pose.PoseModel & key:
+        (pose.PoseModelParams & {"pose_params": name}).delete(prompt=False, part_integrity="cascade")
+        if source is not None:
+            (pose.TrainingSet & {"training_set": training_set}).delete(prompt=False, part_integrity="cascade")
+        messages = [str(m) for _, m in result["error_list"]] or ["no model made"]
+        return _fail(f"model {name!r}: {messages[0]}")
+    row = (pose.PoseModel & key).fetch1()
+    errors = ", ".join(f"{k} {row[k]:.2f} px" for k in ("train_error_px", "test_error_px") if row[k] is not None)
+    print(f"model {name!r} (training set {training_set!r}, {params['mode']}): {errors or 'no evaluation'}")
+    return 0
+
+
+def _cmd_train(args) -> int:
+    from . import sources
+
+    pose = _pose()
+    try:
+        source = sources.read_training_source(args.source)
+        if args.base:
+            if not pose.TrainingSet & {"training_set": args.base}:
+                return _fail(f"unknown training set {args.base!r} (--base)")
+            base_row = (pose.TrainingSet & {"training_set": args.base}).fetch1()
+            base = sources.read_training_source(base_row["labeled_dir"])
+            if pose.TrainingSet & {"training_set": args.name}:
+                return _fail(f"training set {args.name!r} exists already; choose a new name")
+            from .. import db
+
+            source = sources.merge_labeled(base, source, db.models_root() / "training-sets" / args.name)
+    except ValueError as err:
+        return _fail(str(err))
+    params = {"mode": "train", "net_type": args.net, "epochs": args.epochs, "batch_size": args.batch_size,
+              "augmentation": not args.no_augmentation, "device": args.device, "init": args.init}
+    return _make_model(pose, args.name, args.name, source, params)
+
+
+def _cmd_register(args) -> int:
+    from . import dlc, sources
+
+    pose = _pose()
+    path = Path(args.path)
+    try:
+        if args.external or path.suffix in (".yaml", ".yml"):
+            source = sources.read_training_source(path)
+            training_set = args.name
+            bodyparts = source.bodyparts
+        else:
+            source = None
+            training_set = args.training_set
+            if not training_set:
+                return _fail(f"{path}: a model folder or snapshot needs --training-set (its labeled frames)")
+            if not pose.TrainingSet & {"training_set": training_set}:
+                return _fail(f"unknown training set {training_set!r}")
+            bodyparts = pose.training_bodyparts({"training_set": training_set})
+        if args.external:
+            return _make_model(pose, args.name, training_set, source, {"mode": "external"})
+        model_path = sources.project_model_folder(path, args.shuffle) if source is not None else path
+        model = dlc.register_model(model_path)
+    except (ValueError, dlc.DLCError) as err:
+        return _fail(str(err))
+    if tuple(model.bodyparts) != tuple(bodyparts):
+        return _fail(f"{path}: the model predicts body parts {list(model.bodyparts)} but training set "
+                     f"{training_set!r} has {list(bodyparts)}")
+    return _make_model(pose, args.name, training_set, source, {"mode": "register", "model_path": str(model_path)})
+
+
+def _cmd_defaults(args) -> int:
+    from ..schema import calibration, raw
+
+    pose = _pose()
+    rigs = {str(r) for table in (raw.Session, calibration.CalibrationRecording) for r in table.to_arrays("rig")}
+    if args.rig not in rigs:
+        return _fail(f"unknown rig {args.rig!r}: no session or calibration of it (known: {sorted(rigs)})")
+    models = (pose.PoseModel & {"pose_params": args.model}).proj().to_dicts()
+    if len(models) != 1:
+        return _fail(f"unknown model {args.model!r}: make it with `ratpose train` or `ratpose model register`")
+    try:
+        start = _dt.date.fromisoformat(args.from_date)
+    except ValueError:
+        return _fail(f"--from {args.from_date!r}: not a date (YYYY-MM-DD)")
+    pose.PoseDefaults.insert1({"rig": args.rig, "from_date": start, **models[0]}, replace=True)
+    print(f"rig {args.rig!r}: sessions from {start} get model {args.model!r} at the next `ratpose populate`")
+    return 0
+
+
+def add_commands(subparsers) -> None:
+    """Add ``train``, ``model register`` and ``defaults``."""
+    train = subparsers.add_parser("train", formatter_class=_FORMATTER,
+                                  help="make a training set from DLC labels and train a model on it")
+    train.add_argument("name", help="name of the new training set and model")
+    train.add_argument("source", type=Path, help="DLC labeled-data folder, or a DLC project's config.yaml")
+    train.add_argument("--base", help="existing training set the new labels are added to (it stays unchanged)")
+    train.add_argument("--net", default="resnet_18", help="DLC network type")
+    train.add_argument("--epochs", type=int, default=200, help="training epochs")
+    train.add_argument("--batch-size", type=int, default=8, help="training batch size")
+    train.add_argument("--init", default="imagenet", help="initial weights: imagenet, random or a snapshot path")
+    train.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where to train")
+    train.add_argument("--no-augmentation", action="store_true", help="train without image augmentation")
+    train.set_defaults(func=_cmd_train)
+
+    model = subparsers.add_parser("model", help="pose models trained elsewhere")
+    model_sub = model.add_subparsers(dest="model_command", required=True)
+    register = model_sub.add_parser("register", formatter_class=_FORMATTER,
+                                    help="register a DLC model: a project's config.yaml, a model folder or a snapshot")
+    register.add_argument("name", help="name of the model (and of the training set made from a project)")
+    register.add_argument("path", type=Path, help="DLC project config.yaml, model folder or snapshot .pt")
+    register.add_argument("--shuffle", type=int, default=1, help="the project's shuffle")
+    register.add_argument("--training-set", help="training set of a model folder or snapshot")
+    register.add_argument("--external", action="store_true",
+                          help="no model files: PATH is its labeled-data folder or project; its DLC .h5 outputs "
+                               "lie next to each video")
+    register.set_defaults(func=_cmd_register)
+
+    defaults = subparsers.add_parser("defaults", formatter_class=_FORMATTER,
+                                     help="the model `populate` runs on every new session of a rig")
+    defaults.add_argument("--rig", required=True, help="rig name (as in session.toml / calibration.toml)")
+    defaults.add_argument("--model", required=True, help="model name (from `ratpose train` / `model register`)")
+    defaults.add_argument("--from", dest="from_date", default="2000-01-01", help="first session date it applies to")
+    defaults.set_defaults(func=_cmd_defaults)
