@@ -8,6 +8,7 @@ from pathlib import Path
 from .report.commands import add_commands as add_report_commands
 from .schema.maintenance import add_commands as add_maintenance_commands
 from .schema.ops import add_commands as add_ops_commands
+from .web.commands import add_commands as add_web_commands
 
 
 def _cmd_db_check(args) -> int:
@@ -125,16 +126,7 @@ def _cmd_export(args) -> int:
     except (LookupError, ValueError) as err:
         print(f"ERROR {err}", file=sys.stderr)
         return 1
-    columns = dict(errors=data["reprojection_error"], n_cameras=data["n_cameras"])
-    if args.format == "nwb":
-        path = export.to_nwb(args.out, data["points3d"], data["time_s"], data["bodyparts"],
-                             # session datetimes are stored as the rig's local time; NWB needs a timezone
-                             session_start_time=data["session_datetime"].astimezone(), subject_id=args.subject,
-                             **columns)
-    elif args.format == "csv":
-        path = export.to_csv(args.out, data["points3d"], data["bodyparts"], times_s=data["time_s"], **columns)
-    else:
-        path = export.to_hdf(args.out, data["points3d"], data["bodyparts"], times_s=data["time_s"], **columns)
+    path = export.write_pose3d(args.out, data, args.format, subject_id=args.subject)
     print(f"wrote {path}")
     return 0
 
@@ -198,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_report_commands(sub)
     add_ops_commands(sub)
     add_maintenance_commands(sub)
+    add_web_commands(sub)
     return parser
 
 

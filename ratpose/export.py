@@ -176,3 +176,17 @@ def to_movement(points3d, bodyparts, *, times_s=None, scores=None, individual: s
         dataset = dataset.assign_coords(time=_per_frame(times_s, shape[0], "times_s"))
         dataset.attrs["time_unit"] = "seconds"
     return dataset
+
+
+def write_pose3d(path, data: dict, fmt: str, *, subject_id: str) -> Path:
+    """Write a session's 3D pose (as ratpose.schema.pose.fetch_pose3d returns it) as nwb, csv or hdf."""
+    columns = dict(errors=data["reprojection_error"], n_cameras=data["n_cameras"])
+    if fmt == "nwb":
+        # session datetimes are stored as the rig's local time; NWB needs a timezone
+        return to_nwb(path, data["points3d"], data["time_s"], data["bodyparts"],
+                      session_start_time=data["session_datetime"].astimezone(), subject_id=subject_id, **columns)
+    if fmt == "csv":
+        return to_csv(path, data["points3d"], data["bodyparts"], times_s=data["time_s"], **columns)
+    if fmt == "hdf":
+        return to_hdf(path, data["points3d"], data["bodyparts"], times_s=data["time_s"], **columns)
+    raise ValueError(f"unknown export format {fmt!r}: use nwb, csv or hdf")
