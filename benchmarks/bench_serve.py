@@ -22,7 +22,7 @@ def main() -> None:
     from starlette.testclient import TestClient
 
     from ratpose import schema
-    from ratpose.web.app import create_app
+    from ratpose.web.commands import build_app
 
     dj.config.safemode = False
     modules = schema.activate()
@@ -44,7 +44,7 @@ def main() -> None:
                          for k in keys for u in range(N_UNITS)])
         sync.SessionSync.insert([{**k, "sync_qc": "default", "n_cameras": N_CAMERAS, "n_common_frames": 120000,
                                   "passed": i % 10 != 0} for i, k in enumerate(keys)], allow_direct_insert=True)
-        client = TestClient(create_app())
+        client = TestClient(build_app())
         connection = dj.conn()
         original, count = connection.query, [0]
 

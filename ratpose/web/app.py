@@ -57,13 +57,9 @@ def session_key(params) -> dict:
         raise HTTPException(400, "give subject and datetime (ISO 8601)") from None
 
 
-def create_app(cache_dir: Path | None = None) -> Starlette:
-    """The app; reports and videos are cached under ``cache_dir`` (a temporary folder by default)."""
-    from ..schema import activate, browse, report_data
-    from ..schema.jobs import status
-    from ..schema.ops import pipeline_tables
-
-    activate()
+def create_app(browse, report_data, fetch_pose3d, pipeline_status, cache_dir: Path | None = None) -> Starlette:
+    """The app over the database shell's modules ratpose.schema.browse and .report_data, pose.fetch_pose3d and
+    a function giving `ratpose status`'s rows; reports and videos are cached under ``cache_dir``."""
     cache = Path(cache_dir or tempfile.mkdtemp(prefix="ratpose-serve-"))
     lock = threading.Lock()  # one DataJoint connection: one request at a time talks to the database
 
@@ -118,7 +114,6 @@ def create_app(cache_dir: Path | None = None) -> Starlette:
 
     def export(request):
         from .. import export as export_lib
-        from ..schema import pose
 
         key, params = session_key(request.query_params), request.query_params
         fmt = params.get("format")
@@ -127,7 +122,7 @@ def create_app(cache_dir: Path | None = None) -> Starlette:
         pose_key = {**key, **{k: params.get(k, "") for k in ("training_set", "pose_params", "pose3d_params")}}
         with lock:
             try:
-                data = pose.fetch_pose3d(pose_key)
+                data = fetch_pose3d(pose_key)
             except ValueError as err:
                 raise HTTPException(404, str(err)) from None
         out = Path(tempfile.mkdtemp(dir=cache)) / f"{key['subject']}_{key['session_datetime']:%Y%m%d_%H%M%S}.{fmt}"
@@ -153,7 +148,7 @@ def create_app(cache_dir: Path | None = None) -> Starlette:
 
     def pipeline_page(request):
         with lock:
-            rows = status(pipeline_tables())
+            rows = pipeline_status()
         return page(request, "pipeline.html", rows=rows, refresh_s=10)
 
     def rigs_page(request):

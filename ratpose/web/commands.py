@@ -4,13 +4,22 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def build_app(cache_dir: Path | None = None):
+    """The web app over the activated schemas (cache in a temporary folder by default)."""
+    from ..schema import activate, browse, pose, report_data
+    from ..schema.jobs import status
+    from ..schema.ops import pipeline_tables
+    from .app import create_app
+
+    activate()
+    return create_app(browse, report_data, pose.fetch_pose3d, lambda: status(pipeline_tables()), cache_dir)
+
+
 def _cmd_serve(args) -> int:
     import uvicorn
 
-    from .app import create_app
-
     print(f"ratpose serve: http://{args.host}:{args.port}{args.root_path}/ (read-only; Ctrl-C stops)")
-    uvicorn.run(create_app(args.cache_dir), host=args.host, port=args.port, root_path=args.root_path,
+    uvicorn.run(build_app(args.cache_dir), host=args.host, port=args.port, root_path=args.root_path,
                 log_level="warning")
     return 0
 
