@@ -117,10 +117,10 @@ def test_sessions_page_lists_filters_and_escapes(server, tmp_path):
 def test_session_page_shows_the_report_and_refreshes_it(db, server, tmp_path):
     base, key, truth, _ = server
     params = {"subject": key["subject"], "datetime": key["session_datetime"].isoformat()}
-    page = httpx.get(base + "/session", params=params).text
+    page = httpx.get(base + "/session", params=params, timeout=30).text
     assert 'title="session report"' in page and page.count('class="export"') == 2
     assert page.count('class="video"') == len(truth.cameras)
-    first = httpx.get(base + "/session/report", params=params)
+    first = httpx.get(base + "/session/report", params=params, timeout=120)
     assert first.status_code == 307
     dom = _dom(first.headers["location"], tmp_path)
     for section in ("qc", "sync", "calibration", "trajectories", "pose3d", "frames", "validation", "units"):
@@ -128,11 +128,11 @@ def test_session_page_shows_the_report_and_refreshes_it(db, server, tmp_path):
     assert "Not available" not in dom
     images = re.findall(r'<img src="([^"]+)"', dom)
     assert images and all(httpx.get(httpx.URL(first.headers["location"]).join(i)).status_code == 200 for i in images)
-    assert httpx.get(base + "/session/report", params=params).headers["location"] == first.headers["location"]
+    assert httpx.get(base + "/session/report", params=params, timeout=120).headers["location"] == first.headers["location"]
     (db["analysis"].KnobValidation & key).delete(prompt=False)  # a stage's rows change: the report is redrawn
-    again = httpx.get(base + "/session/report", params=params).headers["location"]
+    again = httpx.get(base + "/session/report", params=params, timeout=120).headers["location"]
     assert again != first.headers["location"]
-    assert 'id="validation"><h2>Knob validation</h2><p class="missing">' in httpx.get(again).text
+    assert 'id="validation"><h2>Knob validation</h2><p class="missing">' in httpx.get(again, timeout=30).text
 
 
 def test_exports_download_the_sessions_pose(server):
