@@ -13,6 +13,7 @@ from .report.commands import add_commands as add_report_commands
 from .schema.maintenance import add_commands as add_maintenance_commands
 from .schema.ops import add_commands as add_ops_commands
 from .sim.commands import add_commands as add_sim_commands
+from .web.commands import add_commands as add_web_commands
 
 
 def _cmd_db_check(args) -> int:
@@ -131,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_sim_commands(sub)
     add_pose_commands(sub)
     add_knob_commands(sub)
+    add_web_commands(sub)
     return parser
 
 

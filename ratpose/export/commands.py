@@ -36,16 +36,15 @@ def lowest_used_likelihood(likelihoods, min_likelihood: float):
     return np.where(used.any(axis=0), lowest, np.nan)
 
 
-def _session_data(modules, args) -> dict:
+def _session_data(modules, key: dict) -> dict:
     raw, pose, sync, calibration = (modules[m] for m in ("raw", "pose", "sync", "calib"))
-    session = raw.find_session(subject=args.subject, session_datetime=args.datetime)
-    key = {**session, "training_set": args.training_set, "pose_params": args.pose_params,
-           "pose3d_params": args.pose3d_params}
+    session = raw.find_session(subject=key["subject"], session_datetime=key["session_datetime"])
+    key = {**key, **session}
     data = pose.fetch_pose3d(key)
     cameras = list((pose.Pose3D & data["key"]).fetch1("cameras"))
     views = {}
     for camera in cameras:
-        camera_key = {**session, "camera": camera, "training_set": args.training_set, "pose_params": args.pose_params}
+        camera_key = {**session, "camera": camera, "training_set": key["training_set"], "pose_params": key["pose_params"]}
         x, y, likelihood = pose.pose2d_arrays(camera_key, data["bodyparts"])
         pulses = (sync.SyncedFrames & camera_key).fetch1("pulse_index")
         views[camera] = views_on_pose3d(np.asarray(data["pulse_index"]), np.asarray(pulses), x, y, likelihood)
@@ -79,31 +78,41 @@ def _knob_intervals(knob: dict | None, end_s: float) -> dict:
     return {"touches": touches, "turns": turns[np.isfinite(turns).all(axis=1)]}
 
 
-def _write(args, data, zone) -> Path:
-    skip = set(args.without)
-    names, points, scorer = data["bodyparts"], data["points3d"], f"ratpose_{args.training_set}_{args.pose_params}"
+def export_session(modules, key: dict, fmt: str, out: Path, *, without=(), timezone: str = "UTC",
+                   spike_resolution_s: float = 1 / 30000) -> Path:
+    """Write one session's pose (key: subject, session_datetime, training_set, pose_params, pose3d_params) as
+    ``fmt`` (one of FORMATS) to ``out``, leaving out the parts named in ``without``; returns the path written."""
+    try:
+        zone = ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"--timezone {timezone!r} is not an IANA time zone (e.g. Europe/London)") from None
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown export format {fmt!r}: use one of {', '.join(FORMATS)}")
+    data = _session_data(modules, key)
+    skip, out = set(without), Path(out)
+    names, points, scorer = data["bodyparts"], data["points3d"], f"ratpose_{key['training_set']}_{key['pose_params']}"
     columns = dict(errors=data["reprojection_error"], n_cameras=data["n_cameras"], scores=data["scores"])
-    if args.format == "csv":
+    if fmt == "csv":
         reference = next(iter(data["views"].values()))[0] if data["views"] else None
-        return to_csv(args.out, points, names, frame_numbers=reference, **columns)
-    if args.format == "dlc":
-        args.out.mkdir(parents=True, exist_ok=True)
-        to_dlc_h5(args.out / "pose3d.h5", points, names, scorer=scorer)
+        return to_csv(out, points, names, frame_numbers=reference, **columns)
+    if fmt == "dlc":
+        out.mkdir(parents=True, exist_ok=True)
+        to_dlc_h5(out / "pose3d.h5", points, names, scorer=scorer)
         for camera, (_, xy, likelihood) in data["views"].items() if "pose2d" not in skip else ():
-            to_dlc_h5(args.out / f"{camera}.h5", xy, names, scorer=scorer, likelihood=likelihood)
-        return args.out
-    if args.format == "movement":
-        to_movement(points, names, times_s=data["time_s"], scores=data["scores"]).to_netcdf(args.out)
-        return args.out
+            to_dlc_h5(out / f"{camera}.h5", xy, names, scorer=scorer, likelihood=likelihood)
+        return out
+    if fmt == "movement":
+        to_movement(points, names, times_s=data["time_s"], scores=data["scores"]).to_netcdf(out)
+        return out
     knob = data["knob"] if "knob" not in skip else None
     units = [(u["unit_id"], u["spike_times"], {"tetrode": int(u["tetrode"])}) for u in data["units"]]
     start = data["session_datetime"].replace(tzinfo=zone)  # stored as the rig's local time
-    return to_nwb(args.out, points, data["time_s"], names, session_start_time=start,
+    return to_nwb(out, points, data["time_s"], names, session_start_time=start,
                   rig=data["rig"] if "cameras" not in skip else None,
                   pose2d=None if skip & {"pose2d", "cameras"} or data["rig"] is None else
                   {c: (v[1], v[2]) for c, v in data["views"].items()},
                   subject=_nwb_subject(data["subject"]),
-                  units=units if units and "units" not in skip else None, spike_resolution_s=args.spike_resolution,
+                  units=units if units and "units" not in skip else None, spike_resolution_s=spike_resolution_s,
                   **_knob_intervals(knob, end_s=float(data["time_s"][-1])),
                   scorer=scorer, **columns)
 
@@ -111,14 +120,11 @@ def _write(args, data, zone) -> Path:
 def _cmd_export(args) -> int:
     from .. import schema
 
+    key = {"subject": args.subject, "session_datetime": args.datetime, "training_set": args.training_set,
+           "pose_params": args.pose_params, "pose3d_params": args.pose3d_params}
     try:
-        zone = ZoneInfo(args.timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        print(f"ERROR --timezone {args.timezone!r} is not an IANA time zone (e.g. Europe/London)", file=sys.stderr)
-        return 1
-    try:
-        data = _session_data(schema.activate(), args)
-        path = _write(args, data, zone)
+        path = export_session(schema.activate(), key, args.format, args.out, without=args.without,
+                              timezone=args.timezone, spike_resolution_s=args.spike_resolution)
     except (LookupError, ValueError) as err:
         if args.debug:
             raise
