@@ -10,10 +10,12 @@ from .filtering import (
     savgol_filter,
     valid_points,
 )
+from .smooth import SmoothResult, smooth
 from .reconstruct import Pose3DParams, Pose3DResult, reconstruct
 from .triangulation import Triangulation, triangulate
 
 __all__ = [
     "Pose3DParams", "Pose3DResult", "Triangulation", "interpolate_gaps", "mask_by_cameras", "mask_by_error",
-    "mask_spikes", "median_filter", "reconstruct", "savgol_filter", "triangulate", "valid_points",
+    "mask_spikes", "median_filter", "reconstruct", "savgol_filter", "smooth", "SmoothResult", "triangulate",
+    "valid_points",
 ]

@@ -1,0 +1,232 @@
+"""Spatio-temporal 3D reconstruction: all body parts' trajectories estimated jointly from every
+camera's 2D over time (robust reprojection terms, an acceleration prior, limb-length priors).
+
+Solved by iteratively reweighted Gauss-Newton: each camera's projection is linearised around the
+current estimate, the Cauchy loss becomes per-observation weights, and each body part's normal
+matrix is banded (a frame couples only to its two neighbours on either side), so one solve costs
+O(n_frames). Limb-length terms couple parts; they are handled part by part (Gauss-Seidel) with the
+other end of each limb held at its latest estimate. Time is cut into equal, overlapping chunks solved
+side by side. Posterior variances come from the banded Cholesky factor (Takahashi's recursion).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.linalg import cholesky_banded, cho_solve_banded
+
+from ..rig import Rig
+from .filtering import median_filter
+from .triangulation import _check_inputs, triangulate
+
+_BAND = 8  # upper bandwidth of one part's normal matrix: 3 coordinates x (t-2 .. t+2)
+
+
+@dataclass(frozen=True)
+class SmoothResult:
+    """points3d (n_frames, n_parts, 3) mm; sigma_mm (n_frames, n_parts): posterior RMS 3D error,
+    sqrt(trace of the point's covariance); outliers (n_cameras, n_frames, n_parts): 2D observations
+    judged wrong; limb_lengths (n_limbs,) mm used; noise_px (n_cameras,) robust 2D noise scale."""
+
+    points3d: np.ndarray
+    sigma_mm: np.ndarray
+    outliers: np.ndarray
+    limb_lengths: np.ndarray
+    noise_px: np.ndarray
+
+
+def _fill_gaps(X: np.ndarray) -> np.ndarray:
+    """Linear interpolation over time per part and coordinate (constant beyond the ends)."""
+    out = X.copy()
+    t = np.arange(len(X))
+    fallback = np.nanmean(X.reshape(-1, 3), axis=0)
+    for p in range(X.shape[1]):
+        ok = np.isfinite(X[:, p]).all(axis=1)
+        for k in range(3):
+            out[:, p, k] = np.interp(t, t[ok], X[ok, p, k]) if ok.any() else fallback[k]
+    return out
+
+
+def _initial(points2d, rig, likelihood, min_likelihood):
+    """Robust per-frame triangulation: drop high-error and spiky points, interpolate the rest."""
+    tri = triangulate(points2d, rig, likelihood, min_likelihood=max(min_likelihood, 0.5), refine=True)
+    X = tri.points3d.copy()
+    err = tri.reprojection_error
+    if not np.isfinite(err).any():
+        raise ValueError("smooth: no body part could be triangulated in any frame (check the 2D and the rig)")
+    X[~(err <= 3.0 * np.nanmedian(err) + 1.0)] = np.nan
+    dev = np.linalg.norm(X - median_filter(X, 9), axis=-1)
+    X[~(dev <= 5.0 * np.nanmedian(dev) + 1e-3)] = np.nan
+    return _fill_gaps(X)
+
+
+def _second_difference_band(n: int, weight: np.ndarray) -> np.ndarray:
+    """Upper band storage (_BAND + 1, 3n) of weight * D2^T D2 acting on each coordinate (t, k) -> 3t + k."""
+    ab = np.zeros((_BAND + 1, 3 * n))
+    d0 = np.full(n, 6.0)
+    d0[[0, -1]], d0[[1, -2]] = 1.0, 5.0
+    d1 = np.full(n - 1, -4.0)
+    d1[[0, -1]] = -2.0
+    for k in range(3):
+        ab[_BAND, k::3] = weight * d0
+        ab[_BAND - 3, 3 + k::3] = weight * d1
+        ab[_BAND - 6, 6 + k::3] = weight
+    return ab
+
+
+def _apply_d2(X: np.ndarray) -> np.ndarray:
+    """D2^T D2 X along axis 1 of (B, n, 3)."""
+    d2 = X[:, 2:] - 2 * X[:, 1:-1] + X[:, :-2]
+    out = np.zeros_like(X)
+    out[:, 2:] += d2
+    out[:, 1:-1] -= 2 * d2
+    out[:, :-2] += d2
+    return out
+
+
+def _inverse_diagonal(cb: np.ndarray) -> np.ndarray:
+    """Diagonal of A^-1 from stacked upper banded Cholesky factors cb (B, _BAND + 1, n): Takahashi."""
+    B, u1, n = cb.shape
+    u = u1 - 1
+    pad = np.zeros((B, u1, n + u))
+    pad[:, :, :n] = cb
+    pad[:, u, n:] = 1.0
+    W = np.zeros((B, u, u))
+    W[:, np.arange(u), np.arange(u)] = 1.0
+    out = np.empty((B, n))
+    for i in range(n - 1, -1, -1):
+        uii = pad[:, u, i]
+        row = pad[:, np.arange(u - 1, -1, -1), np.arange(i + 1, i + u + 1)]  # U[i, i+1..i+u]
+        v = -np.einsum("bk,bkj->bj", row, W) / uii[:, None]
+        d = 1.0 / uii ** 2 - np.einsum("bk,bk->b", row, v) / uii
+        out[:, i] = d
+        W[:, 1:, 1:] = W[:, :-1, :-1]
+        W[:, 0, 1:] = v[:, :-1]
+        W[:, 1:, 0] = v[:, :-1]
+        W[:, 0, 0] = d
+    return out
+
+
+def _chunks(n_frames: int, chunk: int, overlap: int) -> tuple[np.ndarray, int]:
+    """Frame index windows (n_chunks, chunk + 2 overlap) (-1 = padding) and the core length."""
+    core = max(1, min(chunk, n_frames))
+    starts = np.arange(0, n_frames, core) - overlap
+    idx = starts[:, None] + np.arange(core + 2 * overlap)
+    return np.where((idx >= 0) & (idx < n_frames), idx, -1), core
+
+
+def smooth(points2d, rig: Rig, likelihood, *, fps: float, limbs=None, limb_lengths=None,
+           accel_mm_s2: float = 1e3, limb_sigma_mm: float = 0.1, min_likelihood: float = 0.1,
+           cauchy_scale: float = 3.0, outlier_scale: float = 6.0, prior_sigma_mm: float = 50.0,
+           iterations: int = 8, chunk_frames: int = 1000, overlap_frames: int = 60) -> SmoothResult:
+    """Jointly estimate all body parts' 3D trajectories (mm) from several cameras' 2D over time.
+
+    points2d (n_cameras, n_frames, n_parts, 2) raw pixels (NaN = missing); likelihood (n_cameras,
+    n_frames, n_parts) weights each observation (below min_likelihood: ignored). fps: frame rate.
+    Costs: Cauchy loss on pixel residuals (scale cauchy_scale x each camera's robust noise, estimated
+    from the data); acceleration prior with std accel_mm_s2; for limbs (index pairs into the parts),
+    length terms with std limb_sigma_mm around limb_lengths (default: the median length of a robust
+    per-frame triangulation); a weak prior_sigma_mm pull towards that triangulation so frames with no
+    evidence stay defined with an honest, large sigma. Observations whose residual exceeds
+    outlier_scale x the noise are flagged as outliers.
+    """
+    pts, lik = _check_inputs(points2d, rig, likelihood)
+    if fps <= 0:
+        raise ValueError(f"fps must be > 0, got {fps}")
+    if lik is None:
+        lik = np.ones(pts.shape[:-1])
+    n_cams, n_frames, n_parts, _ = pts.shape
+    limbs = np.zeros((0, 2), int) if limbs is None else np.asarray(limbs, dtype=int).reshape(-1, 2)
+    if limbs.size and (limbs.min() < 0 or limbs.max() >= n_parts or (limbs[:, 0] == limbs[:, 1]).any()):
+        raise ValueError(f"limbs must be pairs of distinct part indices in 0..{n_parts - 1}, got {limbs.tolist()}")
+
+    X0 = _initial(pts, rig, lik, min_likelihood)
+    if limb_lengths is None:
+        limb_lengths = np.array([np.median(np.linalg.norm(X0[:, i] - X0[:, j], axis=-1)) for i, j in limbs])
+    limb_lengths = np.asarray(limb_lengths, dtype=np.float64).reshape(len(limbs))
+
+    norm = np.stack([cam.undistort(pts[c].astype(np.float64)) for c, cam in enumerate(rig)])  # (C, T, P, 2)
+    w0 = np.where(np.isfinite(norm).all(axis=-1) & (lik >= min_likelihood), np.nan_to_num(lik), 0.0)
+    norm = np.nan_to_num(norm)
+    R = np.stack([c.R for c in rig])
+    t = np.stack([c.t for c in rig])
+    focal = np.stack([[c.K[0, 0], c.K[1, 1]] for c in rig])
+
+    def residuals(X):
+        """Pixel residuals (C, ..., 2), Jacobians (C, ..., 2, 3) of the projection at X (..., 3)."""
+        xc = np.einsum("cij,...j->c...i", R, X) + t.reshape((n_cams,) + (1,) * (X.ndim - 1) + (3,))
+        inv_z = 1.0 / xc[..., 2:]
+        proj = xc[..., :2] * inv_z
+        f = focal.reshape((n_cams,) + (1,) * (X.ndim - 1) + (2,))
+        Rb = R.reshape((n_cams,) + (1,) * (X.ndim - 1) + (3, 3))
+        J = (Rb[..., :2, :] - proj[..., :, None] * Rb[..., 2:, :]) * (inv_z * f)[..., None]
+        return (norm_w - proj) * f, J
+
+    # noise scale per camera from the initial residuals of trusted observations
+    norm_w = norm
+    r0, _ = residuals(X0)
+    noise_px = np.array([1.4826 * np.median(np.abs(r0[c][w0[c] > 0.5])) if (w0[c] > 0.5).any() else 1.0
+                         for c in range(n_cams)])
+    noise_px = np.maximum(noise_px, 0.05)
+
+    windows, core = _chunks(n_frames, chunk_frames, overlap_frames)
+    n_chunks, n = windows.shape
+    valid = windows >= 0
+    safe = np.clip(np.arange(n_chunks)[:, None] * core - overlap_frames + np.arange(n), 0, n_frames - 1)
+    norm_w = norm[:, safe]  # (C, K, n, P, 2)
+    wobs = np.where(valid[None, :, :, None], w0[:, safe], 0.0) / noise_px[:, None, None, None] ** 2
+    X = X0[safe]  # (K, n, P, 3)
+    anchor = X.copy()
+    lam = (fps ** 2 / accel_mm_s2) ** 2
+    prior_w = 1.0 / prior_sigma_mm ** 2
+    smooth_band = _second_difference_band(n, lam)
+    scale = (cauchy_scale * noise_px)[:, None, None, None]
+    limb_w = 1.0 / limb_sigma_mm ** 2
+    iu = np.triu_indices(3)
+
+    for it in range(iterations + 1):
+        r, J = residuals(X)
+        rn2 = (r ** 2).sum(-1)
+        w = wobs / (1.0 + rn2 / scale ** 2)  # Cauchy IRLS weights, (C, K, n, P)
+        H = np.einsum("cknp,cknpai,cknpaj->knpij", w, J, J) + prior_w * np.eye(3)
+        g = np.einsum("cknp,cknpai,cknpa->knpi", w, J, r) + prior_w * (anchor - X)
+        last = it == iterations
+        factors = []
+        for p in range(n_parts):
+            Hp, gp = H[:, :, p].copy(), g[:, :, p].copy()
+            for (i, j), L in zip(limbs, limb_lengths):
+                if p not in (i, j):
+                    continue
+                d = X[:, :, i] - X[:, :, j]
+                length = np.linalg.norm(d, axis=-1, keepdims=True)
+                nvec = d / np.maximum(length, 1e-9) * (1.0 if p == i else -1.0)
+                Hp += limb_w * nvec[..., :, None] * nvec[..., None, :]
+                gp += limb_w * nvec * (L - length)
+            gp -= lam * _apply_d2(X[:, :, p])
+            ab = np.broadcast_to(smooth_band, (n_chunks,) + smooth_band.shape).copy()
+            for a, b in zip(*iu):
+                ab[:, _BAND - (b - a), b::3] += Hp[:, :, a, b]
+            for k in range(n_chunks):
+                cb = cholesky_banded(ab[k], lower=False)
+                if last:
+                    factors.append(cb)
+                else:
+                    X[k, :, p] += cho_solve_banded((cb, False), gp[k].reshape(-1)).reshape(n, 3)
+        if last:
+            break
+
+    # the jitter is correlated in time: inflate the variance by (1 + rho) / (1 - rho), rho = the
+    # lag-1 correlation of the inlier residuals (as if each run of correlated frames counted once)
+    good = (w > 0.5 * wobs) & (wobs > 0)
+    pair = (good[:, :, 1:] & good[:, :, :-1])[..., None]
+    rho = np.clip((r[:, :, 1:] * r[:, :, :-1] * pair).sum() / max((r[:, :, 1:] ** 2 * pair).sum(), 1e-12), 0, 0.95)
+    var = _inverse_diagonal(np.stack(factors)).reshape(n_parts, n_chunks, n, 3).sum(-1) * (1 + rho) / (1 - rho)
+    lo = overlap_frames
+    take = (slice(None), slice(lo, lo + core))
+    points3d = X[take].reshape(-1, n_parts, 3)[:n_frames]
+    sigma = np.sqrt(var.transpose(1, 2, 0)[take]).reshape(-1, n_parts)[:n_frames]
+    r, _ = residuals(X)
+    bad = np.sqrt((r ** 2).sum(-1)) > (outlier_scale * noise_px)[:, None, None, None]
+    outliers = bad[:, take[0], take[1]].reshape(n_cams, -1, n_parts)[:, :n_frames] & np.isfinite(pts).all(-1)
+    return SmoothResult(points3d=points3d, sigma_mm=sigma, outliers=outliers, limb_lengths=limb_lengths,
+                        noise_px=noise_px)
