@@ -97,8 +97,8 @@ def _inverse_diagonal(cb: np.ndarray) -> np.ndarray:
     for i in range(n - 1, -1, -1):
         uii = pad[:, u, i]
         row = pad[:, np.arange(u - 1, -1, -1), np.arange(i + 1, i + u + 1)]  # U[i, i+1..i+u]
-        v = -np.einsum("bk,bkj->bj", row, W) / uii[:, None]
-        d = 1.0 / uii ** 2 - np.einsum("bk,bk->b", row, v) / uii
+        v = -(row[:, None, :] @ W)[:, 0] / uii[:, None]
+        d = 1.0 / uii ** 2 - (row * v).sum(1) / uii
         out[:, i] = d
         W[:, 1:, 1:] = W[:, :-1, :-1]
         W[:, 0, 1:] = v[:, :-1]
@@ -179,7 +179,7 @@ def smooth(points2d, rig: Rig, likelihood, *, fps: float, limbs=None, limb_lengt
     anchor = X.copy()
     lam = (fps ** 2 / accel_mm_s2) ** 2
     prior_w = 1.0 / prior_sigma_mm ** 2
-    smooth_band = _second_difference_band(n, lam)
+    smooth_band = np.tile(_second_difference_band(n, lam), n_chunks)  # no coupling across chunk seams
     scale = (cauchy_scale * noise_px)[:, None, None, None]
     limb_w = 1.0 / limb_sigma_mm ** 2
     iu = np.triu_indices(3)
@@ -188,8 +188,9 @@ def smooth(points2d, rig: Rig, likelihood, *, fps: float, limbs=None, limb_lengt
         r, J = residuals(X)
         rn2 = (r ** 2).sum(-1)
         w = wobs / (1.0 + rn2 / scale ** 2)  # Cauchy IRLS weights, (C, K, n, P)
-        H = np.einsum("cknp,cknpai,cknpaj->knpij", w, J, J) + prior_w * np.eye(3)
-        g = np.einsum("cknp,cknpai,cknpa->knpi", w, J, r) + prior_w * (anchor - X)
+        wJ = w[..., None, None] * J
+        H = (J.swapaxes(-1, -2) @ wJ).sum(0) + prior_w * np.eye(3)
+        g = (wJ.swapaxes(-1, -2) @ r[..., None])[..., 0].sum(0) + prior_w * (anchor - X)
         last = it == iterations
         factors = []
         for p in range(n_parts):
@@ -203,15 +204,15 @@ def smooth(points2d, rig: Rig, likelihood, *, fps: float, limbs=None, limb_lengt
                 Hp += limb_w * nvec[..., :, None] * nvec[..., None, :]
                 gp += limb_w * nvec * (L - length)
             gp -= lam * _apply_d2(X[:, :, p])
-            ab = np.broadcast_to(smooth_band, (n_chunks,) + smooth_band.shape).copy()
+            # the chunks are independent: one banded system of all chunks end to end, no coupling
+            ab = smooth_band.copy()
             for a, b in zip(*iu):
-                ab[:, _BAND - (b - a), b::3] += Hp[:, :, a, b]
-            for k in range(n_chunks):
-                cb = cholesky_banded(ab[k], lower=False)
-                if last:
-                    factors.append(cb)
-                else:
-                    X[k, :, p] += cho_solve_banded((cb, False), gp[k].reshape(-1)).reshape(n, 3)
+                ab[_BAND - (b - a), b::3] += Hp[:, :, a, b].reshape(-1)
+            cb = cholesky_banded(ab, lower=False)
+            if last:
+                factors.append(cb.reshape(_BAND + 1, n_chunks, 3 * n).transpose(1, 0, 2))
+            else:
+                X[:, :, p] += cho_solve_banded((cb, False), gp.reshape(-1)).reshape(n_chunks, n, 3)
         if last:
             break
 
@@ -220,7 +221,7 @@ def smooth(points2d, rig: Rig, likelihood, *, fps: float, limbs=None, limb_lengt
     good = (w > 0.5 * wobs) & (wobs > 0)
     pair = (good[:, :, 1:] & good[:, :, :-1])[..., None]
     rho = np.clip((r[:, :, 1:] * r[:, :, :-1] * pair).sum() / max((r[:, :, 1:] ** 2 * pair).sum(), 1e-12), 0, 0.95)
-    var = _inverse_diagonal(np.stack(factors)).reshape(n_parts, n_chunks, n, 3).sum(-1) * (1 + rho) / (1 - rho)
+    var = _inverse_diagonal(np.concatenate(factors)).reshape(n_parts, n_chunks, n, 3).sum(-1) * (1 + rho) / (1 - rho)
     lo = overlap_frames
     take = (slice(None), slice(lo, lo + core))
     points3d = X[take].reshape(-1, n_parts, 3)[:n_frames]
