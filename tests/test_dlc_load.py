@@ -15,17 +15,23 @@ def _model_cfg(bodyparts, individuals=("individual_1",)):
     return {"metadata": {"bodyparts": list(bodyparts), "unique_bodyparts": [], "individuals": list(individuals)}}
 
 
-@pytest.fixture
-def dlc_output(tmp_path):
-    """A single-animal video output written by deeplabcut's create_df_from_prediction."""
+def _write_dlc_output(out_dir, seed: int, **options):
+    """Random single-animal poses written by deeplabcut's create_df_from_prediction; returns them."""
     from deeplabcut.pose_estimation_pytorch.apis.videos import create_df_from_prediction
 
-    rng = np.random.default_rng(3)
+    rng = np.random.default_rng(seed)
     poses = np.concatenate([rng.uniform(0, 160, (N_FRAMES, 1, len(BODYPARTS), 2)),
                             rng.uniform(0, 1, (N_FRAMES, 1, len(BODYPARTS), 1))], axis=-1)
     create_df_from_prediction(predictions=[{"bodyparts": p} for p in poses], dlc_scorer="DLC_test",
-                              multi_animal=False, model_cfg=_model_cfg(BODYPARTS), output_path=tmp_path,
-                              output_prefix="clipDLC_test")
+                              multi_animal=False, model_cfg=_model_cfg(BODYPARTS), output_path=out_dir,
+                              output_prefix="clipDLC_test", **options)
+    return poses
+
+
+@pytest.fixture
+def dlc_output(tmp_path):
+    """A single-animal video output written by deeplabcut's create_df_from_prediction."""
+    poses = _write_dlc_output(tmp_path, seed=3)
     return tmp_path / "clipDLC_test.h5", poses[:, 0]
 
 
@@ -87,14 +93,7 @@ def test_bad_files_raise(tmp_path):
 
 
 def test_csv_written_by_deeplabcut_reads_like_its_h5(tmp_path):
-    from deeplabcut.pose_estimation_pytorch.apis.videos import create_df_from_prediction
-
-    rng = np.random.default_rng(4)
-    poses = np.concatenate([rng.uniform(0, 160, (N_FRAMES, 1, len(BODYPARTS), 2)),
-                            rng.uniform(0, 1, (N_FRAMES, 1, len(BODYPARTS), 1))], axis=-1)
-    create_df_from_prediction(predictions=[{"bodyparts": p} for p in poses], dlc_scorer="DLC_test",
-                              multi_animal=False, model_cfg=_model_cfg(BODYPARTS), output_path=tmp_path,
-                              output_prefix="clipDLC_test", save_as_csv=True)
+    poses = _write_dlc_output(tmp_path, seed=4, save_as_csv=True)
     pose = dlc.load_dlc_h5(tmp_path / "clipDLC_test.csv", expected_bodyparts=BODYPARTS, expected_frames=N_FRAMES)
     np.testing.assert_allclose(pose.xy, poses[:, 0, :, :2], rtol=0, atol=1e-12)  # DLC writes ~16 decimals
     np.testing.assert_allclose(pose.likelihood, poses[:, 0, :, 2], rtol=0, atol=1e-15)

@@ -150,5 +150,4 @@ def add_commands(subparsers) -> None:
     exp.add_argument("--timezone", default="UTC", help="the rig's IANA time zone (session times are its local time)")
     exp.add_argument("--spike-resolution", type=float, default=1 / 30000, help="spike time resolution, s")
     exp.add_argument("--out", type=Path, required=True)
-    exp.add_argument("--debug", action="store_true")
     exp.set_defaults(func=_cmd_export)
