@@ -98,17 +98,19 @@ def test_ring_segmenter_keeps_exactly_the_windows():
     windows = EventWindows(pre_s=0.5, post_s=0.2, latency_s=0.0)
     kept = []
     ring = FrameRing(80, 4, 6)
-    storage = ring.images
-    seg = RingSegmenter(ring, windows, lambda img, fid, ts, exp: kept.append((fid, int(img[0, 0]))))
+    pushed = {}
+    seg = RingSegmenter(ring, windows, lambda img, fid, ts, exp: kept.append((fid, int(img[0, 0]), img is pushed[fid])))
     times = np.arange(400) / 100.0
     for i, t in enumerate(times):
         if i in (150, 170, 330):  # 150 and 170 overlap -> one merged window
             windows.add(t, "knob")
         windows.advance(t)
-        seg.push(np.full((4, 6), i % 256, np.uint8), i, 1000 * i, 1.0, t)
+        pushed[i] = np.full((4, 6), i % 256, np.uint8)
+        seg.push(pushed[i], i, 1000 * i, 1.0, t)
     windows.advance(np.inf)
     seg.flush()
-    assert ring.images is storage  # preallocated, never reallocated
+    assert all(k[2] for k in kept)  # images are kept by reference, not copied
+    assert ring.images == [None] * 80  # a released frame is let go
     expected = [i for i, t in enumerate(times)
                 if any(times[e] - 0.5 - 1e-9 <= t <= times[e] + 0.2 + 1e-9 for e in (150, 170, 330))]
     assert [k[0] for k in kept] == expected
