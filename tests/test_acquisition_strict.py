@@ -165,6 +165,7 @@ def test_rig_check_on_strict_fakes_and_simulation(rig, tmp_path, capsys):
     assert main(["rig", "check", "--config", str(sim)]) == 0
     out = capsys.readouterr().out
     assert "PASS rig check" in out and "200 pulses" in out
+    assert "INFO the SDK sees 2 camera(s)" in out and out.count("(simulated)") == 2 and "WARN" not in out
 
 
 def test_compress_is_lossless_and_atomic(tmp_path, capsys):
@@ -184,3 +185,44 @@ def test_compress_is_lossless_and_atomic(tmp_path, capsys):
     assert len(new_frames) == len(raw_frames) == after.n_frames > 50
     assert all(np.array_equal(a, b) for a, b in zip(raw_frames, new_frames))
     assert "frames verified identical" in capsys.readouterr().out
+
+
+def test_rig_check_lists_every_camera_and_flags_the_config(monkeypatch, tmp_path):
+    from ratpose.acquisition.commands import rig_check
+    import dataclasses
+    rig = StrictRig(("21000001", "21000002", "21000003"))
+    rig.install(monkeypatch)
+    cfg = config()
+    lines, ok = rig_check(cfg, *build_hardware_backends(cfg))
+    assert ok, lines
+    assert "INFO the SDK sees 3 camera(s)" in lines
+    for serial, who in (("21000001", "cam0 (primary)"), ("21000002", "cam1 (secondary)"),
+                        ("21000003", "not in the config")):
+        assert any(l.startswith(f"INFO   serial {serial}, model Blackfly S BFS-U3-16S2M, firmware 1707.1.6.0, "
+                                f"usb_speed SuperSpeed, link_limit_bytes_s 380000000: {who}") for l in lines), lines
+    assert any(l.startswith("WARN serial 21000003") and "not configured" in l for l in lines)
+    assert any(l.startswith("PASS cam0: link throughput limit 380 MB/s, the stream needs 2 MB/s") for l in lines)
+    assert not rig.cameras[2].initialized  # read for its link limit, then de-initialised
+    assert rig.system is None and rig.release_errors == 0
+    # a configured serial that is not plugged in: FAIL, and no trigger train is sent
+    sent = rig.pulses_sent
+    missing = dataclasses.replace(cfg, cameras=(cfg.cameras[0], dataclasses.replace(cfg.cameras[1], serial="21000009")))
+    lines, ok = rig_check(missing, *build_hardware_backends(missing))
+    assert not ok and rig.pulses_sent == sent
+    assert any(l.startswith("FAIL cam1: serial 21000009 is not connected (connected: 21000001, 21000002, 21000003)")
+               for l in lines), lines
+    assert lines[-1].startswith("FAIL rig check")
+    # a link throughput limit below what the ROI at this rate streams
+    rig.cameras[0].nodes["DeviceLinkThroughputLimit"].value = 1_000_000
+    lines, ok = rig_check(cfg, *build_hardware_backends(cfg))
+    assert not ok and any(l.startswith("FAIL cam0: link throughput limit 1 MB/s") for l in lines), lines
+    assert rig.system is None and rig.release_errors == 0
+    assert open_files_under(tmp_path) == []
+
+
+def test_rig_check_without_pyspin_is_one_fail_line(monkeypatch):
+    import sys
+    from ratpose.acquisition.commands import rig_check
+    monkeypatch.setitem(sys.modules, "PySpin", None)  # import fails as when the SDK is not installed
+    lines, ok = rig_check(config())
+    assert not ok and lines[0].startswith("FAIL cameras cannot be listed: PySpin is not installed")

@@ -118,6 +118,16 @@ def build_hardware_backends(cfg: RigConfig, save_user_set: bool = False):
     return [PySpinCamera(c.serial, c.name, save_user_set) for c in cfg.cameras], PigpioTrigger(cfg.trigger)
 
 
+def list_connected_cameras(cfg: RigConfig) -> list[dict[str, str]]:
+    """Every camera the backend sees, configured or not (in simulation: the configured ones)."""
+    if cfg.trigger.backend == "simulated":
+        return [{"serial": c.serial, "model": f"{c.model} (simulated)", "firmware": "simulated",
+                 "usb_speed": "simulated"} for c in cfg.cameras]
+    from ratpose.acquisition.pyspin_camera import list_cameras
+
+    return list_cameras()
+
+
 class _CsvLog:
     """Append-only CSV written as rows arrive, flushed periodically."""
 
