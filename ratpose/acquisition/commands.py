@@ -42,8 +42,13 @@ def _cmd_record(args) -> int:
         print(f"{name}: {r.written} frames written to {result.session_dir / (name + '.' + cfg.storage.container)}"
               f" ({r.transfer_lost} lost in transfer, {r.incomplete} incomplete, {r.queue_dropped} dropped by the "
               f"queue, {r.ring_dropped} outside ring segments, {r.missed_triggers} missed triggers)")
-    print(f"{result.status}: {result.message} ({result.n_pulses} pulses, {result.wall_s:.1f} s) -> "
-          f"{result.session_dir}")
+    if cfg.ring.enabled:
+        kept_s = float(np.sum(np.diff(result.segments, axis=1))) if len(result.segments) else 0.0
+        print(f"ring buffer: {len(result.segments)} segment(s) kept ({kept_s:.1f} s around "
+              f"{len(result.events)} event(s)), listed in {result.session_dir / 'segments.csv'}"
+              + ("" if len(result.segments) else ": no event came, so no frame was written"))
+    print(f"{result.status}{': ' + result.message if result.message else ''} ({result.n_pulses} pulses, "
+          f"{result.wall_s:.1f} s) -> {result.session_dir}")
     if result.ok and args.ingest:
         from .. import schema
         from ..ingest.session_folder import read_session_folder
