@@ -14,6 +14,7 @@ from ratpose.acquisition import CameraSettings, record, rig_config_from_dict
 from ratpose.acquisition.backends import CameraError
 from ratpose.acquisition.recorder import build_hardware_backends
 from ratpose.ingest.session_folder import read_session_folder
+from ratpose.acquisition.commands import _frames
 from strict_sdks import StrictRig, make_pigpio
 
 RATE, W, H = 100.0, 160, 128
@@ -65,9 +66,14 @@ def test_normal_stop_writes_every_frame_and_stats(rig, tmp_path):
         # every exposed frame reached the file: nothing left in the stream when acquisition ended
         assert cam.n_frames == fake.frame_id + 1 == rig.pulses_sent
         np.testing.assert_array_equal(cam.frame_id, np.arange(cam.n_frames))
+        pixels = [int(f[0, 0]) for f in _frames(cam.video)]  # copied out before the buffer went back
+        assert pixels == [i % 251 for i in range(cam.n_frames)]
+        assert fake.held == 0
         assert status["cameras"][cam.name]["missed_triggers"] == 0
         assert status["cameras"][cam.name]["stream"] == {"lost": 0, "dropped": 0, "incomplete": 0}
     assert rig.discarded == 0
+    tick = read_session_folder(result.session_dir).tick_us
+    assert tick[0] > tick[-1]  # the Pi's uint32 tick wrapped during the recording
     assert all(c.nodes["TriggerMode"].value == "Off" or not c.initialized for c in rig.cameras)
 
 
@@ -95,6 +101,13 @@ def test_failed_pigpio_wave_is_a_trigger_error(rig, monkeypatch, tmp_path):
     result, status = go(rig, tmp_path, 1.0)
     assert result.status == "trigger_error" and "No more CBs" in result.message
     assert status["status"] == "trigger_error"
+
+
+def test_unreachable_pigpiod_is_a_trigger_error(rig, tmp_path):
+    rig.pigpio.state.connected = False
+    result, status = go(rig, tmp_path, 1.0)
+    assert result.status == "trigger_error" and "cannot reach pigpiod at localhost:8888" in result.message
+    assert rig.pulses_sent == 0 and all(p.stopped for p in rig.pigpio.state.pis)
 
 
 def test_ctrl_c_is_interrupted(rig, tmp_path):
