@@ -72,6 +72,13 @@ def test_normal_stop_writes_every_frame_and_stats(rig, tmp_path):
         assert status["cameras"][cam.name]["missed_triggers"] == 0
         assert status["cameras"][cam.name]["stream"] == {"lost": 0, "dropped": 0, "incomplete": 0}
     assert rig.discarded == 0
+    for fake in rig.cameras:  # the clean start: the rig config applied on top of the Default user set
+        n = {k: v.value for k, v in fake.nodes.items()}
+        assert (n["ExposureAuto"], n["ExposureTime"], n["GainAuto"], n["Width"], n["Height"]) == ("Off", 1000.0, "Off", W, H)
+        assert (n["TriggerSource"], n["TriggerActivation"], n["TriggerOverlap"]) == ("Line3", "RisingEdge", "ReadOut")
+        assert fake.stream_nodes["StreamBufferHandlingMode"].value == "OldestFirst"
+        assert all(fake.chunks[c] for c in ("FrameID", "Timestamp", "ExposureTime"))
+    assert rig.cameras[0].line["Line1"]["source"] == "ExposureActive" and rig.cameras[0].line["Line2"]["v33"]
     tick = read_session_folder(result.session_dir).tick_us
     assert tick[0] > tick[-1]  # the Pi's uint32 tick wrapped during the recording
     assert all(c.nodes["TriggerMode"].value == "Off" or not c.initialized for c in rig.cameras)
