@@ -509,7 +509,7 @@ def make_pigpio(rig, *, fail_wave=False, connected=True):
 
     mod.error = error
     mod.pulse = lambda on, off, delay: (on, off, delay)
-    state = types.SimpleNamespace(fail_wave=fail_wave, connected=connected, pis=[])
+    state = types.SimpleNamespace(fail_wave=fail_wave, connected=connected, pis=[], lose_link_at_stop=False)
     mod.state = state
 
     class pi:
@@ -591,12 +591,14 @@ def make_pigpio(rig, *, fail_wave=False, connected=True):
                         time.sleep(delay)
                     rig.pulse(int((t0 + elapsed_us / 1e6) * 1e9))
                     for cb in list(self.callbacks):
-                        if cb.active:
+                        if cb.active and self.connected:  # callbacks come over pigpiod's socket
                             cb.func(4, 1, (tick + elapsed_us) % 2**32)
                     elapsed_us += period
                 periods = self._period_list(regular)
 
         def wave_tx_stop(self):
+            if state.lose_link_at_stop:  # pigpiod's socket is gone: the Pi's DMA keeps sending the chain
+                self.connected = False
             self._live()
             self.running.clear()
             if self.thread is not None:

@@ -117,6 +117,19 @@ def test_unreachable_pigpiod_is_a_trigger_error(rig, tmp_path):
     assert rig.pulses_sent == 0 and all(p.stopped for p in rig.pigpio.state.pis)
 
 
+def test_trigger_that_cannot_be_stopped_ends_the_drain(rig, tmp_path):
+    rig.pigpio.state.lose_link_at_stop = True
+    try:
+        result, status = go(rig, tmp_path, 1.0)
+    finally:
+        for pi in rig.pigpio.state.pis:
+            pi.running.clear()  # power the fake Pi off
+    assert result.status == "trigger_error" and "stopping the trigger failed" in result.message
+    assert any("frames kept coming after the trigger was stopped" in w for w in status["warnings"])
+    for r in result.cameras.values():  # a bounded drain: at most rate_hz frames past the last logged pulse
+        assert result.n_pulses <= r.written <= result.n_pulses + RATE + 1
+
+
 def test_ctrl_c_is_interrupted(rig, tmp_path):
     timer = threading.Timer(0.8, lambda: os.kill(os.getpid(), signal.SIGINT))
     timer.start()
