@@ -1,9 +1,12 @@
 """Recorder throughput at full size (1440x1080 Mono8) and storage saved by the pre-event ring buffer.
 
-Run: python benchmarks/bench_recorder.py [--seconds S] [--codecs raw,ffv1,h264]
+Run: python benchmarks/bench_recorder.py [--seconds S] [--codecs raw,ffv1,h264] [--dir DIR]
 
 Part 1 records simulated cameras as fast as possible (the trigger waits for the recorder) and reports
-sustained frames/s per camera; the rig needs 226 fps per camera (2 x 226 fps with two cameras).
+sustained frames/s per camera; the rig needs 226 fps per camera (2 x 226 fps with two cameras). Raw
+video needs 351 MB/s per camera, so it first measures how fast the disk under DIR takes data: a raw
+figure below 226 fps next to a disk below the MB/s needed is the disk's limit, not the recorder's (a
+RAM disk, --dir /dev/shm, shows the recorder's own).
 Part 2 estimates an hour of recording with Poisson knob touches: the fraction kept by 5 s pre / 2 s post
 windows and the disk it takes, from the bytes/frame each codec produced in part 1.
 """
@@ -13,6 +16,7 @@ import argparse
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +54,24 @@ class NullWriter:
 
     def close(self):
         pass
+
+
+def disk_write_mb_s(folder: Path, n_bytes: float = 1e9) -> float:
+    """Sustained write speed into ``folder``: frame-sized blocks, then fsync, as MB/s."""
+    block = np.full(W * H, 7, np.uint8).data
+    path = folder / "disk-speed.bin"
+    t0 = time.perf_counter()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    try:
+        for _ in range(int(n_bytes // len(block))):
+            os.write(fd, block)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    dt = time.perf_counter() - t0
+    size = path.stat().st_size
+    path.unlink()
+    return size / dt / 1e6
 
 
 def bench_one(n_cams: int, codec: str, seconds: float, ring: bool, bank: FrameBank, tmp: Path) -> dict:
@@ -99,14 +121,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=2.0, help="simulated seconds per configuration")
     parser.add_argument("--codecs", default="raw,ffv1,h264", help="comma-separated: raw,ffv1,h264,h265,h264_nvenc")
+    parser.add_argument("--dir", type=Path, default=None, help="where the videos go (default: the temp folder)")
     args = parser.parse_args()
     codecs = ["null"] + args.codecs.split(",")
     print(f"machine: {os.cpu_count()} CPU(s); frames {W}x{H} Mono8; target {RATE:.0f} fps per camera "
           f"({RAW_BYTES_PER_S / 1e6:.0f} MB/s raw each)")
     bank = FrameBank()
     bytes_per_frame = {}
-    tmp = Path(tempfile.mkdtemp(prefix="bench_recorder_"))
+    tmp = Path(tempfile.mkdtemp(prefix="bench_recorder_", dir=args.dir))
     try:
+        disk = None
+        if "raw" in codecs:
+            disk = disk_write_mb_s(tmp)
+            print(f"disk under {tmp.parent}: {disk:.0f} MB/s sustained (1 GB written, fsync); raw needs "
+                  f"{RAW_BYTES_PER_S / 1e6:.0f} MB/s for 1 camera, {2 * RAW_BYTES_PER_S / 1e6:.0f} MB/s for 2")
         print(f"\n== sustained throughput ({args.seconds:g} simulated s each, as fast as possible) ==")
         print("(codec 'null' discards frames: the pipeline alone, without encoding or disk)")
         print(f"{'cameras':>7} {'codec':>10} {'ring':>5} {'fps/cam':>9} {'x needed':>9} {'MB/frame':>9}  keeps up?")
@@ -118,6 +146,8 @@ def main() -> None:
                         bytes_per_frame.setdefault(codec, r["bytes_per_frame"])
                     ratio = r["fps_per_cam"] / RATE
                     verdict = "YES" if ratio >= 1 else "no"
+                    if codec == "raw" and ratio < 1 and disk < n_cams * RAW_BYTES_PER_S / 1e6:
+                        verdict += f" [disk-bound: {disk:.0f} MB/s < {n_cams * RAW_BYTES_PER_S / 1e6:.0f} needed]"
                     print(f"{n_cams:7d} {codec:>10} {str(ring):>5} {r['fps_per_cam']:9.1f} {ratio:9.2f} "
                           f"{r['bytes_per_frame'] / 1e6:9.3f}  {verdict} ({n_cams} x 226 fps)")
     finally:

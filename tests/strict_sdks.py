@@ -138,9 +138,12 @@ def _module_pyspin(system_holder):
 
 
 class Image:
-    def __init__(self, pixels, frame_id, ts_ns, exposure_us, incomplete):
-        self.pixels, self.frame_id, self.ts_ns, self.exposure_us, self.incomplete = (
-            pixels, frame_id, ts_ns, exposure_us, incomplete)
+    """An image in one of the stream's buffers: GetNDArray is a view of that buffer, which goes back to the
+    driver on Release (and is overwritten by a later frame); until then it counts against the buffers."""
+
+    def __init__(self, cam, pixels, frame_id, ts_ns, exposure_us, incomplete):
+        self.cam, self.pixels, self.frame_id, self.ts_ns, self.exposure_us, self.incomplete = (
+            cam, pixels, frame_id, ts_ns, exposure_us, incomplete)
         self.released = False
 
     def IsIncomplete(self):
@@ -159,7 +162,11 @@ class Image:
                                      GetExposureTime=lambda: self.exposure_us)
 
     def Release(self):
-        self.released = True
+        if not self.released:
+            self.released = True
+            self.pixels[...] = 0xEE  # the driver requeues the buffer: a kept view would see other data
+            with self.cam.cond:
+                self.cam.held -= 1
 
 
 class Camera:
@@ -176,6 +183,7 @@ class Camera:
         self.delivered = 0
         self.lost = self.dropped = self.incomplete = 0
         self.waiting = 0
+        self.held = 0  # images handed out by GetNextImage and not yet released
         self._factory_defaults()
 
     def _factory_defaults(self):
@@ -343,6 +351,7 @@ class Camera:
             if self.unplug_after is not None and self.delivered > self.unplug_after:
                 self.unplugged = True
                 self._alive()
+            self.held += 1
             return self.buffer.pop(0)
 
     # -- the wires ----------------------------------------------------------------------------------
@@ -358,12 +367,12 @@ class Camera:
         w, h = n["Width"].value, n["Height"].value
         incomplete = bool(self.incomplete_every) and self.frame_id % self.incomplete_every == self.incomplete_every - 1
         pixels = np.full((h, w), self.frame_id % 251, np.uint8)
-        image = Image(pixels, self.frame_id, t_ns, n["ExposureTime"].value, incomplete)
+        image = Image(self, pixels, self.frame_id, t_ns, n["ExposureTime"].value, incomplete)
         with self.cond:
             capacity = self.stream_nodes["StreamBufferCountManual"].value
             if incomplete:
                 self.stream_nodes["StreamIncompleteFrameCount"].value += 1
-            if len(self.buffer) >= capacity:
+            if len(self.buffer) + self.held >= capacity:  # unreleased images keep their buffers
                 self.stream_nodes["StreamDroppedFrameCount"].value += 1
                 if self.stream_nodes["StreamBufferHandlingMode"].value == "OldestFirst":
                     return True
@@ -500,7 +509,7 @@ def make_pigpio(rig, *, fail_wave=False, connected=True):
 
     mod.error = error
     mod.pulse = lambda on, off, delay: (on, off, delay)
-    state = types.SimpleNamespace(fail_wave=fail_wave, connected=connected, pis=[])
+    state = types.SimpleNamespace(fail_wave=fail_wave, connected=connected, pis=[], lose_link_at_stop=False)
     mod.state = state
 
     class pi:
@@ -554,6 +563,9 @@ def make_pigpio(rig, *, fail_wave=False, connected=True):
 
         def wave_chain(self, chain):
             self._live()
+            forever = [i for i in range(len(chain) - 1) if chain[i] == 255 and chain[i + 1] == 3]
+            if forever and forever != [len(chain) - 2]:
+                raise error("'loop forever must be last command'")  # PI_BAD_FOREVER
             start, regular = chain[0], chain[3]
             if start not in self.waves or regular not in self.waves:
                 raise error("'non existent wave id'")
@@ -567,7 +579,7 @@ def make_pigpio(rig, *, fail_wave=False, connected=True):
             return [a + b for a, b in zip(on, off)]
 
         def _send(self, start, regular):
-            tick, t0 = 1_000_000, time.monotonic()
+            tick, t0 = 2**32 - 500_000, time.monotonic()  # the uint32 tick wraps half a second in
             elapsed_us = 0
             periods = self._period_list(start)
             while self.running.is_set():
@@ -579,12 +591,14 @@ def make_pigpio(rig, *, fail_wave=False, connected=True):
                         time.sleep(delay)
                     rig.pulse(int((t0 + elapsed_us / 1e6) * 1e9))
                     for cb in list(self.callbacks):
-                        if cb.active:
+                        if cb.active and self.connected:  # callbacks come over pigpiod's socket
                             cb.func(4, 1, (tick + elapsed_us) % 2**32)
                     elapsed_us += period
                 periods = self._period_list(regular)
 
         def wave_tx_stop(self):
+            if state.lose_link_at_stop:  # pigpiod's socket is gone: the Pi's DMA keeps sending the chain
+                self.connected = False
             self._live()
             self.running.clear()
             if self.thread is not None:

@@ -98,17 +98,19 @@ def test_ring_segmenter_keeps_exactly_the_windows():
     windows = EventWindows(pre_s=0.5, post_s=0.2, latency_s=0.0)
     kept = []
     ring = FrameRing(80, 4, 6)
-    storage = ring.images
-    seg = RingSegmenter(ring, windows, lambda img, fid, ts, exp: kept.append((fid, int(img[0, 0]))))
+    pushed = {}
+    seg = RingSegmenter(ring, windows, lambda img, fid, ts, exp: kept.append((fid, int(img[0, 0]), img is pushed[fid])))
     times = np.arange(400) / 100.0
     for i, t in enumerate(times):
         if i in (150, 170, 330):  # 150 and 170 overlap -> one merged window
             windows.add(t, "knob")
         windows.advance(t)
-        seg.push(np.full((4, 6), i % 256, np.uint8), i, 1000 * i, 1.0, t)
+        pushed[i] = np.full((4, 6), i % 256, np.uint8)
+        seg.push(pushed[i], i, 1000 * i, 1.0, t)
     windows.advance(np.inf)
     seg.flush()
-    assert ring.images is storage  # preallocated, never reallocated
+    assert all(k[2] for k in kept)  # images are kept by reference, not copied
+    assert ring.images == [None] * 80  # a released frame is let go
     expected = [i for i, t in enumerate(times)
                 if any(times[e] - 0.5 - 1e-9 <= t <= times[e] + 0.2 + 1e-9 for e in (150, 170, 330))]
     assert [k[0] for k in kept] == expected
@@ -348,3 +350,58 @@ def test_pigpio_trigger_builds_the_simulators_pulse_train(monkeypatch):
     trigger.close()
     with pytest.raises(ValueError, match="pulse_width_us"):
         PigpioTrigger(TriggerSettings(rate_hz=1000.0, pulse_width_us=1000))
+
+
+def _cli_config(tmp_path, extra=""):
+    path = tmp_path / "rig.toml"
+    path.write_text('[trigger]\nbackend = "simulated"\nrate_hz = 100\n[simulation]\nduration_s = 2.5\nrealtime = true\n'
+                    '[[camera]]\nname = "cam0"\nrole = "primary"\nroi = [0, 0, 64, 48]\nexposure_us = 1000\n'
+                    '[[camera]]\nname = "cam1"\nrole = "secondary"\nroi = [0, 0, 64, 48]\nexposure_us = 1000\n'
+                    + extra)
+    return path
+
+
+def test_record_command_shows_live_status_and_what_was_written(tmp_path, capsys):
+    import re
+    import shutil
+    from ratpose.cli import main
+    assert main(["record", "--config", str(_cli_config(tmp_path)), str(tmp_path / "s")]) == 0
+    captured = capsys.readouterr()
+    status = [s for s in captured.err.split("\r") if "pulses |" in s]
+    assert len(status) >= 2  # one line a second over a 2.5 s recording, rewritten in place
+    pattern = (r"(\d+) pulses \| cam0: (\d+) frames (\d+) fps, (\d+) dropped, (\d+) missed, queue (\d+)/256 \| "
+               r"cam1: (\d+) frames (\d+) fps, (\d+) dropped, (\d+) missed, queue (\d+)/256 \| disk (\d+) GB free")
+    last = None
+    for line in status:
+        m = re.fullmatch(pattern, line.strip())
+        assert m, line
+        n, *cams, free = [int(g) for g in m.groups()]
+        for frames, fps, dropped, missed, fill in (cams[:5], cams[5:]):
+            assert 0 < frames <= n and 40 <= fps <= 120 and dropped == 0 and fill <= 256  # the start pattern pauses
+            assert missed <= 2  # a frame between its pulse and the camera's queue is not missed
+        assert abs(free - shutil.disk_usage(tmp_path).free / 1e9) < 5
+        last = (n, cams)
+    assert last[0] < 250 and last[1][0] >= 100 and 80 <= last[1][1] <= 120
+    session = read_session_folder(tmp_path / "s")
+    for cam in session.cameras:
+        assert f"{cam.name}: {cam.n_frames} frames written to {tmp_path / 's' / (cam.name + '.mkv')} (0 lost in " \
+               f"transfer, 0 incomplete, 0 dropped by the queue, 0 outside ring segments, 0 missed triggers)" \
+               in captured.out
+        assert cam.n_frames == 250
+    assert re.search(r"^completed \(250 pulses, [\d.]+ s\) -> " + re.escape(str(tmp_path / "s")) + "$",
+                     captured.out, re.M), captured.out
+    assert "WARNING" not in captured.err
+
+
+def test_record_command_warns_when_the_ring_has_no_event_source(tmp_path, capsys):
+    from ratpose.cli import main
+    cfg = _cli_config(tmp_path, '[ring_buffer]\nenabled = true\npre_s = 0.5\npost_s = 0.2\npolicy = ["knob"]\n')
+    assert main(["record", "--config", str(cfg), str(tmp_path / "s")]) == 0
+    captured = capsys.readouterr()
+    assert f"WARNING {cfg}: the ring buffer is on with policy ['knob'] but no event source is connected: no " \
+           "segment will be kept, nothing will be written" in captured.err
+    assert "0 segment(s) kept" in captured.err  # the status line counts the ring's segments
+    assert "cam0: 0 frames written" in captured.out and "250 outside ring segments" in captured.out
+    assert f"ring buffer: 0 segment(s) kept (0.0 s around 0 event(s)), listed in {tmp_path / 's' / 'segments.csv'}: " \
+           "no event came, so no frame was written" in captured.out
+    assert (tmp_path / "s" / "segments.csv").read_text() == "start_s,end_s\n"

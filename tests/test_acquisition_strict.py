@@ -14,6 +14,7 @@ from ratpose.acquisition import CameraSettings, record, rig_config_from_dict
 from ratpose.acquisition.backends import CameraError
 from ratpose.acquisition.recorder import build_hardware_backends
 from ratpose.ingest.session_folder import read_session_folder
+from ratpose.acquisition.commands import _frames
 from strict_sdks import StrictRig, make_pigpio
 
 RATE, W, H = 100.0, 160, 128
@@ -65,9 +66,22 @@ def test_normal_stop_writes_every_frame_and_stats(rig, tmp_path):
         # every exposed frame reached the file: nothing left in the stream when acquisition ended
         assert cam.n_frames == fake.frame_id + 1 == rig.pulses_sent
         np.testing.assert_array_equal(cam.frame_id, np.arange(cam.n_frames))
+        pixels = [int(f[0, 0]) for f in _frames(cam.video)]  # copied out before the buffer went back
+        assert pixels == [i % 251 for i in range(cam.n_frames)]
+        assert fake.held == 0
         assert status["cameras"][cam.name]["missed_triggers"] == 0
         assert status["cameras"][cam.name]["stream"] == {"lost": 0, "dropped": 0, "incomplete": 0}
     assert rig.discarded == 0
+    for fake in rig.cameras:  # the clean start: the rig config applied on top of the Default user set
+        n = {k: v.value for k, v in fake.nodes.items()}
+        assert (n["ExposureAuto"], n["ExposureTime"], n["GainAuto"]) == ("Off", 1000.0, "Off")
+        assert (n["Width"], n["Height"]) == (W, H)
+        assert (n["TriggerSource"], n["TriggerActivation"], n["TriggerOverlap"]) == ("Line3", "RisingEdge", "ReadOut")
+        assert fake.stream_nodes["StreamBufferHandlingMode"].value == "OldestFirst"
+        assert all(fake.chunks[c] for c in ("FrameID", "Timestamp", "ExposureTime"))
+    assert rig.cameras[0].line["Line1"]["source"] == "ExposureActive" and rig.cameras[0].line["Line2"]["v33"]
+    tick = read_session_folder(result.session_dir).tick_us
+    assert tick[0] > tick[-1]  # the Pi's uint32 tick wrapped during the recording
     assert all(c.nodes["TriggerMode"].value == "Off" or not c.initialized for c in rig.cameras)
 
 
@@ -95,6 +109,26 @@ def test_failed_pigpio_wave_is_a_trigger_error(rig, monkeypatch, tmp_path):
     result, status = go(rig, tmp_path, 1.0)
     assert result.status == "trigger_error" and "No more CBs" in result.message
     assert status["status"] == "trigger_error"
+
+
+def test_unreachable_pigpiod_is_a_trigger_error(rig, tmp_path):
+    rig.pigpio.state.connected = False
+    result, status = go(rig, tmp_path, 1.0)
+    assert result.status == "trigger_error" and "cannot reach pigpiod at localhost:8888" in result.message
+    assert rig.pulses_sent == 0 and all(p.stopped for p in rig.pigpio.state.pis)
+
+
+def test_trigger_that_cannot_be_stopped_ends_the_drain(rig, tmp_path):
+    rig.pigpio.state.lose_link_at_stop = True
+    try:
+        result, status = go(rig, tmp_path, 1.0)
+    finally:
+        for pi in rig.pigpio.state.pis:
+            pi.running.clear()  # power the fake Pi off
+    assert result.status == "trigger_error" and "stopping the trigger failed" in result.message
+    assert any("frames kept coming after the trigger was stopped" in w for w in status["warnings"])
+    for r in result.cameras.values():  # a bounded drain: at most rate_hz frames past the last logged pulse
+        assert result.n_pulses <= r.written <= result.n_pulses + RATE + 1
 
 
 def test_ctrl_c_is_interrupted(rig, tmp_path):
@@ -165,6 +199,7 @@ def test_rig_check_on_strict_fakes_and_simulation(rig, tmp_path, capsys):
     assert main(["rig", "check", "--config", str(sim)]) == 0
     out = capsys.readouterr().out
     assert "PASS rig check" in out and "200 pulses" in out
+    assert "INFO the SDK sees 2 camera(s)" in out and out.count("(simulated)") == 2 and "WARN" not in out
 
 
 def test_compress_is_lossless_and_atomic(tmp_path, capsys):
@@ -184,3 +219,44 @@ def test_compress_is_lossless_and_atomic(tmp_path, capsys):
     assert len(new_frames) == len(raw_frames) == after.n_frames > 50
     assert all(np.array_equal(a, b) for a, b in zip(raw_frames, new_frames))
     assert "frames verified identical" in capsys.readouterr().out
+
+
+def test_rig_check_lists_every_camera_and_flags_the_config(monkeypatch, tmp_path):
+    from ratpose.acquisition.commands import rig_check
+    import dataclasses
+    rig = StrictRig(("21000001", "21000002", "21000003"))
+    rig.install(monkeypatch)
+    cfg = config()
+    lines, ok = rig_check(cfg, *build_hardware_backends(cfg))
+    assert ok, lines
+    assert "INFO the SDK sees 3 camera(s)" in lines
+    for serial, who in (("21000001", "cam0 (primary)"), ("21000002", "cam1 (secondary)"),
+                        ("21000003", "not in the config")):
+        assert any(l.startswith(f"INFO   serial {serial}, model Blackfly S BFS-U3-16S2M, firmware 1707.1.6.0, "
+                                f"usb_speed SuperSpeed, link_limit_bytes_s 380000000: {who}") for l in lines), lines
+    assert any(l.startswith("WARN serial 21000003") and "not configured" in l for l in lines)
+    assert any(l.startswith("PASS cam0: link throughput limit 380 MB/s, the stream needs 2 MB/s") for l in lines)
+    assert not rig.cameras[2].initialized  # read for its link limit, then de-initialised
+    assert rig.system is None and rig.release_errors == 0
+    # a configured serial that is not plugged in: FAIL, and no trigger train is sent
+    sent = rig.pulses_sent
+    missing = dataclasses.replace(cfg, cameras=(cfg.cameras[0], dataclasses.replace(cfg.cameras[1], serial="21000009")))
+    lines, ok = rig_check(missing, *build_hardware_backends(missing))
+    assert not ok and rig.pulses_sent == sent
+    assert any(l.startswith("FAIL cam1: serial 21000009 is not connected (connected: 21000001, 21000002, 21000003)")
+               for l in lines), lines
+    assert lines[-1].startswith("FAIL rig check")
+    # a link throughput limit below what the ROI at this rate streams
+    rig.cameras[0].nodes["DeviceLinkThroughputLimit"].value = 1_000_000
+    lines, ok = rig_check(cfg, *build_hardware_backends(cfg))
+    assert not ok and any(l.startswith("FAIL cam0: link throughput limit 1 MB/s") for l in lines), lines
+    assert rig.system is None and rig.release_errors == 0
+    assert open_files_under(tmp_path) == []
+
+
+def test_rig_check_without_pyspin_is_one_fail_line(monkeypatch):
+    import sys
+    from ratpose.acquisition.commands import rig_check
+    monkeypatch.setitem(sys.modules, "PySpin", None)  # import fails as when the SDK is not installed
+    lines, ok = rig_check(config())
+    assert not ok and lines[0].startswith("FAIL cameras cannot be listed: PySpin is not installed")

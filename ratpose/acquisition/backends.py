@@ -76,7 +76,8 @@ class CameraBackend(ABC):
 
     @abstractmethod
     def get_frame(self, timeout_s: float) -> Frame:
-        """Next delivered frame; raises FrameTimeout when none arrives in time, CameraError on failure."""
+        """Next delivered frame, its image the caller's to keep (the ring holds it without a copy);
+        raises FrameTimeout when none arrives in time, CameraError on failure."""
 
     @abstractmethod
     def stop(self) -> None:

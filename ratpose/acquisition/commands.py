@@ -42,8 +42,13 @@ def _cmd_record(args) -> int:
         print(f"{name}: {r.written} frames written to {result.session_dir / (name + '.' + cfg.storage.container)}"
               f" ({r.transfer_lost} lost in transfer, {r.incomplete} incomplete, {r.queue_dropped} dropped by the "
               f"queue, {r.ring_dropped} outside ring segments, {r.missed_triggers} missed triggers)")
-    print(f"{result.status}: {result.message} ({result.n_pulses} pulses, {result.wall_s:.1f} s) -> "
-          f"{result.session_dir}")
+    if cfg.ring.enabled:
+        kept_s = float(np.sum(np.diff(result.segments, axis=1))) if len(result.segments) else 0.0
+        print(f"ring buffer: {len(result.segments)} segment(s) kept ({kept_s:.1f} s around "
+              f"{len(result.events)} event(s)), listed in {result.session_dir / 'segments.csv'}"
+              + ("" if len(result.segments) else ": no event came, so no frame was written"))
+    print(f"{result.status}{': ' + result.message if result.message else ''} ({result.n_pulses} pulses, "
+          f"{result.wall_s:.1f} s) -> {result.session_dir}")
     if result.ok and args.ingest:
         from .. import schema
         from ..ingest.session_folder import read_session_folder
@@ -53,32 +58,80 @@ def _cmd_record(args) -> int:
     return 0 if result.ok else 1
 
 
+def _camera_lines(cfg, present: list[dict]) -> tuple[list[str], bool]:
+    """Every camera the SDK sees, flagged against the config: (lines, every configured camera is there)."""
+    names = {c.serial: c for c in cfg.cameras}
+    lines = [f"INFO the SDK sees {len(present)} camera(s)"]
+    for info in present:
+        cam = names.get(info.get("serial"))
+        ident = ", ".join(f"{k} {v}" for k, v in info.items())
+        lines.append(f"INFO   {ident}: " + (f"{cam.name} ({cam.role})" if cam else "not in the config"))
+        if cam is None:
+            lines.append(f"WARN serial {info.get('serial')} ({info.get('model', '?')}) is connected but not "
+                         "configured: it will not record")
+    ok = True
+    seen = {info.get("serial") for info in present}
+    for cam in cfg.cameras:
+        if cam.serial not in seen:
+            ok = False
+            lines.append(f"FAIL {cam.name}: serial {cam.serial or '(none)'} is not connected (connected: "
+                         f"{', '.join(sorted(str(s) for s in seen)) or 'none'})")
+    return lines, ok
+
+
+def _link_lines(cfg, present: list[dict]) -> tuple[list[str], bool]:
+    """USB speed and the link throughput limit against what each configured camera streams."""
+    by_serial = {info.get("serial"): info for info in present}
+    lines, ok = [], True
+    for cam in cfg.cameras:
+        info = by_serial.get(cam.serial, {})
+        need = cam.width * cam.height * (2 if cam.pixel_format.endswith("16") else 1) * cfg.trigger.rate_hz
+        speed = info.get("usb_speed")
+        if speed not in (None, "simulated") and "SuperSpeed" not in str(speed):
+            ok = False
+            lines.append(f"FAIL {cam.name}: USB link is {speed}, not USB3 SuperSpeed (needs {need / 1e6:.0f} MB/s)")
+        limit = info.get("link_limit_bytes_s")
+        if isinstance(limit, int):
+            fits = limit >= need
+            ok &= fits
+            lines.append(f"{'PASS' if fits else 'FAIL'} {cam.name}: link throughput limit {limit / 1e6:.0f} MB/s, "
+                         f"the stream needs {need / 1e6:.0f} MB/s")
+    return lines, ok
+
+
 def rig_check(config, cameras=None, trigger=None) -> tuple[list[str], bool]:
-    """Preflight: camera identities, config applied, a CHECK_S trigger train; (report lines, passed)."""
+    """Preflight: every camera the SDK sees, config applied, a CHECK_S trigger train; (report lines, passed)."""
     import dataclasses
 
+    from .backends import AcquisitionError
     from .config import load_rig_config
-    from .recorder import build_hardware_backends, build_simulated_backends, record
+    from .recorder import build_hardware_backends, build_simulated_backends, list_connected_cameras, record
 
     cfg = load_rig_config(config) if isinstance(config, (str, Path)) else config
     cfg = dataclasses.replace(cfg, ring=dataclasses.replace(cfg.ring, enabled=False))
-    if cameras is None:
-        cameras, trigger = (build_simulated_backends(cfg, duration_s=CHECK_S) if cfg.trigger.backend == "simulated"
-                            else build_hardware_backends(cfg))
-    lines, ok = [], True
+    try:
+        present = list_connected_cameras(cfg)
+    except AcquisitionError as err:
+        return [f"FAIL cameras cannot be listed: {err}", "FAIL rig check"], False
+    lines, ok = _camera_lines(cfg, present)
+    link, link_ok = _link_lines(cfg, present)
+    lines += link
+    ok &= link_ok
     period_us = 1e6 / cfg.trigger.rate_hz
-    for cam, settings in zip(cameras, cfg.cameras):
-        try:
-            info = cam.info()
-        except Exception as err:
-            info, ok = {}, False
-            lines.append(f"FAIL {settings.name}: cannot be opened: {err}")
-        ident = ", ".join(f"{k} {v}" for k, v in info.items()) or "simulated"
-        lines.append(f"INFO {settings.name} ({settings.role}): {ident}")
+    for settings in cfg.cameras:
         fits = settings.exposure_us < period_us
         ok &= fits
         lines.append(f"{'PASS' if fits else 'FAIL'} {settings.name}: exposure {settings.exposure_us:g} us in a "
                      f"{period_us:.0f} us period ({period_us - settings.exposure_us:.0f} us left for readout)")
+    if not ok:
+        for backend in cameras or ():
+            backend.close()
+        if trigger is not None:
+            trigger.close()
+        return lines + ["FAIL rig check: no trigger train until the lines above are fixed"], False
+    if cameras is None:
+        cameras, trigger = (build_simulated_backends(cfg, duration_s=CHECK_S) if cfg.trigger.backend == "simulated"
+                            else build_hardware_backends(cfg))
     with tempfile.TemporaryDirectory(prefix="ratpose-rig-check-") as tmp:
         result = record(cfg, Path(tmp) / "check", duration_s=CHECK_S, cameras=cameras, trigger=trigger,
                         handle_sigint=False)

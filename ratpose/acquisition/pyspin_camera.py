@@ -35,6 +35,60 @@ def _import_pyspin():
     return PySpin
 
 
+def _read_node(spin, nodemap, name: str):
+    """A node's value as int/str, or None when the node is missing or not readable."""
+    node = nodemap.GetNode(name)
+    if node is None or not spin.IsAvailable(node) or not spin.IsReadable(node):
+        return None
+    if node.GetPrincipalInterfaceType() == spin.intfIInteger:
+        return int(spin.CIntegerPtr(node).GetValue())
+    return spin.CValuePtr(node).ToString()
+
+
+def _identity(spin, cam) -> dict[str, str]:
+    """Serial, model, firmware, USB speed (TL device nodemap, no Init needed) and the link throughput limit
+    (camera nodemap: initialises the camera for the read if it is not already, and de-initialises it)."""
+    tl = cam.GetTLDeviceNodeMap()
+    out = {key: _read_node(spin, tl, node) for key, node in INFO_NODES.items()}
+    opened = not cam.IsInitialized()
+    try:
+        if opened:
+            cam.Init()
+        nm = cam.GetNodeMap()
+        out["usb_speed"] = out["usb_speed"] or _read_node(spin, nm, "DeviceLinkSpeed")
+        out["link_limit_bytes_s"] = _read_node(spin, nm, "DeviceLinkThroughputLimit")
+    except spin.SpinnakerException as err:  # e.g. opened by another program: identity only
+        out["link_limit_bytes_s"] = f"unreadable ({err})"
+        opened = False
+    finally:
+        if opened:
+            cam.DeInit()
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def list_cameras() -> list[dict[str, str]]:
+    """Every camera the Spinnaker SDK sees, configured or not: identity and link limit (see _identity)."""
+    spin = _import_pyspin()
+    system = _SharedSystem.acquire(spin)
+    try:
+        cam_list = system.GetCameras()
+        try:
+            found = []
+            for i in range(cam_list.GetSize()):
+                cam = cam_list.GetByIndex(i)
+                try:
+                    found.append(_identity(spin, cam))
+                finally:
+                    del cam
+        finally:
+            cam_list.Clear()
+            del cam_list
+    finally:
+        del system
+        _SharedSystem.release(spin)
+    return found
+
+
 class _SharedSystem:
     """The one Spinnaker System of this process, released when its last user lets go."""
 
@@ -117,14 +171,7 @@ class PySpinCamera(CameraBackend):
         self._node(nodemap, name, "CCommandPtr").Execute()
 
     def _read(self, nodemap, name: str):
-        """A node's value as int/str, or None when the node is missing or not readable."""
-        spin = self._spin
-        node = nodemap.GetNode(name)
-        if node is None or not spin.IsAvailable(node) or not spin.IsReadable(node):
-            return None
-        if node.GetPrincipalInterfaceType() == spin.intfIInteger:
-            return int(spin.CIntegerPtr(node).GetValue())
-        return spin.CValuePtr(node).ToString()
+        return _read_node(self._spin, nodemap, name)
 
     # -- lifecycle ----------------------------------------------------------------------------------
     def _open(self) -> None:
@@ -159,12 +206,7 @@ class PySpinCamera(CameraBackend):
 
     def info(self) -> dict[str, str]:
         self._open()
-        tl = self._cam.GetTLDeviceNodeMap()
-        out = {key: self._read(tl, node) for key, node in INFO_NODES.items()}
-        nm = self._cam.GetNodeMap()
-        out["usb_speed"] = out["usb_speed"] or self._read(nm, "DeviceLinkSpeed")
-        out["link_limit_bytes_s"] = self._read(nm, "DeviceLinkThroughputLimit")
-        return {k: v for k, v in out.items() if v is not None}
+        return _identity(self._spin, self._cam)
 
     def configure(self, settings: CameraSettings, rate_hz: float) -> None:
         if settings.trigger_line not in TRIGGER_LINES:

@@ -118,6 +118,16 @@ def build_hardware_backends(cfg: RigConfig, save_user_set: bool = False):
     return [PySpinCamera(c.serial, c.name, save_user_set) for c in cfg.cameras], PigpioTrigger(cfg.trigger)
 
 
+def list_connected_cameras(cfg: RigConfig) -> list[dict[str, str]]:
+    """Every camera the backend sees, configured or not (in simulation: the configured ones)."""
+    if cfg.trigger.backend == "simulated":
+        return [{"serial": c.serial, "model": f"{c.model} (simulated)", "firmware": "simulated",
+                 "usb_speed": "simulated"} for c in cfg.cameras]
+    from ratpose.acquisition.pyspin_camera import list_cameras
+
+    return list_cameras()
+
+
 class _CsvLog:
     """Append-only CSV written as rows arrive, flushed periodically."""
 
@@ -178,6 +188,10 @@ class _CameraPipeline:
                     if rec.draining.is_set():
                         break
                     continue
+                if rec.draining.is_set() and self.report.exposed() > len(rec.pulses) + rec.cfg.trigger.rate_hz:
+                    rec.warnings.append(f"camera {self.name!r}: frames kept coming after the trigger was stopped "
+                                        "(is the Pi still pulsing?); the drain stopped there")
+                    break
                 if self._last_frame_id is not None:
                     self.report.transfer_lost += max(frame.frame_id - self._last_frame_id - 1, 0)
                 self._last_frame_id = frame.frame_id
@@ -441,8 +455,8 @@ class Recorder:
         problems = []
         try:
             self.trigger.stop()
-        except Exception as err:
-            problems.append(f"stopping the trigger failed: {err}")
+        except Exception as err:  # the Pi may still be pulsing: the drain below ends on its own
+            self.fail("trigger_error", f"stopping the trigger failed: {err}")
         self.pulses.close()
         self.draining.set()
         started = [p for p in self.pipelines if p.capture_thread.ident is not None]

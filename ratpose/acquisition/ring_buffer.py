@@ -83,13 +83,15 @@ class EventWindows:
 
 
 class FrameRing:
-    """Preallocated ring of the most recent frames of one camera and their metadata (no per-frame allocation)."""
+    """Ring of the most recent frames of one camera: the images by reference (no copy per frame), their
+    metadata in preallocated arrays. A backend hands over a fresh image per frame (PySpin's is copied out
+    of the driver's buffer), so holding it costs no copy; a popped slot lets go of its image."""
 
     def __init__(self, capacity: int, height: int, width: int):
         if capacity < 2:
             raise ValueError(f"ring capacity must be >= 2 frames, got {capacity}")
-        self.images = np.empty((capacity, height, width), dtype=np.uint8)
-        self.images.fill(0)  # touch every page now: first-touch page faults would otherwise stall capture
+        self.shape = (height, width)
+        self.images: list[np.ndarray | None] = [None] * capacity
         self.frame_id = np.zeros(capacity, dtype=np.int64)
         self.camera_ts_ns = np.zeros(capacity, dtype=np.int64)
         self.exposure_us = np.zeros(capacity)
@@ -106,9 +108,11 @@ class FrameRing:
         return self._size == self.capacity
 
     def push(self, image: np.ndarray, frame_id: int, camera_ts_ns: int, exposure_us: float, time_s: float) -> None:
-        """Copy a frame into the ring; the ring must not be full."""
+        """Add a frame (kept by reference: the caller must not reuse the array); the ring must not be full."""
         if self.full:
             raise OverflowError("ring is full: pop the oldest frame first")
+        if image.shape != self.shape:
+            raise ValueError(f"ring frame is {image.shape}, expected {self.shape}")
         slot = (self._head + self._size) % self.capacity
         self.images[slot] = image
         self.frame_id[slot], self.camera_ts_ns[slot] = frame_id, camera_ts_ns
@@ -125,6 +129,7 @@ class FrameRing:
         """Forget the oldest frame."""
         if not self._size:
             raise IndexError("ring is empty")
+        self.images[self._head] = None
         self._head = (self._head + 1) % self.capacity
         self._size -= 1
 

@@ -84,6 +84,8 @@ class VideoWriter:
             self._container.close()
             raise
         self._convert = pix_fmt != "gray"
+        self._raw = self.codec == "raw"
+        self._time_base = 1 / Fraction(fps).limit_denominator(1000)
         self.n_frames = 0
         self._closed = False
 
@@ -92,6 +94,14 @@ class VideoWriter:
         if image.shape != (self.height, self.width) or image.dtype != np.uint8:
             raise ValueError(f"{self.path}: frame is {image.shape} {image.dtype}, expected "
                              f"({self.height}, {self.width}) uint8")
+        if self._raw:  # a rawvideo packet is the image's bytes: one copy, then written without the GIL
+            packet = av.Packet(np.ascontiguousarray(image).data)
+            packet.stream = self._stream
+            packet.pts = packet.dts = self.n_frames
+            packet.time_base = self._time_base
+            self._container.mux(packet)
+            self.n_frames += 1
+            return
         frame = av.VideoFrame.from_ndarray(image, format="gray")
         frame.color_range = FULL_RANGE
         if self._convert:
@@ -107,7 +117,8 @@ class VideoWriter:
             return
         self._closed = True
         try:
-            self._container.mux(self._stream.encode(None))
+            if not self._raw:
+                self._container.mux(self._stream.encode(None))
         finally:
             self._container.close()
 
