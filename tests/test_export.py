@@ -115,6 +115,32 @@ def test_dlc_h5_read_by_movement_and_deeplabcut_layout(pose, tmp_path):
     np.testing.assert_allclose(ds["confidence"].values[:, :, 0], pose["scores"], rtol=1e-14)
 
 
+def test_deeplabcut_finds_and_filters_the_2d_h5(pose, tmp_path, monkeypatch):
+    """DeepLabCut's own load_analyzed_data finds <video><scorer>.h5 as export writes it, filterpredictions
+    (median) reads it and writes <video><scorer>_filtered.h5."""
+    pytest.importorskip("deeplabcut")
+    import deeplabcut
+    from deeplabcut.utils import auxiliaryfunctions
+
+    from ratpose.export import to_dlc_h5
+
+    scorer, xy = "DLC_ratpose_sim_external", pose["points"][..., :2] * 4 + 700
+    to_dlc_h5(tmp_path / f"cam0{scorer}.h5", xy, BODYPARTS, scorer=scorer, likelihood=pose["scores"])
+    table, path, found, _ = auxiliaryfunctions.load_analyzed_data(tmp_path, "cam0", scorer)
+    assert found == scorer and path == str(tmp_path / f"cam0{scorer}.h5")
+    np.testing.assert_array_equal(table.to_numpy().reshape(xy.shape[:2] + (3,))[..., :2], xy)
+    np.testing.assert_array_equal(table[scorer]["tail_base"]["likelihood"], pose["scores"][:, 3])
+    (tmp_path / "cam0.mp4").write_bytes(b"")  # DLC names outputs after the video; it is not opened
+    (tmp_path / "config.yaml").write_text(f"Task: t\nTrainingFraction: [0.95]\nproject_path: {tmp_path}\n")
+    monkeypatch.setattr(auxiliaryfunctions, "get_scorer_name", lambda *a, **k: (scorer, scorer))  # no trained model
+    deeplabcut.filterpredictions(str(tmp_path / "config.yaml"), str(tmp_path / "cam0.mp4"), save_as_csv=False)
+    filtered = pd.read_hdf(tmp_path / f"cam0{scorer}_filtered.h5").to_numpy().reshape(xy.shape[:2] + (3,))
+    from scipy.signal import medfilt
+
+    np.testing.assert_array_equal(filtered[..., :2], np.apply_along_axis(medfilt, 0, xy, 5))
+    np.testing.assert_array_equal(filtered[..., 2], pose["scores"])
+
+
 def test_nwb_round_trip_and_inspector(pose, tmp_path):
     pynwb = pytest.importorskip("pynwb")
     pytest.importorskip("ndx_pose")

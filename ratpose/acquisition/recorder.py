@@ -481,6 +481,7 @@ class Recorder:
         cfg = self.cfg
         doc = {"format_version": 1, "subject": cfg.session.subject, "session_datetime": self.started,
                "rig": cfg.session.rig, "task": cfg.session.task, "notes": cfg.session.notes,
+               "timezone": cfg.session.timezone,
                "trigger_rate_hz": float(cfg.trigger.rate_hz),
                "camera": [{"name": c.name, "role": c.role, "serial": c.serial, "model": c.model,
                            "pixel_size_um": float(c.pixel_size_um), "lens_mm": float(c.lens_mm),
