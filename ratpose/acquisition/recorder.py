@@ -30,6 +30,7 @@ from ratpose.acquisition.backends import (AcquisitionError, CameraBackend, Camer
 from ratpose.acquisition.config import RigConfig, SimulatedCameraClock, StorageSettings, load_rig_config
 from ratpose.acquisition.events import EventSource, ManualKeySource
 from ratpose.acquisition.pulse_matcher import OnlinePulseMatcher, PulseLog
+from ratpose.rig import time_zone
 from ratpose.acquisition.ring_buffer import EventWindows, FrameRing, MotionEnergy, RingSegmenter
 from ratpose.acquisition.writers import VideoWriter, count_video_frames
 
@@ -314,7 +315,8 @@ class Recorder:
         self._sources_lock = threading.Lock()
         self.knob_events: list[tuple[float, str]] = []
         self.pipelines: list[_CameraPipeline] = []
-        self.started = _dt.datetime.now().replace(microsecond=0)
+        zone = time_zone(self.cfg.session.timezone)  # local time of the rig, whatever the computer's zone
+        self.started = _dt.datetime.now(zone).replace(tzinfo=None, microsecond=0)
 
     def video_name(self, settings: CameraSettings) -> str:
         return f"{settings.name}.{self.cfg.storage.container}"
