@@ -17,7 +17,7 @@ def time_zone(name: str) -> ZoneInfo:
     """The rig's IANA time zone (its clock's session times are local times in it); ValueError if unknown."""
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, TypeError):
+    except (ZoneInfoNotFoundError, ValueError, TypeError, OSError):  # OSError: a folder such as "Etc"
         raise ValueError(f"time zone {name!r} is not an IANA time zone (e.g. Europe/London)") from None
 
 
