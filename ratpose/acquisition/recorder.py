@@ -30,9 +30,9 @@ from ratpose.acquisition.backends import (AcquisitionError, CameraBackend, Camer
 from ratpose.acquisition.config import RigConfig, SimulatedCameraClock, StorageSettings, load_rig_config
 from ratpose.acquisition.events import EventSource, ManualKeySource
 from ratpose.acquisition.pulse_matcher import OnlinePulseMatcher, PulseLog
-from ratpose.rig import time_zone
 from ratpose.acquisition.ring_buffer import EventWindows, FrameRing, MotionEnergy, RingSegmenter
 from ratpose.acquisition.writers import VideoWriter, count_video_frames
+from ratpose.rig import time_zone
 
 log = logging.getLogger(__name__)
 

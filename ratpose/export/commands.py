@@ -5,6 +5,7 @@ import argparse
 import sys
 from datetime import datetime
 from pathlib import Path
+
 import numpy as np
 
 from ..behaviour import touch_intervals, turn_intervals
@@ -148,7 +149,7 @@ def add_commands(subparsers) -> None:
     exp.add_argument("--pose3d-params", default="default")
     exp.add_argument("--format", choices=FORMATS, default="nwb",
                      help="nwb: one file per session; csv: anipose's pose-3d CSV; dlc: a folder of DeepLabCut .h5 "
-                          "(pose3d.h5 and one per camera); movement: movement's netCDF, neural clock as time")
+                          "(pose3d.h5 and <video>DLC_<scorer>.h5 per camera); movement: movement's netCDF, neural clock as time")
     exp.add_argument("--without", nargs="*", choices=PARTS, default=[], help="parts to leave out (NWB, dlc)")
     exp.add_argument("--timezone", help="IANA time zone the session's datetime is local time in (default: the "
                                          "rig's, session.toml's timezone recorded at ingest)")
