@@ -151,8 +151,8 @@ def add_commands(subparsers) -> None:
                      help="nwb: one file per session; csv: anipose's pose-3d CSV; dlc: a folder of DeepLabCut .h5 "
                           "(pose3d.h5 and <video>DLC_<scorer>.h5 per camera); movement: movement's netCDF, neural clock as time")
     exp.add_argument("--without", nargs="*", choices=PARTS, default=[], help="parts to leave out (NWB, dlc)")
-    exp.add_argument("--timezone", help="IANA time zone the session's datetime is local time in (default: the "
-                                         "rig's, session.toml's timezone recorded at ingest)")
+    exp.add_argument("--timezone", help="IANA time zone the session's datetime is local time in; None: the rig's "
+                                         "(session.toml's timezone, recorded at ingest)")
     exp.add_argument("--spike-resolution", type=float, default=1 / 30000, help="spike time resolution, s")
     exp.add_argument("--out", type=Path, required=True)
     exp.set_defaults(func=_cmd_export)
