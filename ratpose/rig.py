@@ -7,9 +7,18 @@ are millimetres; camera 0 of a calibrated rig defines the world frame.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import cv2
 import numpy as np
+
+
+def time_zone(name: str) -> ZoneInfo:
+    """The rig's IANA time zone (its clock's session times are local times in it); ValueError if unknown."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, TypeError, OSError):  # OSError: a folder such as "Etc"
+        raise ValueError(f"time zone {name!r} is not an IANA time zone (e.g. Europe/London)") from None
 
 
 @dataclass(frozen=True)

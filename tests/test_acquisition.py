@@ -5,7 +5,9 @@ import errno
 import os
 import signal
 import threading
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import av
 import numpy as np
@@ -41,7 +43,7 @@ def read_stamps(video: Path) -> np.ndarray:
 def make_config(duration_s=6.0, ring=None, codec="ffv1", realtime=False, **sim_cams):
     cams = sim_cams or {"cam0": {"loss_rate": 0.01, "miss_rate": 0.01, "drift_ppm": 30.0},
                         "cam1": {"loss_rate": 0.02, "drift_ppm": -40.0, "clock_offset_ns": 123_456_789}}
-    doc = {"trigger": {"backend": "simulated", "rate_hz": RATE},
+    doc = {"session": {"timezone": "Asia/Tokyo"}, "trigger": {"backend": "simulated", "rate_hz": RATE},
            "storage": {"codec": codec, "queue_frames": 64},
            "camera": [{"name": "cam0", "role": "primary", "roi": [0, 0, W, H], "exposure_us": 1000},
                       {"name": "cam1", "role": "secondary", "roi": [0, 0, W, H], "exposure_us": 1000}],
@@ -162,6 +164,9 @@ def test_example_config_loads_and_bad_configs_are_named():
                   trigger=cfg.trigger)  # 5 ms does not fit in a 226 Hz period (4425 us)
     with pytest.raises(RigConfigError, match="unknown key"):
         rig_config_from_dict({"camera": [{"name": "cam0", "exposure": 100}]})
+    with pytest.raises(RigConfigError, match=r"\[session\] time zone 'Mars/Olympus' is not an IANA"):
+        rig_config_from_dict({"session": {"timezone": "Mars/Olympus"}, "camera": [{"name": "cam0"}]})
+    assert load_rig_config(ROOT / "examples" / "rig.toml").session.timezone == "Europe/London"
     with pytest.raises(RigConfigError, match="exactly one camera"):
         rig_config_from_dict({"camera": [{"name": "a", "role": "secondary"}]})
     with pytest.raises(RigConfigError, match="not valid TOML"):
@@ -184,6 +189,9 @@ def test_record_continuous_session_is_valid_and_syncs(tmp_path):
     session = read_session_folder(result.session_dir)
     np.testing.assert_array_equal(session.tick_us, truth.tick_us)  # every pulse, wrapping included
     assert session.tick_us[-1] < session.tick_us[0]
+    assert session.timezone == "Asia/Tokyo"  # the rig's zone, and session_datetime is local time there
+    tokyo_now = datetime.now(ZoneInfo("Asia/Tokyo")).replace(tzinfo=None)
+    assert timedelta(0) <= tokyo_now - session.session_datetime < timedelta(minutes=5)
     for name in ("cam0", "cam1"):
         stamps = check_camera(session, truth, name)
         np.testing.assert_array_equal(stamps, truth.cameras[name].pulse_index)  # nothing else lost

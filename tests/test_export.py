@@ -11,6 +11,8 @@ from ratpose.rig import Camera, Rig
 
 BODYPARTS = ["snout", "paw_left", "paw_right", "tail_base"]
 START = datetime(2026, 11, 24, 10, 0, tzinfo=timezone.utc)
+RIG = Rig((Camera("cam0", (1440, 1080), [[3600, 0, 720], [0, 3600, 540], [0, 0, 1]], [-0.1, 0.05, 0, 0, 0]),
+           Camera("cam1", (1440, 1080), np.diag([2400.0, 2400.0, 1.0]), R=np.eye(3), t=[-80.0, 0.0, 20.0])))
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +63,36 @@ def test_anipose_csv_as_anipose_writes_it(pose, tmp_path):
                                np.where(seen, pose["scores"], np.nan), rtol=1e-14)
 
 
+def test_anipose_reads_the_csv_with_its_own_code(pose, tmp_path):
+    """anipose's project_2d.get_projected_points (M, center, _error, _score) and compute_angles (x/y/z, fnum)."""
+    pytest.importorskip("anipose")
+    from aniposelib.cameras import CameraGroup
+    from anipose.compute_angles import compute_angles
+    from anipose.project_2d import get_projected_points
+
+    from ratpose.calibration.interop import save_rig
+
+    frames = np.arange(1000, 1000 + len(pose["points"]))
+    path = to_csv(tmp_path / "pose3d.csv", pose["points"], BODYPARTS, errors=pose["errors"],
+                  n_cameras=pose["n_cameras"], scores=pose["scores"], frame_numbers=frames)
+    group = CameraGroup.load(str(save_rig(RIG, tmp_path / "calibration.toml")))
+    parts, projected, scores = get_projected_points({"triangulation": {"optim": False}}, path, group,
+                                                    {cam.name: (0, 0) for cam in RIG})
+    assert parts == BODYPARTS
+    seen = pose["n_cameras"] >= 2
+    np.testing.assert_allclose(scores.T, np.where(seen, pose["scores"], np.nan), rtol=1e-14)
+    for c, cam in enumerate(RIG):
+        ours = cam.project(pose["points"].reshape(-1, 3)).reshape(len(frames), len(BODYPARTS), 2)
+        np.testing.assert_allclose(projected[c].transpose(1, 0, 2), ours, rtol=0, atol=1e-9)  # NaN where unseen
+    config = {"angles": {"snout_paw_tail": ["snout", "paw_left", "tail_base"]}}
+    compute_angles(config, str(path), str(tmp_path / "angles.csv"))
+    angles = pd.read_csv(tmp_path / "angles.csv")
+    np.testing.assert_array_equal(angles["fnum"], frames)
+    a, b = pose["points"][:, 0] - pose["points"][:, 1], pose["points"][:, 3] - pose["points"][:, 1]
+    cosine = (a * b).sum(axis=1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    np.testing.assert_allclose(angles["snout_paw_tail"], np.degrees(np.arccos(cosine)), rtol=1e-12)
+
+
 def test_dlc_h5_read_by_movement_and_deeplabcut_layout(pose, tmp_path):
     from ratpose.export import to_dlc_h5
 
@@ -83,11 +115,36 @@ def test_dlc_h5_read_by_movement_and_deeplabcut_layout(pose, tmp_path):
     np.testing.assert_allclose(ds["confidence"].values[:, :, 0], pose["scores"], rtol=1e-14)
 
 
+def test_deeplabcut_finds_and_filters_the_2d_h5(pose, tmp_path, monkeypatch):
+    """DeepLabCut's own load_analyzed_data finds <video><scorer>.h5 as export writes it, filterpredictions
+    (median) reads it and writes <video><scorer>_filtered.h5."""
+    pytest.importorskip("deeplabcut")
+    import deeplabcut
+    from deeplabcut.utils import auxiliaryfunctions
+
+    from ratpose.export import to_dlc_h5
+
+    scorer, xy = "DLC_ratpose_sim_external", pose["points"][..., :2] * 4 + 700
+    to_dlc_h5(tmp_path / f"cam0{scorer}.h5", xy, BODYPARTS, scorer=scorer, likelihood=pose["scores"])
+    table, path, found, _ = auxiliaryfunctions.load_analyzed_data(tmp_path, "cam0", scorer)
+    assert found == scorer and path == str(tmp_path / f"cam0{scorer}.h5")
+    np.testing.assert_array_equal(table.to_numpy().reshape(xy.shape[:2] + (3,))[..., :2], xy)
+    np.testing.assert_array_equal(table[scorer]["tail_base"]["likelihood"], pose["scores"][:, 3])
+    (tmp_path / "cam0.mp4").write_bytes(b"")  # DLC names outputs after the video; it is not opened
+    (tmp_path / "config.yaml").write_text(f"Task: t\nTrainingFraction: [0.95]\nproject_path: {tmp_path}\n")
+    monkeypatch.setattr(auxiliaryfunctions, "get_scorer_name", lambda *a, **k: (scorer, scorer))  # no trained model
+    deeplabcut.filterpredictions(str(tmp_path / "config.yaml"), str(tmp_path / "cam0.mp4"), save_as_csv=False)
+    filtered = pd.read_hdf(tmp_path / f"cam0{scorer}_filtered.h5").to_numpy().reshape(xy.shape[:2] + (3,))
+    from scipy.signal import medfilt
+
+    np.testing.assert_array_equal(filtered[..., :2], np.apply_along_axis(medfilt, 0, xy, 5))
+    np.testing.assert_array_equal(filtered[..., 2], pose["scores"])
+
+
 def test_nwb_round_trip_and_inspector(pose, tmp_path):
     pynwb = pytest.importorskip("pynwb")
     pytest.importorskip("ndx_pose")
-    rig = Rig((Camera("cam0", (1440, 1080), [[3600, 0, 720], [0, 3600, 540], [0, 0, 1]], [-0.1, 0.05, 0, 0, 0]),
-               Camera("cam1", (1440, 1080), np.diag([2400.0, 2400.0, 1.0]), R=np.eye(3), t=[-80.0, 0.0, 20.0])))
+    rig = RIG
     pose2d = {cam.name: (cam.project(pose["points"].reshape(-1, 3)).reshape(len(pose["points"]), -1, 2),
                          pose["scores"]) for cam in rig}
     spikes = np.sort(np.random.default_rng(1).uniform(4000.1, 4000.5, 30))

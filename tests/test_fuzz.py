@@ -140,7 +140,7 @@ def _raw_mutations(files):
 
 
 session_toml_keys = st.sampled_from(["format_version", "subject", "session_datetime", "rig", "task", "notes",
-                                     "trigger_rate_hz", "camera", "extra"])
+                                     "trigger_rate_hz", "camera", "timezone", "subject_info", "extra"])
 camera_toml_keys = st.sampled_from(["name", "role", "serial", "model", "pixel_size_um", "lens_mm", "video"])
 csv_mutations = st.one_of(
     st.tuples(st.sampled_from(SESSION_CSVS), st.just("cell"),

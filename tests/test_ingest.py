@@ -57,6 +57,27 @@ def _broken_copy(tmp_path, folder, name="broken"):
     return target
 
 
+def _prepend_toml(folder, text):
+    (folder / "session.toml").write_text(text + "\n" + (folder / "session.toml").read_text())
+
+
+def _append_toml(folder, text):
+    (folder / "session.toml").write_text((folder / "session.toml").read_text() + "\n" + text + "\n")
+
+
+def test_time_zone_and_subject_come_from_session_toml(clean_db, sim_session, tmp_path):
+    raw = clean_db["raw"]
+    folder = _broken_copy(tmp_path, sim_session[0], "berlin")
+    _prepend_toml(folder, 'timezone = "Europe/Berlin"')
+    _append_toml(folder, '[subject_info]\nsex = "F"\ndate_of_birth = 2026-06-01\nage = "P176D"')
+    key, _ = raw.insert_session(read_session_folder(folder))
+    assert (raw.Session & key).fetch1("timezone") == "Europe/Berlin"
+    subject = (raw.Subject & key).fetch1()
+    assert (subject["sex"], str(subject["date_of_birth"]), subject["age"]) == ("F", "2026-06-01", "P176D")
+    assert subject["species"] == "Rattus norvegicus"
+    assert read_session_folder(sim_session[0]).timezone == "UTC"  # without the key
+
+
 def _edit_csv(path, edit):
     table = pd.read_csv(path)
     edit(table).to_csv(path, index=False)
@@ -87,6 +108,11 @@ BAD_INPUTS = {
         d / "knob_events.csv", lambda t: t.iloc[1:]), "must alternate"),
     "broken toml": ("session.toml", lambda d: (d / "session.toml").write_text("subject = [unclosed"),
                     "not valid TOML"),
+    "unknown time zone": ("session.toml", lambda d: _prepend_toml(d, 'timezone = "Mars/Olympus"'),
+                          "not an IANA time zone"),
+    "bad subject sex": ("session.toml", lambda d: _append_toml(d, '[subject_info]\nsex = "X"'), "sex must be"),
+    "bad date of birth": ("session.toml", lambda d: _append_toml(d, '[subject_info]\ndate_of_birth = "June"'),
+                          "date_of_birth must be a date"),
     "truncated video": ("cam1.avi", lambda d: (d / "cam1.avi").write_bytes((d / "cam1.avi").read_bytes()[:4000]),
                         "video"),
 }

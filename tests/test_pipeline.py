@@ -7,6 +7,7 @@ exercised separately (tests/test_demo.py, tests/test_dlc.py) because it takes mi
 from __future__ import annotations
 
 import re
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -142,9 +143,14 @@ def test_export_command_writes_every_format_with_the_stored_pose(pipeline, tmp_p
     reference = db["sync"].SyncedFrames & {**session, "camera": stored_cameras(db, stored)[0]}
     frames = np.searchsorted(reference.fetch1("pulse_index"), stored["pulse_index"])
     np.testing.assert_array_equal(table["fnum"], frames)  # frame index in the reference camera's video
-    assert cli([*common, "--format", "nwb", "--timezone", "Europe/London", "--out", str(tmp_path / "s.nwb")]) == 0
+    db["raw"].Session.update1({**session, "timezone": "Europe/Berlin"})  # the rig's zone, as ingest stores it
+    assert cli([*common, "--format", "nwb", "--out", str(tmp_path / "s.nwb")]) == 0
     with NWBHDF5IO(str(tmp_path / "s.nwb"), "r") as io:
         nwb = io.read()
+        assert nwb.session_start_time == session["session_datetime"].replace(tzinfo=ZoneInfo("Europe/Berlin"))
+        assert set(nwb.devices) == set(stored_cameras(db, stored)) and set(nwb.intervals) == {"knob_touches",
+                                                                                                "knob_turns"}
+        assert len(nwb.processing["behavior"]["PoseEstimation"].pose_estimations) == 2
         series = nwb.processing["behavior"]["PoseEstimation"].pose_estimation_series["paw"]
         offset = float(re.search(r"neural clock time - (\S+) s", nwb.notes).group(1))
         times = np.asarray(series.get_timestamps()[:])  # timestamps, or starting_time + rate when regular
@@ -157,11 +163,27 @@ def test_export_command_writes_every_format_with_the_stored_pose(pipeline, tmp_p
                                             config=nwbinspector.load_config("dandi"))
     bad = [m.message for m in messages if m.importance.name in ("CRITICAL", "BEST_PRACTICE_VIOLATION", "ERROR")]
     assert not bad, bad
+    for without, kept in ((["units", "knob", "pose2d"], {"devices"}), (["cameras"], {"units", "intervals"})):
+        out = tmp_path / f"without_{without[0]}.nwb"
+        assert cli([*common, "--format", "nwb", "--timezone", "America/New_York", "--without", *without,
+                    "--out", str(out)]) == 0
+        with NWBHDF5IO(str(out), "r") as io:
+            nwb = io.read()
+            assert nwb.session_start_time == session["session_datetime"].replace(tzinfo=ZoneInfo("America/New_York"))
+            present = {name for name, part in (("devices", nwb.devices), ("units", nwb.units),
+                                               ("intervals", nwb.intervals)) if part}
+            assert present == kept, without
+            assert not nwb.processing["behavior"]["PoseEstimation"].pose_estimations  # no 2D without cameras
+    assert cli([*common, "--format", "nwb", "--timezone", "Mars/Olympus", "--out", str(tmp_path / "x.nwb")]) == 1
+    assert not (tmp_path / "x.nwb").exists()
     assert cli([*common, "--format", "dlc", "--out", str(tmp_path / "dlc")]) == 0
     from movement.io import load_poses
 
-    ds = load_poses.from_dlc_file(tmp_path / "dlc" / f"{stored_cameras(db, stored)[0]}.h5")
+    scorer = "DLC_ratpose_sim_external"  # DeepLabCut's <video stem><scorer>.h5
+    ds = load_poses.from_dlc_file(tmp_path / "dlc" / f"{stored_cameras(db, stored)[0]}{scorer}.h5")
     assert ds.sizes["time"] == len(stored["time_s"])
+    assert cli([*common, "--format", "dlc", "--without", "pose2d", "--out", str(tmp_path / "dlc3d")]) == 0
+    assert [p.name for p in (tmp_path / "dlc3d").iterdir()] == ["pose3d.h5"]
     assert cli([*common, "--format", "movement", "--out", str(tmp_path / "pose.nc")]) == 0
     import xarray
 

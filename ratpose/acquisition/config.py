@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .._toml import tomllib
+from ..rig import time_zone
 
 from ratpose.acquisition.backends import CameraSettings
 from ratpose.acquisition.writers import CODECS, CONTAINERS
@@ -26,6 +27,7 @@ class SessionInfo:
     rig: str = "knob-rig-1"
     task: str = "knob-supination"
     notes: str = ""
+    timezone: str = "UTC"  # IANA zone of the rig's clock; session_datetime is local time in it
 
 
 @dataclass(frozen=True)
@@ -203,6 +205,10 @@ def validate(cfg: RigConfig) -> None:
     names = [c.name for c in cfg.cameras]
     if len(set(names)) != len(names):
         raise RigConfigError(f"camera names repeat: {names}")
+    try:
+        time_zone(cfg.session.timezone)
+    except ValueError as err:
+        raise RigConfigError(f"[session] {err}") from None
     for cam in cfg.cameras:
         if not CAMERA_NAME.fullmatch(cam.name):
             raise RigConfigError(f"camera name {cam.name!r} must match {CAMERA_NAME.pattern}")

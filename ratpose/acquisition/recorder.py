@@ -32,6 +32,7 @@ from ratpose.acquisition.events import EventSource, ManualKeySource
 from ratpose.acquisition.pulse_matcher import OnlinePulseMatcher, PulseLog
 from ratpose.acquisition.ring_buffer import EventWindows, FrameRing, MotionEnergy, RingSegmenter
 from ratpose.acquisition.writers import VideoWriter, count_video_frames
+from ratpose.rig import time_zone
 
 log = logging.getLogger(__name__)
 
@@ -328,7 +329,8 @@ class Recorder:
         self._sources_lock = threading.Lock()
         self.knob_events: list[tuple[float, str]] = []
         self.pipelines: list[_CameraPipeline] = []
-        self.started = _dt.datetime.now().replace(microsecond=0)
+        zone = time_zone(self.cfg.session.timezone)  # local time of the rig, whatever the computer's zone
+        self.started = _dt.datetime.now(zone).replace(tzinfo=None, microsecond=0)
 
     def video_name(self, settings: CameraSettings) -> str:
         return f"{settings.name}.{self.cfg.storage.container}"
@@ -495,6 +497,7 @@ class Recorder:
         cfg = self.cfg
         doc = {"format_version": 1, "subject": cfg.session.subject, "session_datetime": self.started,
                "rig": cfg.session.rig, "task": cfg.session.task, "notes": cfg.session.notes,
+               "timezone": cfg.session.timezone,
                "trigger_rate_hz": float(cfg.trigger.rate_hz),
                "camera": [{"name": c.name, "role": c.role, "serial": c.serial, "model": c.model,
                            "pixel_size_um": float(c.pixel_size_um), "lens_mm": float(c.lens_mm),

@@ -5,11 +5,11 @@ import argparse
 import sys
 from datetime import datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 
 from ..behaviour import touch_intervals, turn_intervals
+from ..rig import time_zone
 from . import to_csv, to_dlc_h5, to_movement, to_nwb
 
 PARTS = ("pose2d", "units", "knob", "cameras")
@@ -52,18 +52,20 @@ def _session_data(modules, key: dict) -> dict:
     data["scores"] = lowest_used_likelihood([v[2] for v in views.values()], min_likelihood)
     data["views"] = views
     data["rig"] = calibration.session_rig(session)
+    data["videos"] = dict(zip(*(raw.Recording & session).fetch("camera", "video_file")))
     data["subject"] = (raw.Subject & session).fetch1()
+    data["timezone"] = (raw.Session & session).fetch1("timezone")
     data["units"] = (raw.Unit & session).to_dicts(order_by="unit_id")
     knob = (raw.KnobLog & session).to_dicts()
     data["knob"] = knob[0] if knob else None
     return data
 
 
-def _nwb_subject(row: dict) -> dict:
+def _nwb_subject(row: dict, zone) -> dict:
     subject = {"subject_id": row["subject"], "species": row["species"], "sex": row["sex"]}
     if row.get("date_of_birth"):
         dob = row["date_of_birth"]
-        subject["date_of_birth"] = datetime(dob.year, dob.month, dob.day, tzinfo=ZoneInfo("UTC"))
+        subject["date_of_birth"] = datetime(dob.year, dob.month, dob.day, tzinfo=zone)
     if row.get("age"):
         subject["age"] = row["age"]
     return subject
@@ -78,14 +80,13 @@ def _knob_intervals(knob: dict | None, end_s: float) -> dict:
     return {"touches": touches, "turns": turns[np.isfinite(turns).all(axis=1)]}
 
 
-def export_session(modules, key: dict, fmt: str, out: Path, *, without=(), timezone: str = "UTC",
+def export_session(modules, key: dict, fmt: str, out: Path, *, without=(), timezone: str | None = None,
                    spike_resolution_s: float = 1 / 30000) -> Path:
     """Write one session's pose (key: subject, session_datetime, training_set, pose_params, pose3d_params) as
-    ``fmt`` (one of FORMATS) to ``out``, leaving out the parts named in ``without``; returns the path written."""
-    try:
-        zone = ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"--timezone {timezone!r} is not an IANA time zone (e.g. Europe/London)") from None
+    ``fmt`` (one of FORMATS) to ``out``, leaving out the parts named in ``without``; returns the path written.
+    session_datetime is local time in ``timezone``, default the rig's (raw.Session.timezone, from session.toml)."""
+    if timezone is not None:
+        time_zone(timezone)
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}: use one of {', '.join(FORMATS)}")
     data = _session_data(modules, key)
@@ -97,21 +98,24 @@ def export_session(modules, key: dict, fmt: str, out: Path, *, without=(), timez
         return to_csv(out, points, names, frame_numbers=reference, **columns)
     if fmt == "dlc":
         out.mkdir(parents=True, exist_ok=True)
+        scorer = f"DLC_{scorer}"  # DeepLabCut finds <video stem><scorer>.h5 next to the video
         to_dlc_h5(out / "pose3d.h5", points, names, scorer=scorer)
         for camera, (_, xy, likelihood) in data["views"].items() if "pose2d" not in skip else ():
-            to_dlc_h5(out / f"{camera}.h5", xy, names, scorer=scorer, likelihood=likelihood)
+            to_dlc_h5(out / f"{Path(data['videos'][camera]).stem}{scorer}.h5", xy, names, scorer=scorer,
+                      likelihood=likelihood)
         return out
     if fmt == "movement":
         to_movement(points, names, times_s=data["time_s"], scores=data["scores"]).to_netcdf(out)
         return out
     knob = data["knob"] if "knob" not in skip else None
     units = [(u["unit_id"], u["spike_times"], {"tetrode": int(u["tetrode"])}) for u in data["units"]]
-    start = data["session_datetime"].replace(tzinfo=zone)  # stored as the rig's local time
+    zone = time_zone(timezone or data["timezone"])
+    start = data["session_datetime"].replace(tzinfo=zone)  # local time in the rig's zone
     return to_nwb(out, points, data["time_s"], names, session_start_time=start,
                   rig=data["rig"] if "cameras" not in skip else None,
                   pose2d=None if skip & {"pose2d", "cameras"} or data["rig"] is None else
                   {c: (v[1], v[2]) for c, v in data["views"].items()},
-                  subject=_nwb_subject(data["subject"]),
+                  subject=_nwb_subject(data["subject"], zone),
                   units=units if units and "units" not in skip else None, spike_resolution_s=spike_resolution_s,
                   **_knob_intervals(knob, end_s=float(data["time_s"][-1])),
                   scorer=scorer, **columns)
@@ -145,9 +149,10 @@ def add_commands(subparsers) -> None:
     exp.add_argument("--pose3d-params", default="default")
     exp.add_argument("--format", choices=FORMATS, default="nwb",
                      help="nwb: one file per session; csv: anipose's pose-3d CSV; dlc: a folder of DeepLabCut .h5 "
-                          "(pose3d.h5 and one per camera); movement: movement's netCDF, neural clock as time")
+                          "(pose3d.h5 and <video>DLC_<scorer>.h5 per camera); movement: movement's netCDF, neural clock as time")
     exp.add_argument("--without", nargs="*", choices=PARTS, default=[], help="parts to leave out (NWB, dlc)")
-    exp.add_argument("--timezone", default="UTC", help="the rig's IANA time zone (session times are its local time)")
+    exp.add_argument("--timezone", help="IANA time zone the session's datetime is local time in; None: the rig's "
+                                         "(session.toml's timezone, recorded at ingest)")
     exp.add_argument("--spike-resolution", type=float, default=1 / 30000, help="spike time resolution, s")
     exp.add_argument("--out", type=Path, required=True)
     exp.set_defaults(func=_cmd_export)

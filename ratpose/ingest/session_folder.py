@@ -18,6 +18,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from ..rig import time_zone
+
 FORMAT_VERSION = 1
 VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv")
 CAMERA_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
@@ -25,6 +27,7 @@ UINT32_MAX = 2**32 - 1
 SPAN_MARGIN_S = 60.0  # knob events and spikes may lie this far outside the trigger pulses' span
 FUTURE_MARGIN = _dt.timedelta(days=1)  # session dates later than now + this are refused
 _MISSING = object()
+SUBJECT_INFO = ("species", "sex", "date_of_birth", "age")  # the optional [subject_info] table's keys
 
 
 class SessionFormatError(ValueError):
@@ -77,6 +80,8 @@ class SessionData:
     units: pd.DataFrame = field(repr=False)
     spike_times: dict[int, np.ndarray] = field(repr=False)
     checksums: dict[str, str] = field(default_factory=dict, repr=False)  # file name -> sha256
+    timezone: str = "UTC"  # the rig's IANA zone; session_datetime is local time in it
+    subject_info: dict = field(default_factory=dict)  # raw.Subject columns given in [subject_info]
 
 
 def _read_csv(path: Path, required: list[str], optional: tuple[str, ...] = ()) -> pd.DataFrame:
@@ -247,7 +252,41 @@ def _read_metadata(folder: Path) -> dict:
         raise SessionFormatError(path, f"session_datetime {meta['session_datetime']} is in the future")
     if not _toml_number(meta, "trigger_rate_hz", path) > 0:
         raise SessionFormatError(path, "trigger_rate_hz must be positive")
+    meta["timezone"] = _toml_value(meta, "timezone", str, path, default="UTC")
+    try:
+        time_zone(meta["timezone"])
+    except ValueError as err:
+        raise SessionFormatError(path, f"'timezone': {err}") from None
+    meta["subject_info"] = _subject_info(meta.get("subject_info", {}), path)
     return meta
+
+
+def _subject_info(info, path: Path) -> dict:
+    """raw.Subject columns from the optional [subject_info] table: species, sex (M/F/U/O), date_of_birth, age."""
+    if not isinstance(info, dict):
+        raise SessionFormatError(path, "'subject_info' must be a table")
+    unknown = sorted(set(info) - set(SUBJECT_INFO))
+    if unknown:
+        raise SessionFormatError(path, f"[subject_info]: unknown key(s) {unknown}; allowed: {list(SUBJECT_INFO)}")
+    out = {key: _toml_value(info, key, (str, _dt.date), path, "[subject_info]") for key in info}
+    for key in ("species", "sex", "age"):
+        if not isinstance(out.get(key, ""), str):
+            raise SessionFormatError(path, f"[subject_info]: '{key}' must be a str, got {out[key]!r}")
+    if out.get("sex", "U") not in ("M", "F", "U", "O"):
+        raise SessionFormatError(path, f"[subject_info]: sex must be M, F, U or O, got {out['sex']!r}")
+    if not re.fullmatch(r"(P[0-9YMWDTHS.]+)?", out.get("age", "")):
+        raise SessionFormatError(path, f"[subject_info]: age must be an ISO 8601 duration such as P90D, got {out['age']!r}")
+    if "date_of_birth" in out:
+        dob = out["date_of_birth"]
+        try:
+            dob = _dt.date.fromisoformat(dob) if isinstance(dob, str) else dob
+        except ValueError:
+            dob = None
+        if not isinstance(dob, _dt.date) or isinstance(dob, _dt.datetime):
+            raise SessionFormatError(path, f"[subject_info]: date_of_birth must be a date (YYYY-MM-DD), "
+                                           f"got {out['date_of_birth']!r}")
+        out["date_of_birth"] = dob
+    return out
 
 
 def _read_trigger(folder: Path) -> np.ndarray:
@@ -364,4 +403,5 @@ def _read_session_folder(folder: Path) -> SessionData:
                        rig=str(meta["rig"]), task=str(meta["task"]), notes=str(meta.get("notes", "")),
                        trigger_rate_hz=float(meta["trigger_rate_hz"]), cameras=cameras, tick_us=tick_us,
                        touch_on_s=on, touch_off_s=off, angle_time_s=angle_time, angle_deg=angle_deg,
-                       force_mn=force, units=units, spike_times=spikes, checksums=file_checksums(folder, names))
+                       force_mn=force, units=units, spike_times=spikes, checksums=file_checksums(folder, names),
+                       timezone=meta["timezone"], subject_info=meta["subject_info"])

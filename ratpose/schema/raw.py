@@ -48,6 +48,7 @@ class Session(dj.Manual):
     task : varchar(64)
     session_dir : varchar(1024)   # absolute path of the session folder when ingested
     trigger_rate_hz : float64
+    timezone = 'UTC' : varchar(64)  # the rig's IANA time zone: session_datetime is local time in it
     notes = '' : varchar(2048)
     checksums = null : <blob>     # {file name: sha256} of the ingested files
     """
@@ -136,11 +137,11 @@ def describe_changes(old: dict | None, new: dict) -> str:
 def _rows(data: SessionData, key: dict) -> list[tuple[type, list[dict]]]:
     """Every row a session folder adds, by table."""
     return [
-        (Subject, [{"subject": data.subject}]),
+        (Subject, [{"subject": data.subject, **data.subject_info}]),
         (Camera, [{"camera": c.name, "serial": c.serial, "model": c.model, "pixel_size_um": c.pixel_size_um,
                    "lens_mm": c.lens_mm} for c in data.cameras]),
         (Session, [{**key, "rig": data.rig, "task": data.task, "session_dir": str(data.path),
-                    "trigger_rate_hz": data.trigger_rate_hz, "notes": data.notes, "checksums": data.checksums}]),
+                    "trigger_rate_hz": data.trigger_rate_hz, "timezone": data.timezone, "notes": data.notes, "checksums": data.checksums}]),
         (Recording, [{**key, "camera": c.name, "role": c.role, "video_file": str(c.video.relative_to(data.path)),
                       "serial": c.serial, "model": c.model,
                       "n_frames": c.n_frames, "fps": c.fps, "width": c.width, "height": c.height,

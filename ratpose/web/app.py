@@ -61,6 +61,7 @@ def create_app(browse, report_data, export_session, pipeline_status, cache_dir: 
     """The app over the database shell's modules ratpose.schema.browse and .report_data, export_session(key, fmt, out) and
     a function giving `ratpose status`'s rows; reports and videos are cached under ``cache_dir``."""
     cache = Path(cache_dir or tempfile.mkdtemp(prefix="ratpose-serve-"))
+    cache.mkdir(parents=True, exist_ok=True)  # a --cache-dir that does not exist yet
     lock = threading.Lock()  # one DataJoint connection: one request at a time talks to the database
 
     def page(request, name, **context):
