@@ -72,8 +72,9 @@ def _cmd_train(args) -> int:
             source = sources.merge_labeled(base, source, db.models_root() / "training-sets" / args.name)
     except ValueError as err:
         return _fail(str(err))
-    params = {"mode": "train", "net_type": args.net, "epochs": args.epochs, "batch_size": args.batch_size,
-              "augmentation": not args.no_augmentation, "device": args.device, "init": args.init}
+    params = {"mode": "external"} if args.external else {
+        "mode": "train", "net_type": args.net, "epochs": args.epochs, "batch_size": args.batch_size,
+        "augmentation": not args.no_augmentation, "device": args.device, "init": args.init}
     return _make_model(pose, args.name, args.name, source, params)
 
 
@@ -207,6 +208,9 @@ def add_commands(subparsers) -> None:
     train.add_argument("--init", default="imagenet", help="initial weights: imagenet, random or a snapshot path")
     train.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where to train")
     train.add_argument("--no-augmentation", action="store_true", help="train without image augmentation")
+    train.add_argument("--external", action="store_true",
+                       help="make the training set only: the model is trained elsewhere, its DLC .h5 outputs lie "
+                            "next to each video (as `model register --external`)")
     train.set_defaults(func=_cmd_train)
 
     model = subparsers.add_parser("model", help="pose models trained elsewhere")
