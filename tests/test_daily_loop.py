@@ -1,17 +1,20 @@
 """The lab's daily loop with commands only (subprocesses, no Python API), on a simulated rig."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import uuid
 
+import numpy as np
+import pandas as pd
 import pymysql
 
 
-def _run(env, *args, ok=True):
+def _run(env, *args, ok=True, stdin=None):
     done = subprocess.run([sys.executable, "-W", "ignore", "-m", "ratpose.cli", *map(str, args)], env=env,
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=600, input=stdin)
     assert (done.returncode == 0) == ok, f"{args}: rc {done.returncode}\n{done.stdout}\n{done.stderr[-3000:]}"
     return done
 
@@ -22,6 +25,50 @@ def _status_rows(text: str) -> dict[str, list[int]]:
     return {r[0]: [int(v) for v in r[1:]] for r in rows if len(r) == 5 and r[1].isdigit()}
 
 
+def _connect():
+    return pymysql.connect(host=os.environ["DJ_HOST"], user=os.environ["DJ_USER"], password=os.environ["DJ_PASS"],
+                           autocommit=True)
+
+
+def _row_counts(prefix: str) -> dict[str, int]:
+    """Rows of every table of the pipeline's schemas (jobs tables left out)."""
+    counts = {}
+    with _connect().cursor() as cursor:
+        cursor.execute("SELECT table_schema, table_name FROM information_schema.tables WHERE table_schema LIKE %s",
+                       (f"{prefix}\\_%",))
+        for schema, table in cursor.fetchall():
+            if not table.startswith("~"):
+                cursor.execute(f"SELECT COUNT(*) FROM `{schema}`.`{table}`")
+                counts[f"{schema}.{table}"] = cursor.fetchone()[0]
+    return counts
+
+
+def _bad(env, prefix, *args, expect):
+    """A command given bad input: one line naming it, exit 1, nothing inserted."""
+    before = _row_counts(prefix)
+    done = _run(env, *args, ok=False)
+    lines = [line for line in done.stderr.strip().splitlines() if not line.startswith("[")]  # DataJoint's banner
+    assert len(lines) == 1 and expect in lines[0], done.stderr
+    assert _row_counts(prefix) == before, args
+
+
+#: video frames of cam0 where the test corrupts the DLC output (a confident 57 px error in 4 body parts)
+INJECTED = (60, 140, 220, 300)
+
+
+def _inject_errors(h5) -> None:
+    table = pd.read_hdf(h5)
+    for part in ("wrist", "paw", "digit1", "digit2"):
+        for coord, shift in (("x", 40.0), ("y", -40.0)):
+            column = [c for c in table.columns if c[1:] == (part, coord)][0]
+            table.loc[list(INJECTED), column] += shift
+    table.to_hdf(h5, key="df_with_missing", mode="w")
+
+
+def _picked_frames(folder) -> list[int]:
+    return sorted(int(p.stem[3:]) for p in folder.glob("img*.png"))
+
+
 def test_daily_loop_from_the_command_line(tmp_path):
     prefix = f"rploop_{uuid.uuid4().hex[:8]}"
     env = {**os.environ, "RATPOSE_DB_PREFIX": prefix, "RATPOSE_STORE": str(tmp_path / "store"),
@@ -29,19 +76,30 @@ def test_daily_loop_from_the_command_line(tmp_path):
     rig = tmp_path / "rig"
     try:
         _run(env, "sim", rig, "--seconds", 12, "--fps", 30, "--labeled", 6, "--dlc-outputs")
+        _inject_errors(rig / "session" / "cam0DLC_sim_truth.h5")
         _run(env, "ingest", rig / "calibration", rig / "session")
         _run(env, "model", "register", "sim", rig / "labeled", "--external")
-        bad = _run(env, "defaults", "--rig", "no-such-rig", "--model", "sim", ok=False)
-        assert "unknown rig 'no-such-rig'" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
-        bad = _run(env, "train", "again", rig / "labeled", "--base", "no-such-set", ok=False)
-        assert "unknown training set 'no-such-set'" in bad.stderr
+        _bad(env, prefix, "defaults", "--rig", "no-such-rig", "--model", "sim", expect="unknown rig 'no-such-rig'")
+        _bad(env, prefix, "train", "again", rig / "labeled", "--base", "no-such-set", "--external",
+             expect="unknown training set 'no-such-set'")
         (tmp_path / "config.yaml").write_text("just: yaml\n")
-        bad = _run(env, "model", "register", "x", tmp_path / "config.yaml", ok=False)
-        assert "not a DeepLabCut project" in bad.stderr
+        _bad(env, prefix, "model", "register", "x", tmp_path / "config.yaml", expect="not a DeepLabCut project")
         _run(env, "defaults", "--rig", "sim-rig-1", "--model", "sim")
         _run(env, "populate", "Calibration")
         _run(env, "knob", "set", "--rig", "sim-rig-1", "--centre", 0, 0, 150, "--radius", 5, "--axis", 0, 0, 1,
              "--up", 0, -1, 0)
+        _run(env, "populate")
+        # the knob from the marker's arc: shown, stored only when confirmed; it replaces the one set by hand
+        shown = _run(env, "knob", "set", "--rig", "sim-rig-1", "--estimate", rig / "session", "--up", 0, -1, 0,
+                     stdin="n\n", ok=False).stdout
+        assert "not stored" in shown
+        centre = np.array(json.loads(shown.split("centre ")[1].split(" mm")[0]))
+        radius = float(shown.split("radius ")[1].split(" mm")[0])
+        truth = json.loads((rig / "session" / "ground_truth" / "truth.json").read_text())["knob"]
+        assert np.linalg.norm(centre - truth["center_mm"]) < 2.0 and abs(radius - truth["radius_mm"]) < 1.0, shown
+        stored = _run(env, "knob", "set", "--rig", "sim-rig-1", "--estimate", rig / "session", "--up", 0, -1, 0,
+                      "--yes").stdout
+        assert "replaced the previous knob" in stored
         _run(env, "populate")
         status = _run(env, "status").stdout
         rows = _status_rows(status)
@@ -51,6 +109,41 @@ def test_daily_loop_from_the_command_line(tmp_path):
         _run(env, "export", "--subject", "rat01", "--datetime", "2026-11-24T10:00:00", "--training-set", "sim",
              "--pose-params", "sim", "--format", "csv", "--out", tmp_path / "pose.csv")
         assert (tmp_path / "pose.csv").stat().st_size > 0
+        # the labeling loop: frames that look different, then the frames the network gets wrong
+        _run(env, "label", "extract", rig / "session", "--n", 5, "--out", tmp_path / "looks")
+        looks = sorted((tmp_path / "looks").iterdir())
+        assert [p.name for p in looks] == ["rat01_20261124-100000_cam0", "rat01_20261124-100000_cam1"]
+        assert len(_picked_frames(looks[0])) == 5
+        _run(env, "label", "extract", rig / "session", "--n", len(INJECTED), "--outliers", "--out", tmp_path / "new")
+        cam0 = tmp_path / "new" / "rat01_20261124-100000_cam0"
+        assert _picked_frames(cam0) == list(INJECTED)
+        labels = pd.read_hdf(cam0 / "CollectedData_sim.h5")
+        assert labels.columns.names == ["scorer", "bodyparts", "coords"] and len(labels) == len(INJECTED)
+        other = tmp_path / "other-parts" / "v"
+        other.mkdir(parents=True)
+        labels.rename(columns={"paw": "hand"}, level="bodyparts").to_hdf(other / "CollectedData_sim.h5", key="df")
+        _bad(env, prefix, "train", "sim3", "--base", "sim", tmp_path / "other-parts", "--external",
+             expect="body parts")
+        _bad(env, prefix, "train", "sim3", "--base", "sim", tmp_path / "absent", "--external",
+             expect="no such labeled-data folder")
+        # train again: a new training set = the old labels + the new ones (--external: see the README)
+        _run(env, "train", "sim2", "--base", "sim", tmp_path / "new", "--external")
+        merged = sorted(p.name for p in (tmp_path / "models" / prefix / "training-sets" / "sim2").iterdir())
+        assert merged == ["rat01_20261124-100000_cam0", "rat01_20261124-100000_cam1", "sim"]
+        # browsing without ratpose's code: the datajoint.json the install writes names the store
+        browse = tmp_path / "browse"
+        browse.mkdir()
+        _run(env, "db", "config", "--write", "--dir", browse, "--host", os.environ["DJ_HOST"], "--user",
+             os.environ["DJ_USER"], "--store", tmp_path / "store")
+        plain = {k: v for k, v in env.items() if not k.startswith("RATPOSE") and k != "PYTHONPATH"}
+        read = subprocess.run([sys.executable, "-W", "ignore", "-c",
+                               "import datajoint as dj; pose = dj.VirtualModule('pose', '%s_pose'); "
+                               "row = (pose.Pose3D.BodyPart & {'bodypart': 'paw'}).to_dicts()[0]; "
+                               "print(*row['xyz'].shape)" % prefix], cwd=browse, env=plain, capture_output=True,
+                              text=True, timeout=120)
+        assert read.returncode == 0, read.stderr[-2000:]
+        n_frames, width = map(int, read.stdout.split()[-2:])
+        assert n_frames > 300 and width == 3, read.stdout  # 12 s at 30 fps, x y z
         # a later session of the same rig: a plain populate computes it
         later = tmp_path / "later"
         _run(env, "sim", later, "--seconds", 12, "--fps", 30, "--seed", 3, "--datetime", "2026-11-25T10:00:00",
@@ -61,9 +154,7 @@ def test_daily_loop_from_the_command_line(tmp_path):
         counts = _status_rows(after)
         assert counts["Pose3D"][0] == 2 and counts["KnobValidation"][0] == 2, after
     finally:
-        connection = pymysql.connect(host=os.environ["DJ_HOST"], user=os.environ["DJ_USER"],
-                                     password=os.environ["DJ_PASS"], autocommit=True)
-        with connection.cursor() as cursor:
+        with _connect().cursor() as cursor:
             cursor.execute("SET FOREIGN_KEY_CHECKS=0")
             cursor.execute("SHOW DATABASES LIKE %s", (f"{prefix}\\_%",))
             for (name,) in cursor.fetchall():
