@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import shutil
 import sys
 from pathlib import Path
 
@@ -75,7 +76,10 @@ def _cmd_train(args) -> int:
     params = {"mode": "external"} if args.external else {
         "mode": "train", "net_type": args.net, "epochs": args.epochs, "batch_size": args.batch_size,
         "augmentation": not args.no_augmentation, "device": args.device, "init": args.init}
-    return _make_model(pose, args.name, args.name, source, params)
+    failed = _make_model(pose, args.name, args.name, source, params)
+    if failed and args.base:
+        shutil.rmtree(source.labeled_dir)  # the merged labels of a training set that was not made
+    return failed
 
 
 def _cmd_register(args) -> int:
