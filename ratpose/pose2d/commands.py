@@ -133,13 +133,16 @@ def _cmd_defaults(args) -> int:
 
 def _session_model(pose, session: dict, name: str | None) -> dict:
     """The PoseModel key of the session's Pose2D (the one named, or its only one)."""
-    models = {(r["training_set"], r["pose_params"]) for r in (pose.Pose2D & session).proj().to_dicts()
-              if name in (None, r["pose_params"])}
-    if len(models) != 1:
-        found = sorted(p for _, p in models) if models else "none; run `ratpose populate`"
-        raise ValueError(f"session {session}: give --model, one of the models with 2D pose ({found})"
-                         if models else f"session {session}: no 2D pose of model {name or 'any'} ({found})")
-    training_set, pose_params = models.pop()
+    pairs = {(r["training_set"], r["pose_params"]) for r in (pose.Pose2D & session).proj().to_dicts()}
+    present = sorted({p for _, p in pairs})
+    when = f"session {session['subject']} {session['session_datetime']:%Y-%m-%d %H:%M}"
+    if not present:
+        raise ValueError(f"{when}: no 2D pose yet; run `ratpose populate`")
+    if name is not None and name not in present:
+        raise ValueError(f"{when}: no 2D pose of model {name!r} (it has {present})")
+    if name is None and len(present) > 1:
+        raise ValueError(f"{when}: 2D pose of several models {present}; give --model")
+    training_set, pose_params = sorted(pair for pair in pairs if pair[1] == (name or present[0]))[0]
     return {"training_set": training_set, "pose_params": pose_params}
 
 
@@ -172,6 +175,9 @@ def _cmd_label_extract(args) -> int:
     pulses = {c: (sync.SyncedFrames & session & {"camera": c}).fetch1("pulse_index") for c in cameras}
     pose2d = {c: pose.pose2d_arrays({**session, **model, "camera": c}, bodyparts) for c in cameras}
     if args.outliers:
+        if not pose.Pose3D & session & model:
+            raise ValueError(f"{args.session}: no 3D pose of model {model['pose_params']!r} yet (--outliers needs it); "
+                             "run `ratpose populate`")
         data = pose.fetch_pose3d({**session, **model})
         common, rows = match_cameras({"pose3d": data["pulse_index"], **pulses})
         likelihood = np.stack([pose2d[c][2][rows[c]] for c in cameras])
