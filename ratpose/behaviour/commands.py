@@ -52,7 +52,9 @@ def _cmd_knob_set(args) -> int:
     if args.estimate and not args.yes and input("store it? [y/N] ").strip().lower() != "y":
         print("not stored")
         return 1
-    analysis.set_knob(calibrations[0], knob, up=up, source="keypoint" if args.estimate else "hand")
+    if analysis.set_knob(calibrations[0], knob, up=up, source="keypoint" if args.estimate else "hand"):
+        print("replaced the previous knob; the results computed with it are deleted (`ratpose populate` "
+              "recomputes them)")
     return 0
 
 

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import shutil
 import sys
 from pathlib import Path
+
+import numpy as np
 
 _FORMATTER = argparse.ArgumentDefaultsHelpFormatter
 
@@ -70,9 +73,13 @@ def _cmd_train(args) -> int:
             source = sources.merge_labeled(base, source, db.models_root() / "training-sets" / args.name)
     except ValueError as err:
         return _fail(str(err))
-    params = {"mode": "train", "net_type": args.net, "epochs": args.epochs, "batch_size": args.batch_size,
-              "augmentation": not args.no_augmentation, "device": args.device, "init": args.init}
-    return _make_model(pose, args.name, args.name, source, params)
+    params = {"mode": "external"} if args.external else {
+        "mode": "train", "net_type": args.net, "epochs": args.epochs, "batch_size": args.batch_size,
+        "augmentation": not args.no_augmentation, "device": args.device, "init": args.init}
+    failed = _make_model(pose, args.name, args.name, source, params)
+    if failed and args.base:
+        shutil.rmtree(source.labeled_dir)  # the merged labels of a training set that was not made
+    return failed
 
 
 def _cmd_register(args) -> int:
@@ -124,8 +131,82 @@ def _cmd_defaults(args) -> int:
     return 0
 
 
+def _session_model(pose, session: dict, name: str | None) -> dict:
+    """The PoseModel key of the session's Pose2D (the one named, or its only one)."""
+    pairs = {(r["training_set"], r["pose_params"]) for r in (pose.Pose2D & session).proj().to_dicts()}
+    present = sorted({p for _, p in pairs})
+    when = f"session {session['subject']} {session['session_datetime']:%Y-%m-%d %H:%M}"
+    if not present:
+        raise ValueError(f"{when}: no 2D pose yet; run `ratpose populate`")
+    if name is not None and name not in present:
+        raise ValueError(f"{when}: no 2D pose of model {name!r} (it has {present})")
+    if name is None and len(present) > 1:
+        raise ValueError(f"{when}: 2D pose of several models {present}; give --model")
+    training_set, pose_params = sorted(pair for pair in pairs if pair[1] == (name or present[0]))[0]
+    return {"training_set": training_set, "pose_params": pose_params}
+
+
+def _video_frames(path, rows: np.ndarray, convert) -> dict[int, np.ndarray]:
+    """convert(frame) for the video frames at rows (sorted), decoded in one pass."""
+    from .frames import decode_gray
+
+    wanted, out = set(rows.tolist()), {}
+    for i, frame in enumerate(decode_gray(path)):
+        if i in wanted:
+            out[i] = convert(frame)
+            if len(out) == len(wanted):
+                break
+    return out
+
+
+def _cmd_label_extract(args) -> int:
+    from ..schema import raw, sync
+    from ..sync import match_cameras
+    from . import labeling
+
+    pose = _pose()
+    session = raw.find_session(session_dir=args.session)
+    model = _session_model(pose, session, args.model)
+    bodyparts = pose.training_bodyparts(model)
+    scorer = (pose.TrainingSet & model).fetch1("scorer")
+    pcutoff = (pose.PoseModel & model).fetch1("pcutoff")
+    pcutoff = 0.6 if pcutoff is None else float(pcutoff)
+    cameras = sorted((pose.Pose2D & session & model).to_arrays("camera"))
+    pulses = {c: (sync.SyncedFrames & session & {"camera": c}).fetch1("pulse_index") for c in cameras}
+    pose2d = {c: pose.pose2d_arrays({**session, **model, "camera": c}, bodyparts) for c in cameras}
+    if args.outliers:
+        if not pose.Pose3D & session & model:
+            raise ValueError(f"{args.session}: no 3D pose of model {model['pose_params']!r} yet (--outliers needs it); "
+                             "run `ratpose populate`")
+        data = pose.fetch_pose3d({**session, **model})
+        common, rows = match_cameras({"pose3d": data["pulse_index"], **pulses})
+        likelihood = np.stack([pose2d[c][2][rows[c]] for c in cameras])
+        scores = labeling.outlier_scores(data["reprojection_error"][rows["pose3d"]], likelihood,
+                                         data["points3d"][rows["pose3d"]])
+        chosen = common[labeling.pick_outliers(scores, args.n)]
+        print(f"{int((scores > 1).sum())} of {len(scores)} frames are outliers; picked the worst {len(chosen)}")
+    else:
+        common, rows = match_cameras(pulses)
+        candidates = labeling.evenly_spaced(len(common), args.candidates)
+        features = np.hstack([np.stack(list(_video_frames(raw.video_path({**session, "camera": c}),
+                                                          rows[c][candidates], labeling.thumbnail).values()))
+                              for c in cameras])
+        chosen = common[candidates[labeling.kmeans_picks(features, args.n, args.seed)]]
+    stamp = f"{session['subject']}_{session['session_datetime']:%Y%m%d-%H%M%S}"
+    for c in cameras:
+        rows_c = np.searchsorted(pulses[c], chosen)
+        video = raw.video_path({**session, "camera": c})
+        x, y, lik = (a[rows_c] for a in pose2d[c])
+        labeling.write_labeled_data(args.out / f"{stamp}_{Path(video).stem}", _video_frames(video, rows_c, np.asarray),
+                                    len(pulses[c]), np.stack([x, y], -1), lik, bodyparts, scorer, pcutoff)
+    print(f"wrote {len(chosen)} frames x {len(cameras)} cameras to {args.out} (scorer {scorer!r}, predictions of "
+          f"{model['pose_params']!r} as starting labels); correct them in napari-deeplabcut, then "
+          f"`ratpose train NEW --base {model['training_set']} {args.out}`")
+    return 0
+
+
 def add_commands(subparsers) -> None:
-    """Add ``train``, ``model register`` and ``defaults``."""
+    """Add ``train``, ``model register``, ``defaults`` and ``label extract``."""
     train = subparsers.add_parser("train", formatter_class=_FORMATTER,
                                   help="make a training set from DLC labels and train a model on it")
     train.add_argument("name", help="name of the new training set and model")
@@ -137,6 +218,9 @@ def add_commands(subparsers) -> None:
     train.add_argument("--init", default="imagenet", help="initial weights: imagenet, random or a snapshot path")
     train.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where to train")
     train.add_argument("--no-augmentation", action="store_true", help="train without image augmentation")
+    train.add_argument("--external", action="store_true",
+                       help="make the training set only: the model is trained elsewhere, its DLC .h5 outputs lie "
+                            "next to each video (as `model register --external`)")
     train.set_defaults(func=_cmd_train)
 
     model = subparsers.add_parser("model", help="pose models trained elsewhere")
@@ -158,3 +242,19 @@ def add_commands(subparsers) -> None:
     defaults.add_argument("--model", required=True, help="model name (from `ratpose train` / `model register`)")
     defaults.add_argument("--from", dest="from_date", default="2000-01-01", help="first session date it applies to")
     defaults.set_defaults(func=_cmd_defaults)
+
+    label = subparsers.add_parser("label", help="frames to label next (DeepLabCut labeled-data)")
+    label_sub = label.add_subparsers(dest="label_command", required=True)
+    extract = label_sub.add_parser("extract", formatter_class=_FORMATTER,
+                                   help="pick frames of an ingested session and write them as DLC labeled-data, "
+                                        "the current predictions as starting labels")
+    extract.add_argument("session", type=Path, help="ingested session folder")
+    extract.add_argument("--out", type=Path, required=True, help="labeled-data folder to write (one folder per video)")
+    extract.add_argument("--n", type=int, default=50, help="frames to pick (each seen by every camera)")
+    extract.add_argument("--outliers", action="store_true",
+                         help="pick the frames where cameras disagree in 3D, the likelihood drops or the 3D "
+                              "trajectory jumps (needs Pose3D) instead of k-means on the images")
+    extract.add_argument("--model", help="model whose predictions are used (default: the session's only one)")
+    extract.add_argument("--candidates", type=int, default=2000, help="frames k-means chooses from (evenly spaced)")
+    extract.add_argument("--seed", type=int, default=0, help="k-means seed")
+    extract.set_defaults(func=_cmd_label_extract)

@@ -200,9 +200,15 @@ def _finite_or_none(value) -> float | None:
     return float(value) if value is not None and np.isfinite(value) else None
 
 
-def set_knob(calibration_key: dict, knob: KnobModel, up, source: str = "hand") -> None:
-    """Store (or replace) the knob geometry of a calibration."""
+def set_knob(calibration_key: dict, knob: KnobModel, up, source: str = "hand") -> bool:
+    """Store (or replace) the knob geometry of a calibration; True when it replaced one, whose results
+    (KnobValidation and what follows) are deleted with it, for `populate` to recompute."""
     row = {**calibration_key, "centre": knob.centre, "radius_mm": knob.radius_mm,
            "axis": knob.axis if knob.axis is not None else np.full(3, np.nan),
            "up": np.asarray(up, float) / np.linalg.norm(up), "source": source}
-    Knob.insert1(row, replace=True)
+    previous = Knob & {k: calibration_key[k] for k in Knob.primary_key}
+    replaced = bool(previous)
+    if replaced:
+        previous.delete(prompt=False)
+    Knob.insert1(row)
+    return replaced

@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from ratpose.pose2d.labeling import collected_data
 from ratpose.rig import Camera
 from .cameras import rig_and_lab_frame
 from .render import in_image, render_background, render_frame
@@ -24,12 +25,8 @@ def _perturbed(camera: Camera, rng: np.random.Generator) -> Camera:
 
 
 def labeled_dataframe(coords: np.ndarray, video_name: str, image_names: list[str], scorer: str) -> pd.DataFrame:
-    """DeepLabCut's CollectedData table: rows ('labeled-data', video, image), columns
-    (scorer, bodyparts, coords) with x/y per body part; coords (n_images, len(BODYPARTS), 2), NaN = unlabeled."""
-    columns = pd.MultiIndex.from_product([[scorer], list(BODYPARTS), ["x", "y"]],
-                                         names=["scorer", "bodyparts", "coords"])
-    index = pd.MultiIndex.from_tuples([("labeled-data", video_name, n) for n in image_names])
-    return pd.DataFrame(coords.reshape(len(image_names), -1), index=index, columns=columns)
+    """DeepLabCut's CollectedData table of the simulator's body parts (``collected_data``)."""
+    return collected_data(coords, video_name, image_names, BODYPARTS, scorer)
 
 
 def write_labeled_frames(path, n_frames: int, size: tuple[int, int] = (160, 128), seed: int = 0,
