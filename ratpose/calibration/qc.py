@@ -78,7 +78,7 @@ def plot_camera_residuals(quality: CameraQuality, ax, grid: tuple[int, int] = (8
     arrows = ax.quiver(centre_x, centre_y, mean[:, 0] * scale, -mean[:, 1] * scale, angles="xy",
                        scale_units="xy", scale=1, width=0.006, color="tab:red", label="mean residual per cell")
     key_px = _nice_length(longest)
-    ax.quiverkey(arrows, 0.78, 1.02, key_px * scale, f"{key_px:g} px residual", labelpos="E", coordinates="axes",
+    ax.quiverkey(arrows, 0.62, 0.05, key_px * scale, f"{key_px:g} px residual", labelpos="E", coordinates="axes",
                  fontproperties={"size": 7})
     ax.set_xlim(0, width)
     ax.set_ylim(height, 0)

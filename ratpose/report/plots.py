@@ -107,8 +107,8 @@ def plot_unit(unit: UnitPlot, path) -> Path:
         # a line only between neighbouring bins that both have data
         direction.plot(centres, np.where(ok, rate, np.nan), "-", color="k")
         direction.plot(centres[ok], rate[ok], "o", color="k")
-        direction.set_title(f"direction tuning ({ok.sum()} of {ok.size} bins with data), shuffle p = "
-                            f"{unit.direction_p_value:.3g}", fontsize=9)
+        direction.set_title(f"direction tuning, shuffle p = {unit.direction_p_value:.3g}\n"
+                            f"({ok.sum()} of {ok.size} bins with data)", fontsize=9)
     else:
         direction.set_title("direction tuning: no data", fontsize=9)
     peth_axes = axes[2:]
