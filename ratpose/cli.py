@@ -88,9 +88,9 @@ def _cmd_demo(args) -> int:
     from .demo import DemoSettings, run_demo
 
     settings = DemoSettings(seconds=args.seconds, epochs=args.epochs, seed=args.seed)
-    summary = run_demo(args.workdir, settings)
+    summary = run_demo(args.out, settings)
     print(summary.text())
-    return 1 if any(row[1] == "ERROR" for row in summary.rows) else 0
+    return 1 if summary.failed else 0
 
 
 
@@ -108,8 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("session_dirs", nargs="+", type=Path)
     ingest.set_defaults(func=_cmd_ingest)
 
-    demo = sub.add_parser("demo", help="simulate a session and run every stage on it (a few minutes, CPU)")
-    demo.add_argument("--workdir", type=Path, default=Path("ratpose-demo"))
+    demo = sub.add_parser("demo", help="simulate a session, run every stage on it, PASS/FAIL against the truth "
+                                       "(exit 1 on a FAIL; a few minutes, CPU)")
+    demo.add_argument("--out", type=Path, default=Path("~/ratpose-data/demo"),
+                      help="folder for the simulated data, the report and demo.log (default ~/ratpose-data/demo)")
     demo.add_argument("--seconds", type=float, default=24.0)
     demo.add_argument("--epochs", type=int, default=25, help="DeepLabCut training epochs")
     demo.add_argument("--seed", type=int, default=0)

@@ -8,8 +8,15 @@ per rig; the summary also shows how well the tracked knob marker alone would loc
 """
 from __future__ import annotations
 
+import os
+import sys
+import textwrap
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import zip_longest
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 
@@ -23,6 +30,7 @@ from .behaviour import Knob
 
 VIDEO_SIZE = (160, 120)
 CALIBRATION_SIZE = (640, 480)
+DEMO_POSE3D = "demo_smooth"  # Pose3DParams of the demo: pose3d.smooth (all frames jointly)
 
 
 @dataclass(frozen=True)
@@ -38,23 +46,38 @@ class DemoSettings:
     rig: str = "demo-rig"
 
 
+WIDTHS = (15, 4, 44, 33)  # stage, result, pipeline, ground truth: 100 columns with the gaps
+
+
 @dataclass
 class DemoSummary:
-    """One line per stage: what the pipeline found and how far it is from the truth."""
+    """One row per stage: PASS/FAIL (or '-' for information), what the pipeline found, and the truth."""
 
     session: dict
-    rows: list[tuple[str, str, str]] = field(default_factory=list)
+    rows: list[tuple[str, str, str, str]] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
 
-    def add(self, stage: str, measured: str, truth: str, **metrics: float) -> None:
-        self.rows.append((stage, measured, truth))
+    def add(self, stage: str, passed: bool | None, measured: str, truth: str, **metrics: float) -> None:
+        self.rows.append((stage, "-" if passed is None else "PASS" if passed else "FAIL", measured, truth))
         self.metrics.update(metrics)
 
+    @property
+    def failed(self) -> list[str]:
+        """Stages that failed against the truth."""
+        return [row[0] for row in self.rows if row[1] == "FAIL"]
+
     def text(self) -> str:
-        width = max(len(r[1]) for r in self.rows)
-        lines = [f"{'stage':<16} {'pipeline':<{width}}  vs ground truth", "-" * (width + 40)]
-        lines += [f"{s:<16} {m:<{width}}  {t}" for s, m, t in self.rows]
-        return "\n".join(lines)
+        """The table, each cell wrapped to its column: no line is wider than 100 characters."""
+        lines = [_line(("stage", "", "pipeline", "ground truth")), "-" * (sum(WIDTHS) + 4)]
+        for row in self.rows:
+            cells = [textwrap.wrap(cell, width, break_on_hyphens=False) or [""] for cell, width in zip(row, WIDTHS)]
+            lines += [_line(parts) for parts in zip_longest(*cells, fillvalue="")]
+        verdict = f"FAILED: {', '.join(self.failed)}" if self.failed else "every stage PASSED"
+        return "\n".join(lines + ["", verdict])
+
+
+def _line(cells) -> str:
+    return f"{cells[0]:<{WIDTHS[0]}} {cells[1]:<{WIDTHS[1]}} {cells[2]:<{WIDTHS[2]}}  {cells[3]}".rstrip()
 
 
 def _insert_inputs(modules, data_dir: Path, settings: DemoSettings) -> dict:
@@ -65,6 +88,8 @@ def _insert_inputs(modules, data_dir: Path, settings: DemoSettings) -> dict:
     pose.PoseModelParams.insert1({"pose_params": "demo_cpu", "mode": "train", "net_type": "resnet_18",
                                   "epochs": settings.epochs, "batch_size": 8, "augmentation": False,
                                   "device": "auto", "init": "random"}, skip_duplicates=True)
+    pose.Pose3DParams.insert1({"pose3d_params": DEMO_POSE3D, "min_likelihood": 0.1, "max_reprojection_px": None,
+                               "refine": True, "median_window": 0, "method": "smooth"}, skip_duplicates=True)
     pose.request_model("demo", "demo_cpu")
     return session
 
@@ -89,33 +114,113 @@ def _remove_previous_demo(modules, settings: DemoSettings) -> None:
                 (table.jobs.errors & restriction).delete()
 
 
-def run_demo(workdir: str | Path, settings: DemoSettings = DemoSettings()) -> DemoSummary:
-    """Simulate, ingest and populate everything under the active database prefix; return the summary."""
-    workdir = Path(workdir)
+# Rough share of the run per stage (seconds on an idle 2-core machine), for the ETA.
+STAGE_SECONDS = {"simulate": 20, "ingest": 5, "sync": 5, "calibration": 15, "pose model": 110, "pose2d": 35,
+                 "pose3d": 10, "knob and events": 5, "unit tuning": 5, "report": 15}
+
+
+class _Progress:
+    """One line per stage on the console: elapsed time and the overall ETA from STAGE_SECONDS."""
+
+    def __init__(self, console: TextIO):
+        self.console, self.start, self.done = console, time.monotonic(), 0.0
+        self.total = sum(STAGE_SECONDS.values())
+
+    @contextmanager
+    def stage(self, name: str):
+        index = list(STAGE_SECONDS).index(name) + 1
+        begin = time.monotonic()
+        self.console.write(f"[{index:>2}/{len(STAGE_SECONDS)}] {name:<16}")
+        self.console.flush()
+        yield
+        self.done += STAGE_SECONDS[name]
+        elapsed = time.monotonic() - self.start
+        eta = elapsed / self.done * (self.total - self.done)
+        self.console.write(f" {time.monotonic() - begin:5.0f} s   elapsed {elapsed:4.0f} s, ETA {eta:4.0f} s\n")
+        self.console.flush()
+
+
+@contextmanager
+def _output_to(log_path: Path):
+    """Everything written to stdout and stderr (DeepLabCut's config dumps and logging, progress bars,
+    warnings) goes to log_path; yields the console for the demo's own lines."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    console = os.fdopen(os.dup(saved[0]), "w", buffering=1)
+    with open(log_path, "a") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield console
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+            console.close()
+
+
+def run_demo(out: str | Path, settings: DemoSettings = DemoSettings()) -> DemoSummary:
+    """Simulate, ingest and populate everything under the active database prefix; return the summary.
+
+    Files go under out (data/, report/, demo.log: everything the stages print)."""
+    out = Path(out).expanduser().resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    log_path = out / "demo.log"
+    print(f"demo folder: {out}\nlog: {log_path}", flush=True)
+    with _output_to(log_path) as console:
+        summary = _run_stages(out, settings, _Progress(console))
+    summary.add("log", None, str(log_path), "DeepLabCut's output and warnings")
+    return summary
+
+
+def _run_stages(out: Path, settings: DemoSettings, progress: _Progress) -> DemoSummary:
     config = SessionConfig(seconds=settings.seconds, fps=settings.fps, size=VIDEO_SIZE, seed=settings.seed,
-                           subject=settings.subject, rig=settings.rig, progress=True)
+                           subject=settings.subject, rig=settings.rig)
     modules = schema.activate()
-    _remove_previous_demo(modules, settings)
-    truth = write_rig_dataset(workdir / "data", config, n_labeled=settings.n_labeled,
-                              calibration_size=CALIBRATION_SIZE)
-    session = _insert_inputs(modules, workdir / "data", settings)
     tables = schema.computed_tables(modules)
-    first = ("SyncedFrames", "SessionSync", "Calibration", "SessionCalibration", "PoseModel")
-    errors = _errors(populate({n: tables[n] for n in first}))
+    errors = []
+
+    def run(*names, restriction=None):
+        errors.extend(_errors(populate({n: tables[n] for n in names}, restriction=restriction)))
+
+    with progress.stage("simulate"):
+        _remove_previous_demo(modules, settings)
+        truth = write_rig_dataset(out / "data", config, n_labeled=settings.n_labeled,
+                                  calibration_size=CALIBRATION_SIZE)
+    with progress.stage("ingest"):
+        session = _insert_inputs(modules, out / "data", settings)
+    with progress.stage("sync"):
+        run("SyncedFrames", "SessionSync")
+    with progress.stage("calibration"):
+        run("Calibration", "SessionCalibration")
+    with progress.stage("pose model"):
+        run("PoseModel")
     model_key = {"training_set": "demo", "pose_params": "demo_cpu"}
-    if modules["pose"].PoseModel & model_key:
-        modules["pose"].schedule_pose2d(session, model_key)
-    errors += _errors(populate({n: tables[n] for n in ("Pose2D", "Pose3D")}))
-    key = {**session, **model_key, "pose3d_params": "default"}
-    if modules["pose"].Pose3D & key:
-        _set_knob_by_hand(modules, key, truth)
-    errors += _errors(populate({n: tables[n] for n in ("KnobValidation", "MovementEvents", "UnitTuning")}))
-    summary = compare_with_truth(modules, key, truth)
-    for table, message in errors:
-        summary.add(table, "ERROR", message[:120])
-    report = write_report(fetch_report(session, model_key if modules["pose"].PoseModel & model_key else None),
-                          workdir / "report")
-    summary.add("report", str(report), "open it in a browser")
+    has_model = bool(modules["pose"].PoseModel & model_key)
+    with progress.stage("pose2d"):
+        if has_model:
+            modules["pose"].schedule_pose2d(session, model_key)
+        run("Pose2D")
+    key = {**session, **model_key, "pose3d_params": DEMO_POSE3D}
+    with progress.stage("pose3d"):
+        run("Pose3D", restriction={"pose3d_params": DEMO_POSE3D})
+        if modules["pose"].Pose3D & key:
+            _set_knob_by_hand(modules, key, truth)
+    with progress.stage("knob and events"):
+        run("KnobValidation", "MovementEvents")
+    with progress.stage("unit tuning"):
+        run("UnitTuning")
+    with progress.stage("report"):
+        summary = compare_with_truth(modules, key, truth)
+        for table, message in errors:
+            summary.add(table, False, "ERROR", message[:160])
+        report = write_report(fetch_report(session, model_key if has_model else None, pose3d_params=DEMO_POSE3D),
+                              out / "report")
+    summary.add("report", None, str(report), "open it in a browser")
     return summary
 
 
@@ -123,15 +228,23 @@ def _errors(results: dict) -> list[tuple[str, str]]:
     return [(name, str(message)) for name, result in results.items() for _, message in result["error_list"]]
 
 
+# What each stage must reach against the truth (160x120 frames, heatmap stride 8 px: a model that
+# learned the blobs is within a few px, an untrained one ~40 px off; 1 px at f ~ 400 px and 150 mm is
+# ~0.4 mm per camera).
+LIMITS = {"calibration_error": 0.005, "test_error_px": 6.0, "pose2d_median_px": 4.0, "pose3d_median_mm": 2.0,
+          "pose3d_fraction": 0.9, "tuning_p": 0.05}
+
+
 def compare_with_truth(modules, key: dict, truth: GroundTruth) -> DemoSummary:
-    """QC of every stage of one session against the simulator's truth."""
+    """QC of every stage of one session against the simulator's truth, PASS/FAIL by LIMITS."""
     sync, calib, pose, analysis = (modules[s] for s in ("sync", "calib", "pose", "analysis"))
     summary = DemoSummary(session={k: key[k] for k in ("subject", "session_datetime")})
     for row in (sync.SyncedFrames & key).to_dicts():
         true = truth.cameras[row["camera"]]
         exact = np.mean(row["pulse_index"] == true.pulse_index) if len(row["pulse_index"]) == len(true.pulse_index) else 0
-        summary.add(f"sync {row['camera']}", f"{exact:.1%} frames on their pulse, drift {row['drift_ppm']:.2f} ppm",
-                    f"{len(true.lost_pulses)} lost, {len(true.missed_pulses)} missed pulses",
+        summary.add(f"sync {row['camera']}", exact == 1.0,
+                    f"{exact:.1%} frames on their pulse, drift {row['drift_ppm']:.2f} ppm",
+                    f"{len(true.lost_pulses)} lost in transfer, {len(true.missed_pulses)} missed trigger",
                     **{f"sync_exact_{row['camera']}": float(exact)})
     rig = calib.session_rig(key)
     if rig is not None:
@@ -139,12 +252,15 @@ def compare_with_truth(modules, key: dict, truth: GroundTruth) -> DemoSummary:
         focal = max(abs(c.K[0, 0] / t.K[0, 0] - 1) for c, t in zip(rig, truth.rig))
         baseline = np.linalg.norm(rig[1].center - rig[0].center)
         true_baseline = np.linalg.norm(truth.rig[1].center - truth.rig[0].center)
-        summary.add("calibration", f"RMS {rms:.2f} px at {CALIBRATION_SIZE[0]}x{CALIBRATION_SIZE[1]}, "
-                    f"baseline {baseline:.2f} mm", f"focal error {focal:.2%}, baseline {true_baseline:.2f} mm",
-                    focal_error=float(focal), baseline_error=float(abs(baseline / true_baseline - 1)))
+        baseline_error = abs(baseline / true_baseline - 1)
+        summary.add("calibration", max(focal, baseline_error) < LIMITS["calibration_error"],
+                    f"RMS {rms:.2f} px at {CALIBRATION_SIZE[0]}x{CALIBRATION_SIZE[1]}, baseline {baseline:.2f} mm",
+                    f"focal off {focal:.2%}, baseline {true_baseline:.2f} mm",
+                    focal_error=float(focal), baseline_error=float(baseline_error))
     if pose.PoseModel & key:
         model = (pose.PoseModel & key).fetch1()
-        summary.add("pose model", f"train {model['train_error_px']:.2f} px, test {model['test_error_px']:.2f} px",
+        summary.add("pose model", model["test_error_px"] < LIMITS["test_error_px"],
+                    f"train {model['train_error_px']:.2f} px, test {model['test_error_px']:.2f} px",
                     "labels are exact projections", test_error_px=float(model["test_error_px"]))
     true_points2d = truth.points2d()
     for row in (pose.Pose2D & key).proj().to_dicts():
@@ -153,19 +269,19 @@ def compare_with_truth(modules, key: dict, truth: GroundTruth) -> DemoSummary:
         true2d = true_points2d[cam, frames.pulse_index]
         seen = truth.visible[frames.pulse_index, cam]
         x, y, _ = pose.pose2d_arrays(row, BODYPARTS)
-        xy = np.stack([x, y], axis=-1)
-        error = np.linalg.norm(xy - true2d, axis=-1)[seen]
-        summary.add(f"pose2d {row['camera']}", f"median {np.median(error):.2f} px, 90th pct "
-                    f"{np.percentile(error, 90):.2f} px", f"{error.size} visible keypoints",
-                    **{f"pose2d_median_px_{row['camera']}": float(np.median(error))})
+        error = np.linalg.norm(np.stack([x, y], axis=-1) - true2d, axis=-1)[seen]
+        summary.add(f"pose2d {row['camera']}", np.median(error) < LIMITS["pose2d_median_px"],
+                    f"median {np.median(error):.2f} px, 90th pct {np.percentile(error, 90):.2f} px",
+                    f"{error.size} visible keypoints", **{f"pose2d_median_px_{row['camera']}": float(np.median(error))})
     if pose.Pose3D & key:
         data = pose.fetch_pose3d(key)
         pulses = data["pulse_index"]
         xyz = data["points3d"][:, [data["bodyparts"].index(b) for b in BODYPARTS]]
         error = np.linalg.norm(xyz - truth.points3d[pulses], axis=-1)
-        summary.add("pose3d", f"median {np.nanmedian(error):.2f} mm, {np.isfinite(error).mean():.0%} triangulated",
-                    f"{len(pulses)} frames seen by both cameras", pose3d_median_mm=float(np.nanmedian(error)),
-                    pose3d_fraction=float(np.isfinite(error).mean()))
+        median, fraction = float(np.nanmedian(error)), float(np.isfinite(error).mean())
+        summary.add("pose3d", median < LIMITS["pose3d_median_mm"] and fraction > LIMITS["pose3d_fraction"],
+                    f"median {median:.2f} mm, {fraction:.0%} of points in 3D",
+                    f"{len(pulses)} frames seen by both cameras", pose3d_median_mm=median, pose3d_fraction=fraction)
         marker = xyz[:, BODYPARTS.index("knob_marker")].astype(np.float64)
         try:
             knob = Knob.from_keypoint(marker)
@@ -173,16 +289,27 @@ def compare_with_truth(modules, key: dict, truth: GroundTruth) -> DemoSummary:
                         f"radius {knob.radius_mm:.2f} mm")
         except ValueError as err:
             estimate = f"not estimable: {err}"
-        summary.add("knob from marker", estimate, f"radius {truth.knob_radius_mm:.2f} mm (knob set by hand)")
+        summary.add("knob marker", None, estimate, f"radius {truth.knob_radius_mm:.2f} mm (knob set by hand)")
     for row in (analysis.KnobValidation & key).to_dicts():
-        summary.add("knob validation", f"sensitivity {row['sensitivity']:.2f}, precision {row['precision']:.2f}, "
-                    f"{'PASSED' if row['passed'] else 'FAILED: ' + row['failed_checks']}",
+        summary.add("knob check", bool(row["passed"]), f"sensitivity {row['sensitivity']:.2f}, precision "
+                    f"{row['precision']:.2f}" + ("" if row["passed"] else f"; {row['failed_checks']}"),
                     f"{len(truth.touch_intervals)} touches", knob_sensitivity=float(row["sensitivity"]),
                     knob_precision=float(row["precision"]))
-    tuning = {r["unit_id"]: r for r in (analysis.UnitTuning & key).to_dicts()}
+    tuning = (analysis.UnitTuning & key).to_dicts()
     if tuning:
-        kinds = {u.unit_id: u.kind for u in truth.units}
-        found = [f"{uid}:{kinds[uid]}:p={r['speed_p_value']:.3f}" for uid, r in sorted(tuning.items())]
-        summary.add("unit tuning", ", ".join(found[:3]) + (" ..." if len(found) > 3 else ""),
-                    "speed p-values (short demo: weak statistics)")
+        summary.add("unit tuning", *tuning_row({u.unit_id: u.kind for u in truth.units}, tuning))
     return summary
+
+
+def tuning_row(kinds: dict[int, str], tuning: list[dict]) -> tuple[bool, str, str]:
+    """PASS when every speed- or direction-tuned unit's own shuffle p-value is below LIMITS['tuning_p']."""
+    found, ok = [], True
+    for row in sorted(tuning, key=lambda r: r["unit_id"]):
+        kind = kinds[row["unit_id"]]
+        p_speed, p_dir = row["speed_p_value"], row["direction_p_value"]
+        found.append(f"{row['unit_id']}:{kind} speed p={p_speed:.3f}"
+                     + ("" if p_dir is None else f" dir p={p_dir:.3f}"))
+        if kind in ("speed", "direction"):
+            own = p_speed if kind == "speed" else p_dir
+            ok &= own is not None and own < LIMITS["tuning_p"]
+    return ok, "; ".join(found), f"tuned units' own p < {LIMITS['tuning_p']} (shuffle test)"

@@ -20,3 +20,30 @@ def test_demo_recovers_the_truth_at_every_stage(clean_db, tmp_path):
     assert m["test_error_px"] < 6.0
     assert m["pose2d_median_px_cam0"] < 4.0 and m["pose2d_median_px_cam1"] < 4.0
     assert m["pose3d_median_mm"] < 2.0 and m["pose3d_fraction"] > 0.5
+
+
+def test_summary_fits_100_columns_and_a_failed_stage_fails_the_command(monkeypatch, tmp_path):
+    """The summary on fabricated stage results: PASS/FAIL per row, 100 columns; `ratpose demo` exits 1 on a FAIL."""
+    from ratpose import cli, demo
+    from ratpose.demo import DemoSummary, tuning_row
+
+    summary = DemoSummary(session={})
+    summary.add("sync cam0", True, "100.0% frames on their pulse, drift 10.00 ppm", "3 lost in transfer, 2 missed trigger")
+    summary.add("calibration", False, "RMS 0.30 px at 640x480, baseline 150.00 mm " * 3, "cameras swapped " * 5)
+    summary.add("knob marker", None, "centre off by 1.00 mm", "radius 10.00 mm")
+    ok, found, truth = tuning_row({1: "speed", 2: "direction", 3: "untuned"},
+                                  [{"unit_id": 1, "speed_p_value": 0.001, "direction_p_value": 0.5},
+                                   {"unit_id": 2, "speed_p_value": 0.3, "direction_p_value": 0.2},
+                                   {"unit_id": 3, "speed_p_value": 0.01, "direction_p_value": None}])
+    assert not ok and "2:direction speed p=0.300 dir p=0.200" in found and "3:untuned speed p=0.010" in found
+    summary.add("unit tuning", ok, found, truth)
+    text = summary.text()
+    assert max(len(line) for line in text.splitlines()) <= 100
+    assert summary.failed == ["calibration", "unit tuning"] and text.endswith("FAILED: calibration, unit tuning")
+    assert [r[1] for r in summary.rows] == ["PASS", "FAIL", "-", "FAIL"]
+    monkeypatch.setattr(demo, "run_demo", lambda out, settings: summary)
+    assert cli.main(["demo", "--out", str(tmp_path)]) == 1
+    passing = DemoSummary(session={})
+    passing.add("sync cam0", True, "100.0%", "0 lost")
+    monkeypatch.setattr(demo, "run_demo", lambda out, settings: passing)
+    assert cli.main(["demo", "--out", str(tmp_path)]) == 0

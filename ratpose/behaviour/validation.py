@@ -200,13 +200,15 @@ def validate_against_knob(times_s, paw_xyz, knob: Knob, touch_intervals, angle_t
 
 
 def plot_knob_validation(result: KnobValidationResult, path, time_range: tuple[float, float] | None = None,
-                         title: str | None = None) -> Path:
-    """Plot paw-to-knob distance with touch intervals shaded and arrivals marked; save to ``path``."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+                         title: str | None = None, t0_s: float | None = None) -> Path:
+    """Plot paw-to-knob distance with touch intervals shaded and arrivals marked; save to ``path``.
+    t0_s: neural-clock time of the session start; the axis then shows time from it (time_range too)."""
+    from ..figures import new_figure, save
 
-    times, distance = result.times_s, result.distance_mm
-    intervals, arrivals = result.touch_intervals, result.touch_intervals[:, 0] + result.latencies_s
+    offset = t0_s or 0.0
+    times, distance = result.times_s - offset, result.distance_mm
+    intervals = result.touch_intervals - offset
+    arrivals = intervals[:, 0] + result.latencies_s
     if time_range is not None:
         lo, hi = time_range
         if not lo < hi:
@@ -215,8 +217,7 @@ def plot_knob_validation(result: KnobValidationResult, path, time_range: tuple[f
         times, distance = times[shown], distance[shown]
         intervals = intervals[(intervals[:, 1] >= lo) & (intervals[:, 0] <= hi)]
         arrivals = arrivals[(arrivals >= lo) & (arrivals <= hi)]
-    figure = Figure(figsize=(12, 4), layout="constrained")
-    FigureCanvasAgg(figure)
+    figure = new_figure(12, 4)
     ax = figure.add_subplot()
     for k, (on, off) in enumerate(intervals):
         ax.axvspan(on, off, color="tab:orange", alpha=0.3, lw=0, label="touch" if k == 0 else None)
@@ -224,12 +225,10 @@ def plot_knob_validation(result: KnobValidationResult, path, time_range: tuple[f
     ax.axhline(result.distance_threshold_mm, color="tab:blue", ls="--", lw=1, label="threshold")
     arrivals = arrivals[np.isfinite(arrivals)]
     ax.plot(arrivals, np.full(arrivals.shape, result.distance_threshold_mm), "v", color="tab:red", label="arrival")
-    ax.set_xlabel("time (s, neural clock)")
-    ax.set_ylabel("distance (mm)")
+    ax.set_xlabel("time (s, neural clock)" if t0_s is None else "time from session start (s)")
+    ax.set_ylabel("paw to knob distance (mm)")
     verdict = "passed" if result.passed else "FAILED: " + "; ".join(result.failed_checks)
     ax.set_title(f"{title + ': ' if title else ''}sensitivity {result.sensitivity:.2f}, precision {result.precision:.2f}, "
                  f"median latency {1e3 * result.latency_median_s:.1f} ms, {verdict}", fontsize=9)
     ax.legend(loc="upper right", fontsize=8)
-    path = Path(path)
-    figure.savefig(path, dpi=100)
-    return path
+    return save(figure, path)

@@ -61,19 +61,42 @@ def corner_coverage(points: np.ndarray, image_size: tuple[int, int], grid: tuple
     return len(np.unique(cy * grid[0] + cx)) / (grid[0] * grid[1])
 
 
-def plot_camera_residuals(quality: CameraQuality, ax, scale: float = 50.0) -> None:
-    """Draw detected corners and residual vectors (magnified ``scale`` times) of one camera on ``ax``."""
+def plot_camera_residuals(quality: CameraQuality, ax, grid: tuple[int, int] = (8, 6)) -> None:
+    """Detected corners (grey) and the mean residual vector of each cell of a grid x grid over the image,
+    drawn to the scale of a 1 px arrow in the key, on ``ax``."""
     width, height = quality.image_size
-    err = np.linalg.norm(quality.residuals, axis=1)
-    ax.scatter(quality.points[:, 0], quality.points[:, 1], s=3, c=err, cmap="viridis")
-    ax.quiver(quality.points[:, 0], quality.points[:, 1], quality.residuals[:, 0], -quality.residuals[:, 1],
-              angles="xy", scale_units="xy", scale=1 / scale, width=0.002, color="tab:red")
+    ax.scatter(quality.points[:, 0], quality.points[:, 1], s=3, color="0.5", label="detected corners")
+    cx = np.clip((quality.points[:, 0] * grid[0] / width).astype(int), 0, grid[0] - 1)
+    cy = np.clip((quality.points[:, 1] * grid[1] / height).astype(int), 0, grid[1] - 1)
+    cell = cy * grid[0] + cx
+    used = np.unique(cell)
+    mean = np.array([quality.residuals[cell == c].mean(axis=0) for c in used]).reshape(-1, 2)
+    centre_x, centre_y = (used % grid[0] + 0.5) * width / grid[0], (used // grid[0] + 0.5) * height / grid[1]
+    longest = float(np.linalg.norm(mean, axis=1).max()) if len(mean) else 1.0
+    # the longest mean arrow spans about half a cell
+    scale = 0.5 * width / grid[0] / max(longest, 1e-6)
+    arrows = ax.quiver(centre_x, centre_y, mean[:, 0] * scale, -mean[:, 1] * scale, angles="xy",
+                       scale_units="xy", scale=1, width=0.006, color="tab:red", label="mean residual per cell")
+    key_px = _nice_length(longest)
+    ax.quiverkey(arrows, 0.62, 0.05, key_px * scale, f"{key_px:g} px residual", labelpos="E", coordinates="axes",
+                 fontproperties={"size": 7})
     ax.set_xlim(0, width)
     ax.set_ylim(height, 0)
     ax.set_aspect("equal")
+    ax.set_xlabel("x (px)")
+    ax.set_ylabel("y (px)")
+    ax.legend(loc="lower left", fontsize=7)
     ax.set_title(f"{quality.name}: RMS {quality.rms_px:.3f} px, p95 {quality.p95_px:.3f} px, "
                  f"coverage {quality.coverage:.0%}\n{quality.n_shared_views} shared + "
-                 f"{quality.n_single_views} single views (residuals x{scale:g})\n{heldout_line(quality)}", fontsize=8)
+                 f"{quality.n_single_views} single views\n{heldout_line(quality)}", fontsize=8)
+
+
+def _nice_length(value: float) -> float:
+    """1, 2 or 5 times a power of ten, at most value (for a scale bar)."""
+    if value <= 0:
+        return 1.0
+    power = 10 ** np.floor(np.log10(value))
+    return float(max(m for m in (1, 2, 5) if m * power <= value) * power)
 
 
 def heldout_line(quality: CameraQuality) -> str:
@@ -82,18 +105,13 @@ def heldout_line(quality: CameraQuality) -> str:
     return f"lens model {quality.lens_model}" + (f" (held out: {scores} px)" if scores else " (forced)")
 
 
-def plot_report(report: CalibrationReport, path, scale: float = 50.0) -> Path:
-    """Save one panel per camera (corners and magnified residual vectors) to a PNG at ``path``."""
-    from matplotlib.figure import (
-        Figure,  # no pyplot: renders with Agg, leaves the global backend alone
-    )
+def plot_report(report: CalibrationReport, path) -> Path:
+    """Save one panel per camera (corners and binned mean residual vectors) to a PNG at ``path``."""
+    from ..figures import new_figure, save
 
-    path = Path(path)
     n = len(report.cameras)
-    fig = Figure(figsize=(5 * n, 4.2))
+    fig = new_figure(5 * n, 4.6)
     for i, quality in enumerate(report.cameras.values()):
-        plot_camera_residuals(quality, fig.add_subplot(1, n, i + 1), scale)
+        plot_camera_residuals(quality, fig.add_subplot(1, n, i + 1))
     fig.suptitle(f"calibration: overall RMS {report.rms_px:.3f} px, {report.n_joint_instants} joint instants")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    return path
+    return save(fig, path)

@@ -8,17 +8,28 @@ import numpy as np
 from .filtering import median_filter
 from ..rig import Rig
 from ..sync import match_cameras
+from .smooth import smooth
 from .triangulation import Triangulation, triangulate
+
+METHODS = ("linear", "smooth")
 
 
 @dataclass(frozen=True)
 class Pose3DParams:
-    """Triangulation settings: likelihood cutoff, error limit, refinement and optional median filter."""
+    """Reconstruction settings: likelihood cutoff, error limit, refinement, optional median filter, and
+    method: 'linear' (each frame triangulated on its own) or 'smooth' (pose3d.smooth: all frames jointly,
+    robust to outliers, no gaps; observations below min_likelihood are ignored, max_reprojection_px and
+    refine do not apply)."""
 
     min_likelihood: float = 0.6
     max_reprojection_px: float | None = 10.0
     refine: bool = True
     median_window: int = 0  # frames; 0 = no filtering
+    method: str = "linear"
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"Pose3D method must be one of {METHODS}, got {self.method!r}")
 
 
 @dataclass(frozen=True)
@@ -57,9 +68,23 @@ def reconstruct(rig: Rig, frames: dict[str, tuple[np.ndarray, np.ndarray]],
     likelihood = np.stack([pose2d[n][2][rows[n]] for n in rig.names])
     result = triangulate(points2d, rig, likelihood, min_likelihood=params.min_likelihood, refine=params.refine,
                          max_reprojection_px=params.max_reprojection_px)
+    time_s = frames[rig.names[0]][1][rows[rig.names[0]]]
+    if params.method == "smooth":
+        fps = 1.0 / float(np.median(np.diff(time_s))) if len(time_s) > 1 else 1.0
+        points3d = smooth(points2d, rig, likelihood, fps=fps, min_likelihood=params.min_likelihood).points3d
+        result = _with_points(result, points3d, rig, points2d, likelihood >= params.min_likelihood)
     points3d = result.points3d
     if params.median_window > 1:
         points3d = median_filter(points3d, params.median_window)
-    first = rig.names[0]
-    return Pose3DResult(pulse_index=common, time_s=frames[first][1][rows[first]], triangulation=result,
-                        points3d=points3d)
+    return Pose3DResult(pulse_index=common, time_s=time_s, triangulation=result, points3d=points3d)
+
+
+def _with_points(tri: Triangulation, points3d: np.ndarray, rig: Rig, points2d: np.ndarray,
+                 trusted: np.ndarray) -> Triangulation:
+    """The triangulation's QC for other 3D points: mean reprojection error over the trusted cameras."""
+    used = trusted & np.isfinite(points2d).all(axis=-1)
+    error = np.linalg.norm(rig.project(points3d) - points2d, axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(used, error, 0.0).sum(axis=0) / used.sum(axis=0)
+    return Triangulation(points3d=points3d, reprojection_error=mean, n_cameras=used.sum(axis=0),
+                         camera_mask=used, score=tri.score)

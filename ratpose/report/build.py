@@ -11,7 +11,7 @@ from ..behaviour.validation import plot_knob_validation
 from . import html
 from .data import ExampleFrame, SessionReport
 from .plots import plot_sync, plot_trajectories, plot_trajectory_3d, plot_unit
-from .video import draw_pose
+from .video import draw_pose, part_colour
 
 MIN_FRAME_WIDTH = 640  # example frames narrower than this are enlarged (integer factor) before drawing
 
@@ -41,9 +41,20 @@ def _qc_body(report: SessionReport) -> str:
     return html.table(["measure", "value"], [[k, v] for k, v in report.qc.items()])
 
 
+def session_start(report: SessionReport) -> float:
+    """Neural-clock time (s) of the session's first frame: the zero of the report's time axes."""
+    firsts = [c.time_s[0] for c in report.sync if c.time_s.size] + [t.time_s[0] for t in report.tracks if t.time_s.size]
+    return float(min(firsts)) if firsts else 0.0
+
+
+def _time_caption(report: SessionReport) -> str:
+    return f"time from session start = neural clock - {session_start(report):.3f} s"
+
+
 def _sync_body(report: SessionReport, out_dir: Path) -> str:
-    plot_sync(report.sync, out_dir / "sync.png")
-    return html.image("sync.png", "frame intervals and dropped pulses per camera")
+    plot_sync(report.sync, out_dir / "sync.png", session_start(report))
+    return html.image("sync.png", "frame intervals and dropped pulses per camera",
+                      f"frame intervals and dropped pulses per camera; {_time_caption(report)}")
 
 
 def _calibration_body(report: SessionReport, out_dir: Path) -> str:
@@ -61,8 +72,9 @@ def _trajectories_body(report: SessionReport, out_dir: Path) -> str:
     parts = []
     for track in report.tracks:
         name = f"trajectories_{track.camera}.png"
-        plot_trajectories(track, report.bodyparts, out_dir / name, report.min_likelihood)
-        parts.append(html.image(name, f"2D trajectories, {track.camera}"))
+        plot_trajectories(track, report.bodyparts, out_dir / name, report.min_likelihood, session_start(report))
+        parts.append(html.image(name, f"2D trajectories, {track.camera}",
+                                f"2D trajectories, {track.camera}; {_time_caption(report)}"))
     return "".join(parts)
 
 
@@ -83,16 +95,18 @@ def _frames_body(report: SessionReport, out_dir: Path) -> str:
     for i, example in enumerate(report.examples):
         name = f"frame_{i}_{example.camera}.png"
         cv2.imwrite(str(out_dir / name), cv2.cvtColor(example_image(example, report.min_likelihood), cv2.COLOR_RGB2BGR))
-        figures.append(html.image(name, f"{example.camera} frame", f"{example.camera}, pulse {example.pulse}, {example.time_s:.3f} s"))
-    legend = ", ".join(report.bodyparts)
+        figures.append(html.image(name, f"{example.camera} frame", f"{example.camera}, pulse {example.pulse}, "
+                                  f"{example.time_s - session_start(report):.3f} s from session start"))
+    legend = html.colour_legend([(part, part_colour(p)) for p, part in enumerate(report.bodyparts)])
     return (f"<p>Filled circles: DeepLabCut detections (likelihood >= {report.min_likelihood:g}); hollow circles: "
-            f"3D points reprojected into the camera. Body parts in colour order: {legend}.</p>"
+            f"3D points reprojected into the camera.</p>{legend}"
             f'<div class="frames">{"".join(figures)}</div>')
 
 
 def _validation_body(report: SessionReport, out_dir: Path) -> str:
-    plot_knob_validation(report.validation, out_dir / "knob_validation.png")
-    return html.image("knob_validation.png", "paw-to-knob distance with touches")
+    plot_knob_validation(report.validation, out_dir / "knob_validation.png", t0_s=session_start(report))
+    return html.image("knob_validation.png", "paw-to-knob distance with touches",
+                      f"paw-to-knob distance with touches; {_time_caption(report)}")
 
 
 def _units_body(report: SessionReport, out_dir: Path) -> str:

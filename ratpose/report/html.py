@@ -12,6 +12,9 @@ th { background: #f0f0f0; text-align: left; } td.num { text-align: right; font-v
 img { max-width: 100%; border: 1px solid #ddd; } figure { margin: 0.3em 0; }
 .frames { display: flex; flex-wrap: wrap; gap: 0.6em; } .frames figure { flex: 1 1 45%; } .frames img { width: 100%; }
 .missing { color: #a33; font-style: italic; } nav a { margin-right: 1em; }
+.legend span { display: inline-block; margin-right: 1.2em; }
+.legend i { display: inline-block; width: 0.9em; height: 0.9em; border-radius: 50%; margin-right: 0.3em;
+  vertical-align: middle; border: 1px solid #555; }
 """
 
 
@@ -39,6 +42,13 @@ def table(header: list[str], rows: list[list]) -> str:
     head = "".join(f"<th>{escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(cell(v) for v in row) + "</tr>" for row in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def colour_legend(entries: list[tuple[str, tuple[int, int, int]]]) -> str:
+    """A line of coloured dots with names: (name, RGB 0-255) each."""
+    items = "".join(f'<span><i style="background: rgb{tuple(int(c) for c in rgb)}"></i>{escape(name)}</span>'
+                    for name, rgb in entries)
+    return f'<p class="legend">{items}</p>'
 
 
 def missing(reason: str) -> str:

@@ -1,58 +1,53 @@
-"""The report's figures (matplotlib Agg, no pyplot): each function draws one PNG at ``path`` and returns it."""
+"""The report's figures (matplotlib Agg, no pyplot): each function draws one PNG at ``path`` and returns it.
+
+Times are seconds from the session start t0_s (a neural-clock time; the page's captions give it)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
+from ..figures import new_figure, save
 from .data import CameraSync, CameraTrack, Pose3DTrack, UnitPlot
 from .video import part_colour
+
+TIME_LABEL = "time from session start (s)"
 
 
 def _colour(index: int) -> tuple[float, float, float]:
     return tuple(c / 255 for c in part_colour(index))
 
 
-def _figure(width: float, height: float) -> Figure:
-    figure = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(figure)
-    return figure
-
-
-def _save(figure: Figure, path) -> Path:
-    path = Path(path)
-    figure.savefig(path, dpi=100)
-    return path
-
-
-def plot_trajectories(track: CameraTrack, bodyparts, path, min_likelihood: float = 0.6) -> Path:
+def plot_trajectories(track: CameraTrack, bodyparts, path, min_likelihood: float = 0.6, t0_s: float = 0.0) -> Path:
     """x, y (confident detections only) and likelihood of every body part over time, one camera."""
-    figure = _figure(12, 6)
+    figure = new_figure(12, 6)
     axes = figure.subplots(3, 1, sharex=True)
     confident = track.likelihood >= min_likelihood
+    time = track.time_s - t0_s
     for p, part in enumerate(bodyparts):
         colour = _colour(p)
         for ax, values in zip(axes[:2], (track.x, track.y)):
-            ax.plot(track.time_s, np.where(confident[:, p], values[:, p], np.nan), color=colour, lw=0.8, label=part)
-        axes[2].plot(track.time_s, track.likelihood[:, p], color=colour, lw=0.6)
+            ax.plot(time, np.where(confident[:, p], values[:, p], np.nan), color=colour, lw=0.8, label=part)
+        axes[2].plot(time, track.likelihood[:, p], color=colour, lw=0.6)
     axes[0].set_ylabel("x (px)")
-    axes[1].set_ylabel("y (px)")
+    axes[1].set_ylabel("y (px, down)")
     axes[1].invert_yaxis()
     axes[2].axhline(min_likelihood, color="k", ls="--", lw=0.8)
-    axes[2].set_ylabel("likelihood")
+    axes[2].set_ylabel("likelihood (0-1)")
     axes[2].set_ylim(-0.05, 1.05)
-    axes[2].set_xlabel("time (s, neural clock)")
+    for ax in axes:
+        ax.set_xlabel(TIME_LABEL)
     axes[0].legend(loc="upper right", fontsize=8, ncol=len(bodyparts))
     axes[0].set_title(f"{track.camera}: {len(track.time_s)} frames, detections with likelihood >= "
                       f"{min_likelihood:g} ({confident.mean():.1%})", fontsize=10)
-    return _save(figure, path)
+    axes[1].set_title("y", fontsize=9)
+    axes[2].set_title(f"likelihood (dashed: cutoff {min_likelihood:g})", fontsize=9)
+    return save(figure, path)
 
 
 def plot_trajectory_3d(pose: Pose3DTrack, bodyparts, path) -> Path:
     """3D paths of every body part (mm, calibration frame) and histograms of their reprojection errors."""
-    figure = _figure(12, 5.5)
+    figure = new_figure(12, 5.5)
     ax = figure.add_subplot(1, 2, 1, projection="3d")
     errors = figure.add_subplot(1, 2, 2)
     for p, part in enumerate(bodyparts):
@@ -66,53 +61,66 @@ def plot_trajectory_3d(pose: Pose3DTrack, bodyparts, path) -> Path:
     ax.legend(loc="upper left", fontsize=8)
     ax.set_title(f"3D trajectories ({len(pose.time_s)} frames)", fontsize=10)
     errors.set_xlabel("reprojection error (px)")
-    errors.set_ylabel("frames")
+    errors.set_ylabel("frames (count)")
+    errors.legend(loc="upper right", fontsize=8)
     errors.set_title("reprojection error per body part", fontsize=10)
-    return _save(figure, path)
+    return save(figure, path)
 
 
-def plot_sync(cameras: list[CameraSync], path) -> Path:
+def plot_sync(cameras: list[CameraSync], path, t0_s: float = 0.0) -> Path:
     """Per camera: interval between delivered frames over time (clipped at 4x the median), dropped pulses marked."""
-    figure = _figure(12, 1.2 + 2.2 * len(cameras))
+    figure = new_figure(12, 1.2 + 2.2 * len(cameras))
     axes = np.atleast_1d(figure.subplots(len(cameras), 1, sharex=True, squeeze=False)[:, 0])
     for ax, cam in zip(axes, cameras):
         interval_ms = 1e3 * np.diff(cam.time_s)
-        ax.plot(cam.time_s[1:], interval_ms, color="k", lw=0.6, label="frame interval")
+        ax.plot(cam.time_s[1:] - t0_s, interval_ms, color="k", lw=0.6, label="frame interval")
         if cam.dropped_s.size:
-            ax.plot(cam.dropped_s, np.zeros_like(cam.dropped_s), "|", color="tab:red", ms=14, mew=1.5,
+            ax.plot(cam.dropped_s - t0_s, np.zeros_like(cam.dropped_s), "|", color="tab:red", ms=14, mew=1.5,
                     label="dropped pulse")
         ax.set_ylabel("interval (ms)")
+        ax.set_xlabel(TIME_LABEL)
         ax.set_ylim(-0.5, 4 * np.median(interval_ms) if interval_ms.size else 1.0)
         ax.legend(loc="upper right", fontsize=8)
         ax.set_title(f"{cam.camera}: {len(cam.time_s)} frames, {cam.dropped_s.size} dropped "
                      f"({cam.lost_in_transfer} lost in transfer, {cam.missed_trigger} missed trigger), "
                      f"drift {cam.drift_ppm:.1f} ppm, clock-fit residual RMS {1e6 * cam.residual_rms_s:.2f} us, "
                      f"max {1e6 * cam.residual_max_s:.2f} us", fontsize=9)
-    axes[-1].set_xlabel("time (s, neural clock)")
-    return _save(figure, path)
+    return save(figure, path)
 
 
 def plot_unit(unit: UnitPlot, path) -> Path:
-    """A unit's speed tuning, direction tuning and PETHs (mean +- SEM) side by side."""
-    figure = _figure(13, 3.4)
-    speed, direction, peths = figure.subplots(1, 3)
+    """A unit's speed tuning, direction tuning (bins with data only) and one PETH panel per event."""
+    n_panels = 2 + max(1, len(unit.peths))
+    figure = new_figure(3.2 * n_panels, 3.4)
+    axes = figure.subplots(1, n_panels, squeeze=False)[0]
+    speed, direction = axes[:2]
     speed.plot(unit.speed_centres, unit.speed_rate_hz, "o-", color="k")
     speed.set_xlabel("paw speed (mm/s)")
     speed.set_ylabel("rate (Hz)")
-    speed.set_title(f"speed: p = {unit.speed_p_value:.3g}", fontsize=9)
-    if unit.direction_centres is not None:
-        direction.plot(unit.direction_centres, unit.direction_rate_hz, "o-", color="k")
-        direction.set_title(f"direction: p = {unit.direction_p_value:.3g}", fontsize=9)
-    else:
-        direction.text(0.5, 0.5, "no direction tuning", ha="center", va="center", transform=direction.transAxes)
+    speed.set_title(f"speed tuning, shuffle p = {unit.speed_p_value:.3g}", fontsize=9)
     direction.set_xlabel("movement direction (deg)")
-    for e, (event, (centres, rate, sem)) in enumerate(unit.peths.items()):
-        peths.plot(centres, rate, color=_colour(e), lw=1, label=event)
-        peths.fill_between(centres, rate - sem, rate + sem, color=_colour(e), alpha=0.2, lw=0)
-    peths.axvline(0, color="k", lw=0.6)
-    peths.set_xlabel("time from event (s)")
-    peths.set_title("PETHs (mean +- SEM)", fontsize=9)
-    if unit.peths:
-        peths.legend(fontsize=7)
+    direction.set_ylabel("rate (Hz)")
+    rate = None if unit.direction_rate_hz is None else np.asarray(unit.direction_rate_hz, dtype=float)
+    if rate is not None and np.isfinite(rate).any():
+        centres = np.asarray(unit.direction_centres, dtype=float)
+        ok = np.isfinite(rate)
+        # a line only between neighbouring bins that both have data
+        direction.plot(centres, np.where(ok, rate, np.nan), "-", color="k")
+        direction.plot(centres[ok], rate[ok], "o", color="k")
+        direction.set_title(f"direction tuning, shuffle p = {unit.direction_p_value:.3g}\n"
+                            f"({ok.sum()} of {ok.size} bins with data)", fontsize=9)
+    else:
+        direction.set_title("direction tuning: no data", fontsize=9)
+    peth_axes = axes[2:]
+    for e, (ax, (event, (centres, rate, sem))) in enumerate(zip(peth_axes, unit.peths.items())):
+        ax.plot(centres, rate, color=_colour(e), lw=1)
+        ax.fill_between(centres, rate - sem, rate + sem, color=_colour(e), alpha=0.2, lw=0)
+        ax.axvline(0, color="k", lw=0.6)
+        ax.set_title(f"PETH: {event} (mean +- SEM)", fontsize=9)
+    for ax in peth_axes:
+        ax.set_xlabel("time from event (s)")
+        ax.set_ylabel("rate (Hz)")
+    if not unit.peths:
+        peth_axes[0].set_title("PETH: no events", fontsize=9)
     figure.suptitle(f"unit {unit.unit_id} (tetrode {unit.tetrode}, {unit.n_spikes} spikes)", fontsize=10)
-    return _save(figure, path)
+    return save(figure, path)

@@ -4,8 +4,10 @@ from __future__ import annotations
 from tqdm import tqdm
 
 
-def populate(tables: dict[str, type], *, reserve_jobs: bool = True, processes: int = 1) -> dict[str, dict]:
-    """Populate tables in dependency order; a failing key is recorded and the rest go on.
+def populate(tables: dict[str, type], *, reserve_jobs: bool = True, processes: int = 1,
+             restriction: dict | None = None) -> dict[str, dict]:
+    """Populate tables in dependency order (only keys matching restriction, if given); a failing key is
+    recorded and the rest go on.
 
     Returns {table name: {"success_count": int, "error_list": [(key, message), ...]}}.
     """
@@ -13,8 +15,8 @@ def populate(tables: dict[str, type], *, reserve_jobs: bool = True, processes: i
     for name, table in tqdm(tables.items(), desc="pipeline", unit="table", leave=False):
         if hasattr(table, "schedule"):  # Manual rows a table's keys need, made from standing defaults
             table.schedule()
-        results[name] = table.populate(reserve_jobs=reserve_jobs, suppress_errors=True,
-                                       display_progress=True, processes=processes)
+        results[name] = table.populate(*([restriction] if restriction else []), reserve_jobs=reserve_jobs,
+                                       suppress_errors=True, display_progress=True, processes=processes)
     return results
 
 

@@ -213,8 +213,9 @@ class Pose3DParams(dj.Lookup):
     max_reprojection_px = null : float64
     refine : bool
     median_window : int16
+    method = 'linear' : enum('linear', 'smooth')  # smooth: ratpose.pose3d.smooth, all frames jointly
     """
-    contents = [("default", 0.6, 10.0, 1, 0)]
+    contents = [("default", 0.6, 10.0, 1, 0, "linear")]
 
 
 @schema
