@@ -47,8 +47,18 @@ def load_rig(path, refuse_identical: bool = True) -> Rig:
     """
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CalibrationError(f"{path}: cannot read Anipose calibration: {exc}") from None
+    return rig_from_anipose_text(text, path, refuse_identical)
+
+
+def rig_from_anipose_text(text: str, path, refuse_identical: bool = True) -> Rig:
+    """``load_rig`` on the text of a calibration.toml; ``path`` names it in errors."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
         raise CalibrationError(f"{path}: cannot read Anipose calibration: {exc}") from None
     sections = sorted((int(m.group(1)), key) for key in data if (m := re.fullmatch(r"cam_(\d+)", key)))
     if not sections:
