@@ -23,6 +23,7 @@ from ratpose.calibration import (
     load_dlc_stereo_pickle,
     load_rig,
     plot_report,
+    board_label,
     render_board,
     save_rig,
 )
@@ -219,10 +220,16 @@ def test_save_printable_has_true_physical_size(tmp_path):
     board = CharucoBoard(5, 7, 20.0, 15.0)
     pdf = board.save_printable(tmp_path / "board.pdf", dpi=300, margin_mm=10)
     width_pt, height_pt = map(float, re.search(rb"/MediaBox \[ *0 0 ([\d.]+) ([\d.]+)", pdf.read_bytes()).groups())
-    # 120 x 160 mm board + 2 x 10 mm margin, in PostScript points (1/72 inch), within one 300-dpi pixel
-    assert abs(width_pt - 120 / 25.4 * 72) < 72 / 300 and abs(height_pt - 160 / 25.4 * 72) < 72 / 300
+    # 100 x 140 mm board + 2 x 10 mm margin + the 14 mm label strip, in PostScript points (1/72 inch),
+    # within one 300-dpi pixel
+    assert abs(width_pt - 120 / 25.4 * 72) < 72 / 300 and abs(height_pt - 174 / 25.4 * 72) < 72 / 300
     png = board.save_printable(tmp_path / "board.png", dpi=300, margin_mm=10)
-    assert cv2.imread(str(png)).shape[:2] == (round(160 / 25.4 * 300), round(120 / 25.4 * 300))
+    image = cv2.imread(str(png), cv2.IMREAD_GRAYSCALE)
+    assert image.shape == (round(174 / 25.4 * 300), round(120 / 25.4 * 300))
+    det = detect_board(image, board)  # the printed squares measure 20 mm at 300 dpi (0.1 %)
+    spacing = np.polyfit(det.object_points(board)[:, 0], det.image_points[:, 0], 1)[0]
+    assert len(det.ids) == len(board.object_points) and abs(spacing / (300 / 25.4) - 1) < 1e-3  # 0.1 %
+    assert board_label(board) == "ChArUco 5 x 7 squares, marker 15 mm, DICT_4X4_50; square 20 mm; board 100 x 140 mm"
     with pytest.raises(BoardError, match=".png or .pdf"):
         board.save_printable(tmp_path / "board.svg")
 
