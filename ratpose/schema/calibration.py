@@ -10,6 +10,7 @@ import datajoint as dj
 import numpy as np
 
 from ..calibration import CalibrationError, CalibrationSettings, board_from_dict, calibrate_rig, rig_from_anipose_text
+from ..calibration.drift import camera_drift
 from ..calibration.selection import select_calibration
 from ..ingest.calibration_folder import CAMERA_NAME, read_calibration_folder
 from ..ingest.session_folder import FUTURE_MARGIN, file_checksums
@@ -238,3 +239,35 @@ def session_rig(session_key: dict) -> Rig | None:
 def board_of(key: dict):
     """The board of a CalibrationRecording as a ratpose.calibration board."""
     return board_from_dict((CalibrationRecording & key).fetch1("board"))
+
+
+def compute_calibration(key: dict, discard_on_failure: bool = False) -> dict:
+    """Populate the Calibration of a CalibrationRecording and return ``calibration_summary``.
+
+    ``discard_on_failure``: when computing fails, delete the CalibrationRecording (it was just registered).
+    """
+    try:
+        Calibration.populate(key, reserve_jobs=False)
+    except Exception:
+        if discard_on_failure:
+            (CalibrationRecording & key).delete(prompt=False)
+        raise
+    return calibration_summary(key)
+
+
+def calibration_summary(key: dict) -> dict:
+    """A Calibration's overall and per-camera quality, each camera with its drift since the rig's previous one."""
+    recording = (CalibrationRecording & key).fetch1()
+    overall = (Calibration & key).fetch1()
+    earlier = [k for k in (Calibration & {"rig": key["rig"]}).proj().to_dicts()
+               if k["calibration_date"] < key["calibration_date"]]
+    previous = max(earlier, key=lambda k: k["calibration_date"]) if earlier else None
+    before = ({r["camera"]: r for r in (Calibration.Camera & previous).to_dicts()} if previous else {})
+    cameras = []
+    for r in (Calibration.Camera & key).to_dicts(order_by="camera_order"):
+        drift = camera_drift(*({"K": x["camera_matrix"], "R": x["rotation"], "t": x["translation"]}
+                               for x in (before[r["camera"]], r))) if r["camera"] in before else None
+        cameras.append({**{f: r[f] for f in ("camera", "lens_model", "rms_px", "p95_px", "heldout_px")}, "drift": drift})
+    return {"key": {k: key[k] for k in ("rig", "calibration_date")}, "rms_px": overall["rms_px"],
+            "n_joint_instants": overall["n_joint_instants"], "source": recording["source"],
+            "calib_dir": recording["calib_dir"], "previous": previous, "cameras": cameras}
