@@ -61,6 +61,18 @@ def test_session_pose3d_on_imported_calibration_equals_aniposelib(imported, db):
     assert np.abs(exact - theirs[seen]).max() < 1e-6
 
 
+def test_session_report_names_the_imported_calibration_and_its_drift(imported, tmp_path):
+    from ratpose.report.build import write_report
+    from ratpose.schema import report_data
+
+    truth, session, _, root = imported
+    report = report_data.fetch_report(session, n_examples=0)
+    assert report.qc["calibration"] == f"2026-11-23 (latest), imported from {(root / 'aniposelib.toml').resolve()}"
+    assert report.qc["calibration cam0"] == "lens model imported (forced)"
+    assert report.qc["calibration cam0: drift"] == "first calibration of the rig (or of this camera)"
+    assert write_report(report, tmp_path).is_file()  # the calibration section draws without QC numbers
+
+
 def test_imported_calibration_of_other_image_size_is_refused_for_the_session(imported, db, tmp_path):
     truth, session, _, _ = imported
     calib = db["calib"]

@@ -139,6 +139,13 @@ def _add_calibration(report: SessionReport, session_key: dict) -> None:
     report.qc["calibration"] = f"{key['calibration_date']:%Y-%m-%d} ({chosen[0]['chosen_by']}), {quality}"
     for quality in report.calibration:
         report.qc[f"calibration {quality.name}"] = heldout_line(quality)
+    summary = calibration.calibration_summary(key)
+    for cam in summary["cameras"]:
+        drift = cam["drift"]
+        report.qc[f"calibration {cam['camera']}: drift"] = (
+            f"since {summary['previous']['calibration_date']:%Y-%m-%d}: {drift['baseline_mm']:.2f} mm, "
+            f"{drift['rotation_deg']:.3f} deg, focal {drift['focal_pct']:+.2f} %" if drift
+            else "first calibration of the rig (or of this camera)")
 
 
 def _add_pose3d_qc(report: SessionReport, pose3d_key: dict) -> None:
