@@ -29,6 +29,7 @@ from ratpose.calibration import (
 )
 from ratpose.ingest.calibration_folder import (
     CalibrationFolderError,
+    natural_key,
     read_calibration_folder,
 )
 from ratpose.rig import Camera, Rig
@@ -317,3 +318,9 @@ def test_load_dlc_stereo_pickle(tmp_path):
     np.testing.assert_array_equal(loaded[0].K, rig[0].K)
     with pytest.raises(CalibrationError, match="no stereo pair 'camera-2-camera-1'"):
         load_dlc_stereo_pickle(path, ["camera-2", "camera-1"])
+
+
+def test_names_sort_naturally():
+    names = ["back-02242022135224-10.jpg", "back-02242022135224-9.jpg", "cam10", "cam2", "sync_0011", "sync_0010"]
+    assert sorted(names, key=natural_key) == ["back-02242022135224-9.jpg", "back-02242022135224-10.jpg", "cam2",
+                                              "cam10", "sync_0010", "sync_0011"]

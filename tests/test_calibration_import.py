@@ -68,7 +68,7 @@ def test_session_report_names_the_imported_calibration_and_its_drift(imported, t
     truth, session, _, root = imported
     report = report_data.fetch_report(session, n_examples=0)
     assert report.qc["calibration"] == f"2026-11-23 (latest), imported from {(root / 'aniposelib.toml').resolve()}"
-    assert report.qc["calibration cam0"] == "lens model imported (forced)"
+    assert report.qc["calibration cam0"] == "imported calibration (no images: no held-out comparison)"
     assert report.qc["calibration cam0: drift"] == "first calibration of the rig (or of this camera)"
     assert write_report(report, tmp_path).is_file()  # the calibration section draws without QC numbers
 

@@ -63,7 +63,7 @@ class Calibration(dj.Computed):
         translation : <blob>       # t (3,) mm
         rms_px = null : float64    # null: imported, no images
         p95_px = null : float64
-        lens_model : varchar(16)   # distortion model fitted (LENS_MODELS), or the source it was imported from
+        lens_model : varchar(16)   # distortion model fitted (LENS_MODELS); 'imported' when imported
         heldout_px : <blob>        # candidate model -> RMS px on views left out (empty when forced)
         n_shared_views : int32
         n_single_views : int32
