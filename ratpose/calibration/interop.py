@@ -27,10 +27,11 @@ def _to_camera(path: Path, section: str, table: dict) -> Camera:
         raise CalibrationError(f"{path}: [{section}] lacks {sorted(missing)}")
     if table.get("fisheye", False):
         raise CalibrationError(f"{path}: [{section}] is a fisheye camera, which ratpose's model does not cover")
-    dist = np.zeros(5)
     coeffs = np.asarray(table["distortions"], dtype=np.float64).ravel()
-    if len(coeffs) > 5:
-        raise CalibrationError(f"{path}: [{section}] has {len(coeffs)} distortion coefficients, at most 5 supported")
+    if len(coeffs) > 8:
+        raise CalibrationError(f"{path}: [{section}] has {len(coeffs)} distortion coefficients, at most 8 supported "
+                               "(OpenCV's rational model)")
+    dist = np.zeros(5 if len(coeffs) <= 5 else 8)
     dist[: len(coeffs)] = coeffs
     try:
         return Camera(name=str(table["name"]), size=tuple(table["size"]), K=table["matrix"], dist=dist,

@@ -58,7 +58,7 @@ class Calibration(dj.Computed):
         width : int32
         height : int32
         camera_matrix : <blob>     # K (3, 3)
-        distortion : <blob>        # (k1, k2, p1, p2, k3)
+        distortion : <blob>        # (k1, k2, p1, p2, k3), + (k4, k5, k6) with the rational model
         rotation : <blob>          # R (3, 3): x_cam = R X + t
         translation : <blob>       # t (3,) mm
         rms_px = null : float64    # null: imported, no images
