@@ -6,7 +6,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import datajoint as dj
-
 import numpy as np
 
 from ..calibration import CalibrationError, CalibrationSettings, board_from_dict, calibrate_rig, rig_from_anipose_text
@@ -84,8 +83,10 @@ class Calibration(dj.Computed):
 
     def make_insert(self, key, rig, report):
         """``report`` None: an imported calibration (no images, so no reprojection statistics)."""
-        self.insert1({**key, "rms_px": report and report.rms_px, "converged": True if report is None else
-                      bool(report.converged), "n_joint_instants": report.n_joint_instants if report else 0})
+        overall = ({"rms_px": None, "n_joint_instants": 0, "converged": True} if report is None else
+                   {"rms_px": report.rms_px, "n_joint_instants": report.n_joint_instants,
+                    "converged": bool(report.converged)})
+        self.insert1({**key, **overall})
         self.Camera.insert([{**key, "camera": cam.name, "camera_order": i, "width": cam.size[0],
                              "height": cam.size[1], "camera_matrix": cam.K, "distortion": cam.dist,
                              "rotation": cam.R, "translation": cam.t, **_quality_row(report, cam.name)}
