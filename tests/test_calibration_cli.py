@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from ratpose.calibration import CharucoBoard, detect_board
+from ratpose.calibration import LENS_MODELS, CharucoBoard, detect_board
 from ratpose.sim import default_rig
 from ratpose.sim.boards import simulate_calibration_views, write_calibration_folder
 
@@ -38,7 +38,7 @@ def test_calibrate_a_folder_twice_prints_quality_then_drift(clean_db, views, tmp
     rows = {line.split()[0]: line.split() for line in first.splitlines() if re.match(r"cam\d ", line)}
     assert set(rows) == {"cam0", "cam1"}
     for camera, (_, model, rms, _, heldout, opencv, *drift) in rows.items():
-        assert model in ("k1k2", "k1k2k3", "k1k2p", "opencv") and float(rms) < 0.5
+        assert model in LENS_MODELS and float(rms) < 0.5
         assert float(heldout) <= float(opencv) and drift == ["-", "-", "-"]
     second = ratpose("calibrate", tmp_path / "2026-11-22").stdout  # same views: the rig did not move
     assert "drift: since the calibration of 2026-11-20 00:00" in second
