@@ -8,6 +8,7 @@ from pathlib import Path
 from .acquisition.commands import add_commands as add_acquisition_commands
 from .export.commands import add_commands as add_export_commands
 from .behaviour.commands import add_commands as add_knob_commands
+from .calibration.commands import add_commands as add_calibration_commands
 from .pose2d.commands import add_commands as add_pose_commands
 from .report.commands import add_commands as add_report_commands
 from .schema.maintenance import add_commands as add_maintenance_commands
@@ -134,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_sim_commands(sub)
     add_pose_commands(sub)
     add_knob_commands(sub)
+    add_calibration_commands(sub)
     add_web_commands(sub)
     return parser
 

@@ -1,7 +1,8 @@
 """Camera and rig models: the one place that says how a 3D point becomes a pixel.
 
 Conventions (OpenCV): a world point X maps to camera coordinates ``x_cam = R @ X + t``; pixels come
-from the pinhole matrix ``K`` and the distortion vector ``dist`` = (k1, k2, p1, p2, k3). World units
+from the pinhole matrix ``K`` and the distortion vector ``dist`` = (k1, k2, p1, p2, k3[, k4, k5, k6]: OpenCV's
+rational model). World units
 are millimetres; camera 0 of a calibrated rig defines the world frame.
 """
 from __future__ import annotations
@@ -69,13 +70,18 @@ class Camera:
     def undistort_iterations(self) -> int:
         """Fixed-point steps that invert the distortion to ~1e-8 (normalised units) at the image corners (5..40).
 
-        Each step shrinks the error by about the distortion's slope at the corner radius r,
-        3|k1| r^2 + 5|k2| r^4 + 7|k3| r^6 (+ tangential terms ~ 4(|p1| + |p2|) r).
+        Each step shrinks the error by about the distortion's slope up to the corner radius r: at most
+        3|k1| r^2 + 5|k2| r^4 + 7|k3| r^6, or with the rational model's denominator the largest
+        |d/dr (r (radial(r) - 1))| (the larger of the two), plus tangential terms ~ 4(|p1| + |p2|) r.
         """
         w, h = self.size
         r = np.hypot(max(self.K[0, 2], w - self.K[0, 2]) / self.K[0, 0], max(self.K[1, 2], h - self.K[1, 2]) / self.K[1, 1])
-        k1, k2, p1, p2, k3 = (list(self.dist) + [0.0] * 5)[:5]
-        slope = 3 * abs(k1) * r**2 + 5 * abs(k2) * r**4 + 7 * abs(k3) * r**6 + 4 * (abs(p1) + abs(p2)) * r
+        k1, k2, p1, p2, k3, k4, k5, k6 = (list(self.dist) + [0.0] * 8)[:8]
+        rho = np.linspace(0.0, r, 256)
+        q = rho**2
+        excess = rho * ((1 + q * (k1 + q * (k2 + q * k3))) / (1 + q * (k4 + q * (k5 + q * k6))) - 1)
+        bound = 3 * abs(k1) * r**2 + 5 * abs(k2) * r**4 + 7 * abs(k3) * r**6  # exact without k4..k6
+        slope = max(bound, float(np.max(np.abs(np.gradient(excess, rho))))) + 4 * (abs(p1) + abs(p2)) * r
         if slope <= 1e-12:
             return 5
         if slope >= 0.9:

@@ -60,11 +60,13 @@ def clean_db(db):
     return db
 
 
-def build_simulated_pipeline(db, root: Path, config, extra_outputs=None):
+def build_simulated_pipeline(db, root: Path, config, extra_outputs=None, *, noise_px: float = 0.5,
+                             register_calibration=None):
     """Simulate a rig dataset under ``root``, ingest it into a wiped database and populate every stage.
 
-    2D pose is the simulator's truth (0.5 px noise) in DLC format, loaded as PoseModelParams 'external';
+    2D pose is the simulator's truth (``noise_px`` noise) in DLC format, loaded as PoseModelParams 'external';
     ``extra_outputs`` maps more pose_params names to functions (truth, folder) -> {camera: DLC .h5 path}.
+    ``register_calibration(truth, root)`` registers the rig's calibration instead of the rendered folder.
     Returns (truth, session key, populate results).
     """
     from ratpose import schema
@@ -73,13 +75,16 @@ def build_simulated_pipeline(db, root: Path, config, extra_outputs=None):
     from ratpose.sim import BODYPARTS, write_rig_dataset, write_truth_pose2d
 
     truth = write_rig_dataset(root, config, n_labeled=4)
-    outputs = {"external": write_truth_pose2d(truth, root / "dlc", noise_px=0.5, seed=1)}
+    outputs = {"external": write_truth_pose2d(truth, root / "dlc", noise_px=noise_px, seed=1)}
     for params, write_outputs in (extra_outputs or {}).items():
         outputs[params] = write_outputs(truth, root / params)
     raw, calib, pose, analysis = (db[s] for s in ("raw", "calib", "pose", "analysis"))
     wipe(db)
     session, _ = raw.insert_session(read_session_folder(root / "session"))
-    calib.register_calibration(root / "calibration")
+    if register_calibration is None:
+        calib.register_calibration(root / "calibration")
+    else:
+        register_calibration(truth, root)
     pose.register_training_set("sim", str(root / "labeled"), list(BODYPARTS), "sim")
     pose.PoseModelParams.insert([{"pose_params": params, "mode": "external"} for params in outputs],
                                 skip_duplicates=True)

@@ -23,11 +23,13 @@ from ratpose.calibration import (
     load_dlc_stereo_pickle,
     load_rig,
     plot_report,
+    board_label,
     render_board,
     save_rig,
 )
 from ratpose.ingest.calibration_folder import (
     CalibrationFolderError,
+    natural_key,
     read_calibration_folder,
 )
 from ratpose.rig import Camera, Rig
@@ -219,10 +221,16 @@ def test_save_printable_has_true_physical_size(tmp_path):
     board = CharucoBoard(5, 7, 20.0, 15.0)
     pdf = board.save_printable(tmp_path / "board.pdf", dpi=300, margin_mm=10)
     width_pt, height_pt = map(float, re.search(rb"/MediaBox \[ *0 0 ([\d.]+) ([\d.]+)", pdf.read_bytes()).groups())
-    # 120 x 160 mm board + 2 x 10 mm margin, in PostScript points (1/72 inch), within one 300-dpi pixel
-    assert abs(width_pt - 120 / 25.4 * 72) < 72 / 300 and abs(height_pt - 160 / 25.4 * 72) < 72 / 300
+    # 100 x 140 mm board + 2 x 10 mm margin + the 14 mm label strip, in PostScript points (1/72 inch),
+    # within one 300-dpi pixel
+    assert abs(width_pt - 120 / 25.4 * 72) < 72 / 300 and abs(height_pt - 174 / 25.4 * 72) < 72 / 300
     png = board.save_printable(tmp_path / "board.png", dpi=300, margin_mm=10)
-    assert cv2.imread(str(png)).shape[:2] == (round(160 / 25.4 * 300), round(120 / 25.4 * 300))
+    image = cv2.imread(str(png), cv2.IMREAD_GRAYSCALE)
+    assert image.shape == (round(174 / 25.4 * 300), round(120 / 25.4 * 300))
+    det = detect_board(image, board)  # the printed squares measure 20 mm at 300 dpi (0.1 %)
+    spacing = np.polyfit(det.object_points(board)[:, 0], det.image_points[:, 0], 1)[0]
+    assert len(det.ids) == len(board.object_points) and abs(spacing / (300 / 25.4) - 1) < 1e-3  # 0.1 %
+    assert board_label(board) == "ChArUco 5 x 7 squares, marker 15 mm, DICT_4X4_50; square 20 mm; board 100 x 140 mm"
     with pytest.raises(BoardError, match=".png or .pdf"):
         board.save_printable(tmp_path / "board.svg")
 
@@ -310,3 +318,38 @@ def test_load_dlc_stereo_pickle(tmp_path):
     np.testing.assert_array_equal(loaded[0].K, rig[0].K)
     with pytest.raises(CalibrationError, match="no stereo pair 'camera-2-camera-1'"):
         load_dlc_stereo_pickle(path, ["camera-2", "camera-1"])
+
+
+def test_names_sort_naturally():
+    names = ["back-02242022135224-10.jpg", "back-02242022135224-9.jpg", "cam10", "cam2", "sync_0011", "sync_0010"]
+    assert sorted(names, key=natural_key) == ["back-02242022135224-9.jpg", "back-02242022135224-10.jpg", "cam2",
+                                              "cam10", "sync_0010", "sync_0011"]
+
+
+def test_rational_lens_model_meets_the_accuracy_bars():
+    """A rational-model lens (k4 != 0) rendered, calibrated with the rational model forced and with 'auto'."""
+    base = blackfly_rig()
+    lens = np.array([-0.05, 0.1, 0.0, 0.0, 0.0, 0.4, 0.05, 0.0])
+    rig_true = Rig(tuple(Camera(c.name, c.size, c.K, lens, c.R, c.t) for c in base))
+    truth = scale_rig(rig_true, SIZE)
+    frames, singles = simulate_calibration_views(rig_true, BOARD, 10, 24, seed=5, image_size=SIZE)
+    views = detect_views(frames, BOARD, singles)
+    for lens_model in ("rational", "auto"):
+        rig, report = calibrate_from_detections(views, BOARD, lens_model=lens_model)
+        print(lens_model, {c: (q.lens_model, round(q.rms_px, 3), {m: round(e, 3) for m, e in q.heldout_px.items()})
+                           for c, q in report.cameras.items()})
+        for est, true in zip(rig, truth):
+            quality = report.cameras[est.name]
+            assert len(est.dist) == (8 if quality.lens_model == "rational" else 5)
+            np.testing.assert_allclose(np.diag(est.K)[:2], np.diag(true.K)[:2], rtol=0.005)
+            np.testing.assert_allclose(est.K[:2, 2], true.K[:2, 2], atol=2.0)
+            # the fitted lens maps the image as the true one does (board-distance points across the view)
+            grid = np.stack(np.meshgrid(np.linspace(20, SIZE[0] - 20, 9), np.linspace(20, SIZE[1] - 20, 7)), -1)
+            rays = np.c_[true.undistort(grid.reshape(-1, 2)), np.ones(63)] * 150.0
+            on_est = cv2.projectPoints(rays, np.zeros(3), np.zeros(3), est.K, est.dist)[0].reshape(-1, 2)
+            # (a principal point off by up to 2 px, compensated by the pose, shifts this comparison as much)
+            assert np.abs(on_est - grid.reshape(-1, 2)).max() < (1.0 if lens_model == "rational" else 2.5)
+            if lens_model == "auto":
+                assert quality.heldout_px[quality.lens_model] <= quality.heldout_px["opencv"]
+        baseline_true = np.linalg.norm(truth[1].center - truth[0].center)
+        assert abs(np.linalg.norm(rig[1].center) / baseline_true - 1) < 0.005

@@ -371,3 +371,16 @@ def test_filter_arguments_checked():
         mask_by_error(traj, np.zeros(10), 1.0)
     with pytest.raises(ValueError, match="max_gap"):
         interpolate_gaps(traj, -1)
+
+
+def test_qc_error_is_raw_pixels_over_every_camera_that_saw_the_point(rig3):
+    """Dropped outlier cameras count in the QC error; it is the distorted-pixel distance, exactly."""
+    truth = random_points(200, 2, seed=12)
+    rng = np.random.default_rng(13)
+    pixels = rig3.project(truth) + rng.normal(0.0, 0.5, (3,) + truth.shape[:2] + (2,))
+    pixels[2, :50] += (40.0, -30.0)  # camera 2 wrong on the first 50 frames: dropped there
+    result = triangulate(pixels, rig3, refine=True, outlier_px=5.0)
+    assert (result.n_cameras[:50] == 2).all() and result.reprojection_error[:50].max() < 3.0
+    expected = np.linalg.norm(rig3.project(result.points3d) - pixels, axis=-1).mean(axis=0)
+    np.testing.assert_allclose(result.qc_error, expected, rtol=1e-9)
+    assert result.qc_error[:50].min() > 10.0 and np.median(result.qc_error[50:]) < 1.0

@@ -7,11 +7,12 @@ from .boards import (
     CharucoBoard,
     Checkerboard,
     board_from_dict,
+    board_label,
     render_board,
     save_printable_board,
 )
 from .detect import BoardDetection, CalibrationError, detect_board
-from .interop import load_anipose_board, load_dlc_stereo_pickle, load_rig, save_rig
+from .interop import load_anipose_board, load_dlc_stereo_pickle, load_rig, rig_from_anipose_text, save_rig
 from .qc import (
     CalibrationReport,
     CameraQuality,
@@ -32,7 +33,7 @@ from .solve import (
 
 __all__ = [
     "BoardDetection", "BoardError", "CalibrationError", "CalibrationReport", "CalibrationSettings", "CameraQuality", "LENS_MODELS", "CharucoBoard",
-    "Checkerboard", "ViewSet", "board_from_dict", "calibrate_from_detections", "calibrate_rig",
-    "corner_coverage", "detect_board", "detect_views", "heldout_errors", "heldout_line", "load_anipose_board", "load_dlc_stereo_pickle", "load_rig",
+    "Checkerboard", "ViewSet", "board_from_dict", "board_label", "calibrate_from_detections", "calibrate_rig",
+    "corner_coverage", "detect_board", "detect_views", "heldout_errors", "heldout_line", "load_anipose_board", "load_dlc_stereo_pickle", "load_rig", "rig_from_anipose_text",
     "plot_camera_residuals", "plot_report", "render_board", "save_printable_board", "save_rig",
 ]

@@ -179,16 +179,41 @@ def render_board(board: Board, px_per_mm: float, margin_mm: float = 10.0) -> tup
                               cv2.BORDER_CONSTANT, value=255), float(margin_px)
 
 
+def board_label(board: Board) -> str:
+    """The board's printed dimensions, e.g. for the sheet (checked with a ruler) and the command line."""
+    width, height = board.size_mm
+    if isinstance(board, CharucoBoard):
+        kind = (f"ChArUco {board.squares_x} x {board.squares_y} squares, marker {board.marker_mm:g} mm, "
+                f"{board.dictionary}{', legacy layout' if board.legacy else ''}")
+    else:
+        kind = f"checkerboard {board.cols + 1} x {board.rows + 1} squares ({board.cols} x {board.rows} inner corners)"
+    return f"{kind}; square {board.square_mm:g} mm; board {width:g} x {height:g} mm"
+
+
+LABEL_MM = 14.0  # strip under the board holding its label and a 50 mm ruler bar
+
+
 def save_printable_board(board: Board, path, dpi: float = 300.0, margin_mm: float = 10.0) -> Path:
-    """Write ``board`` to ``path`` (.png or .pdf) at ``dpi`` so it prints at true scale (print at 100 %)."""
+    """Write ``board`` to ``path`` (.png or .pdf) at ``dpi`` so it prints at true scale (print at 100 %).
+
+    Under the board: its dimensions (``board_label``) and a 50 mm bar to check the print with a ruler.
+    """
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
 
     path = Path(path)
     if path.suffix.lower() not in (".png", ".pdf"):
         raise BoardError(f"printable board must be .png or .pdf, got {path}")
     image = render_board(board, dpi / MM_PER_INCH, margin_mm)[0]
     height, width = image.shape
-    fig = Figure(figsize=(width / dpi, height / dpi), dpi=dpi)
-    fig.figimage(image, cmap="gray", vmin=0, vmax=255, resize=False)
+    strip = round(LABEL_MM * dpi / MM_PER_INCH)
+    fig = Figure(figsize=(width / dpi, (height + strip) / dpi), dpi=dpi)
+    fig.figimage(image, yo=strip, cmap="gray", vmin=0, vmax=255, resize=False)
+    px = dpi / MM_PER_INCH
+    fx, fy = (lambda v: v * px / width), (lambda v: v * px / (height + strip))  # noqa: E731 (mm -> fraction)
+    left, bar = margin_mm, LABEL_MM - 5.0
+    fig.add_artist(Line2D([fx(left), fx(left + 50)], [fy(bar)] * 2, color="black", linewidth=1.5))
+    fig.text(fx(left + 52), fy(bar - 1), "50 mm", fontsize=6)
+    fig.text(fx(left), fy(2), f"{board_label(board)}. Print at 100 % (no scaling).", fontsize=6)
     fig.savefig(path, dpi=dpi)
     return path

@@ -27,10 +27,11 @@ def _to_camera(path: Path, section: str, table: dict) -> Camera:
         raise CalibrationError(f"{path}: [{section}] lacks {sorted(missing)}")
     if table.get("fisheye", False):
         raise CalibrationError(f"{path}: [{section}] is a fisheye camera, which ratpose's model does not cover")
-    dist = np.zeros(5)
     coeffs = np.asarray(table["distortions"], dtype=np.float64).ravel()
-    if len(coeffs) > 5:
-        raise CalibrationError(f"{path}: [{section}] has {len(coeffs)} distortion coefficients, at most 5 supported")
+    if len(coeffs) > 8:
+        raise CalibrationError(f"{path}: [{section}] has {len(coeffs)} distortion coefficients, at most 8 supported "
+                               "(OpenCV's rational model)")
+    dist = np.zeros(5 if len(coeffs) <= 5 else 8)
     dist[: len(coeffs)] = coeffs
     try:
         return Camera(name=str(table["name"]), size=tuple(table["size"]), K=table["matrix"], dist=dist,
@@ -47,8 +48,18 @@ def load_rig(path, refuse_identical: bool = True) -> Rig:
     """
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CalibrationError(f"{path}: cannot read Anipose calibration: {exc}") from None
+    return rig_from_anipose_text(text, path, refuse_identical)
+
+
+def rig_from_anipose_text(text: str, path, refuse_identical: bool = True) -> Rig:
+    """``load_rig`` on the text of a calibration.toml; ``path`` names it in errors."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
         raise CalibrationError(f"{path}: cannot read Anipose calibration: {exc}") from None
     sections = sorted((int(m.group(1)), key) for key in data if (m := re.fullmatch(r"cam_(\d+)", key)))
     if not sections:

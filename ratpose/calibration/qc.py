@@ -101,6 +101,8 @@ def _nice_length(value: float) -> float:
 
 def heldout_line(quality: CameraQuality) -> str:
     """'lens model k1k2k3 (held out: k1k2 0.303, k1k2k3 0.206, ... px)' for plots and reports."""
+    if quality.lens_model == "imported":
+        return "imported calibration (no images: no held-out comparison)"
     scores = ", ".join(f"{m} {e:.3f}" for m, e in quality.heldout_px.items())
     return f"lens model {quality.lens_model}" + (f" (held out: {scores} px)" if scores else " (forced)")
 

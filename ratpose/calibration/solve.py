@@ -1,6 +1,6 @@
 """Intrinsic and multi-camera extrinsic calibration from board views, refined by bundle adjustment.
 
-Model (``ratpose.rig``): pinhole K with (fx, fy, cx, cy), distortion (k1, k2, p1, p2, k3); per camera the
+Model (``ratpose.rig``): pinhole K with (fx, fy, cx, cy), distortion (k1, k2, p1, p2, k3[, k4, k5, k6]); per camera the
 lens model (which distortion terms are free, ``LENS_MODELS``) is the one with the lowest error on views
 left out (k-fold over views) unless ``CalibrationSettings.lens_model`` forces one; camera 0 (the first key of ``frames``) defines the world frame;
 millimetres throughout.
@@ -27,10 +27,12 @@ from .qc import CalibrationReport, CameraQuality, corner_coverage
 
 DENSE_JACOBIAN_MAX = 20_000_000  # entries; larger problems use a sparse Jacobian (iterative solver)
 MIN_TILT_DEG = 10.0  # a view tilted less than this adds (almost) nothing to focal length estimation
-INTRINSIC_NAMES = ("fx", "fy", "cx", "cy", "k1", "k2", "p1", "p2", "k3")
-# free distortion terms per lens model, simplest first; "opencv" is cv2.calibrateCamera's default
+INTRINSIC_NAMES = ("fx", "fy", "cx", "cy", "k1", "k2", "p1", "p2", "k3", "k4", "k5", "k6")  # OpenCV's order
+# free distortion terms per lens model, simplest first; "opencv" is cv2.calibrateCamera's default,
+# "rational" its CALIB_RATIONAL_MODEL (radial (1 + k1 r^2 + k2 r^4 + k3 r^6) / (1 + k4 r^2 + k5 r^4 + k6 r^6))
 LENS_MODELS = {"k1k2": ("k1", "k2"), "k1k2k3": ("k1", "k2", "k3"), "k1k2p": ("k1", "k2", "p1", "p2"),
-               "opencv": ("k1", "k2", "p1", "p2", "k3")}
+               "opencv": ("k1", "k2", "p1", "p2", "k3"), "rational": ("k1", "k2", "p1", "p2", "k3", "k4", "k5", "k6")}
+N_DIST = 8  # distortion coefficients the solver carries (k1, k2, p1, p2, k3, k4, k5, k6)
 FEW_VIEWS_LENS_MODEL = "k1k2p"  # "auto" on a camera with too few views for k-fold comparison
 
 
@@ -68,7 +70,8 @@ class CalibrationSettings:
 
 def _model_flags(model: str) -> int:
     free = LENS_MODELS[model]
-    return (0 if "k3" in free else cv2.CALIB_FIX_K3) | (0 if "p1" in free else cv2.CALIB_ZERO_TANGENT_DIST)
+    return ((0 if "k3" in free else cv2.CALIB_FIX_K3) | (0 if "p1" in free else cv2.CALIB_ZERO_TANGENT_DIST)
+            | (cv2.CALIB_RATIONAL_MODEL if "k4" in free else 0))
 
 
 @dataclass(frozen=True)
@@ -222,7 +225,9 @@ def _initial_intrinsics(cam: str, views: ViewSet, board: Board, flags: int, min_
     poses = {"shared": {}, "single": {}}
     for (kind, i, _), R, t in zip(entries, rotations, tvecs):
         poses[kind][i] = (R, np.asarray(t, dtype=np.float64).reshape(3))
-    return _Intrinsics(K, np.asarray(dist).ravel()[:5], poses["shared"], poses["single"])
+    coeffs = np.zeros(N_DIST)
+    coeffs[: min(N_DIST, np.size(dist))] = np.asarray(dist).ravel()[:N_DIST]
+    return _Intrinsics(K, coeffs, poses["shared"], poses["single"])
 
 
 def _initial_extrinsics(cams: list[str], views: ViewSet, init: dict[str, _Intrinsics]):
@@ -274,12 +279,12 @@ def rodrigues(rvecs: np.ndarray) -> np.ndarray:
 
 
 def distort_project(points_cam: np.ndarray, intrinsics: np.ndarray) -> np.ndarray:
-    """Pixels (n, 2) of camera-frame points (n, 3) with per-point intrinsics (n, 9) of INTRINSIC_NAMES."""
+    """Pixels (n, 2) of camera-frame points (n, 3) with per-point intrinsics (n, 12) of INTRINSIC_NAMES."""
     x = points_cam[:, 0] / points_cam[:, 2]
     y = points_cam[:, 1] / points_cam[:, 2]
-    fx, fy, cx, cy, k1, k2, p1, p2, k3 = intrinsics.T
+    fx, fy, cx, cy, k1, k2, p1, p2, k3, k4, k5, k6 = intrinsics.T
     r2 = x * x + y * y
-    radial = 1 + r2 * (k1 + r2 * (k2 + r2 * k3))
+    radial = (1 + r2 * (k1 + r2 * (k2 + r2 * k3))) / (1 + r2 * (k4 + r2 * (k5 + r2 * k6)))
     xd = x * radial + 2 * p1 * x * y + p2 * (r2 + 2 * x * x)
     yd = y * radial + p1 * (r2 + 2 * y * y) + 2 * p2 * x * y
     return np.stack([fx * xd + cx, fy * yd + cy], axis=1)
@@ -290,7 +295,7 @@ class _Problem:
     """Parameter layout and residuals of the joint bundle adjustment."""
 
     cams: list[str]
-    free: np.ndarray      # (n_cam, 9) bool: which of INTRINSIC_NAMES each camera fits
+    free: np.ndarray      # (n_cam, 12) bool: which of INTRINSIC_NAMES each camera fits
     n_shared_poses: int
     n_single_poses: int
     obs_cam: np.ndarray   # camera index per observed corner
@@ -349,7 +354,7 @@ class _Problem:
         return int(self.free.sum())
 
     def unpack(self, x):
-        """Full intrinsics (n_cam, 9) of INTRINSIC_NAMES, extrinsics (n_cam, 6), board poses (n, 6)."""
+        """Full intrinsics (n_cam, 12) of INTRINSIC_NAMES, extrinsics (n_cam, 6), board poses (n, 6)."""
         n_cam = len(self.cams)
         a = self.n_intr
         b = a + 6 * (n_cam - 1)
@@ -423,7 +428,8 @@ class _Problem:
         cameras = []
         for ci, c in enumerate(self.cams):
             fx, fy, cx, cy = intr[ci, :4]
-            cameras.append(Camera(name=c, size=sizes[c], K=[[fx, 0, cx], [0, fy, cy], [0, 0, 1]], dist=intr[ci, 4:],
+            dist = intr[ci, 4:] if self.free[ci, INTRINSIC_NAMES.index("k4")] else intr[ci, 4:9]  # 8 or 5 terms
+            cameras.append(Camera(name=c, size=sizes[c], K=[[fx, 0, cx], [0, fy, cy], [0, 0, 1]], dist=dist,
                                   R=rodrigues(extr[ci, :3])[0], t=extr[ci, 3:]))
         return Rig(tuple(cameras))
 

@@ -19,6 +19,11 @@ CAMERA_NAME = re.compile(r"[a-z][a-z0-9_]*")
 VIEW_NAME = re.compile(r"(sync|single)_(\d+)")
 
 
+def natural_key(name: str) -> list:
+    """Sort key that orders the numbers inside names by value: 'img-9' before 'img-10'."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
 class CalibrationFolderError(ValueError):
     """A calibration folder does not follow docs/calibration-format.md."""
 
@@ -66,7 +71,7 @@ def _read_meta(path: Path) -> dict:
 
 
 def _camera_names(path: Path, meta: dict) -> list[str]:
-    found = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    found = sorted((p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")), key=natural_key)
     names = meta.get("cameras", found)
     if not isinstance(names, list):
         raise CalibrationFolderError(f"{path / 'calibration.toml'}: 'cameras' must be a list of camera names")
@@ -82,7 +87,7 @@ def _camera_names(path: Path, meta: dict) -> list[str]:
 
 def _views(camera_dir: Path) -> dict[str, dict[int, Path]]:
     views = {"sync": {}, "single": {}}
-    for file in sorted(camera_dir.iterdir()):
+    for file in sorted(camera_dir.iterdir(), key=lambda f: natural_key(f.name)):
         match = VIEW_NAME.fullmatch(file.stem)
         if file.suffix.lower() not in IMAGE_SUFFIXES or match is None:
             if file.name.startswith(("sync_", "single_")):

@@ -42,9 +42,10 @@ class Pose3DResult:
     points3d: np.ndarray  # (n_frames, n_parts, 3) after optional filtering
 
     def part_summary(self, p: int) -> dict:
-        """QC of body part p: fraction triangulated, median and 95th percentile reprojection error."""
+        """QC of body part p: fraction triangulated, median and 95th percentile reprojection error (raw px,
+        every camera that saw the point: ``Triangulation.qc_error``)."""
         ok = np.isfinite(self.points3d[:, p, 0])
-        errors = self.triangulation.reprojection_error[ok, p]
+        errors = self.triangulation.qc_error[ok, p]
         return {"fraction_triangulated": float(ok.mean()) if ok.size else 0.0,
                 "median_error_px": float(np.median(errors)) if errors.size else float("nan"),
                 "p95_error_px": float(np.percentile(errors, 95)) if errors.size else float("nan")}

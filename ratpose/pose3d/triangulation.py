@@ -26,7 +26,9 @@ class Triangulation:
     """Triangulated pose of one session (NaN where a point could not be triangulated).
 
     points3d: (n_frames, n_parts, 3) mm, world frame of the rig.
-    reprojection_error: (n_frames, n_parts) px, mean over the cameras used.
+    reprojection_error: (n_frames, n_parts) px, mean over the cameras used (pinhole px, see above).
+    qc_error: (n_frames, n_parts) px for QC tables: raw (distorted) pixels, mean over every camera
+        that saw the point (trusted), also those dropped as outliers; NaN where no 3D solution.
     n_cameras: (n_frames, n_parts) number of cameras used (0 where points3d is NaN).
     camera_mask: (n_cameras, n_frames, n_parts) which cameras were used.
     score: (n_frames, n_parts) mean 2D likelihood over the cameras used (NaN without likelihoods).
@@ -37,6 +39,7 @@ class Triangulation:
     n_cameras: np.ndarray
     camera_mask: np.ndarray
     score: np.ndarray
+    qc_error: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -196,7 +199,7 @@ def _drop_outlier_cameras(X, norm, weights, geo, outlier_px):
 
 
 def _triangulate_chunk(pts, trusted, geo, rig, refine, outlier_px):
-    """pts: (C, N, 2) raw px; trusted: (C, N) bool. Returns X (3, N), error (N,), used (C, N)."""
+    """pts: (C, N, 2) raw px; trusted: (C, N) bool. Returns X (3, N), error (N,), used (C, N), qc error (N,)."""
     norm = np.empty((len(rig), 2, pts.shape[1]))  # (C, 2, N) undistorted normalised coordinates
     for c, cam in enumerate(rig):
         norm[c] = cam.undistort(np.where(trusted[c, :, None], pts[c], np.nan)).T
@@ -216,7 +219,16 @@ def _triangulate_chunk(pts, trusted, geo, rig, refine, outlier_px):
     X[:, ~ok] = np.nan
     error[~ok] = np.nan
     used[:, ~ok] = False
-    return X, error, used
+    return X, error, used, _raw_error(X, pts, trusted, rig)
+
+
+def _raw_error(X: np.ndarray, pts: np.ndarray, seen: np.ndarray, rig: Rig) -> np.ndarray:
+    """Mean raw-pixel distance between the projections of X (3, N) and pts (C, N, 2) over the cameras in seen."""
+    total, count = np.zeros(X.shape[1]), seen.sum(axis=0)
+    for c, cam in enumerate(rig):
+        total += np.where(seen[c], np.linalg.norm(cam.project(X.T) - pts[c], axis=-1), 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return total / count
 
 
 def triangulate(points2d, rig: Rig, likelihood=None, min_likelihood: float = 0.6, *,
@@ -249,6 +261,7 @@ def triangulate(points2d, rig: Rig, likelihood=None, min_likelihood: float = 0.6
 
     points3d = np.full((n_points, 3), np.nan)
     error = np.full(n_points, np.nan)
+    qc_error = np.full(n_points, np.nan)
     used = np.zeros((n_cams, n_points), dtype=bool)
     score = np.full(n_points, np.nan)
 
@@ -258,7 +271,7 @@ def triangulate(points2d, rig: Rig, likelihood=None, min_likelihood: float = 0.6
         trusted = np.isfinite(chunk[..., 0]) & np.isfinite(chunk[..., 1])
         if lik_flat is not None:
             trusted &= lik_flat[:, sl] >= min_likelihood
-        X, err, use = _triangulate_chunk(chunk, trusted, geo, rig, refine, outlier_px)
+        X, err, use, qc_error[sl] = _triangulate_chunk(chunk, trusted, geo, rig, refine, outlier_px)
         if max_reprojection_px is not None:
             rejected = err > max_reprojection_px
             X[:, rejected] = np.nan
@@ -278,4 +291,4 @@ def triangulate(points2d, rig: Rig, likelihood=None, min_likelihood: float = 0.6
     shape = (n_frames, n_parts)
     return Triangulation(points3d=points3d.reshape(shape + (3,)), reprojection_error=error.reshape(shape),
                          n_cameras=used.sum(axis=0).reshape(shape), camera_mask=used.reshape((n_cams,) + shape),
-                         score=score.reshape(shape))
+                         score=score.reshape(shape), qc_error=qc_error.reshape(shape))

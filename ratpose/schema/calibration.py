@@ -6,10 +6,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import datajoint as dj
+import numpy as np
 
-from ..calibration import CalibrationSettings, board_from_dict, calibrate_rig
+from ..calibration import CalibrationError, CalibrationSettings, board_from_dict, calibrate_rig, rig_from_anipose_text
+from ..calibration.drift import camera_drift
 from ..calibration.selection import select_calibration
-from ..ingest.calibration_folder import read_calibration_folder
+from ..ingest.calibration_folder import CAMERA_NAME, read_calibration_folder
+from ..ingest.session_folder import FUTURE_MARGIN, file_checksums
 from ..rig import Camera as CameraModel
 from ..rig import Rig
 from . import raw
@@ -20,12 +23,14 @@ schema = dj.Schema()
 
 @schema
 class CalibrationRecording(dj.Manual):
-    definition = """  # a calibration folder (docs/calibration-format.md) of one rig
+    definition = """  # a calibration folder (docs/calibration-format.md) or an imported calibration file of one rig
     rig : varchar(64)
     calibration_date : datetime
     ---
-    calib_dir : varchar(1024)     # absolute path when registered
-    board : <blob>                # board definition (ratpose.calibration board_from_dict)
+    source = 'folder' : enum('folder', 'anipose')  # 'anipose': an imported calibration.toml, no images
+    calib_dir : varchar(1024)     # absolute path (of the folder, or of the imported file) when registered
+    board = null : <blob>         # board definition (ratpose.calibration board_from_dict); null when imported
+    imported = null : <blob>      # the imported file's text (source 'anipose')
     camera_names : <blob>         # camera order; the first defines the world frame
     settings : <blob>             # CalibrationSettings.to_dict() (every calibration setting)
     notes = '' : varchar(1024)
@@ -38,7 +43,7 @@ class Calibration(dj.Computed):
     definition = """  # intrinsics + extrinsics of every camera after joint bundle adjustment (mm, camera 0 = world)
     -> CalibrationRecording
     ---
-    rms_px : float64             # overall reprojection RMS
+    rms_px = null : float64      # overall reprojection RMS (null: imported, no images)
     n_joint_instants : int32     # instants where at least two cameras saw the board
     converged : bool
     """
@@ -52,40 +57,51 @@ class Calibration(dj.Computed):
         width : int32
         height : int32
         camera_matrix : <blob>     # K (3, 3)
-        distortion : <blob>        # (k1, k2, p1, p2, k3)
+        distortion : <blob>        # (k1, k2, p1, p2, k3), + (k4, k5, k6) with the rational model
         rotation : <blob>          # R (3, 3): x_cam = R X + t
         translation : <blob>       # t (3,) mm
-        rms_px : float64
-        p95_px : float64
-        lens_model : varchar(16)   # distortion model fitted (LENS_MODELS)
+        rms_px = null : float64    # null: imported, no images
+        p95_px = null : float64
+        lens_model : varchar(16)   # distortion model fitted (LENS_MODELS); 'imported' when imported
         heldout_px : <blob>        # candidate model -> RMS px on views left out (empty when forced)
         n_shared_views : int32
         n_single_views : int32
-        coverage : float64         # fraction of image cells with a detected corner
+        coverage = null : float64  # fraction of image cells with a detected corner
         corners : <blob@ratpose>   # detected corners (n, 2) px, for QC plots
         residuals : <blob@ratpose> # projection - detection (n, 2) px
         """
 
     def make_fetch(self, key):
-        calib_dir, settings = (CalibrationRecording & key).fetch1("calib_dir", "settings")
-        return str(calib_dir), settings
+        return tuple((CalibrationRecording & key).fetch1("source", "calib_dir", "settings", "imported"))
 
-    def make_compute(self, key, calib_dir, settings):
+    def make_compute(self, key, source, calib_dir, settings, imported):
+        if source == "anipose":
+            return rig_from_anipose_text(imported, calib_dir), None
         material = read_calibration_folder(calib_dir)
         return calibrate_rig(material.frames, material.board, material.intrinsics_frames,
                              CalibrationSettings.from_dict(settings))
 
     def make_insert(self, key, rig, report):
-        self.insert1({**key, "rms_px": report.rms_px, "n_joint_instants": report.n_joint_instants,
-                      "converged": bool(report.converged)})
-        quality = report.cameras
+        """``report`` None: an imported calibration (no images, so no reprojection statistics)."""
+        overall = ({"rms_px": None, "n_joint_instants": 0, "converged": True} if report is None else
+                   {"rms_px": report.rms_px, "n_joint_instants": report.n_joint_instants,
+                    "converged": bool(report.converged)})
+        self.insert1({**key, **overall})
         self.Camera.insert([{**key, "camera": cam.name, "camera_order": i, "width": cam.size[0],
                              "height": cam.size[1], "camera_matrix": cam.K, "distortion": cam.dist,
-                             "rotation": cam.R, "translation": cam.t,
-                             **{f: getattr(quality[cam.name], f)
-                                for f in ("rms_px", "p95_px", "lens_model", "heldout_px", "n_shared_views", "n_single_views", "coverage")},
-                             "corners": quality[cam.name].points, "residuals": quality[cam.name].residuals}
+                             "rotation": cam.R, "translation": cam.t, **_quality_row(report, cam.name)}
                             for i, cam in enumerate(rig.cameras)])
+
+
+def _quality_row(report, camera: str) -> dict:
+    """The QC columns of one camera; an imported calibration (report None) has none to show."""
+    if report is None:
+        return {"lens_model": "imported", "heldout_px": {}, "n_shared_views": 0, "n_single_views": 0,
+                "corners": np.zeros((0, 2)), "residuals": np.zeros((0, 2))}
+    q = report.cameras[camera]
+    return {**{f: getattr(q, f) for f in ("rms_px", "p95_px", "lens_model", "heldout_px", "n_shared_views",
+                                          "n_single_views", "coverage")},
+            "corners": q.points, "residuals": q.residuals}
 
 
 @schema
@@ -144,16 +160,51 @@ def register_calibration(calib_dir: str | Path, notes: str = "", settings: Calib
     row = {**key, "calib_dir": str(folder), "board": material.board.to_dict(),
            "camera_names": list(material.camera_names), "settings": settings.to_dict(), "notes": notes,
            "checksums": material.checksums}
-    cameras = [{"camera": name} for name in material.camera_names]
-    check_rows(CalibrationRecording, [row], str(folder / "calibration.toml"))
-    check_rows(raw.Camera, cameras, str(folder / "calibration.toml"))
+    return _insert_recording(row, folder, folder / "calibration.toml")
+
+
+def import_anipose_calibration(toml_path: str | Path, rig: str, date, notes: str = "") -> tuple[dict, bool]:
+    """Register an Anipose/aniposelib calibration.toml as the calibration of ``rig`` on ``date`` (idempotent).
+
+    No images: Calibration copies the file's cameras (source 'anipose'). Refuses a file with identical
+    cameras or bad camera names; SessionCalibration refuses it for a session whose image sizes differ.
+    """
+    path = Path(toml_path).resolve()
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read Anipose calibration: {exc}") from None
+    cameras = rig_from_anipose_text(text, path).names
+    for name in cameras:
+        if not CAMERA_NAME.fullmatch(name):
+            raise CalibrationError(f"{path}: bad camera name {name!r} ([a-z][a-z0-9_]*)")
+    try:
+        when = date if isinstance(date, _dt.datetime) else _dt.datetime.fromisoformat(str(date))
+    except ValueError:
+        raise ValueError(f"{path}: date {date!r} is not a valid ISO 8601 date") from None
+    if when > _dt.datetime.now() + FUTURE_MARGIN:
+        raise ValueError(f"{path}: date {when.isoformat()} is in the future")
+    if not str(rig).strip():
+        raise ValueError(f"{path}: rig name is empty")
+    row = {"rig": rig, "calibration_date": when, "source": "anipose", "calib_dir": str(path), "board": None,
+           "imported": text, "camera_names": list(cameras), "settings": CalibrationSettings().to_dict(),
+           "notes": notes, "checksums": file_checksums(path.parent, [path.name])}
+    return _insert_recording(row, path, path)
+
+
+def _insert_recording(row: dict, origin: Path, where: Path) -> tuple[dict, bool]:
+    """Insert a CalibrationRecording row and its cameras; an identical existing row is left alone."""
+    key = {k: row[k] for k in ("rig", "calibration_date")}
+    cameras = [{"camera": name} for name in row["camera_names"]]
+    check_rows(CalibrationRecording, [row], str(where))
+    check_rows(raw.Camera, cameras, str(where))
     existing = (CalibrationRecording & key).to_dicts()
     if existing:
-        if existing[0]["checksums"] != material.checksums:
-            raise ValueError(f"{folder}: rig {key['rig']!r} already has a calibration dated {when.isoformat()} "
-                             f"from {existing[0]['calib_dir']} with other content "
-                             f"({raw.describe_changes(existing[0]['checksums'], material.checksums)}); to replace it delete "
-                             "that CalibrationRecording (and what was computed from it) first, then register again")
+        if existing[0]["checksums"] != row["checksums"]:
+            raise ValueError(f"{origin}: rig {key['rig']!r} already has a calibration dated "
+                             f"{key['calibration_date'].isoformat()} from {existing[0]['calib_dir']} with other content "
+                             f"({raw.describe_changes(existing[0]['checksums'], row['checksums'])}); to replace it "
+                             "delete that CalibrationRecording (and what was computed from it) first, then register again")
         return key, False
     with CalibrationRecording.connection.transaction:
         raw.Camera.insert(cameras, skip_duplicates=True)
@@ -189,3 +240,35 @@ def session_rig(session_key: dict) -> Rig | None:
 def board_of(key: dict):
     """The board of a CalibrationRecording as a ratpose.calibration board."""
     return board_from_dict((CalibrationRecording & key).fetch1("board"))
+
+
+def compute_calibration(key: dict, discard_on_failure: bool = False) -> dict:
+    """Populate the Calibration of a CalibrationRecording and return ``calibration_summary``.
+
+    ``discard_on_failure``: when computing fails, delete the CalibrationRecording (it was just registered).
+    """
+    try:
+        Calibration.populate(key, reserve_jobs=False)
+    except Exception:
+        if discard_on_failure:
+            (CalibrationRecording & key).delete(prompt=False)
+        raise
+    return calibration_summary(key)
+
+
+def calibration_summary(key: dict) -> dict:
+    """A Calibration's overall and per-camera quality, each camera with its drift since the rig's previous one."""
+    recording = (CalibrationRecording & key).fetch1()
+    overall = (Calibration & key).fetch1()
+    earlier = [k for k in (Calibration & {"rig": key["rig"]}).proj().to_dicts()
+               if k["calibration_date"] < key["calibration_date"]]
+    previous = max(earlier, key=lambda k: k["calibration_date"]) if earlier else None
+    before = ({r["camera"]: r for r in (Calibration.Camera & previous).to_dicts()} if previous else {})
+    cameras = []
+    for r in (Calibration.Camera & key).to_dicts(order_by="camera_order"):
+        drift = camera_drift(*({"K": x["camera_matrix"], "R": x["rotation"], "t": x["translation"]}
+                               for x in (before[r["camera"]], r))) if r["camera"] in before else None
+        cameras.append({**{f: r[f] for f in ("camera", "lens_model", "rms_px", "p95_px", "heldout_px")}, "drift": drift})
+    return {"key": {k: key[k] for k in ("rig", "calibration_date")}, "rms_px": overall["rms_px"],
+            "n_joint_instants": overall["n_joint_instants"], "source": recording["source"],
+            "calib_dir": recording["calib_dir"], "previous": previous, "cameras": cameras}

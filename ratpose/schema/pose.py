@@ -240,7 +240,7 @@ class Pose3D(OneTransactionMake, dj.Computed):
         reprojection_error : <blob@ratpose>  # float32 (n_frames,) px
         n_cameras : <blob@ratpose>           # uint8 (n_frames,)
         fraction_triangulated : float64
-        median_error_px = null : float64
+        median_error_px = null : float64     # raw px over every camera that saw the point (qc_error)
         p95_error_px = null : float64
         """
 

@@ -125,17 +125,27 @@ def _add_calibration(report: SessionReport, session_key: dict) -> None:
         return
     key = {"rig": chosen[0]["rig"], "calibration_date": chosen[0]["calibration_date"]}
     overall = (calibration.Calibration & key).fetch1()
-    report.calibration_rms_px, report.calibration_joint_instants = overall["rms_px"], int(overall["n_joint_instants"])
+    nan = lambda value: float("nan") if value is None else value  # noqa: E731 (imported: no images, no QC)
+    report.calibration_rms_px = nan(overall["rms_px"])
+    report.calibration_joint_instants = int(overall["n_joint_instants"])
     report.calibration = [CameraQuality(
         name=r["camera"], image_size=(int(r["width"]), int(r["height"])), n_shared_views=int(r["n_shared_views"]),
-        n_single_views=int(r["n_single_views"]), n_points=len(r["corners"]), rms_px=r["rms_px"], p95_px=r["p95_px"],
-        coverage=r["coverage"], intrinsics_std={}, lens_model=r["lens_model"],
+        n_single_views=int(r["n_single_views"]), n_points=len(r["corners"]), rms_px=nan(r["rms_px"]),
+        p95_px=nan(r["p95_px"]), coverage=nan(r["coverage"]), intrinsics_std={}, lens_model=r["lens_model"],
         heldout_px=r["heldout_px"], points=r["corners"], residuals=r["residuals"])
         for r in (calibration.Calibration.Camera & key).to_dicts(order_by="camera_order")]
-    report.qc["calibration"] = (f"{key['calibration_date']:%Y-%m-%d} ({chosen[0]['chosen_by']}), "
-                                f"RMS {overall['rms_px']:.3f} px")
+    quality = (f"RMS {report.calibration_rms_px:.3f} px" if overall["rms_px"] is not None
+               else "imported from " + (calibration.CalibrationRecording & key).fetch1("calib_dir"))
+    report.qc["calibration"] = f"{key['calibration_date']:%Y-%m-%d} ({chosen[0]['chosen_by']}), {quality}"
     for quality in report.calibration:
         report.qc[f"calibration {quality.name}"] = heldout_line(quality)
+    summary = calibration.calibration_summary(key)
+    for cam in summary["cameras"]:
+        drift = cam["drift"]
+        report.qc[f"calibration {cam['camera']}: drift"] = (
+            f"since {summary['previous']['calibration_date']:%Y-%m-%d}: {drift['baseline_mm']:.2f} mm, "
+            f"{drift['rotation_deg']:.3f} deg, focal {drift['focal_pct']:+.2f} %" if drift
+            else "first calibration of the rig (or of this camera)")
 
 
 def _add_pose3d_qc(report: SessionReport, pose3d_key: dict) -> None:
