@@ -3,7 +3,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
+
+# DataJoint warns on import when settings come from DJ_* variables only; a failed connection names them
+warnings.filterwarnings("ignore", message="No datajoint.json found")
 
 from .acquisition.commands import add_commands as add_acquisition_commands
 from .export.commands import add_commands as add_export_commands
@@ -140,12 +144,16 @@ def _expected_error(err: BaseException) -> str | None:
     """One line for an error the user can fix (bad input, permissions, database, store); None otherwise."""
     import datajoint as dj
 
+    from .db import DatabaseUnreachable
+
+    if isinstance(err, DatabaseUnreachable):  # names the server, the account and what to check
+        return str(err)
     if isinstance(err, PermissionError):
         return f"{err.filename or ''}: permission denied ({err.strerror}); fix the permissions and run again"
     if isinstance(err, OSError) and err.filename:
         return f"{err.filename}: {err.strerror}; check the path (or the object store, RATPOSE_STORE) and run again"
     if isinstance(err, (ConnectionError, dj.errors.LostConnectionError)):
-        return f"{err}; check that the database is running and DJ_HOST/DJ_USER/DJ_PASS, then run again"
+        return f"lost the database connection ({err}); check that the server is running, then run again"
     if isinstance(err, (ValueError, LookupError)):
         return str(err)
     return None

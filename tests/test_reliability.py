@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -298,3 +300,20 @@ def test_bad_dlc_likelihood_is_refused(tmp_path):
         pd.DataFrame([[1.0, 2.0, 0.5], [1.0, 2.0, value]], columns=columns).to_hdf(path, key="df")
         with pytest.raises(DLCError, match="likelihood .* 'nose' at frame 1"):
             load_dlc_h5(path)
+
+
+@pytest.mark.parametrize("command,settings,names", [
+    (["status"], {"DJ_HOST": "127.0.0.1", "DJ_PORT": "1"}, ["127.0.0.1:1", "start the server", "DJ_HOST"]),
+    (["populate"], {"DJ_PASS": "not-the-password"}, ["Access denied", "DJ_USER and DJ_PASS"]),
+], ids=["closed-port", "wrong-password"])
+def test_database_unreachable_is_one_line(tmp_path, command, settings, names):
+    """A real `ratpose` process against a closed port or with a wrong password: one line, exit 1."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "RATPOSE_STORE": str(tmp_path),
+           "DJ_USER": os.environ["DJ_USER"], **settings}
+    done = subprocess.run([sys.executable, "-m", "ratpose.cli", *command], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    err = done.stderr.strip()
+    assert done.returncode == 1, err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err and err.startswith("ERROR cannot connect"), err
+    for name in names:
+        assert name in err, err
