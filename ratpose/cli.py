@@ -74,7 +74,12 @@ def _cmd_populate(args) -> int:
     results = populate_recovering(tables, reserve_jobs=not args.direct)
     for name, result in results.items():
         print(f"{name:<20} {result['success_count']:>5} computed, {len(result['error_list']):>3} in error")
-    return 1 if print_errors(tables) else 0
+    # errors the jobs tables do not hold: all of them with --direct, a lost connection outside any key
+    unlisted = [(n, k, m) for n, r in results.items() for k, m in r["error_list"] if args.direct or not k]
+    for name, key, message in unlisted:
+        print(f"ERROR {name} {', '.join(f'{k}={v}' for k, v in key.items()) or '(no key)'}: {message}\n"
+              f"    retry after fixing: ratpose populate {'--direct ' if args.direct else ''}{name}")
+    return 1 if print_errors(tables) + len(unlisted) else 0
 
 
 def _cmd_status(args) -> int:
