@@ -47,6 +47,9 @@ def _cmd_ingest(args) -> int:
         try:
             if (Path(folder) / "calibration.toml").is_file():  # a calibration folder
                 key, inserted = modules["calib"].register_calibration(folder)
+            elif Path(folder).is_dir() and not (Path(folder) / "session.toml").exists():
+                raise SessionFormatError(folder, "has neither session.toml (a session folder) nor "
+                                                 "calibration.toml (a calibration folder)")
             else:
                 key, inserted = modules["raw"].insert_session(read_session_folder(folder))
         except (SessionFormatError, ValueError, OSError) as err:

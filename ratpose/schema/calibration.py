@@ -152,8 +152,9 @@ def register_calibration(calib_dir: str | Path, notes: str = "", settings: Calib
         if existing[0]["checksums"] != material.checksums:
             raise ValueError(f"{folder}: rig {key['rig']!r} already has a calibration dated {when.isoformat()} "
                              f"from {existing[0]['calib_dir']} with other content "
-                             f"({raw.describe_changes(existing[0]['checksums'], material.checksums)}); to replace it delete "
-                             "that CalibrationRecording (and what was computed from it) first, then register again")
+                             f"({raw.describe_changes(existing[0]['checksums'], material.checksums)}); to replace it "
+                             f"(and what was computed from it): ratpose delete --rig {key['rig']} --calibration-date "
+                             f"{when.isoformat()}, then ratpose ingest {folder}")
         return key, False
     with CalibrationRecording.connection.transaction:
         raw.Camera.insert(cameras, skip_duplicates=True)
