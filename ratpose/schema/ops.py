@@ -223,6 +223,8 @@ def _transient(message: str) -> bool:
 
 def _fail_own_dead_reservations(table, message: str) -> int:
     """Mark this process's reservations whose connection died as errors with ``message``; how many."""
+    if table.connection.adapter.backend != "mysql":
+        return 0
     live = {row[0] for row in table.connection.query("SELECT ID FROM information_schema.PROCESSLIST")}
     dead = [job for job in (_own_jobs(table) & "status='reserved'").proj("connection_id").to_dicts()
             if job["connection_id"] not in live]
