@@ -1,6 +1,7 @@
 """Maintenance: delete a session with everything computed from it, then free its files in the object store."""
 from __future__ import annotations
 
+import sys
 from types import ModuleType
 
 import datajoint as dj
@@ -30,7 +31,7 @@ def delete_calibration(modules: dict[str, ModuleType], key: dict, *, prompt: boo
     """Delete one CalibrationRecording and, by cascade, its Calibration and the sessions' choices of it."""
     recording = modules["calib"].CalibrationRecording & key
     if len(recording) != 1:
-        raise ValueError(f"no calibration {key}")
+        raise ValueError(f"no calibration of rig {key['rig']!r} dated {key['calibration_date']}")
     return recording.delete(prompt=prompt, part_integrity="cascade")
 
 
@@ -40,20 +41,24 @@ def _cmd_delete(args) -> int:
     from . import activate
 
     if not (args.calibration_date if args.rig else args.datetime):
-        print("ERROR --rig needs --calibration-date" if args.rig else "ERROR --subject needs --datetime")
+        print("ERROR --rig needs --calibration-date" if args.rig else "ERROR --subject needs --datetime",
+              file=sys.stderr)
         return 1
     modules = activate()
     try:
         if args.rig:
             what = f"calibration of {args.rig} dated {args.calibration_date}"
-            key = {"rig": args.rig, "calibration_date": _dt.datetime.fromisoformat(args.calibration_date)}
+            try:
+                key = {"rig": args.rig, "calibration_date": _dt.datetime.fromisoformat(args.calibration_date)}
+            except ValueError as err:
+                raise ValueError(f"--calibration-date {args.calibration_date!r}: {err}") from None
             deleted = delete_calibration(modules, key, prompt=not args.yes)
         else:
             what = f"session {args.subject} {args.datetime}"
             key = modules["raw"].find_session(subject=args.subject, session_datetime=args.datetime)
             deleted = delete_session(modules, key, prompt=not args.yes)
     except (LookupError, ValueError) as err:
-        print(f"ERROR {err}")
+        print(f"ERROR {err}", file=sys.stderr)
         return 1
     if not deleted:
         print("nothing deleted")
