@@ -3,7 +3,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
+
+# DataJoint warns on import when settings come from DJ_* variables only; a failed connection names them
+warnings.filterwarnings("ignore", message="No datajoint.json found")
 
 from .acquisition.commands import add_commands as add_acquisition_commands
 from .export.commands import add_commands as add_export_commands
@@ -44,6 +48,9 @@ def _cmd_ingest(args) -> int:
         try:
             if (Path(folder) / "calibration.toml").is_file():  # a calibration folder
                 key, inserted = modules["calib"].register_calibration(folder)
+            elif Path(folder).is_dir() and not (Path(folder) / "session.toml").exists():
+                raise SessionFormatError(folder, "has neither session.toml (a session folder) nor "
+                                                 "calibration.toml (a calibration folder)")
             else:
                 key, inserted = modules["raw"].insert_session(read_session_folder(folder))
         except (SessionFormatError, ValueError, OSError) as err:
@@ -71,7 +78,12 @@ def _cmd_populate(args) -> int:
     results = populate_recovering(tables, reserve_jobs=not args.direct)
     for name, result in results.items():
         print(f"{name:<20} {result['success_count']:>5} computed, {len(result['error_list']):>3} in error")
-    return 1 if print_errors(tables) else 0
+    # errors the jobs tables do not hold: all of them with --direct, a lost connection outside any key
+    unlisted = [(n, k, m) for n, r in results.items() for k, m in r["error_list"] if args.direct or not k]
+    for name, key, message in unlisted:
+        print(f"ERROR {name} {', '.join(f'{k}={v}' for k, v in key.items()) or '(no key)'}: {message}\n"
+              f"    retry after fixing: ratpose populate {'--direct ' if args.direct else ''}{name}")
+    return 1 if print_errors(tables) + len(unlisted) else 0
 
 
 def _cmd_status(args) -> int:
@@ -144,12 +156,16 @@ def _expected_error(err: BaseException) -> str | None:
     """One line for an error the user can fix (bad input, permissions, database, store); None otherwise."""
     import datajoint as dj
 
+    from .db import DatabaseUnreachable
+
+    if isinstance(err, DatabaseUnreachable):  # names the server, the account and what to check
+        return str(err)
     if isinstance(err, PermissionError):
         return f"{err.filename or ''}: permission denied ({err.strerror}); fix the permissions and run again"
     if isinstance(err, OSError) and err.filename:
         return f"{err.filename}: {err.strerror}; check the path (or the object store, RATPOSE_STORE) and run again"
     if isinstance(err, (ConnectionError, dj.errors.LostConnectionError)):
-        return f"{err}; check that the database is running and DJ_HOST/DJ_USER/DJ_PASS, then run again"
+        return f"lost the database connection ({err}); check that the server is running, then run again"
     if isinstance(err, (ValueError, LookupError)):
         return str(err)
     return None

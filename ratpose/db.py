@@ -13,6 +13,7 @@ Connection settings are DataJoint's own (``datajoint.json`` or ``DJ_HOST``, ``DJ
 """
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
@@ -62,18 +63,48 @@ def models_root() -> Path:
     return root
 
 
+class DatabaseUnreachable(ConnectionError):
+    """The database cannot be reached or refuses the login; the message says what to check."""
+
+
 def connect() -> dj.Connection:
-    """Configure the store, then return DataJoint's connection (clear error if the server is down)."""
+    """Configure the store, then return DataJoint's connection (one clear error if that fails)."""
     configure_store()
+    held = _HeldRecords()
+    logging.getLogger("datajoint").addFilter(held)  # its SSL-fallback warning, shown only on success
     try:
-        return dj.conn()
-    except Exception as err:  # pymysql raises several types; re-raise one clear message
-        host = dj.config.database.host
-        raise ConnectionError(
-            f"cannot connect to the database at {host}:{dj.config.database.port} as "
-            f"{dj.config.database.user!r}: {err}. Start a server (see README: scripts/local-db.sh "
-            "or docker compose up -d) and set DJ_HOST/DJ_USER/DJ_PASS."
-        ) from err
+        connection = dj.conn()
+    except Exception as err:  # pymysql and DataJoint raise several types; re-raise one clear message
+        raise DatabaseUnreachable(unreachable_message(err)) from err
+    finally:
+        logging.getLogger("datajoint").removeFilter(held)
+    for record in held.records:
+        logging.getLogger("datajoint").handle(record)
+    return connection
+
+
+class _HeldRecords(logging.Filter):
+    def __init__(self):
+        super().__init__()
+        self.records = []
+
+    def filter(self, record):
+        self.records.append(record)
+        return False
+
+
+def unreachable_message(err: BaseException) -> str:
+    """What failed connecting (server, account) and what to check, in one line."""
+    host, port, user = dj.config.database.host, dj.config.database.port, dj.config.database.user
+    server = host if ":" in str(host) else f"{host}:{port}"
+    code = err.args[0] if err.args and isinstance(err.args[0], int) else None
+    reason = " ".join(str(err.args[1] if code is not None and len(err.args) > 1 else err).split())
+    if code in (1044, 1045, 1698) or user is None or "password" in reason.lower():
+        todo = "check DJ_USER and DJ_PASS (or datajoint.json and .secrets/database.password)"
+    else:
+        todo = ("start the server (README: scripts/local-db.sh or docker compose up -d) or fix DJ_HOST/DJ_PORT "
+                "(or datajoint.json)")
+    return f"cannot connect to the database at {server} as {user!r} ({reason.rstrip('.')}); {todo}, then run again"
 
 
 def _patch_mariadb_json_codecs() -> None:

@@ -23,6 +23,7 @@ from ratpose.schema import ops
 
 schema = dj.Schema()
 BEFORE_PARTS = []  # in-process hooks called inside make() between the master and the part insert
+AFTER_PARTS = []  # in-process hooks called at the end of make(), just before DataJoint commits
 
 
 @schema
@@ -64,6 +65,20 @@ class Slow(dj.Computed):
         time.sleep(float(os.environ.get("OPSTEST_SLEEP", "0")))
         pieces = int(os.environ.get("OPSTEST_PIECES", "3"))
         self.Piece.insert({**key, "piece": p, "data": np.full(4, p)} for p in range(pieces))
+        for hook in AFTER_PARTS:
+            hook()
+
+
+@schema
+class Double(dj.Computed):
+    definition = """  # a second table of the same items, populated after Slow
+    -> Item
+    ---
+    double : int64
+    """
+
+    def make(self, key):
+        self.insert1({**key, "double": 2 * key["item"]})
 
 
 def test_tables(names=()) -> dict[str, type]:
@@ -85,6 +100,7 @@ def slow_table(db, request):
         _DROP_REGISTERED.append(True)
     Item.delete(prompt=False)
     Slow.jobs.delete()
+    Double.jobs.delete()
     return tables["Slow"]
 
 

@@ -114,4 +114,4 @@ def test_delete_command_asks_and_reports_unknown_sessions(db, two_sessions, monk
     assert args.func(args) == 1 and len(db["raw"].Session & keep) == 1
     args = parser.parse_args(["delete", "--subject", "nobody", "--datetime", when, "--yes"])
     assert args.func(args) == 1
-    assert "no session" in capsys.readouterr().out
+    assert "no session" in capsys.readouterr().err

@@ -6,15 +6,17 @@ looks like, and the server rolls back the open transaction in both cases.
 """
 from __future__ import annotations
 
+import argparse
 import threading
 import time
 
 import datajoint as dj
 import ops_helpers
 import pytest
-from ops_helpers import Item, Slow, dirty_rows, root_query, slow_table  # noqa: F401 (fixture)
+from ops_helpers import Double, Item, Slow, dirty_rows, root_query, slow_table  # noqa: F401 (fixture)
 
 from ratpose.schema import ops
+from ratpose.schema.jobs import print_errors
 
 
 def _kill_own_connection_once():
@@ -83,3 +85,96 @@ def test_connection_killed_during_a_large_insert_leaves_nothing(slow_table, monk
     assert ops.retry_errors({"Slow": Slow}) == 1
     assert Slow.populate(reserve_jobs=True, suppress_errors=True)["success_count"] == 1
     assert len(Slow.Piece()) == 1000
+
+
+# ---------------------------------------------------------------------------------------------
+# `ratpose populate` (ops.populate_recovering) under faults: a second table must still run
+
+def _kill_running_sleep(connection_id: int) -> None:
+    """From a second connection: KILL QUERY the SLEEP that connection is running (waits up to 10 s)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if root_query(f"SELECT ID FROM information_schema.PROCESSLIST WHERE ID={int(connection_id)} "
+                      "AND INFO LIKE 'SELECT SLEEP%'"):
+            root_query(f"KILL QUERY {int(connection_id)}")
+            return
+        time.sleep(0.01)
+
+
+def _killing(times: int, kill) -> list:
+    """A hook list whose hook runs ``kill(connection id)`` on its first ``times`` calls; counts calls."""
+    calls = []
+
+    def hook():
+        calls.append(len(calls))
+        if len(calls) <= times:
+            kill(dj.conn().query("SELECT CONNECTION_ID()").fetchone()[0])
+    return [hook], calls
+
+
+def _query_killed(connection_id: int) -> None:
+    thread = threading.Thread(target=_kill_running_sleep, args=(connection_id,))
+    thread.start()
+    try:
+        dj.conn().query("SELECT SLEEP(30)")  # a statement of make(), interrupted by the KILL QUERY
+    finally:
+        thread.join()
+
+
+def _connection_killed(connection_id: int) -> None:
+    root_query(f"KILL CONNECTION {int(connection_id)}")  # the server rolls back; COMMIT finds no connection
+
+
+@pytest.fixture
+def two_tables(slow_table):
+    ops_helpers.BEFORE_PARTS.clear()
+    ops_helpers.AFTER_PARTS.clear()
+    Item.insert([{"item": i} for i in (2, 3)])
+    yield {"Slow": Slow, "Double": Double}
+    ops_helpers.BEFORE_PARTS.clear()
+    ops_helpers.AFTER_PARTS.clear()
+
+
+def _rows() -> tuple[int, int, int]:
+    """Rows of Slow, Slow.Piece and Double, uncommitted ones included."""
+    return dirty_rows(Slow), dirty_rows(Slow.Piece), dirty_rows(Double)
+
+
+@pytest.mark.parametrize("hooks,kill", [(ops_helpers.BEFORE_PARTS, _query_killed),
+                                        (ops_helpers.AFTER_PARTS, _connection_killed)],
+                         ids=["query-killed-mid-make", "connection-killed-before-commit"])
+@pytest.mark.parametrize("reserve_jobs", [True, False], ids=["jobs", "direct"])
+def test_populate_retries_a_killed_key_and_runs_the_other_tables(two_tables, hooks, kill, reserve_jobs):
+    made, calls = _killing(1, kill)
+    hooks.extend(made)
+    results = ops.populate_recovering(two_tables, reserve_jobs=reserve_jobs)
+    assert {n: (r["success_count"], r["error_list"]) for n, r in results.items()} == {
+        "Slow": (2, []), "Double": (2, [])}
+    assert len(calls) == 3  # the killed key was made once more
+    assert _rows() == (2, 6, 2) and len(Slow.jobs) == len(Double.jobs) == 0
+    assert sorted(Slow.to_arrays("square")) == [4, 9]
+    again = ops.populate_recovering(two_tables, reserve_jobs=reserve_jobs)  # idempotent: nothing left to do, nothing added
+    assert all(r["success_count"] == 0 and not r["error_list"] for r in again.values())
+    assert _rows() == (2, 6, 2)
+
+
+@pytest.mark.parametrize("hooks,kill", [(ops_helpers.BEFORE_PARTS, _query_killed),
+                                        (ops_helpers.AFTER_PARTS, _connection_killed)],
+                         ids=["query-killed-mid-make", "connection-killed-before-commit"])
+def test_populate_gives_up_on_a_key_killed_every_time(two_tables, capsys, hooks, kill):
+    """A key whose make() is killed on every try ends in error after a bounded number of tries."""
+    made, calls = _killing(10**6, kill)
+    hooks.extend(made)
+    results = ops.populate_recovering(two_tables)
+    assert results["Slow"]["success_count"] == 0 and len(results["Slow"]["error_list"]) == 2
+    assert results["Double"] == {"success_count": 2, "error_list": []}
+    assert len(calls) == 2 * (ops.TRANSIENT_RETRIES + 1)
+    assert _rows() == (0, 0, 2) and len(Slow.jobs.reserved) == 0  # no half-written rows, no stale reservation
+    assert print_errors(two_tables) == 2
+    out = capsys.readouterr().out
+    assert "ERROR Slow item=2" in out and "ratpose jobs retry Slow" in out, out
+
+    hooks.clear()  # the cause is fixed: the printed command makes the keys pending again
+    assert ops.jobs_retry_command(argparse.Namespace(tables=["Slow"]), loader=lambda names: two_tables) == 0
+    assert ops.populate_recovering(two_tables)["Slow"] == {"success_count": 2, "error_list": []}
+    assert _rows() == (2, 6, 2)

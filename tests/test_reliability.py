@@ -6,8 +6,11 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
@@ -298,3 +301,213 @@ def test_bad_dlc_likelihood_is_refused(tmp_path):
         pd.DataFrame([[1.0, 2.0, 0.5], [1.0, 2.0, value]], columns=columns).to_hdf(path, key="df")
         with pytest.raises(DLCError, match="likelihood .* 'nose' at frame 1"):
             load_dlc_h5(path)
+
+
+@pytest.mark.parametrize("command,settings,names", [
+    (["status"], {"DJ_HOST": "127.0.0.1", "DJ_PORT": "1"}, ["127.0.0.1:1", "start the server", "DJ_HOST"]),
+    (["populate"], {"DJ_PASS": "not-the-password"}, ["Access denied", "DJ_USER and DJ_PASS"]),
+], ids=["closed-port", "wrong-password"])
+def test_database_unreachable_is_one_line(tmp_path, command, settings, names):
+    """A real `ratpose` process against a closed port or with a wrong password: one line, exit 1."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "RATPOSE_STORE": str(tmp_path),
+           "DJ_USER": os.environ["DJ_USER"], **settings}
+    done = subprocess.run([sys.executable, "-m", "ratpose.cli", *command], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    err = done.stderr.strip()
+    assert done.returncode == 1, err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err and err.startswith("ERROR cannot connect"), err
+    for name in names:
+        assert name in err, err
+
+
+# ---------------------------------------------------------------------------------------------
+# calibration folders (docs/calibration-format.md)
+
+@pytest.fixture(scope="module")
+def calibration_template(tmp_path_factory):
+    """A small calibration folder: 2 cameras, 3 sync views and 1 single view each (48x40, never detected)."""
+    from ratpose.calibration.boards import CharucoBoard
+    from ratpose.sim.boards import write_calibration_folder
+
+    rng = np.random.default_rng(3)
+    views = {cam: [rng.integers(0, 255, (40, 48), dtype=np.uint8) for _ in range(3)] for cam in ("cam0", "cam1")}
+    singles = {cam: [rng.integers(0, 255, (40, 48), dtype=np.uint8)] for cam in ("cam0", "cam1")}
+    return write_calibration_folder(tmp_path_factory.mktemp("reliability") / "calibration", "rel-rig",
+                                    CharucoBoard(5, 4, 4.0, 3.0), views, singles, date="2026-11-20")
+
+
+def _calib_toml(**changes):
+    def mutate(folder: Path):
+        meta = tomllib.loads((folder / "calibration.toml").read_text())
+        for key, value in changes.items():
+            target, key = (meta["board"], key[6:]) if key.startswith("board_") else (meta, key)
+            if value is None:
+                del target[key]
+            else:
+                target[key] = value
+        (folder / "calibration.toml").write_text(tomli_w.dumps(meta))
+    return mutate
+
+
+def _image(name, write):
+    return lambda folder: write(folder / name)
+
+
+def _png(shape):
+    return lambda path: cv2.imwrite(str(path), np.zeros(shape, np.uint8))
+
+
+def _link(name, target):
+    """Replace ``name`` in the folder by a symlink to ``target`` (made outside the folder, from the original)."""
+    def mutate(folder: Path):
+        outside = folder.parent / f"outside-{target}"
+        shutil.move(folder / name, outside)
+        (folder / name).symlink_to(outside if target == "absolute" else os.path.relpath(outside, (folder / name).parent))
+    return mutate
+
+
+CHECKERBOARD = {"type": "checkerboard", "cols": 9, "rows": 6, "square_mm": 30.0}
+CALIBRATION_CASES = [
+    ("calibration-toml-garbage", lambda f: (f / "calibration.toml").write_text("rig = ["), "calibration.toml"),
+    ("calibration-toml-binary", lambda f: (f / "calibration.toml").write_bytes(b"\xff\xfe\x00"), "calibration.toml"),
+    ("rig-missing", _calib_toml(rig=None), "rig"),
+    ("rig-empty", _calib_toml(rig=""), "rig"),
+    ("rig-blank", _calib_toml(rig="   "), "rig"),
+    ("rig-number", _calib_toml(rig=7), "rig"),
+    ("rig-long", _calib_toml(rig="r" * 3000), "rig"),
+    ("date-missing", _calib_toml(date=None), "date"),
+    ("date-impossible", _calib_toml(date="2026-02-30"), "date"),
+    ("date-garbage", _calib_toml(date="last week"), "date"),
+    ("date-number", _calib_toml(date=20261120), "date"),
+    ("date-future", _calib_toml(date="2099-01-01"), "future"),
+    ("format-2", _calib_toml(format_version=2), "format_version"),
+    ("board-missing", _calib_toml(board=None), "board"),
+    ("board-not-table", _calib_toml(board="charuco"), "board"),
+    ("board-no-type", _calib_toml(board_type=None), "type"),
+    ("board-type-unknown", _calib_toml(board_type="circles"), "circles"),
+    ("board-unknown-field", _calib_toml(board_colour="white"), "colour"),
+    ("board-misspelt-field", _calib_toml(board_square_size=4.0, board_square_mm=None), "square_size"),
+    ("board-missing-field", _calib_toml(board_marker_mm=None), "marker_mm"),
+    ("board-squares-text", _calib_toml(board_squares_x="5"), "squares_x"),
+    ("board-squares-float", _calib_toml(board_squares_x=5.5), "squares_x"),
+    ("board-squares-bool", _calib_toml(board_squares_x=True), "squares_x"),
+    ("board-squares-1", _calib_toml(board_squares_y=1), "squares_y"),
+    ("board-squares-huge", _calib_toml(board_squares_x=10**9), "squares_x"),
+    ("board-squares-negative", _calib_toml(board_squares_x=-5), "squares_x"),
+    ("board-square-zero", _calib_toml(board_square_mm=0.0), "square_mm"),
+    ("board-square-negative", _calib_toml(board_square_mm=-4.0), "square_mm"),
+    ("board-square-nan", _calib_toml(board_square_mm=float("nan")), "square_mm"),
+    ("board-square-inf", _calib_toml(board_square_mm=float("inf")), "square_mm"),
+    ("board-square-km", _calib_toml(board_square_mm=4e6), "square_mm"),
+    ("board-marker-larger", _calib_toml(board_marker_mm=5.0), "marker_mm"),
+    ("board-dictionary-unknown", _calib_toml(board_dictionary="DICT_9X9_7"), "DICT_9X9_7"),
+    ("board-dictionary-small", _calib_toml(board_squares_x=12, board_squares_y=12), "DICT_4X4_50"),
+    ("board-legacy-text", _calib_toml(board_legacy="yes"), "legacy"),
+    ("checkerboard-square", _calib_toml(board={**CHECKERBOARD, "rows": 9}), "ambiguous"),
+    ("checkerboard-charuco-field", _calib_toml(board={**CHECKERBOARD, "marker_mm": 3.0}), "marker_mm"),
+    ("cameras-not-list", _calib_toml(cameras="cam0"), "cameras"),
+    ("cameras-empty", _calib_toml(cameras=[]), "camera"),
+    ("cameras-bad-name", _calib_toml(cameras=["Cam 0"]), "camera name"),
+    ("cameras-dotdot", _calib_toml(cameras=["cam0", "../cam1"]), "camera name"),
+    ("cameras-number", _calib_toml(cameras=[0]), "camera name"),
+    ("cameras-unknown-folder", _calib_toml(cameras=["cam0", "cam2"]), "cam2"),
+    ("camera-name-long", lambda f: (f / "cam1").rename(f / ("c" * 40)), "camera"),
+    ("no-camera-folders", lambda f: [shutil.rmtree(f / c) for c in ("cam0", "cam1")], "no camera folders"),
+    ("no-images", lambda f: [p.unlink() for p in f.glob("cam*/*.png")], "no sync_NNNN"),
+    ("image-bad-name", _image("cam0/sync_abc.png", _png((40, 48))), "sync_abc.png"),
+    ("image-index-repeat", _image("cam0/sync_1.png", _png((40, 48))), "sync_1.png"),
+    ("image-truncated", _image("cam0/sync_0001.png", lambda p: p.write_bytes(p.read_bytes()[:60])), "sync_0001.png"),
+    ("image-empty", _image("cam1/sync_0002.png", lambda p: p.write_bytes(b"")), "sync_0002.png"),
+    ("image-text", _image("cam1/single_0000.png", lambda p: p.write_text("not an image")), "single_0000.png"),
+    ("image-size-sync", _image("cam0/sync_0002.png", _png((80, 96))), "same size"),
+    ("image-size-single", _image("cam1/single_0000.png", _png((41, 48))), "single_0000.png"),
+    ("image-link-outside", _link("cam0/sync_0001.png", "relative"), "outside the calibration folder"),
+    ("image-link-absolute", _link("cam1/single_0000.png", "absolute"), "outside the calibration folder"),
+    ("camera-link-outside", _link("cam1", "absolute"), "outside the calibration folder"),
+    ("toml-link-outside", _link("calibration.toml", "relative"), "outside the calibration folder"),
+    ("image-link-dangling", lambda f: (f / "cam0" / "sync_0005.png").symlink_to("/nonexistent/x.png"),
+     "sync_0005.png"),
+]
+CALIBRATION_PERMISSION_CASES = ["calibration.toml", "cam0", "cam0/sync_0000.png", "cam1/single_0000.png"]
+
+
+def _calibration_copy(template: Path, root: Path) -> Path:
+    folder = root / "calibration"
+    shutil.copytree(template, folder)
+    return folder
+
+
+@pytest.mark.parametrize("case", CALIBRATION_CASES, ids=[c[0] for c in CALIBRATION_CASES])
+def test_bad_calibration_folder_is_refused(db, calibration_template, tmp_path, capsys, case):
+    _, mutate, expected = case
+    folder = _calibration_copy(calibration_template, tmp_path)
+    mutate(folder)
+    _refused(db, folder, capsys, expected)
+
+
+@pytest.mark.parametrize("name", CALIBRATION_PERMISSION_CASES)
+def test_unreadable_calibration_file_names_permission(db, calibration_template, capsys, name):
+    root = Path(os.environ.get("TMPDIR", "/tmp")) / f"ratpose-rel-calib-{os.getpid()}"
+    shutil.rmtree(root, ignore_errors=True)
+    folder = _calibration_copy(calibration_template, root)
+    for path in (root, *folder.rglob("*"), folder):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    (folder / name).chmod(0)
+    try:
+        with _as_nobody():
+            _refused(db, folder, capsys, "permission denied")
+    finally:
+        (folder / name).chmod(0o755)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def registered_calibration(db, calibration_template, tmp_path, capsys):
+    """The template registered from a copy (so it can be edited in place)."""
+    wipe(db)
+    folder = _calibration_copy(calibration_template, tmp_path)
+    assert cli(["ingest", str(folder)]) == 0
+    capsys.readouterr()
+    return folder
+
+
+@pytest.mark.parametrize("edit,changed", [
+    (_calib_toml(board_square_mm=4.1), "calibration.toml changed"),
+    (_image("cam0/sync_0001.png", _png((40, 48))), "cam0/sync_0001.png changed"),
+    (lambda f: (f / "cam1" / "sync_0002.png").unlink(), "cam1/sync_0002.png removed"),
+    (_image("cam1/single_0001.png", _png((40, 48))), "cam1/single_0001.png added"),
+], ids=["toml", "image-changed", "image-removed", "image-added"])
+def test_calibration_edited_after_ingest_is_refused(db, registered_calibration, capsys, edit, changed):
+    edit(registered_calibration)
+    _refused(db, registered_calibration, capsys, changed)
+    assert cli(["ingest", str(registered_calibration)]) == 1
+    err = capsys.readouterr().err
+    assert "ratpose delete --rig rel-rig --calibration-date 2026-11-20T00:00:00" in err, err
+    assert f"ratpose ingest {registered_calibration.resolve()}" in err, err
+
+
+def test_same_rig_and_date_from_another_folder_is_refused(db, registered_calibration, calibration_template,
+                                                          tmp_path, capsys):
+    other = _calibration_copy(calibration_template, tmp_path / "other")
+    _image("cam0/sync_0000.png", _png((40, 48)))(other)
+    _refused(db, other, capsys, "already has a calibration dated 2026-11-20")
+    same = _calibration_copy(calibration_template, tmp_path / "same")  # same content elsewhere: nothing new
+    assert cli(["ingest", str(same)]) == 0 and "already ingested" in capsys.readouterr().out
+
+
+def test_replace_command_replaces_the_calibration(db, registered_calibration, capsys):
+    _calib_toml(board_square_mm=4.1)(registered_calibration)
+    calib = db["calib"]
+    assert cli(["delete", "--rig", "rel-rig", "--calibration-date", "2026-11-20", "--yes"]) == 0
+    assert len(calib.CalibrationRecording()) == 0
+    assert cli(["ingest", str(registered_calibration)]) == 0
+    assert calib.board_of({"rig": "rel-rig", "calibration_date": "2026-11-20"}).square_mm == 4.1
+
+
+def test_valid_calibration_ingest_works_after_the_catalogue(db, calibration_template, capsys):
+    wipe(db)
+    assert cli(["ingest", str(calibration_template)]) == 0
+    calib = db["calib"]
+    row = calib.CalibrationRecording.to_dicts()[0]
+    assert (row["rig"], row["camera_names"], len(row["checksums"])) == ("rel-rig", ["cam0", "cam1"], 9)
+    assert cli(["ingest", str(calibration_template)]) == 0 and "already ingested" in capsys.readouterr().out

@@ -6,6 +6,7 @@ columns, y down along the rows, z = 0 on the board surface; units are millimetre
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -154,10 +155,38 @@ def board_from_dict(d: dict) -> Board:
     cls = {"charuco": CharucoBoard, "checkerboard": Checkerboard}.get(kind) if isinstance(kind, str) else None
     if cls is None:
         raise BoardError(f"board type must be 'charuco' or 'checkerboard', got {kind!r}")
-    try:
-        return cls(**fields)
-    except (TypeError, AttributeError) as exc:  # wrong field names or types
-        raise BoardError(f"bad {kind} board description {d!r}: {exc}") from None
+    _check_fields(cls, kind, fields)
+    return cls(**fields)
+
+
+COUNT_RANGE = (2, 200)  # squares (ChArUco) or inner corners (checkerboard) per side
+SIZE_RANGE_MM = (0.1, 1000.0)  # square and marker sizes
+_KINDS = {"str": (str,), "bool": (bool, np.bool_)}
+
+
+def _check_fields(cls, kind: str, fields: dict) -> None:
+    """Names, types and ranges of a board description read from a file (BoardError naming the field)."""
+    declared = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(fields) - set(declared))
+    missing = sorted(n for n, f in declared.items() if n not in fields and f.default is dataclasses.MISSING)
+    if unknown or missing:
+        raise BoardError(f"{kind} board: " + "; ".join(
+            ([f"unknown field(s) {unknown}"] if unknown else []) + ([f"missing field(s) {missing}"] if missing else []))
+            + f" (fields: {list(declared)})")
+    for name, value in fields.items():
+        wanted = declared[name].type
+        number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+        whole = number and np.isfinite(value) and value == int(value)
+        if wanted == "int" and not (whole and COUNT_RANGE[0] <= value <= COUNT_RANGE[1]):
+            raise BoardError(f"{kind} board: {name} = {value!r} must be a whole number in "
+                             f"{COUNT_RANGE[0]}..{COUNT_RANGE[1]}")
+        if wanted == "float" and not (number and SIZE_RANGE_MM[0] <= value <= SIZE_RANGE_MM[1]):
+            raise BoardError(f"{kind} board: {name} = {value!r} must be a size in mm within "
+                             f"{SIZE_RANGE_MM[0]}..{SIZE_RANGE_MM[1]}")
+        if wanted in _KINDS and not isinstance(value, _KINDS[wanted]):
+            raise BoardError(f"{kind} board: {name} = {value!r} must be a {'string' if wanted == 'str' else 'boolean'}")
+        if wanted == "int":
+            fields[name] = int(value)
 
 
 def render_board(board: Board, px_per_mm: float, margin_mm: float = 10.0) -> tuple[np.ndarray, float]:

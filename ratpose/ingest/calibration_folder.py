@@ -102,10 +102,30 @@ def _views(camera_dir: Path) -> dict[str, dict[int, Path]]:
 
 
 def _load(file: Path) -> np.ndarray:
-    image = cv2.imread(str(file), cv2.IMREAD_GRAYSCALE)
+    data = np.frombuffer(file.read_bytes(), np.uint8)  # opening it first: PermissionError names the file
+    image = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE) if data.size else None
     if image is None:
-        raise CalibrationFolderError(f"{file}: unreadable image")
+        raise CalibrationFolderError(f"{file}: unreadable image (empty, truncated or not an image)")
     return image
+
+
+def _load_camera(camera_dir: Path, files: list[Path]) -> list[np.ndarray]:
+    """The images of one camera, which must all have the same size."""
+    images = [_load(f) for f in files]
+    for file, image in zip(files, images):
+        if image.shape != images[0].shape:
+            raise CalibrationFolderError(f"{file}: image is {image.shape[1]}x{image.shape[0]} but {files[0].name} is "
+                                         f"{images[0].shape[1]}x{images[0].shape[0]} (all images of camera "
+                                         f"{camera_dir.name} must have the same size)")
+    return images
+
+
+def _inside(root: Path, paths) -> None:
+    """Refuse files or folders that link outside the calibration folder (their content could change unseen)."""
+    for path in paths:
+        if not path.resolve().is_relative_to(root):
+            raise CalibrationFolderError(f"{path}: points outside the calibration folder (to {path.resolve()}); "
+                                         "copy it into the folder")
 
 
 def read_calibration_folder(path) -> CalibrationMaterial:
@@ -120,15 +140,23 @@ def read_calibration_folder(path) -> CalibrationMaterial:
 def _read_calibration_folder(path: Path) -> CalibrationMaterial:
     if not path.is_dir():
         raise CalibrationFolderError(f"{path}: not a folder")
+    root = path.resolve()
+    _inside(root, [path / "calibration.toml"])
     meta = _read_meta(path)
     names = _camera_names(path, meta)
+    _inside(root, [path / name for name in names])
     views = {name: _views(path / name) for name in names}
+    _inside(root, [f for v in views.values() for kind in v.values() for f in kind.values()])
     instants = sorted(set().union(*(v["sync"] for v in views.values())))
     if not instants and not any(v["single"] for v in views.values()):
         raise CalibrationFolderError(f"{path}: no sync_NNNN or single_NNNN images in {names}")
-    frames = {name: [_load(views[name]["sync"][i]) if i in views[name]["sync"] else None for i in instants]
-              for name in names}
-    intrinsics_frames = {name: [_load(f) for _, f in sorted(views[name]["single"].items())] for name in names}
+    frames, intrinsics_frames = {}, {}
+    for name in names:
+        sync, single = sorted(views[name]["sync"].items()), sorted(views[name]["single"].items())
+        images = dict(zip([("sync", i) for i, _ in sync] + [("single", i) for i, _ in single],
+                          _load_camera(path / name, [f for _, f in sync + single])))
+        frames[name] = [images.get(("sync", i)) for i in instants]
+        intrinsics_frames[name] = [images["single", i] for i, _ in single]
     files = ["calibration.toml", *(str(f.relative_to(path)) for name in names for kind in views[name].values()
                                    for f in kind.values())]
     return CalibrationMaterial(rig_name=meta["rig"], date=meta["date"], board=meta["board"], frames=frames,

@@ -201,10 +201,14 @@ def _insert_recording(row: dict, origin: Path, where: Path) -> tuple[dict, bool]
     existing = (CalibrationRecording & key).to_dicts()
     if existing:
         if existing[0]["checksums"] != row["checksums"]:
-            raise ValueError(f"{origin}: rig {key['rig']!r} already has a calibration dated "
-                             f"{key['calibration_date'].isoformat()} from {existing[0]['calib_dir']} with other content "
+            when = key["calibration_date"].isoformat()
+            again = (f"ratpose ingest {origin}" if row["source"] != "anipose" else
+                     f"ratpose calibrate --import-anipose {origin} --rig {key['rig']} --date {when}")
+            raise ValueError(f"{origin}: rig {key['rig']!r} already has a calibration dated {when} "
+                             f"from {existing[0]['calib_dir']} with other content "
                              f"({raw.describe_changes(existing[0]['checksums'], row['checksums'])}); to replace it "
-                             "delete that CalibrationRecording (and what was computed from it) first, then register again")
+                             f"(and what was computed from it): ratpose delete --rig {key['rig']} --calibration-date "
+                             f"{when}, then {again}")
         return key, False
     with CalibrationRecording.connection.transaction:
         raw.Camera.insert(cameras, skip_duplicates=True)

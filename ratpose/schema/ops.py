@@ -45,8 +45,9 @@ import datajoint as dj
 
 from .. import db
 
-# Error messages of make() calls that failed because the connection went away: retried automatically.
-TRANSIENT_ERRORS = ("LostConnectionError%", "OperationalError: (1927%", "OperationalError: (2013%")
+# Error messages of make() calls that failed for a passing reason, retried automatically: the connection
+# went away (2013, 1927: killed), the statement was killed (1317: KILL QUERY), a deadlock or lock wait (1213, 1205).
+TRANSIENT_ERRORS = ("LostConnectionError%", *(f"OperationalError: ({code}%" for code in (1927, 2013, 1317, 1213, 1205)))
 _OWN_ABANDONED = "status='reserved' OR (status='error' AND error_message LIKE 'SystemExit:%')"
 
 
@@ -168,26 +169,68 @@ def reclaim(tables: dict[str, type]) -> int:
 
 
 def _populate_with_retries(name: str, table, reserve_jobs: bool, processes: int) -> dict:
-    """populate() one table; keys failing on a lost connection (also at COMMIT) are tried again, bounded."""
-    attempts, done, errors = Counter(), 0, []
+    """populate() one table; keys failing on a transient error (also a lost connection at COMMIT, which
+    DataJoint raises out of populate) are tried again, at most TRANSIENT_RETRIES times each."""
     if hasattr(table, "schedule"):  # Manual rows a table's keys need, made from standing defaults
         table.schedule()
-    for _ in range(TRANSIENT_RETRIES + 1):
+    attempts, failed, restriction, before = Counter(), {}, [], len(table())
+    while True:
+        crash = None
         try:
-            result = table.populate(reserve_jobs=reserve_jobs, suppress_errors=True,
+            result = table.populate(*restriction, reserve_jobs=reserve_jobs, suppress_errors=True,
                                     display_progress=True, processes=processes)
-            done, errors = done + result["success_count"], result["error_list"]
+            failed.update((tuple(sorted(k.items())), m) for k, m in result["error_list"])
         except (dj.errors.LostConnectionError, dj.errors.QueryError, ConnectionError) as err:
-            errors = [({}, f"{type(err).__name__}: {err}")]
+            crash = f"{type(err).__name__}: {err}"
         if not table.connection.is_connected:
             table.connection.connect()
         _refresh_connection_id(table.connection)
-        if not reserve_jobs or not (reclaim({name: table}) + _retry_transient({name: table}, attempts,
-                                                                              TRANSIENT_RETRIES)):
+        if reserve_jobs:
+            # a lost COMMIT leaves its key reserved by the dead connection: made an error, retried as one
+            if crash and not _fail_own_dead_reservations(table, crash):
+                attempts[None] += 1  # lost outside any key: bounded as one
+            again = reclaim({name: table}) + _retry_transient({name: table}, attempts, TRANSIENT_RETRIES)
+            if again or (crash and attempts[None] <= TRANSIENT_RETRIES):
+                continue  # a crash also ended populate() before the keys after it
+            if crash:
+                failed[()] = crash
             break
-    if reserve_jobs:
-        errors = [({k: e[k] for k in table.primary_key}, e["error_message"]) for e in table.jobs.errors.to_dicts()]
-    return {"success_count": done, "error_list": errors}
+        if crash:  # without jobs the key is unknown: run the same keys again, a bounded number of times
+            attempts[None] += 1
+            if attempts[None] > TRANSIENT_RETRIES:
+                failed[()] = crash
+                break
+            continue
+        retry = [key for key, message in failed.items() if _transient(message)]
+        attempts.update(retry)
+        retry = [key for key in retry if attempts[key] <= TRANSIENT_RETRIES]
+        if not retry:
+            break
+        for key in retry:
+            del failed[key]
+        restriction = [[dict(key) for key in retry]]
+    done = len(table()) - before  # also the keys made before a crash, whose count populate() lost
+    if reserve_jobs:  # every key in error, also from earlier runs, and a crash outside any key
+        return {"success_count": done, "error_list": [({k: e[k] for k in table.primary_key}, e["error_message"])
+                                                      for e in table.jobs.errors.to_dicts()]
+                + [({}, m) for k, m in failed.items() if k == ()]}
+    return {"success_count": done, "error_list": [(dict(key), message) for key, message in failed.items()]}
+
+
+def _transient(message: str) -> bool:
+    return message.startswith(tuple(pattern.rstrip("%") for pattern in TRANSIENT_ERRORS))
+
+
+def _fail_own_dead_reservations(table, message: str) -> int:
+    """Mark this process's reservations whose connection died as errors with ``message``; how many."""
+    if table.connection.adapter.backend != "mysql":
+        return 0
+    live = {row[0] for row in table.connection.query("SELECT ID FROM information_schema.PROCESSLIST")}
+    dead = [job for job in (_own_jobs(table) & "status='reserved'").proj("connection_id").to_dicts()
+            if job["connection_id"] not in live]
+    for job in dead:
+        table.jobs.error({k: job[k] for k in table.jobs.primary_key}, error_message=message)
+    return len(dead)
 
 
 # ---------------------------------------------------------------------------------------------
