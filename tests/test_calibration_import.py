@@ -101,3 +101,11 @@ def test_identical_cameras_or_bad_files_are_refused_and_nothing_inserted(clean_d
     with pytest.raises(ValueError, match="not a valid ISO 8601 date"):
         calib.import_anipose_calibration(tmp_path / "ok.toml", "rig1", "yesterday")
     assert len(calib.CalibrationRecording()) == 0 and len(clean_db["raw"].Camera()) == 0
+    calib.import_anipose_calibration(tmp_path / "ok.toml", "rig1", IMPORT_DATE)
+    assert calib.import_anipose_calibration(tmp_path / "ok.toml", "rig1", IMPORT_DATE)[1] is False  # idempotent
+    CameraGroup([Camera(name="left", **same), Camera(name="right", **{**moved, "tvec": np.array([90.0, 0, 0])})]
+                ).dump(str(tmp_path / "ok.toml"))
+    with pytest.raises(ValueError, match=r"ok.toml changed.*ratpose delete --rig rig1 --calibration-date "
+                                         r"2026-11-23T09:00:00, then ratpose calibrate --import-anipose"):
+        calib.import_anipose_calibration(tmp_path / "ok.toml", "rig1", IMPORT_DATE)
+    assert len(calib.CalibrationRecording()) == 1

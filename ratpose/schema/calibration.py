@@ -202,7 +202,7 @@ def _insert_recording(row: dict, origin: Path, where: Path) -> tuple[dict, bool]
     if existing:
         if existing[0]["checksums"] != row["checksums"]:
             when = key["calibration_date"].isoformat()
-            again = (f"ratpose ingest {origin}" if row["source"] != "anipose" else
+            again = (f"ratpose ingest {origin}" if row.get("source") != "anipose" else
                      f"ratpose calibrate --import-anipose {origin} --rig {key['rig']} --date {when}")
             raise ValueError(f"{origin}: rig {key['rig']!r} already has a calibration dated {when} "
                              f"from {existing[0]['calib_dir']} with other content "
