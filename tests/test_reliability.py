@@ -30,18 +30,23 @@ def template(tmp_path_factory):
     return folder
 
 
-def _toml(**changes):
+def _edit_toml(name, changes, locate):
+    """A mutation setting (or, for None, deleting) fields of a folder's TOML; ``locate(meta, key)`` -> (table, field)."""
     def mutate(folder: Path):
-        meta = tomllib.loads((folder / "session.toml").read_text())
+        meta = tomllib.loads((folder / name).read_text())
         for key, value in changes.items():
-            if key.startswith("cam0_"):
-                meta["camera"][0][key[5:]] = value
-            elif value is None:
-                del meta[key]
+            target, field = locate(meta, key)
+            if value is None:
+                del target[field]
             else:
-                meta[key] = value
-        (folder / "session.toml").write_text(tomli_w.dumps(meta))
+                target[field] = value
+        (folder / name).write_text(tomli_w.dumps(meta))
     return mutate
+
+
+def _toml(**changes):
+    return _edit_toml("session.toml", changes,
+                      lambda meta, key: (meta["camera"][0], key[5:]) if key.startswith("cam0_") else (meta, key))
 
 
 def _csv(name, edit):
@@ -337,16 +342,8 @@ def calibration_template(tmp_path_factory):
 
 
 def _calib_toml(**changes):
-    def mutate(folder: Path):
-        meta = tomllib.loads((folder / "calibration.toml").read_text())
-        for key, value in changes.items():
-            target, key = (meta["board"], key[6:]) if key.startswith("board_") else (meta, key)
-            if value is None:
-                del target[key]
-            else:
-                target[key] = value
-        (folder / "calibration.toml").write_text(tomli_w.dumps(meta))
-    return mutate
+    return _edit_toml("calibration.toml", changes,
+                      lambda meta, key: (meta["board"], key[6:]) if key.startswith("board_") else (meta, key))
 
 
 def _image(name, write):
