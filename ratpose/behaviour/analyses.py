@@ -22,7 +22,8 @@ class AnalysisSettings:
     """Body parts and thresholds of the behaviour analyses (one row of AnalysisParams)."""
 
     paw: str = "paw"
-    digit: str = "digit1"
+    roll_from: str = "digit1"   # the hand's roll during turns: angle of roll_to - roll_from about the knob axis
+    roll_to: str = "digit2"     # (the digit span: twice the lever of paw -> digit1, so half the angle noise)
     marker: str = "knob_marker"
     distance_mm: float = 5.0
     speed_threshold_mm_s: float = 50.0
@@ -64,7 +65,8 @@ def validate_session(times_s, parts: dict[str, np.ndarray], knob: Knob, knob_log
     """Knob validation of one session's 3D pose (parts: body part -> (n_frames, 3) mm)."""
     intervals = touch_intervals(knob_log["touch_on_s"], knob_log["touch_off_s"], float(times_s[-1]))
     return validate_against_knob(times_s, parts[settings.paw], knob, intervals, knob_log["angle_time_s"],
-                                 knob_log["angle_deg"], digit_xyz=parts.get(settings.digit),
+                                 knob_log["angle_deg"], digit_xyz=parts.get(settings.roll_to),
+                                 digit_base_xyz=parts.get(settings.roll_from),
                                  knob_marker_xyz=parts.get(settings.marker), distance_mm=settings.distance_mm)
 
 

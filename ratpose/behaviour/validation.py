@@ -118,7 +118,7 @@ def rotation_agreement(times_s, vectors, knob: Knob, windows, angle_times, angle
 
 
 def validate_against_knob(times_s, paw_xyz, knob: Knob, touch_intervals, angle_times, angle_deg,
-                          digit_xyz=None, *, knob_marker_xyz=None, distance_mm: float = 5.0,
+                          digit_xyz=None, *, digit_base_xyz=None, knob_marker_xyz=None, distance_mm: float = 5.0,
                           edge_tolerance_s: float = 0.02, lookback_s: float = 1.0,
                           turn_threshold_deg: float = 2.0, max_gap_s: float | None = None,
                           thresholds: ValidationThresholds = ValidationThresholds()) -> KnobValidationResult:
@@ -128,8 +128,9 @@ def validate_against_knob(times_s, paw_xyz, knob: Knob, touch_intervals, angle_t
       of the knob; precision: fraction of tracked paw-at-knob frames that fall in a touch. Frames
       within ``edge_tolerance_s`` of a touch on/off are ignored (sensor vs contact timing).
     - latency: paw arrival (kinematics.paw_arrivals) minus touch onset, per touch; median and IQR.
-    - rotation: during knob turns, the angle about the knob axis of (digit - paw) and/or of
-      (knob marker - knob centre) must correlate with the knob angle (|r|; needs ``knob.axis``).
+    - rotation: during knob turns, the angle about the knob axis of (digit - digit base, the base
+      being the paw when ``digit_base_xyz`` is None) and/or of (knob marker - knob centre) must
+      correlate with the knob angle (|r|; needs ``knob.axis``).
     A check whose metric is undefined (e.g. no tracked frames) fails.
     """
     times_s = as_times(times_s, "times_s")
@@ -138,7 +139,8 @@ def validate_against_knob(times_s, paw_xyz, knob: Knob, touch_intervals, angle_t
     angle_deg = np.asarray(angle_deg, dtype=np.float64)
     if angle_deg.shape != angle_times.shape:
         raise ValueError(f"angle_deg must have shape {angle_times.shape}, got {angle_deg.shape}")
-    tracks = {"paw_xyz": paw_xyz, "digit_xyz": digit_xyz, "knob_marker_xyz": knob_marker_xyz}
+    tracks = {"paw_xyz": paw_xyz, "digit_xyz": digit_xyz, "digit_base_xyz": digit_base_xyz,
+              "knob_marker_xyz": knob_marker_xyz}
     for name, track in tracks.items():
         if track is not None and np.shape(track) != (times_s.size, 3):
             raise ValueError(f"{name} must have shape ({times_s.size}, 3), got {np.shape(track)}")
@@ -171,7 +173,8 @@ def validate_against_knob(times_s, paw_xyz, knob: Knob, touch_intervals, angle_t
     if digit_xyz is not None or knob_marker_xyz is not None:
         turns = turn_intervals(angle_times, angle_deg, touch_intervals, turn_threshold_deg)
         if digit_xyz is not None:
-            rotations["digit"] = rotation_agreement(times_s, np.asarray(digit_xyz, float) - paw_xyz, knob, turns, angle_times, angle_deg)
+            base = paw_xyz if digit_base_xyz is None else np.asarray(digit_base_xyz, float)
+            rotations["digit"] = rotation_agreement(times_s, np.asarray(digit_xyz, float) - base, knob, turns, angle_times, angle_deg)
         if knob_marker_xyz is not None:
             rotations["marker"] = rotation_agreement(times_s, np.asarray(knob_marker_xyz, float) - knob.centre, knob, turns, angle_times, angle_deg)
 
