@@ -161,9 +161,9 @@ class Pose2D(dj.Computed):
         -> master
         -> BodyPart
         ---
-        x : <blob@ratpose>           # float32 (n_frames,) px
+        x : <blob@ratpose>           # float64 (n_frames,) px, as DeepLabCut writes it
         y : <blob@ratpose>
-        likelihood : <blob@ratpose>
+        likelihood : <blob@ratpose>  # float32 (n_frames,)
         """
 
     @classmethod
@@ -198,8 +198,8 @@ class Pose2D(dj.Computed):
 
     def make_insert(self, key, pose, crop):
         self.insert1({**key, "n_frames": len(pose.x), **({} if crop is None else crop.to_dict())})
-        self.BodyPart.insert([{**key, "bodypart": part, "x": pose.x[:, p].astype(np.float32),
-                               "y": pose.y[:, p].astype(np.float32),
+        self.BodyPart.insert([{**key, "bodypart": part, "x": pose.x[:, p].astype(np.float64),
+                               "y": pose.y[:, p].astype(np.float64),
                                "likelihood": pose.likelihood[:, p].astype(np.float32)}
                               for p, part in enumerate(pose.bodyparts)])
 
@@ -236,7 +236,7 @@ class Pose3D(OneTransactionMake, dj.Computed):
         -> master
         -> BodyPart
         ---
-        xyz : <blob@ratpose>                 # float32 (n_frames, 3) mm, NaN = not triangulated
+        xyz : <blob@ratpose>                 # float64 (n_frames, 3) mm, NaN = not triangulated
         reprojection_error : <blob@ratpose>  # float32 (n_frames,) px
         n_cameras : <blob@ratpose>           # uint8 (n_frames,)
         fraction_triangulated : float64
@@ -268,7 +268,7 @@ class Pose3D(OneTransactionMake, dj.Computed):
         self.insert1({**key, "n_frames": len(result.pulse_index), "pulse_index": result.pulse_index,
                       "time_s": result.time_s, "cameras": list(cameras)})
         tri = result.triangulation
-        self.BodyPart.insert([{**key, "bodypart": part, "xyz": result.points3d[:, p].astype(np.float32),
+        self.BodyPart.insert([{**key, "bodypart": part, "xyz": result.points3d[:, p].astype(np.float64),
                                "reprojection_error": tri.reprojection_error[:, p].astype(np.float32),
                                "n_cameras": tri.n_cameras[:, p].astype(np.uint8),
                                **_nan_to_none(result.part_summary(p))}
