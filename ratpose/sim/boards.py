@@ -28,7 +28,7 @@ def scale_rig(rig: Rig, image_size: tuple[int, int]) -> Rig:
 
 
 @lru_cache(maxsize=8)
-def _rays(K_bytes: bytes, dist_bytes: bytes, size: tuple[int, int], supersample: int):
+def _rays(K_bytes: bytes, dist_bytes: bytes, model: str, size: tuple[int, int], supersample: int):
     """Undistorted normalised ray coordinates x, y (each H*s x W*s, float32) of a camera's sub-pixel samples.
 
     Exact iterative undistortion on a 4-px grid, bicubic spline in between (the map is smooth: the
@@ -42,7 +42,8 @@ def _rays(K_bytes: bytes, dist_bytes: bytes, size: tuple[int, int], supersample:
     knots_y = np.arange(-2 * step, height + 2 * step, step)
     grid = np.stack(np.meshgrid(knots_x, knots_y), axis=-1).reshape(-1, 1, 2)
     criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 100, 1e-12)
-    coarse = cv2.undistortPoints(grid, K, dist, None, None, None, criteria).reshape(len(knots_y), len(knots_x), 2)
+    lib = cv2.fisheye if model == "fisheye" else cv2
+    coarse = lib.undistortPoints(grid, K, dist, None, None, None, criteria).reshape(len(knots_y), len(knots_x), 2)
     offsets = (np.arange(supersample) + 0.5) / supersample - 0.5
     xs = (np.arange(width)[:, None] + offsets).ravel()
     ys = (np.arange(height)[:, None] + offsets).ravel()
@@ -63,7 +64,7 @@ def render_board_view(camera: Camera, board: Board, R_board: np.ndarray, t_board
     ``noise_sigma`` is Gaussian sensor noise in grey levels, ``blur_sigma`` a Gaussian optical blur in px.
     """
     rng = np.random.default_rng() if rng is None else rng
-    ray_x, ray_y = _rays(camera.K.tobytes(), camera.dist.tobytes(), camera.size, supersample)
+    ray_x, ray_y = _rays(camera.K.tobytes(), camera.dist.tobytes(), camera.model, camera.size, supersample)
     R = (camera.R @ np.asarray(R_board, dtype=np.float64)).astype(np.float32)  # board -> camera
     origin = (camera.R @ np.asarray(t_board, dtype=np.float64).reshape(3) + camera.t).astype(np.float32)
     normal = R[:, 2]
