@@ -148,6 +148,12 @@ def _visible(cam: Camera, board: Board, R: np.ndarray, t: np.ndarray, centre: np
     return inside.mean() >= min_visible
 
 
+def _half_view(cam: Camera) -> float:
+    """Tangent of the half field of view across the image's short side (distortion ignored)."""
+    half = min(cam.size) / 2 / cam.K[0, 0]
+    return float(np.tan(half)) if cam.fisheye else half  # fisheye: the radius in px is f * theta
+
+
 def simulate_calibration_views(rig: Rig, board: Board, n_shared: int, n_single: int, seed: int,
                                image_size: tuple[int, int] | None = None, *, noise_sigma: float = 2.0,
                                blur_sigma: float = 0.6, supersample: int = 3, max_tilt_deg: float = 45.0,
@@ -163,7 +169,7 @@ def simulate_calibration_views(rig: Rig, board: Board, n_shared: int, n_single: 
     rig = scale_rig(rig, image_size) if image_size is not None else rig
     target = working_point(rig)
     distance = float(np.mean([np.linalg.norm(cam.center - target) for cam in rig]))
-    half_fov = distance * min(min(cam.size) / 2 / cam.K[0, 0] for cam in rig)
+    half_fov = distance * min(_half_view(cam) for cam in rig)
     partial_ok = 0.5 if not isinstance(board, Checkerboard) else 1.0
 
     def render(cam: Camera, pose):
