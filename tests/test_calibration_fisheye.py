@@ -90,3 +90,17 @@ def test_simulated_fisheye_rig_auto_selects_fisheye_and_meets_the_accuracy_bars(
         np.testing.assert_allclose(est.K[:2, 2], true.K[:2, 2], atol=2.0)
     baseline_true = np.linalg.norm(truth[1].center - truth[0].center)
     assert abs(np.linalg.norm(rig[1].center) / baseline_true - 1) < 0.005
+
+
+def test_fisheye_calibration_row_keeps_the_projection(clean_db, tmp_path):
+    """An imported fisheye rig becomes Calibration rows with projection 'fisheye' and comes back the same."""
+    calib = clean_db["calib"]
+    rig = fisheye_rig()
+    save_rig(rig, tmp_path / "calibration.toml")
+    key, inserted = calib.import_anipose_calibration(tmp_path / "calibration.toml", "rig1", "2026-11-23T09:00:00")
+    calib.Calibration.populate(key)
+    assert (calib.Calibration.Camera & key).to_dicts(order_by="camera_order")[0]["projection"] == "fisheye"
+    back = calib.fetch_rig(key)
+    world = np.random.default_rng(2).uniform([-100, -80, 250], [100, 80, 350], (50, 3))
+    assert [c.model for c in back] == ["fisheye", "fisheye"]
+    assert np.abs(back.project(world) - rig.project(world)).max() < 1e-9

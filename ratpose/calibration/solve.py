@@ -37,6 +37,7 @@ LENS_MODELS = {"k1k2": ("k1", "k2"), "k1k2k3": ("k1", "k2", "k3"), "k1k2p": ("k1
                "fisheye": ("k1", "k2", "k3", "k4")}
 FISHEYE_SLOTS = [INTRINSIC_NAMES.index(k) - 4 for k in LENS_MODELS["fisheye"]]  # fisheye (k1..k4) in dist slots
 N_DIST = 8  # distortion coefficients the solver carries (k1, k2, p1, p2, k3, k4, k5, k6)
+WIDE_LENS_DEG = 60.0  # "auto" offers "fisheye" only to lenses whose half-diagonal field of view is wider
 FEW_VIEWS_LENS_MODEL = "k1k2p"  # "auto" on a camera with too few views for k-fold comparison
 
 
@@ -191,7 +192,8 @@ def heldout_errors(cam: str, views: ViewSet, board: Board, folds: int = 5) -> di
     """RMS px on views left out (k-fold over views) of each LENS_MODELS model fitted with cv2.calibrateCamera.
 
     A held-out view's board pose is fitted (solvePnP) with the training intrinsics fixed. A model whose
-    fit fails on some fold scores inf. Empty when the camera has fewer than ``folds`` + 2 views.
+    fit fails on some fold scores inf. "fisheye" (cv2.fisheye.calibrate) is left out for a lens narrower than
+    WIDE_LENS_DEG. Empty when the camera has fewer than ``folds`` + 2 views.
     """
     obj, img = _camera_views(cam, views, board)
     if len(obj) < folds + 2:
@@ -199,23 +201,31 @@ def heldout_errors(cam: str, views: ViewSet, board: Board, folds: int = 5) -> di
     fold_of = np.arange(len(obj)) % folds
     errors = {}
     for model in LENS_MODELS:
-        sq, n = 0.0, 0
         try:
-            for f in range(folds):
-                train = np.flatnonzero(fold_of != f)
-                K, dist, _, _ = _calibrate_camera(model, [obj[i] for i in train], [img[i] for i in train],
-                                                  views.image_sizes[cam])
-                lens = _camera_of(model, K, dist, views.image_sizes[cam], cam)
-                pnp = cv2.fisheye.solvePnP if lens.fisheye else cv2.solvePnP
-                for i in np.flatnonzero(fold_of == f):
-                    ok, rvec, tvec = pnp(obj[i].reshape(-1, 1, 3), img[i].reshape(-1, 1, 2), lens.K, lens.dist)[:3]
-                    proj = replace(lens, R=cv2.Rodrigues(rvec)[0], t=tvec).project(obj[i].astype(np.float64))
-                    sq += float(np.sum((proj - img[i]) ** 2))
-                    n += len(proj)
-            errors[model] = float(np.sqrt(sq / n)) if np.isfinite(sq) else float("inf")
+            rms = _heldout_rms(model, obj, img, views.image_sizes[cam], fold_of, cam)
         except cv2.error:
-            errors[model] = float("inf")
+            rms = float("inf")
+        if rms is not None:
+            errors[model] = rms
     return errors
+
+
+def _heldout_rms(model: str, obj: list, img: list, size, fold_of: np.ndarray, cam: str) -> float | None:
+    """Held-out RMS px of one model over the folds; None for "fisheye" on a lens narrower than WIDE_LENS_DEG."""
+    sq, n = 0.0, 0
+    for f in range(int(fold_of.max()) + 1):
+        train = np.flatnonzero(fold_of != f)
+        K, dist, _, _ = _calibrate_camera(model, [obj[i] for i in train], [img[i] for i in train], size)
+        lens = _camera_of(model, K, dist, size, cam)
+        if lens.fisheye and np.degrees(np.hypot(size[0] / 2, size[1] / 2) / K[0, 0]) < WIDE_LENS_DEG:
+            return None  # equidistant estimate of the half-diagonal field of view: a narrow lens
+        pnp = cv2.fisheye.solvePnP if lens.fisheye else cv2.solvePnP
+        for i in np.flatnonzero(fold_of == f):
+            ok, rvec, tvec = pnp(obj[i].reshape(-1, 1, 3), img[i].reshape(-1, 1, 2), lens.K, lens.dist)[:3]
+            proj = replace(lens, R=cv2.Rodrigues(rvec)[0], t=tvec).project(obj[i].astype(np.float64))
+            sq += float(np.sum((proj - img[i]) ** 2))
+            n += len(proj)
+    return float(np.sqrt(sq / n)) if np.isfinite(sq) else float("inf")
 
 
 @dataclass
@@ -316,14 +326,17 @@ def distort_project(points_cam: np.ndarray, intrinsics: np.ndarray, fisheye: np.
     y = points_cam[:, 1] / points_cam[:, 2]
     fx, fy, cx, cy, k1, k2, p1, p2, k3, k4, k5, k6 = intrinsics.T
     r2 = x * x + y * y
-    radial = (1 + r2 * (k1 + r2 * (k2 + r2 * k3))) / (1 + r2 * (k4 + r2 * (k5 + r2 * k6)))
-    if fisheye is not None and fisheye.any():
+    wide = fisheye is not None and fisheye.any()
+    if wide:
         r = np.sqrt(r2)
         theta = np.arctan(r)
         t2 = theta * theta
         theta_d = theta * (1 + t2 * (k1 + t2 * (k2 + t2 * (k3 + t2 * k4))))
-        radial = np.where(fisheye, np.divide(theta_d, r, out=np.ones_like(r), where=r > 1e-12), radial)
-        p1, p2 = np.where(fisheye, 0.0, p1), np.where(fisheye, 0.0, p2)
+        fisheye_radial = np.divide(theta_d, r, out=np.ones_like(r), where=r > 1e-12)
+        p1, p2, k4 = (np.where(fisheye, 0.0, v) for v in (p1, p2, k4))  # no tangential or rational terms
+    radial = (1 + r2 * (k1 + r2 * (k2 + r2 * k3))) / (1 + r2 * (k4 + r2 * (k5 + r2 * k6)))
+    if wide:
+        radial = np.where(fisheye, fisheye_radial, radial)
     xd = x * radial + 2 * p1 * x * y + p2 * (r2 + 2 * x * x)
     yd = y * radial + p1 * (r2 + 2 * y * y) + 2 * p2 * x * y
     return np.stack([fx * xd + cx, fy * yd + cy], axis=1)
