@@ -89,6 +89,9 @@ def test_simulated_fisheye_rig_auto_selects_fisheye_and_meets_the_accuracy_bars(
         np.testing.assert_allclose(np.diag(est.K)[:2], np.diag(true.K)[:2], rtol=0.005)
         np.testing.assert_allclose(est.K[:2, 2], true.K[:2, 2], atol=2.0)
     baseline_true = np.linalg.norm(truth[1].center - truth[0].center)
+    print("focal %:", [np.round(100 * (np.diag(e.K)[:2] / np.diag(t.K)[:2] - 1), 3).tolist() for e, t in zip(rig, truth)],
+          "principal point px:", [np.round(e.K[:2, 2] - t.K[:2, 2], 2).tolist() for e, t in zip(rig, truth)],
+          "baseline %:", round(100 * (np.linalg.norm(rig[1].center) / baseline_true - 1), 4))
     assert abs(np.linalg.norm(rig[1].center) / baseline_true - 1) < 0.005
 
 
