@@ -189,7 +189,7 @@ def _camera_views(cam: str, views: ViewSet, board: Board):
 
 
 def heldout_errors(cam: str, views: ViewSet, board: Board, folds: int = 5) -> dict[str, float]:
-    """RMS px on views left out (k-fold over views) of each LENS_MODELS model fitted with cv2.calibrateCamera.
+    """RMS px on views left out (k-fold over views) of each LENS_MODELS model (cv2.calibrateCamera, cv2.fisheye.calibrate).
 
     A held-out view's board pose is fitted (solvePnP) with the training intrinsics fixed. A model whose
     fit fails on some fold scores inf. "fisheye" (cv2.fisheye.calibrate) is left out for a lens narrower than
