@@ -1,18 +1,20 @@
 """Camera and rig models: the one place that says how a 3D point becomes a pixel.
 
 Conventions (OpenCV): a world point X maps to camera coordinates ``x_cam = R @ X + t``; pixels come
-from the pinhole matrix ``K`` and the distortion vector ``dist`` = (k1, k2, p1, p2, k3[, k4, k5, k6]: OpenCV's
-rational model). World units
+from the pinhole matrix ``K`` and the distortion vector ``dist``: with ``model`` "pinhole" (k1, k2, p1, p2, k3[, k4,
+k5, k6]: OpenCV's rational model), with "fisheye" (k1, k2, k3, k4) of ``cv2.fisheye``'s equidistant model for wide
+lenses (theta_d = theta (1 + k1 theta^2 + k2 theta^4 + k3 theta^6 + k4 theta^8)). World units
 are millimetres; camera 0 of a calibrated rig defines the world frame.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import cv2
 import numpy as np
 
+PROJECTIONS = ("pinhole", "fisheye")  # Camera.model: OpenCV's pinhole-with-distortion or cv2.fisheye
 
 def time_zone(name: str) -> ZoneInfo:
     """The rig's IANA time zone (its clock's session times are local times in it); ValueError if unknown."""
@@ -32,6 +34,7 @@ class Camera:
     dist: np.ndarray = field(default_factory=lambda: np.zeros(5))
     R: np.ndarray = field(default_factory=lambda: np.eye(3))
     t: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    model: str = "pinhole"
 
     def __post_init__(self):
         object.__setattr__(self, "size", (int(self.size[0]), int(self.size[1])))
@@ -39,6 +42,15 @@ class Camera:
         object.__setattr__(self, "dist", np.asarray(self.dist, dtype=np.float64).ravel())
         object.__setattr__(self, "R", np.asarray(self.R, dtype=np.float64).reshape(3, 3))
         object.__setattr__(self, "t", np.asarray(self.t, dtype=np.float64).reshape(3))
+        if self.model not in PROJECTIONS:
+            raise ValueError(f"camera {self.name!r}: model {self.model!r}, expected one of {PROJECTIONS}")
+        if self.fisheye and self.dist.size != 4:
+            raise ValueError(f"camera {self.name!r}: a fisheye camera has 4 distortion coefficients, got {self.dist.size}")
+
+    @property
+    def fisheye(self) -> bool:
+        """True for cv2.fisheye's equidistant model."""
+        return self.model == "fisheye"
 
     @property
     def rvec(self) -> np.ndarray:
@@ -62,7 +74,8 @@ class Camera:
         out = np.full((flat.shape[0], 2), np.nan)
         ok = np.isfinite(flat).all(axis=1)
         if ok.any():
-            proj, _ = cv2.projectPoints(flat[ok], self.rvec, self.t, self.K, self.dist)
+            lib = cv2.fisheye if self.fisheye else cv2
+            proj, _ = lib.projectPoints(flat[ok].reshape(-1, 1, 3), self.rvec, self.t, self.K, self.dist)
             out[ok] = proj.reshape(-1, 2)
         return out.reshape(pts.shape[:-1] + (2,))
 
@@ -73,7 +86,10 @@ class Camera:
         Each step shrinks the error by about the distortion's slope up to the corner radius r: at most
         3|k1| r^2 + 5|k2| r^4 + 7|k3| r^6, or with the rational model's denominator the largest
         |d/dr (r (radial(r) - 1))| (the larger of the two), plus tangential terms ~ 4(|p1| + |p2|) r.
+        A fisheye camera takes 40 (its inversion is Newton's method, which stops once converged).
         """
+        if self.fisheye:
+            return 40
         w, h = self.size
         r = np.hypot(max(self.K[0, 2], w - self.K[0, 2]) / self.K[0, 0], max(self.K[1, 2], h - self.K[1, 2]) / self.K[1, 1])
         k1, k2, p1, p2, k3, k4, k5, k6 = (list(self.dist) + [0.0] * 8)[:8]
@@ -103,7 +119,10 @@ class Camera:
         if ok.any():
             src = flat if everything else flat[ok]
             steps = self.undistort_iterations
-            if steps <= 5:  # OpenCV's default: 5 steps, its fastest path
+            if self.fisheye:
+                und = cv2.fisheye.undistortPoints(src.reshape(-1, 1, 2), self.K, self.dist,
+                                                  criteria=(cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, steps, 1e-12))
+            elif steps <= 5:  # OpenCV's default: 5 steps, its fastest path
                 und = cv2.undistortPoints(src.reshape(-1, 1, 2), self.K, self.dist)
             else:
                 und = cv2.undistortPoints(src.reshape(-1, 1, 2), self.K, self.dist,
@@ -117,16 +136,17 @@ class Camera:
         K = self.K.copy()
         K[0, 0], K[1, 1] = K[0, 0] * sx, K[1, 1] * sy
         K[0, 2], K[1, 2] = (K[0, 2] + 0.5) * sx - 0.5, (K[1, 2] + 0.5) * sy - 0.5
-        return Camera(self.name, size, K, self.dist, self.R, self.t)
+        return replace(self, size=size, K=K)
 
     def to_dict(self) -> dict:
         """Plain-python representation (lists), for JSON/TOML/database storage."""
         return {"name": self.name, "size": list(self.size), "K": self.K.tolist(),
-                "dist": self.dist.tolist(), "R": self.R.tolist(), "t": self.t.tolist()}
+                "dist": self.dist.tolist(), "R": self.R.tolist(), "t": self.t.tolist(), "model": self.model}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Camera":
-        return cls(name=d["name"], size=tuple(d["size"]), K=d["K"], dist=d["dist"], R=d["R"], t=d["t"])
+        return cls(name=d["name"], size=tuple(d["size"]), K=d["K"], dist=d["dist"], R=d["R"], t=d["t"],
+                   model=d.get("model", "pinhole"))
 
 
 @dataclass(frozen=True)

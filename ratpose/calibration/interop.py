@@ -25,18 +25,18 @@ def _to_camera(path: Path, section: str, table: dict) -> Camera:
     missing = {"name", "size", "matrix", "distortions", "rotation", "translation"} - set(table)
     if missing:
         raise CalibrationError(f"{path}: [{section}] lacks {sorted(missing)}")
-    if table.get("fisheye", False):
-        raise CalibrationError(f"{path}: [{section}] is a fisheye camera, which ratpose's model does not cover")
+    fisheye = bool(table.get("fisheye", False))  # aniposelib's FisheyeCamera: cv2.fisheye, k1..k4
     coeffs = np.asarray(table["distortions"], dtype=np.float64).ravel()
-    if len(coeffs) > 8:
-        raise CalibrationError(f"{path}: [{section}] has {len(coeffs)} distortion coefficients, at most 8 supported "
-                               "(OpenCV's rational model)")
-    dist = np.zeros(5 if len(coeffs) <= 5 else 8)
+    most = 4 if fisheye else 8
+    if len(coeffs) > most:
+        raise CalibrationError(f"{path}: [{section}] has {len(coeffs)} distortion coefficients, at most {most} supported "
+                               + ("(a fisheye camera's k1..k4)" if fisheye else "(OpenCV's rational model)"))
+    dist = np.zeros(4 if fisheye else 5 if len(coeffs) <= 5 else 8)
     dist[: len(coeffs)] = coeffs
     try:
         return Camera(name=str(table["name"]), size=tuple(table["size"]), K=table["matrix"], dist=dist,
                       R=cv2.Rodrigues(np.asarray(table["rotation"], dtype=np.float64).reshape(3, 1))[0],
-                      t=table["translation"])
+                      t=table["translation"], model="fisheye" if fisheye else "pinhole")
     except (ValueError, TypeError) as exc:
         raise CalibrationError(f"{path}: [{section}] has malformed values: {exc}") from None
 
@@ -118,11 +118,14 @@ def load_anipose_board(path) -> Board:
 
 
 def save_rig(rig: Rig, path, metadata: dict | None = None) -> Path:
-    """Write ``rig`` as an Anipose calibration.toml (rotation as a Rodrigues vector) with a [metadata] table."""
+    """Write ``rig`` as an Anipose calibration.toml (rotation as a Rodrigues vector) with a [metadata] table.
+
+    A fisheye camera is written as aniposelib's FisheyeCamera (``fisheye = true``, 4 coefficients).
+    """
     path = Path(path)
     data = {f"cam_{i}": {"name": cam.name, "size": list(cam.size), "matrix": cam.K.tolist(),
                          "distortions": cam.dist.tolist(), "rotation": cam.rvec.tolist(),
-                         "translation": cam.t.tolist()}
+                         "translation": cam.t.tolist(), **({"fisheye": True} if cam.fisheye else {})}
             for i, cam in enumerate(rig)}
     data["metadata"] = dict(metadata or {})
     path.write_text(tomli_w.dumps(data))

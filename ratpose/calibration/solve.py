@@ -1,6 +1,7 @@
 """Intrinsic and multi-camera extrinsic calibration from board views, refined by bundle adjustment.
 
-Model (``ratpose.rig``): pinhole K with (fx, fy, cx, cy), distortion (k1, k2, p1, p2, k3[, k4, k5, k6]); per camera the
+Model (``ratpose.rig``): pinhole K with (fx, fy, cx, cy), distortion (k1, k2, p1, p2, k3[, k4, k5, k6]) or cv2.fisheye's
+(k1, k2, k3, k4); per camera the
 lens model (which distortion terms are free, ``LENS_MODELS``) is the one with the lowest error on views
 left out (k-fold over views) unless ``CalibrationSettings.lens_model`` forces one; camera 0 (the first key of ``frames``) defines the world frame;
 millimetres throughout.
@@ -29,10 +30,14 @@ DENSE_JACOBIAN_MAX = 20_000_000  # entries; larger problems use a sparse Jacobia
 MIN_TILT_DEG = 10.0  # a view tilted less than this adds (almost) nothing to focal length estimation
 INTRINSIC_NAMES = ("fx", "fy", "cx", "cy", "k1", "k2", "p1", "p2", "k3", "k4", "k5", "k6")  # OpenCV's order
 # free distortion terms per lens model, simplest first; "opencv" is cv2.calibrateCamera's default,
-# "rational" its CALIB_RATIONAL_MODEL (radial (1 + k1 r^2 + k2 r^4 + k3 r^6) / (1 + k4 r^2 + k5 r^4 + k6 r^6))
+# "rational" its CALIB_RATIONAL_MODEL (radial (1 + k1 r^2 + k2 r^4 + k3 r^6) / (1 + k4 r^2 + k5 r^4 + k6 r^6)),
+# "fisheye" cv2.fisheye's equidistant model for wide lenses (its k1..k4 of theta, in the k1, k2, k3, k4 slots)
 LENS_MODELS = {"k1k2": ("k1", "k2"), "k1k2k3": ("k1", "k2", "k3"), "k1k2p": ("k1", "k2", "p1", "p2"),
-               "opencv": ("k1", "k2", "p1", "p2", "k3"), "rational": ("k1", "k2", "p1", "p2", "k3", "k4", "k5", "k6")}
+               "opencv": ("k1", "k2", "p1", "p2", "k3"), "rational": ("k1", "k2", "p1", "p2", "k3", "k4", "k5", "k6"),
+               "fisheye": ("k1", "k2", "k3", "k4")}
+FISHEYE_SLOTS = [INTRINSIC_NAMES.index(k) - 4 for k in LENS_MODELS["fisheye"]]  # fisheye (k1..k4) in dist slots
 N_DIST = 8  # distortion coefficients the solver carries (k1, k2, p1, p2, k3, k4, k5, k6)
+WIDE_LENS_DEG = 60.0  # "auto" offers "fisheye" only to lenses whose half-diagonal field of view is wider
 FEW_VIEWS_LENS_MODEL = "k1k2p"  # "auto" on a camera with too few views for k-fold comparison
 
 
@@ -72,6 +77,26 @@ def _model_flags(model: str) -> int:
     free = LENS_MODELS[model]
     return ((0 if "k3" in free else cv2.CALIB_FIX_K3) | (0 if "p1" in free else cv2.CALIB_ZERO_TANGENT_DIST)
             | (cv2.CALIB_RATIONAL_MODEL if "k4" in free else 0))
+
+
+def _calibrate_camera(model: str, obj: list, img: list, size) -> tuple[np.ndarray, np.ndarray, list, list]:
+    """K, distortion, rvecs, tvecs of one camera's views under a LENS_MODELS model (cv2.fisheye for "fisheye")."""
+    if model != "fisheye":
+        _, K, dist, rvecs, tvecs = cv2.calibrateCamera(obj, img, size, None, None, flags=_model_flags(model))
+        return K, dist, rvecs, tvecs
+    flags = cv2.fisheye.CALIB_RECOMPUTE_EXTRINSIC | cv2.fisheye.CALIB_FIX_SKEW
+    criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 200, 1e-12)
+    _, K, dist, rvecs, tvecs = cv2.fisheye.calibrate([o.reshape(-1, 1, 3).astype(np.float64) for o in obj],
+                                                     [i.reshape(-1, 1, 2).astype(np.float64) for i in img],
+                                                     size, None, None, flags=flags, criteria=criteria)
+    return K, dist, rvecs, tvecs
+
+
+def _camera_of(model: str, K, dist, size, name: str = "") -> Camera:
+    """The Camera of one LENS_MODELS fit (pose identity)."""
+    fisheye = model == "fisheye"
+    return Camera(name, size, K, np.asarray(dist).ravel()[:4] if fisheye else np.asarray(dist).ravel(),
+                  model="fisheye" if fisheye else "pinhole")
 
 
 @dataclass(frozen=True)
@@ -141,7 +166,7 @@ def calibrate_from_detections(views: ViewSet, board: Board, settings: Calibratio
                for cam in cams}
     models = {cam: min(heldout[cam], key=heldout[cam].get) if heldout[cam]
               else FEW_VIEWS_LENS_MODEL if settings.lens_model == "auto" else settings.lens_model for cam in cams}
-    init = {cam: _initial_intrinsics(cam, views, board, _model_flags(models[cam]), settings.min_views)
+    init = {cam: _initial_intrinsics(cam, views, board, models[cam], settings.min_views)
             for cam in cams}
     rotations, translations = _initial_extrinsics(cams, views, init)
     problem = _Problem.build(cams, views, board, init, rotations, translations, models)
@@ -164,10 +189,11 @@ def _camera_views(cam: str, views: ViewSet, board: Board):
 
 
 def heldout_errors(cam: str, views: ViewSet, board: Board, folds: int = 5) -> dict[str, float]:
-    """RMS px on views left out (k-fold over views) of each LENS_MODELS model fitted with cv2.calibrateCamera.
+    """RMS px on views left out (k-fold over views) of each LENS_MODELS model (cv2.calibrateCamera, cv2.fisheye.calibrate).
 
     A held-out view's board pose is fitted (solvePnP) with the training intrinsics fixed. A model whose
-    fit fails on some fold scores inf. Empty when the camera has fewer than ``folds`` + 2 views.
+    fit fails on some fold scores inf. "fisheye" (cv2.fisheye.calibrate) is left out for a lens narrower than
+    WIDE_LENS_DEG. Empty when the camera has fewer than ``folds`` + 2 views.
     """
     obj, img = _camera_views(cam, views, board)
     if len(obj) < folds + 2:
@@ -175,21 +201,31 @@ def heldout_errors(cam: str, views: ViewSet, board: Board, folds: int = 5) -> di
     fold_of = np.arange(len(obj)) % folds
     errors = {}
     for model in LENS_MODELS:
-        sq, n = 0.0, 0
         try:
-            for f in range(folds):
-                train = np.flatnonzero(fold_of != f)
-                _, K, dist, _, _ = cv2.calibrateCamera([obj[i] for i in train], [img[i] for i in train],
-                                                       views.image_sizes[cam], None, None, flags=_model_flags(model))
-                for i in np.flatnonzero(fold_of == f):
-                    ok, rvec, tvec = cv2.solvePnP(obj[i], img[i], K, dist)
-                    proj = cv2.projectPoints(obj[i], rvec, tvec, K, dist)[0].reshape(-1, 2)
-                    sq += float(np.sum((proj - img[i]) ** 2))
-                    n += len(proj)
-            errors[model] = float(np.sqrt(sq / n)) if np.isfinite(sq) else float("inf")
+            rms = _heldout_rms(model, obj, img, views.image_sizes[cam], fold_of, cam)
         except cv2.error:
-            errors[model] = float("inf")
+            rms = float("inf")
+        if rms is not None:
+            errors[model] = rms
     return errors
+
+
+def _heldout_rms(model: str, obj: list, img: list, size, fold_of: np.ndarray, cam: str) -> float | None:
+    """Held-out RMS px of one model over the folds; None for "fisheye" on a lens narrower than WIDE_LENS_DEG."""
+    sq, n = 0.0, 0
+    for f in range(int(fold_of.max()) + 1):
+        train = np.flatnonzero(fold_of != f)
+        K, dist, _, _ = _calibrate_camera(model, [obj[i] for i in train], [img[i] for i in train], size)
+        lens = _camera_of(model, K, dist, size, cam)
+        if lens.fisheye and np.degrees(np.hypot(size[0] / 2, size[1] / 2) / K[0, 0]) < WIDE_LENS_DEG:
+            return None  # equidistant estimate of the half-diagonal field of view: a narrow lens
+        pnp = cv2.fisheye.solvePnP if lens.fisheye else cv2.solvePnP
+        for i in np.flatnonzero(fold_of == f):
+            ok, rvec, tvec = pnp(obj[i].reshape(-1, 1, 3), img[i].reshape(-1, 1, 2), lens.K, lens.dist)[:3]
+            proj = replace(lens, R=cv2.Rodrigues(rvec)[0], t=tvec).project(obj[i].astype(np.float64))
+            sq += float(np.sum((proj - img[i]) ** 2))
+            n += len(proj)
+    return float(np.sqrt(sq / n)) if np.isfinite(sq) else float("inf")
 
 
 @dataclass
@@ -200,7 +236,7 @@ class _Intrinsics:
     single_poses: dict[int, tuple[np.ndarray, np.ndarray]]
 
 
-def _initial_intrinsics(cam: str, views: ViewSet, board: Board, flags: int, min_views: int) -> _Intrinsics:
+def _initial_intrinsics(cam: str, views: ViewSet, board: Board, model: str, min_views: int) -> _Intrinsics:
     entries = [("shared", i, d) for i, d in enumerate(views.shared[cam]) if d is not None]
     entries += [("single", i, d) for i, d in enumerate(views.single.get(cam, [])) if d is not None]
     n_images = len(views.shared[cam]) + len(views.single.get(cam, []))
@@ -212,7 +248,7 @@ def _initial_intrinsics(cam: str, views: ViewSet, board: Board, flags: int, min_
     obj = [d.object_points(board).astype(np.float32) for _, _, d in entries]
     img = [d.image_points.astype(np.float32) for _, _, d in entries]
     try:
-        _, K, dist, rvecs, tvecs = cv2.calibrateCamera(obj, img, views.image_sizes[cam], None, None, flags=flags)
+        K, dist, rvecs, tvecs = _calibrate_camera(model, obj, img, views.image_sizes[cam])
     except cv2.error as exc:
         raise CalibrationError(f"camera {cam!r}: initial calibration failed: {exc.err}") from None
     rotations = [cv2.Rodrigues(r)[0] for r in rvecs]
@@ -226,7 +262,10 @@ def _initial_intrinsics(cam: str, views: ViewSet, board: Board, flags: int, min_
     for (kind, i, _), R, t in zip(entries, rotations, tvecs):
         poses[kind][i] = (R, np.asarray(t, dtype=np.float64).reshape(3))
     coeffs = np.zeros(N_DIST)
-    coeffs[: min(N_DIST, np.size(dist))] = np.asarray(dist).ravel()[:N_DIST]
+    if model == "fisheye":
+        coeffs[FISHEYE_SLOTS] = np.asarray(dist).ravel()[:4]
+    else:
+        coeffs[: min(N_DIST, np.size(dist))] = np.asarray(dist).ravel()[:N_DIST]
     return _Intrinsics(K, coeffs, poses["shared"], poses["single"])
 
 
@@ -278,13 +317,26 @@ def rodrigues(rvecs: np.ndarray) -> np.ndarray:
     return np.eye(3) + a[:, None, None] * k + b[:, None, None] * (k @ k)
 
 
-def distort_project(points_cam: np.ndarray, intrinsics: np.ndarray) -> np.ndarray:
-    """Pixels (n, 2) of camera-frame points (n, 3) with per-point intrinsics (n, 12) of INTRINSIC_NAMES."""
+def distort_project(points_cam: np.ndarray, intrinsics: np.ndarray, fisheye: np.ndarray | None = None) -> np.ndarray:
+    """Pixels (n, 2) of camera-frame points (n, 3) with per-point intrinsics (n, 12) of INTRINSIC_NAMES.
+
+    ``fisheye`` (n,) bool marks points of cv2.fisheye cameras (their k1..k4 of theta in the k1, k2, k3, k4 slots).
+    """
     x = points_cam[:, 0] / points_cam[:, 2]
     y = points_cam[:, 1] / points_cam[:, 2]
     fx, fy, cx, cy, k1, k2, p1, p2, k3, k4, k5, k6 = intrinsics.T
     r2 = x * x + y * y
+    wide = fisheye is not None and fisheye.any()
+    if wide:
+        r = np.sqrt(r2)
+        theta = np.arctan(r)
+        t2 = theta * theta
+        theta_d = theta * (1 + t2 * (k1 + t2 * (k2 + t2 * (k3 + t2 * k4))))
+        fisheye_radial = np.divide(theta_d, r, out=np.ones_like(r), where=r > 1e-12)
+        p1, p2, k4 = (np.where(fisheye, 0.0, v) for v in (p1, p2, k4))  # no tangential or rational terms
     radial = (1 + r2 * (k1 + r2 * (k2 + r2 * k3))) / (1 + r2 * (k4 + r2 * (k5 + r2 * k6)))
+    if wide:
+        radial = np.where(fisheye, fisheye_radial, radial)
     xd = x * radial + 2 * p1 * x * y + p2 * (r2 + 2 * x * x)
     yd = y * radial + p1 * (r2 + 2 * y * y) + 2 * p2 * x * y
     return np.stack([fx * xd + cx, fy * yd + cy], axis=1)
@@ -305,6 +357,7 @@ class _Problem:
     obs_img: np.ndarray   # detected pixel
     obs_shared: np.ndarray
     x0: np.ndarray
+    fisheye: np.ndarray   # (n_cam,) bool: cv2.fisheye camera
 
     @classmethod
     def build(cls, cams, views: ViewSet, board: Board, init, rotations, translations, models: dict[str, str]):
@@ -346,7 +399,7 @@ class _Problem:
         poses = [shared_pose[i] for i in sorted(shared_pose)] + single_pose
         x0 = np.concatenate([np.concatenate(intr), np.ravel(extr) if extr else [], np.ravel(poses)])
         return cls(cams, free, len(shared_index), len(single_pose), arr["cam"], arr["ext"], arr["pose"],
-                   arr["obj"], arr["img"], arr["shared"], x0)
+                   arr["obj"], arr["img"], arr["shared"], x0, np.array([models[c] == "fisheye" for c in cams]))
 
     @property
     def n_intr(self) -> int:
@@ -369,7 +422,7 @@ class _Problem:
         R_pose, R_ext = rodrigues(poses[:, :3]), rodrigues(extr[:, :3])
         on_board = np.einsum("nij,nj->ni", R_pose[self.obs_pose], self.obs_obj) + poses[self.obs_pose, 3:]
         in_cam = np.einsum("nij,nj->ni", R_ext[self.obs_ext], on_board) + extr[self.obs_ext, 3:]
-        return distort_project(in_cam, intr[self.obs_cam])
+        return distort_project(in_cam, intr[self.obs_cam], self.fisheye[self.obs_cam])
 
     def residuals(self, x) -> np.ndarray:
         return (self.project(x) - self.obs_img).ravel()
@@ -428,9 +481,13 @@ class _Problem:
         cameras = []
         for ci, c in enumerate(self.cams):
             fx, fy, cx, cy = intr[ci, :4]
-            dist = intr[ci, 4:] if self.free[ci, INTRINSIC_NAMES.index("k4")] else intr[ci, 4:9]  # 8 or 5 terms
+            if self.fisheye[ci]:
+                dist = intr[ci, 4:][FISHEYE_SLOTS]
+            else:
+                dist = intr[ci, 4:] if self.free[ci, INTRINSIC_NAMES.index("k4")] else intr[ci, 4:9]  # 8 or 5 terms
             cameras.append(Camera(name=c, size=sizes[c], K=[[fx, 0, cx], [0, fy, cy], [0, 0, 1]], dist=dist,
-                                  R=rodrigues(extr[ci, :3])[0], t=extr[ci, 3:]))
+                                  R=rodrigues(extr[ci, :3])[0], t=extr[ci, 3:],
+                                  model="fisheye" if self.fisheye[ci] else "pinhole"))
         return Rig(tuple(cameras))
 
 

@@ -109,7 +109,8 @@ def _calibrated_cameras(rig: Rig):
     return [CalibratedCamera(name=cam.name, intrinsic_matrix=cam.K, rotation_matrix=cam.R,
                              translation_vector=cam.t, distortion_coefficients=cam.dist,
                              description=f"{cam.size[0]}x{cam.size[1]} px; x_cam = R X + t (mm); "
-                                         "dist = (k1, k2, p1, p2, k3[, k4, k5, k6]), OpenCV model")
+                                         + ("dist = (k1, k2, k3, k4), OpenCV fisheye (equidistant) model" if cam.fisheye
+                                            else "dist = (k1, k2, p1, p2, k3[, k4, k5, k6]), OpenCV model"))
             for cam in rig]
 
 

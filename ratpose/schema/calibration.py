@@ -57,7 +57,8 @@ class Calibration(dj.Computed):
         width : int32
         height : int32
         camera_matrix : <blob>     # K (3, 3)
-        distortion : <blob>        # (k1, k2, p1, p2, k3), + (k4, k5, k6) with the rational model
+        distortion : <blob>        # (k1, k2, p1, p2, k3), + (k4, k5, k6) with the rational model; fisheye: k1..k4
+        projection = "pinhole" : varchar(8)  # 'pinhole' (OpenCV) or 'fisheye' (cv2.fisheye, equidistant)
         rotation : <blob>          # R (3, 3): x_cam = R X + t
         translation : <blob>       # t (3,) mm
         rms_px = null : float64    # null: imported, no images
@@ -89,6 +90,7 @@ class Calibration(dj.Computed):
         self.insert1({**key, **overall})
         self.Camera.insert([{**key, "camera": cam.name, "camera_order": i, "width": cam.size[0],
                              "height": cam.size[1], "camera_matrix": cam.K, "distortion": cam.dist,
+                             "projection": cam.model,
                              "rotation": cam.R, "translation": cam.t, **_quality_row(report, cam.name)}
                             for i, cam in enumerate(rig.cameras)])
 
@@ -222,7 +224,8 @@ def fetch_rig(key: dict) -> Rig:
     if not rows:
         raise ValueError(f"no calibrated cameras for {key}")
     return Rig(tuple(CameraModel(name=r["camera"], size=(r["width"], r["height"]), K=r["camera_matrix"],
-                                 dist=r["distortion"], R=r["rotation"], t=r["translation"]) for r in rows))
+                                 dist=r["distortion"], R=r["rotation"], t=r["translation"],
+                                 model=r["projection"]) for r in rows))
 
 
 def session_calibration_key(session_key: dict) -> dict | None:

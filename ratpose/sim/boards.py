@@ -28,7 +28,7 @@ def scale_rig(rig: Rig, image_size: tuple[int, int]) -> Rig:
 
 
 @lru_cache(maxsize=8)
-def _rays(K_bytes: bytes, dist_bytes: bytes, size: tuple[int, int], supersample: int):
+def _rays(K_bytes: bytes, dist_bytes: bytes, model: str, size: tuple[int, int], supersample: int):
     """Undistorted normalised ray coordinates x, y (each H*s x W*s, float32) of a camera's sub-pixel samples.
 
     Exact iterative undistortion on a 4-px grid, bicubic spline in between (the map is smooth: the
@@ -42,7 +42,8 @@ def _rays(K_bytes: bytes, dist_bytes: bytes, size: tuple[int, int], supersample:
     knots_y = np.arange(-2 * step, height + 2 * step, step)
     grid = np.stack(np.meshgrid(knots_x, knots_y), axis=-1).reshape(-1, 1, 2)
     criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 100, 1e-12)
-    coarse = cv2.undistortPoints(grid, K, dist, None, None, None, criteria).reshape(len(knots_y), len(knots_x), 2)
+    lib = cv2.fisheye if model == "fisheye" else cv2
+    coarse = lib.undistortPoints(grid, K, dist, None, None, None, criteria).reshape(len(knots_y), len(knots_x), 2)
     offsets = (np.arange(supersample) + 0.5) / supersample - 0.5
     xs = (np.arange(width)[:, None] + offsets).ravel()
     ys = (np.arange(height)[:, None] + offsets).ravel()
@@ -63,7 +64,7 @@ def render_board_view(camera: Camera, board: Board, R_board: np.ndarray, t_board
     ``noise_sigma`` is Gaussian sensor noise in grey levels, ``blur_sigma`` a Gaussian optical blur in px.
     """
     rng = np.random.default_rng() if rng is None else rng
-    ray_x, ray_y = _rays(camera.K.tobytes(), camera.dist.tobytes(), camera.size, supersample)
+    ray_x, ray_y = _rays(camera.K.tobytes(), camera.dist.tobytes(), camera.model, camera.size, supersample)
     R = (camera.R @ np.asarray(R_board, dtype=np.float64)).astype(np.float32)  # board -> camera
     origin = (camera.R @ np.asarray(t_board, dtype=np.float64).reshape(3) + camera.t).astype(np.float32)
     normal = R[:, 2]
@@ -147,6 +148,12 @@ def _visible(cam: Camera, board: Board, R: np.ndarray, t: np.ndarray, centre: np
     return inside.mean() >= min_visible
 
 
+def _half_view(cam: Camera) -> float:
+    """Tangent of the half field of view across the image's short side (distortion ignored)."""
+    half = min(cam.size) / 2 / cam.K[0, 0]
+    return float(np.tan(half)) if cam.fisheye else half  # fisheye: the radius in px is f * theta
+
+
 def simulate_calibration_views(rig: Rig, board: Board, n_shared: int, n_single: int, seed: int,
                                image_size: tuple[int, int] | None = None, *, noise_sigma: float = 2.0,
                                blur_sigma: float = 0.6, supersample: int = 3, max_tilt_deg: float = 45.0,
@@ -162,7 +169,7 @@ def simulate_calibration_views(rig: Rig, board: Board, n_shared: int, n_single: 
     rig = scale_rig(rig, image_size) if image_size is not None else rig
     target = working_point(rig)
     distance = float(np.mean([np.linalg.norm(cam.center - target) for cam in rig]))
-    half_fov = distance * min(min(cam.size) / 2 / cam.K[0, 0] for cam in rig)
+    half_fov = distance * min(_half_view(cam) for cam in rig)
     partial_ok = 0.5 if not isinstance(board, Checkerboard) else 1.0
 
     def render(cam: Camera, pose):

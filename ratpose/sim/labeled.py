@@ -1,6 +1,7 @@
 """DeepLabCut labeled-data from the simulator: images + CollectedData_<scorer>.h5/.csv."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -20,8 +21,7 @@ _POSE_JITTER = (1.0, 2.0)
 def _perturbed(camera: Camera, rng: np.random.Generator) -> Camera:
     rvec = np.deg2rad(rng.normal(0.0, _POSE_JITTER[0], 3))
     dR = cv2.Rodrigues(rvec)[0]
-    return Camera(camera.name, camera.size, camera.K, camera.dist, dR @ camera.R,
-                  dR @ camera.t + rng.normal(0.0, _POSE_JITTER[1], 3))
+    return replace(camera, R=dR @ camera.R, t=dR @ camera.t + rng.normal(0.0, _POSE_JITTER[1], 3))
 
 
 def labeled_dataframe(coords: np.ndarray, video_name: str, image_names: list[str], scorer: str) -> pd.DataFrame:
