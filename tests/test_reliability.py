@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -310,7 +311,7 @@ def test_bad_dlc_likelihood_is_refused(tmp_path):
 
 @pytest.mark.parametrize("command,settings,names", [
     (["status"], {"DJ_HOST": "127.0.0.1", "DJ_PORT": "1"}, ["127.0.0.1:1", "start the server", "DJ_HOST"]),
-    (["populate"], {"DJ_PASS": "not-the-password"}, ["Access denied", "DJ_USER and DJ_PASS"]),
+    (["populate"], {"DJ_PASS": secrets.token_hex(8)}, ["Access denied", "DJ_USER and DJ_PASS"]),
 ], ids=["closed-port", "wrong-password"])
 def test_database_unreachable_is_one_line(tmp_path, command, settings, names):
     """A real `ratpose` process against a closed port or with a wrong password: one line, exit 1."""

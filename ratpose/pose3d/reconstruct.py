@@ -82,10 +82,10 @@ def reconstruct(rig: Rig, frames: dict[str, tuple[np.ndarray, np.ndarray]],
 
 def _with_points(tri: Triangulation, points3d: np.ndarray, rig: Rig, points2d: np.ndarray,
                  trusted: np.ndarray) -> Triangulation:
-    """The triangulation's QC for other 3D points: mean reprojection error over the trusted cameras."""
+    """The triangulation's QC for other 3D points: mean raw-pixel reprojection error over the trusted cameras."""
     used = trusted & np.isfinite(points2d).all(axis=-1)
     error = np.linalg.norm(rig.project(points3d) - points2d, axis=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(used, error, 0.0).sum(axis=0) / used.sum(axis=0)
     return Triangulation(points3d=points3d, reprojection_error=mean, n_cameras=used.sum(axis=0),
-                         camera_mask=used, score=tri.score)
+                         camera_mask=used, score=tri.score, qc_error=mean)
