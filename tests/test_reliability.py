@@ -197,13 +197,19 @@ def test_unreadable_file_names_permission(db, template, capsys, name, tmp_path_f
     folder = root / "session"
     shutil.rmtree(root, ignore_errors=True)
     shutil.copytree(template, folder)
-    for path in (root, folder, *folder.iterdir()):
+    _unreadable_is_refused(db, capsys, root, folder, name)
+
+
+def _unreadable_is_refused(db, capsys, root: Path, folder: Path, name: str):
+    """With ``folder / name`` unreadable (the rest world-readable), ingest as nobody names the permission."""
+    for path in (root, *folder.rglob("*"), folder):
         path.chmod(0o755 if path.is_dir() else 0o644)
     (folder / name).chmod(0)
     try:
         with _as_nobody():
             _refused(db, folder, capsys, "permission denied")
     finally:
+        (folder / name).chmod(0o755)
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -447,16 +453,7 @@ def test_bad_calibration_folder_is_refused(db, calibration_template, tmp_path, c
 def test_unreadable_calibration_file_names_permission(db, calibration_template, capsys, name):
     root = Path(os.environ.get("TMPDIR", "/tmp")) / f"ratpose-rel-calib-{os.getpid()}"
     shutil.rmtree(root, ignore_errors=True)
-    folder = _calibration_copy(calibration_template, root)
-    for path in (root, *folder.rglob("*"), folder):
-        path.chmod(0o755 if path.is_dir() else 0o644)
-    (folder / name).chmod(0)
-    try:
-        with _as_nobody():
-            _refused(db, folder, capsys, "permission denied")
-    finally:
-        (folder / name).chmod(0o755)
-        shutil.rmtree(root, ignore_errors=True)
+    _unreadable_is_refused(db, capsys, root, _calibration_copy(calibration_template, root), name)
 
 
 @pytest.fixture
