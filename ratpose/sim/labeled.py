@@ -12,7 +12,7 @@ from ratpose.pose2d.labeling import collected_data
 from ratpose.rig import Camera
 from .cameras import rig_and_lab_frame
 from .render import in_image, render_background, render_frame
-from .scene import BODYPARTS, make_scene
+from .scene import BODYPARTS, PHASES, make_scene
 
 #: Camera pose perturbation per labeled image (rotation deg, translation mm), so models generalise.
 _POSE_JITTER = (1.0, 2.0)
@@ -33,8 +33,9 @@ def write_labeled_frames(path, n_frames: int, size: tuple[int, int] = (160, 128)
                          scorer: str = "sim", noise_std: float = 2.0, n_cameras: int = 2,
                          occlusion_prob: float = 0.03) -> Path:
     """Write a DeepLabCut labeled-data folder at ``path`` (its name is the 'video' name):
-    img0000.png... and CollectedData_<scorer>.h5/.csv, from random poses seen by randomly chosen,
-    slightly perturbed cameras of the simulated rig. Occluded/out-of-image keypoints are NaN.
+    img0000.png... and CollectedData_<scorer>.h5/.csv, from poses drawn evenly over the trial phases
+    (idle ... turned ... withdraw), seen by each camera of the simulated rig in turn, slightly
+    perturbed. Occluded/out-of-image keypoints are NaN.
     Returns ``path``. Body parts are ``ratpose.sim.BODYPARTS``."""
     path = Path(path)
     if n_frames < 1:
@@ -44,13 +45,16 @@ def write_labeled_frames(path, n_frames: int, size: tuple[int, int] = (160, 128)
     rng = np.random.default_rng(seed)
     rig, R, t = rig_and_lab_frame(size, n_cameras)
     scene = make_scene(0.0, max(20.0, 0.3 * n_frames), seed=seed, lab_to_world_R=R, lab_to_world_t=t)
-    times = rng.uniform(0.0, scene.bounds[-1, -1], n_frames)
+    # as DLC users pick frames to label (diverse poses): every trial phase and every camera equally
+    phase = np.arange(n_frames) % len(PHASES)
+    trial = rng.integers(len(scene.bounds), size=n_frames)
+    times = rng.uniform(scene.bounds[trial, phase], scene.bounds[trial, phase + 1])
     points3d = scene.keypoints(times)
     path.mkdir(parents=True, exist_ok=True)
     coords = np.full((n_frames, len(BODYPARTS), 2), np.nan)
     names = [f"img{i:04d}.png" for i in range(n_frames)]
     for i in range(n_frames):
-        camera = _perturbed(rig[int(rng.integers(len(rig)))], rng)
+        camera = _perturbed(rig[(i // len(PHASES)) % len(rig)], rng)
         uv = camera.project(points3d[i])
         visible = in_image(uv, camera.size) & (rng.random(len(BODYPARTS)) >= occlusion_prob)
         background = render_background(camera, scene, seed=int(rng.integers(2**31)))
