@@ -2,24 +2,23 @@
 camera's 2D over time (robust reprojection terms, an acceleration prior, limb-length priors).
 
 Solved by iteratively reweighted Gauss-Newton: each camera's projection is linearised around the
-current estimate, the Cauchy loss becomes per-observation weights, and each body part's normal
-matrix is banded (a frame couples only to its two neighbours on either side), so one solve costs
-O(n_frames). Limb-length terms couple parts; they are handled part by part (Gauss-Seidel) with the
-other end of each limb held at its latest estimate. Time is cut into equal, overlapping chunks solved
-side by side. Posterior variances come from the banded Cholesky factor (Takahashi's recursion).
+current estimate and the Cauchy loss becomes per-observation weights. Unknowns are ordered frame by
+frame, so the normal matrix is banded (a frame's parts couple through limbs within the frame, and to
+the two frames on either side through the acceleration prior) and one solve costs O(n_frames). Time
+is cut into equal, overlapping chunks solved side by side in the same banded system. Posterior
+variances come from each part's banded Cholesky factor (Takahashi's recursion).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.linalg import cholesky_banded, cho_solve_banded
+from scipy.linalg import lapack
+from threadpoolctl import threadpool_limits
 
 from ..rig import Rig
 from .filtering import median_filter
 from .triangulation import _check_inputs, triangulate
-
-_BAND = 8  # upper bandwidth of one part's normal matrix: 3 coordinates x (t-2 .. t+2)
 
 
 @dataclass(frozen=True)
@@ -60,22 +59,62 @@ def _initial(points2d, rig, likelihood, min_likelihood):
     return _fill_gaps(X)
 
 
-def _second_difference_band(n: int, weight: np.ndarray) -> np.ndarray:
-    """Upper band storage (_BAND + 1, 3n) of weight * D2^T D2 acting on each coordinate (t, k) -> 3t + k."""
-    ab = np.zeros((_BAND + 1, 3 * n))
+def _second_difference_band(n: int, weight: float, stride: int) -> np.ndarray:
+    """Upper band storage (2 stride + 1, stride n) of weight * D2^T D2 acting on each of ``stride``
+    interleaved series (frame t, unknown q) -> stride t + q. Bandwidth 2 stride: a frame couples to t +/- 2."""
+    u = 2 * stride
+    ab = np.zeros((u + 1, stride * n))
     d0 = np.full(n, 6.0)
     d0[[0, -1]], d0[[1, -2]] = 1.0, 5.0
     d1 = np.full(n - 1, -4.0)
     d1[[0, -1]] = -2.0
-    for k in range(3):
-        ab[_BAND, k::3] = weight * d0
-        ab[_BAND - 3, 3 + k::3] = weight * d1
-        ab[_BAND - 6, 6 + k::3] = weight
+    for q in range(stride):
+        ab[u, q::stride] = weight * d0
+        ab[u - stride, stride + q::stride] = weight * d1
+        ab[0, 2 * stride + q::stride] = weight
     return ab
 
 
+def _limb_terms(d: np.ndarray, length: float, weight: float) -> tuple[np.ndarray, np.ndarray]:
+    """Normal-matrix block (..., 3, 3) and pull (..., 3) on the first end of a limb d = x_i - x_j of the
+    term weight (|d| - length)^2 / 2: Gauss-Newton plus the curvature of a stretched limb (which keeps a
+    point seen by one camera from running along its ray)."""
+    current = np.linalg.norm(d, axis=-1, keepdims=True)
+    unit = d / np.maximum(current, 1e-9)
+    outer = unit[..., :, None] * unit[..., None, :]
+    stretched = np.maximum(0.0, 1.0 - length / np.maximum(current, 1e-9))[..., None]
+    return weight * (outer + stretched * (np.eye(3) - outer)), weight * unit * (length - current)
+
+
+def _add_blocks(band: np.ndarray, blocks: np.ndarray) -> np.ndarray:
+    """band (upper band storage, C order) plus the symmetric blocks (n, m, m) on its block diagonal,
+    as a new Fortran-ordered array (what LAPACK reads without a copy)."""
+    ab = band.copy()
+    u, (n, m, _) = ab.shape[0] - 1, blocks.shape
+    for offset in range(m):
+        ab[u - offset].reshape(n, m)[:, offset:] += np.diagonal(blocks, offset, axis1=1, axis2=2)
+    return np.asfortranarray(ab)
+
+
+def _cholesky_banded(ab: np.ndarray) -> np.ndarray:
+    """Upper banded Cholesky factor of a positive definite matrix in LAPACK band storage (overwrites ab;
+    Fortran order avoids a copy)."""
+    factor, info = lapack.dpbtrf(ab, lower=0, overwrite_ab=1)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"smooth: normal matrix not positive definite (LAPACK info {info})")
+    return factor
+
+
+def _solve_banded(ab: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """Solve A x = rhs for A positive definite in upper band storage ab (overwritten)."""
+    x, info = lapack.dpbtrs(_cholesky_banded(ab), rhs, lower=0)
+    if info != 0:
+        raise ValueError(f"smooth: banded solve failed (LAPACK info {info})")
+    return x
+
+
 def _apply_d2(X: np.ndarray) -> np.ndarray:
-    """D2^T D2 X along axis 1 of (B, n, 3)."""
+    """D2^T D2 X along axis 1 (time) of (B, n, ...)."""
     d2 = X[:, 2:] - 2 * X[:, 1:-1] + X[:, :-2]
     out = np.zeros_like(X)
     out[:, 2:] += d2
@@ -85,7 +124,7 @@ def _apply_d2(X: np.ndarray) -> np.ndarray:
 
 
 def _inverse_diagonal(cb: np.ndarray) -> np.ndarray:
-    """Diagonal of A^-1 from stacked upper banded Cholesky factors cb (B, _BAND + 1, n): Takahashi."""
+    """Diagonal of A^-1 from stacked upper banded Cholesky factors cb (B, u + 1, n): Takahashi."""
     B, u1, n = cb.shape
     u = u1 - 1
     pad = np.zeros((B, u1, n + u))
@@ -107,6 +146,7 @@ def _inverse_diagonal(cb: np.ndarray) -> np.ndarray:
     return out
 
 
+
 def _chunks(n_frames: int, chunk: int, overlap: int) -> tuple[np.ndarray, int]:
     """Frame index windows (n_chunks, chunk + 2 overlap) (-1 = padding) and the core length."""
     core = max(1, min(chunk, n_frames))
@@ -115,10 +155,11 @@ def _chunks(n_frames: int, chunk: int, overlap: int) -> tuple[np.ndarray, int]:
     return np.where((idx >= 0) & (idx < n_frames), idx, -1), core
 
 
+@threadpool_limits.wrap(limits=1, user_api="blas")  # threaded BLAS slows these small solves
 def smooth(points2d, rig: Rig, likelihood, *, fps: float, limbs=None, limb_lengths=None,
-           accel_mm_s2: float = 1e3, limb_sigma_mm: float = 0.1, min_likelihood: float = 0.1,
+           accel_mm_s2: float = 500.0, limb_sigma_mm: float = 0.03, min_likelihood: float = 0.1,
            cauchy_scale: float = 3.0, outlier_scale: float = 6.0, prior_sigma_mm: float = 50.0,
-           iterations: int = 8, chunk_frames: int = 1000, overlap_frames: int = 60) -> SmoothResult:
+           iterations: int = 5, max_step_mm: float = 5.0, chunk_frames: int = 1000, overlap_frames: int = 60) -> SmoothResult:
     """Jointly estimate all body parts' 3D trajectories (mm) from several cameras' 2D over time.
 
     points2d (n_cameras, n_frames, n_parts, 2) raw pixels (NaN = missing); likelihood (n_cameras,
@@ -179,53 +220,55 @@ def smooth(points2d, rig: Rig, likelihood, *, fps: float, limbs=None, limb_lengt
     anchor = X.copy()
     lam = (fps ** 2 / accel_mm_s2) ** 2
     prior_w = 1.0 / prior_sigma_mm ** 2
-    smooth_band = np.tile(_second_difference_band(n, lam), n_chunks)  # no coupling across chunk seams
-    scale = (cauchy_scale * noise_px)[:, None, None, None]
     limb_w = 1.0 / limb_sigma_mm ** 2
-    iu = np.triu_indices(3)
+    m = 3 * n_parts  # unknowns per frame; the joint system is ordered (chunk, frame, part, coordinate)
+    smooth_band = np.tile(_second_difference_band(n, lam, m), n_chunks)  # no coupling across chunk seams
+    scale = (cauchy_scale * noise_px)[:, None, None, None]
 
     for it in range(iterations + 1):
         r, J = residuals(X)
         rn2 = (r ** 2).sum(-1)
         w = wobs / (1.0 + rn2 / scale ** 2)  # Cauchy IRLS weights, (C, K, n, P)
         wJ = w[..., None, None] * J
-        H = (J.swapaxes(-1, -2) @ wJ).sum(0) + prior_w * np.eye(3)
+        H = np.zeros((n_chunks, n, n_parts, 3, n_parts, 3))
+        diag = (J.swapaxes(-1, -2) @ wJ).sum(0) + prior_w * np.eye(3)  # (K, n, P, 3, 3)
+        H[:, :, np.arange(n_parts), :, np.arange(n_parts), :] = diag.transpose(2, 0, 1, 3, 4)
         g = (wJ.swapaxes(-1, -2) @ r[..., None])[..., 0].sum(0) + prior_w * (anchor - X)
-        last = it == iterations
-        factors = []
-        for p in range(n_parts):
-            Hp, gp = H[:, :, p].copy(), g[:, :, p].copy()
-            for (i, j), L in zip(limbs, limb_lengths):
-                if p not in (i, j):
-                    continue
-                d = X[:, :, i] - X[:, :, j]
-                length = np.linalg.norm(d, axis=-1, keepdims=True)
-                nvec = d / np.maximum(length, 1e-9) * (1.0 if p == i else -1.0)
-                Hp += limb_w * nvec[..., :, None] * nvec[..., None, :]
-                gp += limb_w * nvec * (L - length)
-            gp -= lam * _apply_d2(X[:, :, p])
-            # the chunks are independent: one banded system of all chunks end to end, no coupling
-            ab = smooth_band.copy()
-            for a, b in zip(*iu):
-                ab[_BAND - (b - a), b::3] += Hp[:, :, a, b].reshape(-1)
-            cb = cholesky_banded(ab, lower=False)
-            if last:
-                factors.append(cb.reshape(_BAND + 1, n_chunks, 3 * n).transpose(1, 0, 2))
-            else:
-                X[:, :, p] += cho_solve_banded((cb, False), gp.reshape(-1)).reshape(n_chunks, n, 3)
-        if last:
+        for (i, j), L in zip(limbs, limb_lengths):
+            A, pull = _limb_terms(X[:, :, i] - X[:, :, j], L, limb_w)
+            H[:, :, i, :, i] += A
+            H[:, :, j, :, j] += A
+            H[:, :, i, :, j] -= A
+            H[:, :, j, :, i] -= A
+            g[:, :, i] += pull
+            g[:, :, j] -= pull
+        g -= lam * _apply_d2(X)
+        if it == iterations:
             break
+        step = _solve_banded(_add_blocks(smooth_band, H.reshape(-1, m, m)), g.reshape(-1)).reshape(X.shape)
+        size = np.linalg.norm(step, axis=-1, keepdims=True)
+        X += step * np.minimum(1.0, max_step_mm / np.maximum(size, 1e-12))  # trust region per point
+        if size.max() < 1e-4:
+            break
+
+    # posterior variance from the cameras and the acceleration prior alone: a limb fixes a point's
+    # distance to its neighbours, not on which side of them it sits (a mirrored pose fits as well), so
+    # limbs are not counted as evidence; without them the parts decouple and each has its own band
+    part_band = np.tile(_second_difference_band(n, lam, 3), n_chunks)
+    factors = [_cholesky_banded(_add_blocks(part_band, diag[:, :, p].reshape(-1, 3, 3)))
+               for p in range(n_parts)]
 
     # the jitter is correlated in time: inflate the variance by (1 + rho) / (1 - rho), rho = the
     # lag-1 correlation of the inlier residuals (as if each run of correlated frames counted once)
     good = (w > 0.5 * wobs) & (wobs > 0)
     pair = (good[:, :, 1:] & good[:, :, :-1])[..., None]
     rho = np.clip((r[:, :, 1:] * r[:, :, :-1] * pair).sum() / max((r[:, :, 1:] ** 2 * pair).sum(), 1e-12), 0, 0.95)
-    var = _inverse_diagonal(np.concatenate(factors)).reshape(n_parts, n_chunks, n, 3).sum(-1) * (1 + rho) / (1 - rho)
+    stacked = np.stack(factors).reshape(n_parts, 7, n_chunks, 3 * n).transpose(0, 2, 1, 3).reshape(-1, 7, 3 * n)
+    var = _inverse_diagonal(stacked).reshape(n_parts, n_chunks, n, 3).sum(-1).transpose(1, 2, 0) * (1 + rho) / (1 - rho)
     lo = overlap_frames
     take = (slice(None), slice(lo, lo + core))
     points3d = X[take].reshape(-1, n_parts, 3)[:n_frames]
-    sigma = np.sqrt(var.transpose(1, 2, 0)[take]).reshape(-1, n_parts)[:n_frames]
+    sigma = np.sqrt(var[take]).reshape(-1, n_parts)[:n_frames]
     r, _ = residuals(X)
     bad = np.sqrt((r ** 2).sum(-1)) > (outlier_scale * noise_px)[:, None, None, None]
     outliers = bad[:, take[0], take[1]].reshape(n_cams, -1, n_parts)[:, :n_frames] & np.isfinite(pts).all(-1)
