@@ -60,20 +60,39 @@ def test_calibration_matches_the_true_rig(pipeline):
     assert abs(baseline / true_baseline - 1) < 0.005
 
 
-def test_pose3d_is_at_the_noise_limit_and_nan_where_unseen(pipeline):
-    truth, session, db, _ = pipeline
-    key = {**session, "pose_params": "external"}
+def _pose3d_errors(truth, db, key):
+    """Stored Pose3D of key against the truth: xyz (frames, parts, 3), error mm, seen, sigma mm."""
     pulses = (db["pose"].Pose3D & key).fetch1("pulse_index")
-    parts = {r["bodypart"]: r["xyz"] for r in (db["pose"].Pose3D.BodyPart & key).to_dicts()}
-    xyz = np.stack([parts[b] for b in BODYPARTS], axis=1)
-    true_xyz = truth.points3d[pulses]
+    rows = {r["bodypart"]: r for r in (db["pose"].Pose3D.BodyPart & key).to_dicts()}
+    xyz = np.stack([rows[b]["xyz"] for b in BODYPARTS], axis=1)
     seen = truth.visible[pulses].all(axis=1)  # (frames, parts): drawn in both cameras
-    error = np.linalg.norm(xyz - true_xyz, axis=-1)
+    sigma = None if rows[BODYPARTS[0]]["sigma_mm"] is None else np.stack([rows[b]["sigma_mm"] for b in BODYPARTS], 1)
+    return xyz, np.linalg.norm(xyz - truth.points3d[pulses], axis=-1), seen, sigma
+
+
+def test_linear_pose3d_is_at_the_noise_limit_and_nan_where_unseen(pipeline):
+    truth, session, db, _ = pipeline
+    db["pose"].Pose3DParams.insert1(db["pose"].Pose3DParams.LINEAR, skip_duplicates=True)
+    key = {**session, "pose_params": "external", "pose3d_params": "linear"}
+    db["pose"].Pose3D.populate(key)
+    xyz, error, seen, sigma = _pose3d_errors(truth, db, key)
     # 0.5 px noise at f ~ 1600 px and ~150 mm depth is ~0.05 mm per camera; calibration error adds
     # a little: the median must stay well under 0.3 mm.
     assert np.nanmedian(error[seen]) < 0.3
     assert np.isfinite(xyz[seen][:, 0]).mean() > 0.99
     assert np.isnan(xyz[~seen][:, 0]).all()  # occluded in a camera -> NaN, never a guessed point
+    assert sigma is None
+
+
+def test_default_pose3d_is_smooth_everywhere_with_honest_sigma(pipeline):
+    truth, session, db, _ = pipeline
+    key = {**session, "pose_params": "external", "pose3d_params": "default"}
+    xyz, error, seen, sigma = _pose3d_errors(truth, db, key)
+    assert np.isfinite(xyz).all()
+    assert np.median(error[seen]) < 0.3
+    # where a camera did not see the point its sigma grows, and the error mostly stays within 3 sigma
+    assert np.median(sigma[~seen]) > 2 * np.median(sigma[seen])
+    assert (error[~seen] < 3 * sigma[~seen]).mean() > 0.9
 
 
 def test_knob_validation_passes_with_correct_tracking_and_fails_when_cameras_are_swapped(pipeline):

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from ratpose.pose3d import smooth, triangulate
+from ratpose.sim import BODYPARTS
 from ratpose.sim.pose2d import GOOD, HAND_LIMBS, OCCLUDED, DlcErrors, dlc_like_errors, messy_pose2d
 
 FPS = 226.0
@@ -91,11 +92,17 @@ def test_reconstruct_dispatches_to_smooth():
     n = truth.shape[0]
     frames = {name: (np.arange(n), np.arange(n) / FPS) for name in rig.names}
     pose2d = {name: (points[c, ..., 0], points[c, ..., 1], likelihood[c]) for c, name in enumerate(rig.names)}
-    linear = reconstruct(rig, frames, pose2d, Pose3DParams())
-    smoothed = reconstruct(rig, frames, pose2d, Pose3DParams(min_likelihood=0.1, method="smooth"))
-    assert np.isfinite(smoothed.points3d).all() and not np.isfinite(linear.points3d).all()
+    linear = reconstruct(rig, frames, pose2d, Pose3DParams(min_likelihood=0.6, method="linear"))
+    limbs = Pose3DParams(limbs="wrist-paw, paw-digit1,paw-digit2,digit1-digit2")
+    smoothed = reconstruct(rig, frames, pose2d, limbs, BODYPARTS)
+    assert np.isfinite(smoothed.points3d).mean() > 0.99 and np.isfinite(linear.points3d).mean() < 0.9
     lin, ours = _errors(linear.points3d, truth), _errors(smoothed.points3d, truth)
     assert np.median(ours) < np.median(lin[lin < 1e9])
+    assert _limb_rms(smoothed.points3d, truth) < _limb_rms(reconstruct(rig, frames, pose2d, Pose3DParams()).points3d, truth)
+    assert smoothed.sigma_mm.shape == truth.shape[:2] and smoothed.outliers.shape == likelihood.shape
+    assert linear.sigma_mm is None
+    with pytest.raises(ValueError, match="'paw-elbow' is not two different body parts"):
+        reconstruct(rig, frames, pose2d, Pose3DParams(limbs="paw-elbow"), BODYPARTS)
     assert smoothed.part_summary(0)["fraction_triangulated"] == 1.0
     assert np.isfinite(smoothed.triangulation.reprojection_error).mean() > 0.9
     with pytest.raises(ValueError, match="method must be one of"):

@@ -18,18 +18,36 @@ METHODS = ("linear", "smooth")
 class Pose3DParams:
     """Reconstruction settings: likelihood cutoff, error limit, refinement, optional median filter, and
     method: 'linear' (each frame triangulated on its own) or 'smooth' (pose3d.smooth: all frames jointly,
-    robust to outliers, no gaps; observations below min_likelihood are ignored, max_reprojection_px and
-    refine do not apply)."""
+    robust to outliers, with a posterior sigma per point; observations below min_likelihood are ignored;
+    a point whose reprojection error over the cameras it trusts exceeds max_reprojection_px is NaN; refine
+    does not apply; accel_mm_s2, limb_sigma_mm and limbs are its priors). limbs: rigid segments as
+    'partA-partB' pairs separated by commas, e.g. 'wrist-paw,paw-digit1' ('' = none)."""
 
-    min_likelihood: float = 0.6
+    min_likelihood: float = 0.1
     max_reprojection_px: float | None = 10.0
     refine: bool = True
     median_window: int = 0  # frames; 0 = no filtering
-    method: str = "linear"
+    method: str = "smooth"
+    accel_mm_s2: float = 500.0
+    limb_sigma_mm: float = 0.03
+    limbs: str = ""
 
     def __post_init__(self):
         if self.method not in METHODS:
             raise ValueError(f"Pose3D method must be one of {METHODS}, got {self.method!r}")
+        if not (self.accel_mm_s2 > 0 and self.limb_sigma_mm > 0):
+            raise ValueError(f"Pose3D accel_mm_s2 and limb_sigma_mm must be > 0, got {self.accel_mm_s2}, "
+                             f"{self.limb_sigma_mm}")
+
+    def limb_indices(self, bodyparts) -> list[tuple[int, int]]:
+        """limbs as index pairs into bodyparts; an unknown or malformed pair raises naming it."""
+        pairs = []
+        for pair in filter(None, (p.strip() for p in self.limbs.split(","))):
+            names = pair.split("-")
+            if len(names) != 2 or any(n not in bodyparts for n in names) or names[0] == names[1]:
+                raise ValueError(f"Pose3D limbs: {pair!r} is not two different body parts of {list(bodyparts)}")
+            pairs.append((bodyparts.index(names[0]), bodyparts.index(names[1])))
+        return pairs
 
 
 @dataclass(frozen=True)
@@ -40,6 +58,8 @@ class Pose3DResult:
     time_s: np.ndarray
     triangulation: Triangulation
     points3d: np.ndarray  # (n_frames, n_parts, 3) after optional filtering
+    sigma_mm: np.ndarray | None = None  # (n_frames, n_parts) posterior std (smooth only)
+    outliers: np.ndarray | None = None  # (n_cameras, n_frames, n_parts) 2D judged wrong (smooth only)
 
     def part_summary(self, p: int) -> dict:
         """QC of body part p: fraction triangulated, median and 95th percentile reprojection error (raw px,
@@ -52,11 +72,13 @@ class Pose3DResult:
 
 
 def reconstruct(rig: Rig, frames: dict[str, tuple[np.ndarray, np.ndarray]],
-                pose2d: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], params: Pose3DParams) -> Pose3DResult:
-    """Triangulate the 2D pose of several cameras, matched by pulse index.
+                pose2d: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], params: Pose3DParams,
+                bodyparts: tuple[str, ...] = ()) -> Pose3DResult:
+    """Reconstruct 3D from the 2D pose of several cameras, matched by pulse index.
 
     frames: camera -> (pulse_index, time_s) per video frame (SyncedFrames); pose2d: camera -> (x, y,
-    likelihood), each (n_frames, n_parts) aligned row-for-row with that camera's frames.
+    likelihood), each (n_frames, n_parts) aligned row-for-row with that camera's frames; bodyparts: the
+    column names (needed when params.limbs names segments).
     """
     missing = [name for name in rig.names if name not in frames or name not in pose2d]
     if missing:
@@ -67,25 +89,37 @@ def reconstruct(rig: Rig, frames: dict[str, tuple[np.ndarray, np.ndarray]],
     common, rows = match_cameras({name: frames[name][0] for name in rig.names})
     points2d = np.stack([np.stack([pose2d[n][0][rows[n]], pose2d[n][1][rows[n]]], axis=-1) for n in rig.names])
     likelihood = np.stack([pose2d[n][2][rows[n]] for n in rig.names])
-    result = triangulate(points2d, rig, likelihood, min_likelihood=params.min_likelihood, refine=params.refine,
-                         max_reprojection_px=params.max_reprojection_px)
     time_s = frames[rig.names[0]][1][rows[rig.names[0]]]
+    sigma = outliers = None
     if params.method == "smooth":
         fps = 1.0 / float(np.median(np.diff(time_s))) if len(time_s) > 1 else 1.0
-        points3d = smooth(points2d, rig, likelihood, fps=fps, min_likelihood=params.min_likelihood).points3d
-        result = _with_points(result, points3d, rig, points2d, likelihood >= params.min_likelihood)
+        fit = smooth(points2d, rig, likelihood, fps=fps, min_likelihood=params.min_likelihood,
+                     accel_mm_s2=params.accel_mm_s2, limb_sigma_mm=params.limb_sigma_mm,
+                     limbs=params.limb_indices(tuple(bodyparts)))
+        result = _smooth_qc(fit.points3d, rig, points2d, likelihood,
+                            (likelihood >= params.min_likelihood) & ~fit.outliers, params.max_reprojection_px)
+        sigma, outliers = fit.sigma_mm, fit.outliers
+    else:
+        result = triangulate(points2d, rig, likelihood, min_likelihood=params.min_likelihood, refine=params.refine,
+                             max_reprojection_px=params.max_reprojection_px)
     points3d = result.points3d
     if params.median_window > 1:
         points3d = median_filter(points3d, params.median_window)
-    return Pose3DResult(pulse_index=common, time_s=time_s, triangulation=result, points3d=points3d)
+    return Pose3DResult(pulse_index=common, time_s=time_s, triangulation=result, points3d=points3d,
+                        sigma_mm=sigma, outliers=outliers)
 
 
-def _with_points(tri: Triangulation, points3d: np.ndarray, rig: Rig, points2d: np.ndarray,
-                 trusted: np.ndarray) -> Triangulation:
-    """The triangulation's QC for other 3D points: mean raw-pixel reprojection error over the trusted cameras."""
+def _smooth_qc(points3d: np.ndarray, rig: Rig, points2d: np.ndarray, likelihood: np.ndarray,
+               trusted: np.ndarray, max_reprojection_px: float | None) -> Triangulation:
+    """Triangulation-style QC of smoothed 3D points: mean raw-pixel reprojection error and likelihood over
+    the trusted cameras (confident, not judged outliers). A point whose error exceeds max_reprojection_px
+    is NaN: no smoothness makes 2D that disagrees with the geometry (e.g. swapped cameras) a 3D pose."""
     used = trusted & np.isfinite(points2d).all(axis=-1)
     error = np.linalg.norm(rig.project(points3d) - points2d, axis=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(used, error, 0.0).sum(axis=0) / used.sum(axis=0)
+        score = np.where(used, likelihood, 0.0).sum(axis=0) / used.sum(axis=0)
+    if max_reprojection_px is not None:
+        points3d = np.where((mean > max_reprojection_px)[..., None], np.nan, points3d)
     return Triangulation(points3d=points3d, reprojection_error=mean, n_cameras=used.sum(axis=0),
-                         camera_mask=used, score=tri.score, qc_error=mean)
+                         camera_mask=used, score=score, qc_error=mean)

@@ -213,9 +213,15 @@ class Pose3DParams(dj.Lookup):
     max_reprojection_px = null : float64
     refine : bool
     median_window : int16
-    method = 'linear' : enum('linear', 'smooth')  # smooth: ratpose.pose3d.smooth, all frames jointly
+    method = 'smooth' : enum('linear', 'smooth')  # smooth: ratpose.pose3d.smooth, all frames jointly
+    accel_mm_s2 = 500 : float64         # smooth: acceleration prior (std)
+    limb_sigma_mm = 0.03 : float64      # smooth: limb-length prior (std)
+    limbs = '' : varchar(1000)          # smooth: rigid segments 'partA-partB,...' ('' = none)
     """
-    contents = [("default", 0.6, 10.0, 1, 0, "linear")]
+    contents = [("default", 0.1, 10.0, 1, 0, "smooth", 500.0, 0.03, "")]
+    #: the per-frame triangulation (NaN where fewer than 2 cameras trust a point): insert1 it to compare
+    LINEAR = {"pose3d_params": "linear", "min_likelihood": 0.6, "max_reprojection_px": 10.0, "refine": 1,
+              "median_window": 0, "method": "linear"}
 
 
 @schema
@@ -239,6 +245,8 @@ class Pose3D(OneTransactionMake, dj.Computed):
         xyz : <blob@ratpose>                 # float64 (n_frames, 3) mm, NaN = not triangulated
         reprojection_error : <blob@ratpose>  # float32 (n_frames,) px
         n_cameras : <blob@ratpose>           # uint8 (n_frames,)
+        sigma_mm = null : <blob@ratpose>     # float32 (n_frames,) posterior std of the 3D point (smooth)
+        outlier_cameras = null : <blob@ratpose>  # uint16 (n_frames,) bit c set: camera c's 2D judged wrong (smooth)
         fraction_triangulated : float64
         median_error_px = null : float64     # raw px over every camera that saw the point (qc_error)
         p95_error_px = null : float64
@@ -262,7 +270,7 @@ class Pose3D(OneTransactionMake, dj.Computed):
         return rig, frames, pose2d, bodyparts, settings
 
     def make_compute(self, key, rig, frames, pose2d, bodyparts, settings):
-        return reconstruct(rig, frames, pose2d, settings), bodyparts, rig.names
+        return reconstruct(rig, frames, pose2d, settings, bodyparts), bodyparts, rig.names
 
     def make_insert(self, key, result, bodyparts, cameras):
         self.insert1({**key, "n_frames": len(result.pulse_index), "pulse_index": result.pulse_index,
@@ -271,7 +279,7 @@ class Pose3D(OneTransactionMake, dj.Computed):
         self.BodyPart.insert([{**key, "bodypart": part, "xyz": result.points3d[:, p].astype(np.float64),
                                "reprojection_error": tri.reprojection_error[:, p].astype(np.float32),
                                "n_cameras": tri.n_cameras[:, p].astype(np.uint8),
-                               **_nan_to_none(result.part_summary(p))}
+                               **_uncertainty(result, p), **_nan_to_none(result.part_summary(p))}
                               for p, part in enumerate(bodyparts)])
 
 
@@ -289,6 +297,14 @@ def _stack_parts(part_table, key: dict, bodyparts, attributes) -> list[np.ndarra
 def pose2d_arrays(key: dict, bodyparts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """x, y, likelihood (n_frames, n_parts) of one camera's Pose2D, body parts in the given order."""
     return tuple(_stack_parts(Pose2D.BodyPart, key, bodyparts, ("x", "y", "likelihood")))
+
+
+def _uncertainty(result, p: int) -> dict:
+    """Pose3D.BodyPart's sigma_mm and outlier_cameras bit mask of part p (None for the linear method)."""
+    if result.sigma_mm is None:
+        return {"sigma_mm": None, "outlier_cameras": None}
+    bits = result.outliers[:, :, p].astype(np.uint16) << np.arange(len(result.outliers), dtype=np.uint16)[:, None]
+    return {"sigma_mm": result.sigma_mm[:, p].astype(np.float32), "outlier_cameras": bits.sum(axis=0, dtype=np.uint16)}
 
 
 def _nan_to_none(values: dict) -> dict:
