@@ -312,4 +312,5 @@ def tuning_row(kinds: dict[int, str], tuning: list[dict]) -> tuple[bool, str, st
         if kind in ("speed", "direction"):
             own = p_speed if kind == "speed" else p_dir
             ok &= own is not None and own < LIMITS["tuning_p"]
-    return ok, "; ".join(found), f"tuned units' own p < {LIMITS['tuning_p']} (shuffle test)"
+    return ok, "; ".join(found), (f"tuned units' own shuffle p < {LIMITS['tuning_p']} (speed: information, dir: vector "
+                                     "strength)")
