@@ -100,7 +100,8 @@ def _cmd_status(args) -> int:
 def _cmd_demo(args) -> int:
     from .demo import DemoSettings, run_demo
 
-    settings = DemoSettings(seconds=args.seconds, epochs=args.epochs, seed=args.seed)
+    settings = DemoSettings(seconds=args.seconds, epochs=args.epochs, seed=args.seed,
+                            swap_cameras=args.swap_cameras, db_prefix=args.db_prefix)
     summary = run_demo(args.out, settings)
     print(summary.text())
     return 1 if summary.failed else 0
@@ -128,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seconds", type=float, default=24.0)
     demo.add_argument("--epochs", type=int, default=25, help="DeepLabCut training epochs")
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--swap-cameras", action="store_true",
+                      help="swap the calibration's two cameras: Pose3D and the knob check must FAIL (exit 1)")
+    demo.add_argument("--db-prefix", help="schema prefix of the demo (default <RATPOSE_DB_PREFIX>_demo)")
     demo.set_defaults(func=_cmd_demo)
 
 

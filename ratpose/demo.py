@@ -20,7 +20,7 @@ from typing import TextIO
 
 import numpy as np
 
-from . import schema
+from . import db, schema
 from .ingest.session_folder import read_session_folder
 from .report import write_report
 from .schema.jobs import populate
@@ -44,6 +44,13 @@ class DemoSettings:
     seed: int = 0
     subject: str = "demo_rat"
     rig: str = "demo-rig"
+    swap_cameras: bool = False  # swap the calibration's two camera folders: a forced failure (pose3d)
+    db_prefix: str | None = None  # schemas <db_prefix>_<stage>; default <active prefix>_demo
+
+    @property
+    def prefix(self) -> str:
+        """The demo's own schema prefix, so its rows stay out of the active pipeline."""
+        return self.db_prefix or f"{db.prefix()}_demo"
 
 
 WIDTHS = (15, 4, 44, 33)  # stage, result, pipeline, ground truth: 100 columns with the gaps
@@ -114,26 +121,28 @@ def _remove_previous_demo(modules, settings: DemoSettings) -> None:
                 (table.jobs.errors & restriction).delete()
 
 
-# Rough share of the run per stage (seconds on an idle 2-core machine), for the ETA.
-STAGE_SECONDS = {"simulate": 20, "ingest": 5, "sync": 5, "calibration": 15, "pose model": 110, "pose2d": 35,
+# Relative weight of each stage (its share of a measured run, %): the ETA scales the remaining
+# weight by the seconds per weight of the stages done so far, so a loaded machine gets a longer ETA.
+STAGE_WEIGHTS = {"simulate": 20, "ingest": 5, "sync": 5, "calibration": 15, "pose model": 110, "pose2d": 35,
                  "pose3d": 10, "knob and events": 5, "unit tuning": 5, "report": 15}
 
 
 class _Progress:
-    """One line per stage on the console: elapsed time and the overall ETA from STAGE_SECONDS."""
+    """One line per stage on the console: elapsed time and the overall ETA (STAGE_WEIGHTS, scaled to the
+    time the stages so far took)."""
 
     def __init__(self, console: TextIO):
         self.console, self.start, self.done = console, time.monotonic(), 0.0
-        self.total = sum(STAGE_SECONDS.values())
+        self.total = sum(STAGE_WEIGHTS.values())
 
     @contextmanager
     def stage(self, name: str):
-        index = list(STAGE_SECONDS).index(name) + 1
+        index = list(STAGE_WEIGHTS).index(name) + 1
         begin = time.monotonic()
-        self.console.write(f"[{index:>2}/{len(STAGE_SECONDS)}] {name:<16}")
+        self.console.write(f"[{index:>2}/{len(STAGE_WEIGHTS)}] {name:<16}")
         self.console.flush()
         yield
-        self.done += STAGE_SECONDS[name]
+        self.done += STAGE_WEIGHTS[name]
         elapsed = time.monotonic() - self.start
         eta = elapsed / self.done * (self.total - self.done)
         self.console.write(f" {time.monotonic() - begin:5.0f} s   elapsed {elapsed:4.0f} s, ETA {eta:4.0f} s\n")
@@ -164,17 +173,42 @@ def _output_to(log_path: Path):
 
 
 def run_demo(out: str | Path, settings: DemoSettings = DemoSettings()) -> DemoSummary:
-    """Simulate, ingest and populate everything under the active database prefix; return the summary.
+    """Simulate, ingest and populate everything under the demo's own prefix; return the summary.
 
     Files go under out (data/, report/, demo.log: everything the stages print)."""
     out = Path(out).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
     log_path = out / "demo.log"
-    print(f"demo folder: {out}\nlog: {log_path}", flush=True)
-    with _output_to(log_path) as console:
+    print(f"demo folder: {out}\nlog: {log_path}\ndatabase: schemas {db.schema_name('raw', settings.prefix)} ... "
+          f"{db.schema_name('analysis', settings.prefix)}", flush=True)
+    with _output_to(log_path) as console, _prefix(settings.prefix):
         summary = _run_stages(out, settings, _Progress(console))
     summary.add("log", None, str(log_path), "DeepLabCut's output and warnings")
     return summary
+
+
+@contextmanager
+def _prefix(value: str):
+    """RATPOSE_DB_PREFIX set to value (schemas and the models folder follow it), restored afterwards."""
+    saved = os.environ.get("RATPOSE_DB_PREFIX")
+    os.environ["RATPOSE_DB_PREFIX"] = value
+    try:
+        db.prefix()  # validates
+        yield
+    finally:
+        if saved is None:
+            del os.environ["RATPOSE_DB_PREFIX"]
+        else:
+            os.environ["RATPOSE_DB_PREFIX"] = saved
+
+
+def swap_camera_folders(calibration_dir: Path, names: tuple[str, str]) -> None:
+    """Swap two cameras' image folders of a calibration folder (as if their cables had been swapped)."""
+    first, second = (calibration_dir / name for name in names)
+    held = calibration_dir / f".{names[0]}.swap"
+    first.rename(held)
+    second.rename(first)
+    held.rename(second)
 
 
 def _run_stages(out: Path, settings: DemoSettings, progress: _Progress) -> DemoSummary:
@@ -191,6 +225,8 @@ def _run_stages(out: Path, settings: DemoSettings, progress: _Progress) -> DemoS
         _remove_previous_demo(modules, settings)
         truth = write_rig_dataset(out / "data", config, n_labeled=settings.n_labeled,
                                   calibration_size=CALIBRATION_SIZE)
+        if settings.swap_cameras:
+            swap_camera_folders(out / "data" / "calibration", tuple(truth.rig.names))
     with progress.stage("ingest"):
         session = _insert_inputs(modules, out / "data", settings)
     with progress.stage("sync"):
@@ -312,4 +348,5 @@ def tuning_row(kinds: dict[int, str], tuning: list[dict]) -> tuple[bool, str, st
         if kind in ("speed", "direction"):
             own = p_speed if kind == "speed" else p_dir
             ok &= own is not None and own < LIMITS["tuning_p"]
-    return ok, "; ".join(found), f"tuned units' own p < {LIMITS['tuning_p']} (shuffle test)"
+    return ok, "; ".join(found), (f"tuned units' own shuffle p < {LIMITS['tuning_p']} (speed: information, dir: vector "
+                                     "strength)")

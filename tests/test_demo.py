@@ -9,7 +9,10 @@ from ratpose.demo import DemoSettings, run_demo
 
 @pytest.mark.slow
 def test_demo_recovers_the_truth_at_every_stage(clean_db, tmp_path):
-    summary = run_demo(tmp_path, DemoSettings(seconds=10.0, epochs=20, n_labeled=60, subject="rat_demo_test"))
+    from ratpose import db
+
+    summary = run_demo(tmp_path, DemoSettings(seconds=10.0, epochs=20, n_labeled=60, subject="rat_demo_test",
+                                              db_prefix=db.prefix()))
     text = summary.text()
     assert "ERROR" not in text, text
     m = summary.metrics
@@ -47,3 +50,21 @@ def test_summary_fits_100_columns_and_a_failed_stage_fails_the_command(monkeypat
     passing.add("sync cam0", True, "100.0%", "0 lost")
     monkeypatch.setattr(demo, "run_demo", lambda out, settings: passing)
     assert cli.main(["demo", "--out", str(tmp_path)]) == 0
+
+
+def test_demo_has_its_own_prefix_and_can_swap_the_cameras(monkeypatch, tmp_path):
+    """`ratpose demo` writes under <prefix>_demo; --swap-cameras swaps the calibration's camera folders."""
+    from ratpose import cli, db, demo
+    from ratpose.demo import DemoSummary, swap_camera_folders
+
+    assert DemoSettings().prefix == f"{db.prefix()}_demo" and DemoSettings(db_prefix="x").prefix == "x"
+    for name in ("cam0", "cam1"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "sync_0.png").write_text(name)
+    swap_camera_folders(tmp_path, ("cam0", "cam1"))
+    assert [(tmp_path / n / "sync_0.png").read_text() for n in ("cam0", "cam1")] == ["cam1", "cam0"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cam0", "cam1"]
+    seen = []
+    monkeypatch.setattr(demo, "run_demo", lambda out, settings: seen.append(settings) or DemoSummary(session={}))
+    assert cli.main(["demo", "--out", str(tmp_path), "--swap-cameras"]) == 0
+    assert seen[0].swap_cameras and seen[0].prefix == f"{db.prefix()}_demo"

@@ -236,3 +236,24 @@ def test_draw_pose_returns_a_coloured_copy():
     drawn = draw_pose(grey, np.array([[40.0, 25.0]]))
     assert grey.max() == 30 and drawn.shape == (50, 80, 3)
     assert tuple(drawn[25, 40]) == part_colour(0)
+
+
+def test_labeled_video_legend_is_readable_beside_a_small_frame(grey_video, tmp_path):
+    """160x120 (the demo's size): the names go in a strip right of the frame, each line of text at
+    least 9 px high (a readable size on screen at 1x), and the frame itself is left as it was."""
+    from ratpose.report.video import legend_strip
+
+    names = ["wrist", "paw", "digit1", "digit2", "knob_marker"]
+    out = tmp_path / "labeled.mkv"
+    write_labeled_video(grey_video, out, np.full((12, 5, 2), np.nan), bodyparts=names)
+    capture = cv2.VideoCapture(str(out))
+    _, frame = capture.read()
+    capture.release()
+    strip = legend_strip(120, names)
+    assert frame.shape == (120, 160 + strip.shape[1], 3)
+    assert np.abs(frame[:, :160].astype(int) - 100).max() <= 2  # no text over the picture
+    assert np.abs(frame[:, 160:].astype(int) - strip[:, :, ::-1]).max() <= 2
+    for p in range(len(names)):  # 120 px / 5 names: a line of 24 px each
+        band = strip[24 * p:24 * (p + 1)].astype(int)
+        rows = np.flatnonzero((np.abs(band - part_colour(p)).max(axis=2) < 30).any(axis=1))
+        assert rows.size and rows.max() - rows.min() + 1 >= 9, (p, rows)

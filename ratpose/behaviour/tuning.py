@@ -291,12 +291,14 @@ def shuffle_test(spike_times, times_s, variable, bins=10, *, n_shuffles: int = 1
 
 @dataclass(frozen=True)
 class DirectionTuning:
-    """Direction tuning: binned curve, cosine fit rate = baseline * (1 + depth * cos(theta - preferred))."""
+    """Direction tuning: binned curve, cosine fit rate = baseline * (1 + depth * cos(theta - preferred)),
+    and the shuffle test of the curve's vector strength (``vector_strength``, its ``null``, ``p_value``)."""
 
     curve: TuningCurve
     preferred_deg: float
     baseline_hz: float
     modulation_depth: float
+    vector_strength: float
     null: np.ndarray
     p_value: float
 
@@ -311,14 +313,24 @@ def _cosine_fit(rates: np.ndarray, centres_deg: np.ndarray, occupancy_s: np.ndar
     return b0, np.degrees(np.arctan2(b2, b1)), depth
 
 
+def _vector_strength(rates: np.ndarray, centres_deg: np.ndarray) -> np.ndarray:
+    """|sum of rate * e^(i theta)| / sum of rate over the bins of each row of ``rates`` (n, n_bins)."""
+    theta = np.radians(centres_deg)
+    total = rates.sum(axis=1)
+    length = np.hypot(rates @ np.cos(theta), rates @ np.sin(theta))
+    return np.divide(length, total, out=np.zeros_like(total), where=total > 0)
+
+
 def direction_tuning(spike_times, times_s, direction_deg, *, n_bins: int = 12, n_shuffles: int = 1000,
                      seed=0, min_shift_s: float = 20.0, min_occupancy_s: float = 1.0,
                      max_gap_s: float | None = None, step_s: float | None = None) -> DirectionTuning:
     """Tuning to a circular variable (deg, e.g. kinematics.movement_direction; NaN = undefined).
 
     ``n_bins`` equal bins over [-180, 180); a cosine fit (occupancy-weighted, bins with at least
-    ``min_occupancy_s``) gives the preferred direction and modulation depth (amplitude / baseline),
-    tested against circular shifts of the spike train as in shuffle_test.
+    ``min_occupancy_s``) gives the preferred direction and modulation depth (amplitude / baseline).
+    The test statistic is the vector strength of the rate over those bins, against circular shifts of
+    the spike train as in shuffle_test: unlike the fit's depth it stays well defined when the movements
+    cover only a narrow arc (a reach task's forward and back), where the fit is ill-conditioned.
     """
     edges, to_bins = _circular_binner(n_bins)
     grid = _CellGrid.build(times_s, direction_deg, step_s, max_gap_s, to_bins, circular=True)
@@ -327,6 +339,8 @@ def direction_tuning(spike_times, times_s, direction_deg, *, n_bins: int = 12, n
         raise ValueError(f"direction_tuning needs >= 3 direction bins with >= {min_occupancy_s} s occupancy, "
                          f"got {int(enough.sum())}")
     centres = 0.5 * (edges[:-1] + edges[1:])
-    baseline, preferred, depth = _cosine_fit(rates, centres[enough], grid.occupancy_s[enough])
+    baseline, preferred, depth = _cosine_fit(rates[:1], centres[enough], grid.occupancy_s[enough])
+    strength = _vector_strength(rates, centres[enough])
     return DirectionTuning(_curve(edges, grid, counts[0], min_occupancy_s), float(preferred[0]),
-                           float(baseline[0]), float(depth[0]), depth[1:], _p_value(depth[0], depth[1:]))
+                           float(baseline[0]), float(depth[0]), float(strength[0]), strength[1:],
+                           _p_value(strength[0], strength[1:]))

@@ -13,6 +13,7 @@ import numpy as np
 PALETTE = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
            (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207))
 # output suffix -> (FFmpeg encoder, pixel format): mp4 plays in browsers, mkv/avi are lossless
+FONT = cv2.FONT_HERSHEY_SIMPLEX
 ENCODERS = {".mp4": ("libx264", "yuv420p"), ".mkv": ("ffv1", "bgr0"), ".avi": ("ffv1", "bgr0")}
 
 
@@ -82,7 +83,7 @@ def write_labeled_video(video_path, out_path, points2d, *, bodyparts, reprojecte
     """Copy a video with each frame's pose drawn on it (``draw_pose``); returns the frames written.
 
     points2d / reprojected: (n_frames, n_parts, 2) px, likelihood (n_frames, n_parts); the body part
-    names are written in their colours in the top-left corner. The output's suffix picks the codec:
+    names are written in their colours in a strip right of the frame (``legend_strip``). The output's suffix picks the codec:
     .mp4 H.264 (browser-playable), .mkv/.avi lossless FFV1.
     """
     out_path = Path(out_path)
@@ -99,6 +100,7 @@ def write_labeled_video(video_path, out_path, points2d, *, bodyparts, reprojecte
     if points2d.shape[1] != len(bodyparts):
         raise ValueError(f"{video_path}: points2d has {points2d.shape[1]} body parts, names given for {len(bodyparts)}")
     encoder, pix_fmt = ENCODERS[out_path.suffix]
+    legend = legend_strip(int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)), bodyparts)
     written = 0
     with av.open(str(out_path), mode="w") as container:
         stream = container.add_stream(encoder, rate=Fraction(fps).limit_denominator(1000))
@@ -113,7 +115,7 @@ def write_labeled_video(video_path, out_path, points2d, *, bodyparts, reprojecte
                 grey = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
                 rgb = draw_pose(grey, points2d[i], None if reprojected is None else reprojected[i],
                                 None if likelihood is None else likelihood[i], min_likelihood)
-                _draw_legend(rgb, bodyparts)
+                rgb = np.hstack([rgb, legend])
                 if i == 0:  # H.264 in 4:2:0 needs even sizes
                     crop = 2 if encoder == "libx264" else 1
                     stream.width, stream.height = rgb.shape[1] // crop * crop, rgb.shape[0] // crop * crop
@@ -126,9 +128,15 @@ def write_labeled_video(video_path, out_path, points2d, *, bodyparts, reprojecte
     return written
 
 
-def _draw_legend(rgb: np.ndarray, bodyparts) -> None:
-    scale = max(0.3, rgb.shape[1] / 1600)
-    line = int(24 * scale / 0.6)
+def legend_strip(height: int, bodyparts) -> np.ndarray:
+    """Black RGB strip (height, width, 3) with the body part names in their colours, one per line:
+    text 9-20 px high whatever the video's size, so the legend stays readable on small videos and
+    covers none of the frame."""
+    line = int(np.clip(height // max(len(bodyparts), 1), 14, 32))
+    scale = 0.6 * line / 24
+    width = max([cv2.getTextSize(str(name), FONT, scale, 1)[0][0] for name in bodyparts] + [0]) + 10
+    strip = np.zeros((height, width + width % 2, 3), np.uint8)
     for p, name in enumerate(bodyparts):
-        cv2.putText(rgb, str(name), (4, line * (p + 1)), cv2.FONT_HERSHEY_SIMPLEX, scale, part_colour(p), 1,
-                    cv2.LINE_AA)
+        cv2.putText(strip, str(name), (5, line * p + (line + cv2.getTextSize("A", FONT, scale, 1)[0][1]) // 2),
+                    FONT, scale, part_colour(p), 1, cv2.LINE_AA)
+    return strip
