@@ -26,11 +26,13 @@ from .report import write_report
 from .schema.jobs import populate
 from .schema.report_data import fetch_report
 from .sim import BODYPARTS, GroundTruth, SessionConfig, write_rig_dataset
+from .sim.pose2d import HAND_LIMBS
 from .behaviour import Knob
 
 VIDEO_SIZE = (160, 120)
 CALIBRATION_SIZE = (640, 480)
-DEMO_POSE3D = "demo_smooth"  # Pose3DParams of the demo: pose3d.smooth (all frames jointly)
+DEMO_POSE3D = "demo_hand"  # Pose3DParams of the demo: pose3d.smooth with the hand's rigid segments
+DEMO_LIMBS = ",".join(f"{BODYPARTS[i]}-{BODYPARTS[j]}" for i, j in HAND_LIMBS)
 
 
 @dataclass(frozen=True)
@@ -95,8 +97,9 @@ def _insert_inputs(modules, data_dir: Path, settings: DemoSettings) -> dict:
     pose.PoseModelParams.insert1({"pose_params": "demo_cpu", "mode": "train", "net_type": "resnet_18",
                                   "epochs": settings.epochs, "batch_size": 8, "augmentation": False,
                                   "device": "auto", "init": "random"}, skip_duplicates=True)
-    pose.Pose3DParams.insert1({"pose3d_params": DEMO_POSE3D, "min_likelihood": 0.1, "max_reprojection_px": None,
-                               "refine": True, "median_window": 0, "method": "smooth"}, skip_duplicates=True)
+    pose.Pose3DParams.insert1({"pose3d_params": DEMO_POSE3D, "min_likelihood": 0.1, "max_reprojection_px": 10.0,
+                               "refine": True, "median_window": 0, "method": "smooth", "limbs": DEMO_LIMBS},
+                              skip_duplicates=True)
     pose.request_model("demo", "demo_cpu")
     return session
 

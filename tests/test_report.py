@@ -116,8 +116,10 @@ def test_every_panel_has_a_title_axis_labels_and_units(session):
     for camera in truth.cameras:
         assert len(panels[f"trajectories_{camera}.png"]) == 3
     pose3d = panels["pose3d.png"]
-    assert len(pose3d) == 2 and pose3d[1]["xlabel"] == "reprojection error (px)"
+    assert len(pose3d) == 3 and pose3d[1]["xlabel"] == "reprojection error (px)"  # default Pose3D: smooth
     assert pose3d[1]["legend"] == pose3d[0]["legend"] and len(pose3d[1]["legend"]) >= 3  # one entry per part
+    assert pose3d[2]["ylabel"] == "posterior sigma (mm)" and pose3d[2]["xlabel"] == "time from session start (s)"
+    assert all(re.search(r"\(\d+\.\d% outliers\)$", entry) for entry in pose3d[2]["legend"])
     calibration = panels["calibration.png"]
     assert len(calibration) == 2 and all("mean residual per cell" in p["legend"] for p in calibration)
     assert panels["knob_validation.png"][0]["xlabel"] == "time from session start (s)"

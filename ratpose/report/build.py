@@ -79,8 +79,10 @@ def _trajectories_body(report: SessionReport, out_dir: Path) -> str:
 
 
 def _pose3d_body(report: SessionReport, out_dir: Path) -> str:
-    plot_trajectory_3d(report.pose3d, report.bodyparts, out_dir / "pose3d.png")
-    return html.image("pose3d.png", "3D trajectories and reprojection errors")
+    plot_trajectory_3d(report.pose3d, report.bodyparts, out_dir / "pose3d.png", session_start(report))
+    caption = "3D trajectories and reprojection errors" + ("" if report.pose3d.sigma_mm is None else
+                                                            ", posterior sigma and 2D outliers")
+    return html.image("pose3d.png", caption)
 
 
 def example_image(example: ExampleFrame, min_likelihood: float) -> np.ndarray:

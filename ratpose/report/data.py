@@ -42,12 +42,15 @@ class CameraTrack:
 
 @dataclass(frozen=True)
 class Pose3DTrack:
-    """3D pose per pulse seen by every camera: xyz (n, n_parts, 3) mm, reprojection error (n, n_parts) px."""
+    """3D pose per pulse seen by every camera: xyz (n, n_parts, 3) mm, reprojection error (n, n_parts) px;
+    with the smooth method also sigma_mm (n, n_parts) and outlier (n, n_parts): some camera's 2D judged wrong."""
 
     time_s: np.ndarray
     pulse_index: np.ndarray
     xyz: np.ndarray
     reprojection_error: np.ndarray
+    sigma_mm: np.ndarray | None = None
+    outlier: np.ndarray | None = None
 
 
 @dataclass(frozen=True)

@@ -45,11 +45,13 @@ def plot_trajectories(track: CameraTrack, bodyparts, path, min_likelihood: float
     return save(figure, path)
 
 
-def plot_trajectory_3d(pose: Pose3DTrack, bodyparts, path) -> Path:
-    """3D paths of every body part (mm, calibration frame) and histograms of their reprojection errors."""
-    figure = new_figure(12, 5.5)
-    ax = figure.add_subplot(1, 2, 1, projection="3d")
-    errors = figure.add_subplot(1, 2, 2)
+def plot_trajectory_3d(pose: Pose3DTrack, bodyparts, path, t0_s: float = 0.0) -> Path:
+    """3D paths of every body part (mm, calibration frame), histograms of their reprojection errors and,
+    for the smooth method, each part's posterior sigma over time with its fraction of 2D outliers."""
+    n_panels = 2 if pose.sigma_mm is None else 3
+    figure = new_figure(6 * n_panels, 5.5)
+    ax = figure.add_subplot(1, n_panels, 1, projection="3d")
+    errors = figure.add_subplot(1, n_panels, 2)
     for p, part in enumerate(bodyparts):
         xyz = pose.xyz[:, p]
         ax.plot(xyz[:, 0], xyz[:, 1], xyz[:, 2], color=_colour(p), lw=0.6, label=part)
@@ -64,6 +66,16 @@ def plot_trajectory_3d(pose: Pose3DTrack, bodyparts, path) -> Path:
     errors.set_ylabel("frames (count)")
     errors.legend(loc="upper right", fontsize=8)
     errors.set_title("reprojection error per body part", fontsize=10)
+    if pose.sigma_mm is not None:
+        sigma = figure.add_subplot(1, n_panels, 3)
+        for p, part in enumerate(bodyparts):
+            sigma.plot(pose.time_s - t0_s, pose.sigma_mm[:, p], color=_colour(p), lw=0.6,
+                       label=f"{part} ({pose.outlier[:, p].mean():.1%} outliers)")
+        sigma.set_yscale("log")
+        sigma.set_xlabel(TIME_LABEL)
+        sigma.set_ylabel("posterior sigma (mm)")
+        sigma.legend(loc="upper right", fontsize=8)
+        sigma.set_title("3D uncertainty (2D outlier fraction per part)", fontsize=10)
     return save(figure, path)
 
 

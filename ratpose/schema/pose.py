@@ -362,7 +362,8 @@ def request_model(training_set: str, pose_params: str) -> dict:
 
 def fetch_pose3d(key: dict) -> dict:
     """One Pose3D as arrays: time_s and pulse_index (n,), points3d (n, parts, 3), reprojection_error and
-    n_cameras (n, parts), bodyparts (training-set order), the session's datetime and the Pose3D key."""
+    n_cameras (n, parts), sigma_mm and outlier_cameras (n, parts; None for the linear method), bodyparts
+    (training-set order), the session's datetime and the Pose3D key."""
     master = (Pose3D & key).to_dicts()
     if len(master) != 1:
         raise ValueError(f"expected one Pose3D for {key}, found {len(master)}")
@@ -370,6 +371,10 @@ def fetch_pose3d(key: dict) -> dict:
     bodyparts = training_bodyparts(pose3d_key)
     xyz, error, n_cameras = _stack_parts(Pose3D.BodyPart, pose3d_key, bodyparts,
                                          ("xyz", "reprojection_error", "n_cameras"))
+    smooth = (Pose3DParams & pose3d_key).fetch1("method") == "smooth"
+    sigma, outliers = (_stack_parts(Pose3D.BodyPart, pose3d_key, bodyparts, ("sigma_mm", "outlier_cameras"))
+                       if smooth else (None, None))
     return {"time_s": master[0]["time_s"], "pulse_index": master[0]["pulse_index"], "points3d": xyz,
             "bodyparts": bodyparts, "reprojection_error": error, "n_cameras": n_cameras,
+            "sigma_mm": sigma, "outlier_cameras": outliers,
             "session_datetime": master[0]["session_datetime"], "key": pose3d_key}

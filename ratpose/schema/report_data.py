@@ -51,7 +51,9 @@ def pose3d_track(session_key: dict, model: dict, pose3d_params: str, bodyparts) 
     data = pose.fetch_pose3d(restriction)
     order = [data["bodyparts"].index(b) for b in bodyparts]
     track = Pose3DTrack(data["time_s"], data["pulse_index"], data["points3d"][:, order].astype(float),
-                        data["reprojection_error"][:, order].astype(float))
+                        data["reprojection_error"][:, order].astype(float),
+                        None if data["sigma_mm"] is None else data["sigma_mm"][:, order].astype(float),
+                        None if data["outlier_cameras"] is None else data["outlier_cameras"][:, order] > 0)
     return track, data["key"]
 
 
