@@ -131,7 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--swap-cameras", action="store_true",
                       help="swap the calibration's two cameras: Pose3D and the knob check must FAIL (exit 1)")
-    demo.add_argument("--db-prefix", help="schema prefix of the demo (default <RATPOSE_DB_PREFIX>_demo)")
+    demo.add_argument("--db-prefix", help="schema prefix of the demo (default <RATPOSE_DB_PREFIX>_demo; a prefix "
+                      "ending in _demo is emptied first, any other is kept)")
     demo.set_defaults(func=_cmd_demo)
 
 

@@ -217,6 +217,8 @@ def swap_camera_folders(calibration_dir: Path, names: tuple[str, str]) -> None:
 def _run_stages(out: Path, settings: DemoSettings, progress: _Progress) -> DemoSummary:
     config = SessionConfig(seconds=settings.seconds, fps=settings.fps, size=VIDEO_SIZE, seed=settings.seed,
                            subject=settings.subject, rig=settings.rig)
+    if settings.prefix.endswith("_demo"):  # the demo's own prefix: a fresh database each run
+        schema.drop_all()
     modules = schema.activate()
     tables = schema.computed_tables(modules)
     errors = []

@@ -15,10 +15,14 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.linalg import lapack
 from threadpoolctl import threadpool_limits
+from tqdm.auto import tqdm
 
 from ..rig import Rig
 from .filtering import median_filter
 from .triangulation import _check_inputs, triangulate
+
+#: values of the normal matrices held at once (chunks are solved in groups of about this size)
+_GROUP_VALUES = 2e7
 
 
 @dataclass(frozen=True)
@@ -159,7 +163,8 @@ def _chunks(n_frames: int, chunk: int, overlap: int) -> tuple[np.ndarray, int]:
 def smooth(points2d, rig: Rig, likelihood, *, fps: float, limbs=None, limb_lengths=None,
            accel_mm_s2: float = 500.0, limb_sigma_mm: float = 0.03, min_likelihood: float = 0.1,
            cauchy_scale: float = 3.0, outlier_scale: float = 6.0, prior_sigma_mm: float = 50.0,
-           iterations: int = 5, max_step_mm: float = 5.0, chunk_frames: int = 1000, overlap_frames: int = 60) -> SmoothResult:
+           iterations: int = 5, max_step_mm: float = 5.0, chunk_frames: int = 1000,
+           overlap_frames: int = 60) -> SmoothResult:
     """Jointly estimate all body parts' 3D trajectories (mm) from several cameras' 2D over time.
 
     points2d (n_cameras, n_frames, n_parts, 2) raw pixels (NaN = missing); likelihood (n_cameras,
@@ -169,7 +174,9 @@ def smooth(points2d, rig: Rig, likelihood, *, fps: float, limbs=None, limb_lengt
     length terms with std limb_sigma_mm around limb_lengths (default: the median length of a robust
     per-frame triangulation); a weak prior_sigma_mm pull towards that triangulation so frames with no
     evidence stay defined with an honest, large sigma. Observations whose residual exceeds
-    outlier_scale x the noise are flagged as outliers.
+    outlier_scale x the noise are flagged as outliers. Gauss-Newton runs for ``iterations`` steps of at
+    most max_step_mm per point; time is cut into chunk_frames windows overlapping by overlap_frames.
+    sigma_mm counts the cameras and the acceleration prior as evidence, not the limbs (see below).
     """
     pts, lik = _check_inputs(points2d, rig, likelihood)
     if fps <= 0:
@@ -212,65 +219,74 @@ def smooth(points2d, rig: Rig, likelihood, *, fps: float, limbs=None, limb_lengt
 
     windows, core = _chunks(n_frames, chunk_frames, overlap_frames)
     n_chunks, n = windows.shape
-    valid = windows >= 0
-    safe = np.clip(np.arange(n_chunks)[:, None] * core - overlap_frames + np.arange(n), 0, n_frames - 1)
-    norm_w = norm[:, safe]  # (C, K, n, P, 2)
-    wobs = np.where(valid[None, :, :, None], w0[:, safe], 0.0) / noise_px[:, None, None, None] ** 2
-    X = X0[safe]  # (K, n, P, 3)
-    anchor = X.copy()
+    starts = np.arange(n_chunks)[:, None] * core - overlap_frames + np.arange(n)
     lam = (fps ** 2 / accel_mm_s2) ** 2
     prior_w = 1.0 / prior_sigma_mm ** 2
     limb_w = 1.0 / limb_sigma_mm ** 2
     m = 3 * n_parts  # unknowns per frame; the joint system is ordered (chunk, frame, part, coordinate)
-    smooth_band = np.tile(_second_difference_band(n, lam, m), n_chunks)  # no coupling across chunk seams
     scale = (cauchy_scale * noise_px)[:, None, None, None]
-
-    for it in range(iterations + 1):
-        r, J = residuals(X)
-        rn2 = (r ** 2).sum(-1)
-        w = wobs / (1.0 + rn2 / scale ** 2)  # Cauchy IRLS weights, (C, K, n, P)
-        wJ = w[..., None, None] * J
-        H = np.zeros((n_chunks, n, n_parts, 3, n_parts, 3))
-        diag = (J.swapaxes(-1, -2) @ wJ).sum(0) + prior_w * np.eye(3)  # (K, n, P, 3, 3)
-        H[:, :, np.arange(n_parts), :, np.arange(n_parts), :] = diag.transpose(2, 0, 1, 3, 4)
-        g = (wJ.swapaxes(-1, -2) @ r[..., None])[..., 0].sum(0) + prior_w * (anchor - X)
-        for (i, j), L in zip(limbs, limb_lengths):
-            A, pull = _limb_terms(X[:, :, i] - X[:, :, j], L, limb_w)
-            H[:, :, i, :, i] += A
-            H[:, :, j, :, j] += A
-            H[:, :, i, :, j] -= A
-            H[:, :, j, :, i] -= A
-            g[:, :, i] += pull
-            g[:, :, j] -= pull
-        g -= lam * _apply_d2(X)
-        if it == iterations:
-            break
-        step = _solve_banded(_add_blocks(smooth_band, H.reshape(-1, m, m)), g.reshape(-1)).reshape(X.shape)
-        size = np.linalg.norm(step, axis=-1, keepdims=True)
-        X += step * np.minimum(1.0, max_step_mm / np.maximum(size, 1e-12))  # trust region per point
-        if size.max() < 1e-4:
-            break
-
-    # posterior variance from the cameras and the acceleration prior alone: a limb fixes a point's
-    # distance to its neighbours, not on which side of them it sits (a mirrored pose fits as well), so
-    # limbs are not counted as evidence; without them the parts decouple and each has its own band
-    part_band = np.tile(_second_difference_band(n, lam, 3), n_chunks)
-    factors = [_cholesky_banded(_add_blocks(part_band, diag[:, :, p].reshape(-1, 3, 3)))
-               for p in range(n_parts)]
-
-    # the jitter is correlated in time: inflate the variance by (1 + rho) / (1 - rho), rho = the
-    # lag-1 correlation of the inlier residuals (as if each run of correlated frames counted once)
-    good = (w > 0.5 * wobs) & (wobs > 0)
-    pair = (good[:, :, 1:] & good[:, :, :-1])[..., None]
-    rho = np.clip((r[:, :, 1:] * r[:, :, :-1] * pair).sum() / max((r[:, :, 1:] ** 2 * pair).sum(), 1e-12), 0, 0.95)
-    stacked = np.stack(factors).reshape(n_parts, 7, n_chunks, 3 * n).transpose(0, 2, 1, 3).reshape(-1, 7, 3 * n)
-    var = _inverse_diagonal(stacked).reshape(n_parts, n_chunks, n, 3).sum(-1).transpose(1, 2, 0) * (1 + rho) / (1 - rho)
+    per_group = max(1, int(_GROUP_VALUES // (n * m * m)))  # chunks solved together: bounded memory
     lo = overlap_frames
     take = (slice(None), slice(lo, lo + core))
-    points3d = X[take].reshape(-1, n_parts, 3)[:n_frames]
-    sigma = np.sqrt(var[take]).reshape(-1, n_parts)[:n_frames]
-    r, _ = residuals(X)
-    bad = np.sqrt((r ** 2).sum(-1)) > (outlier_scale * noise_px)[:, None, None, None]
-    outliers = bad[:, take[0], take[1]].reshape(n_cams, -1, n_parts)[:, :n_frames] & np.isfinite(pts).all(-1)
+    points, sigmas, flags = [], [], []
+    for first in tqdm(range(0, n_chunks, per_group), desc="smooth 3D", unit="group", leave=False,
+                      disable=n_chunks <= per_group or None):
+        safe = np.clip(starts[first:first + per_group], 0, n_frames - 1)
+        n_chunks_g = len(safe)
+        norm_w = norm[:, safe]  # (C, K, n, P, 2)
+        wobs = np.where((windows[first:first + per_group] >= 0)[None, :, :, None], w0[:, safe], 0.0) \
+            / noise_px[:, None, None, None] ** 2
+        X = X0[safe]  # (K, n, P, 3)
+        anchor = X.copy()
+        smooth_band = np.tile(_second_difference_band(n, lam, m), n_chunks_g)  # no coupling across chunk seams
+        for it in range(iterations + 1):
+            r, J = residuals(X)
+            rn2 = (r ** 2).sum(-1)
+            w = wobs / (1.0 + rn2 / scale ** 2)  # Cauchy IRLS weights, (C, K, n, P)
+            wJ = w[..., None, None] * J
+            H = np.zeros((n_chunks_g, n, n_parts, 3, n_parts, 3))
+            diag = (J.swapaxes(-1, -2) @ wJ).sum(0) + prior_w * np.eye(3)  # (K, n, P, 3, 3)
+            H[:, :, np.arange(n_parts), :, np.arange(n_parts), :] = diag.transpose(2, 0, 1, 3, 4)
+            g = (wJ.swapaxes(-1, -2) @ r[..., None])[..., 0].sum(0) + prior_w * (anchor - X)
+            for (i, j), L in zip(limbs, limb_lengths):
+                A, pull = _limb_terms(X[:, :, i] - X[:, :, j], L, limb_w)
+                H[:, :, i, :, i] += A
+                H[:, :, j, :, j] += A
+                H[:, :, i, :, j] -= A
+                H[:, :, j, :, i] -= A
+                g[:, :, i] += pull
+                g[:, :, j] -= pull
+            g -= lam * _apply_d2(X)
+            if it == iterations:
+                break
+            step = _solve_banded(_add_blocks(smooth_band, H.reshape(-1, m, m)), g.reshape(-1)).reshape(X.shape)
+            size = np.linalg.norm(step, axis=-1, keepdims=True)
+            X += step * np.minimum(1.0, max_step_mm / np.maximum(size, 1e-12))  # trust region per point
+            if size.max() < 1e-4:
+                break
+
+        # posterior variance from the cameras and the acceleration prior alone: a limb fixes a point's
+        # distance to its neighbours, not on which side of them it sits (a mirrored pose fits as well), so
+        # limbs are not counted as evidence; without them the parts decouple and each has its own band
+        part_band = np.tile(_second_difference_band(n, lam, 3), n_chunks_g)
+        factors = [_cholesky_banded(_add_blocks(part_band, diag[:, :, p].reshape(-1, 3, 3)))
+                   for p in range(n_parts)]
+
+        # the jitter is correlated in time: inflate the variance by (1 + rho) / (1 - rho), rho = the
+        # lag-1 correlation of the inlier residuals (as if each run of correlated frames counted once)
+        good = (w > 0.5 * wobs) & (wobs > 0)
+        pair = (good[:, :, 1:] & good[:, :, :-1])[..., None]
+        rho = np.clip((r[:, :, 1:] * r[:, :, :-1] * pair).sum() / max((r[:, :, 1:] ** 2 * pair).sum(), 1e-12), 0, 0.95)
+        stacked = np.stack(factors).reshape(n_parts, 7, n_chunks_g, 3 * n).transpose(0, 2, 1, 3).reshape(-1, 7, 3 * n)
+        var = _inverse_diagonal(stacked).reshape(n_parts, n_chunks_g, n, 3).sum(-1).transpose(1, 2, 0)
+        var *= (1 + rho) / (1 - rho)
+        r, _ = residuals(X)
+        bad = np.sqrt((r ** 2).sum(-1)) > (outlier_scale * noise_px)[:, None, None, None]
+        points.append(X[take].reshape(-1, n_parts, 3))
+        sigmas.append(np.sqrt(var[take]).reshape(-1, n_parts))
+        flags.append(bad[:, take[0], take[1]].reshape(n_cams, -1, n_parts))
+    points3d = np.concatenate(points)[:n_frames]
+    sigma = np.concatenate(sigmas)[:n_frames]
+    outliers = np.concatenate(flags, axis=1)[:, :n_frames] & np.isfinite(pts).all(-1)
     return SmoothResult(points3d=points3d, sigma_mm=sigma, outliers=outliers, limb_lengths=limb_lengths,
                         noise_px=noise_px)

@@ -31,6 +31,14 @@ def activate(db_prefix: str | None = None) -> dict[str, ModuleType]:
     return modules
 
 
+def drop_all(db_prefix: str | None = None) -> None:
+    """Drop every stage's schema under a prefix (last stage first), if present: for throw-away prefixes
+    such as the demo's, so each run starts from the current table definitions."""
+    connection = db.connect()
+    for stage in reversed(MODULES):
+        connection.query(f"DROP DATABASE IF EXISTS `{db.schema_name(stage, db_prefix)}`")
+
+
 def computed_tables(modules: dict[str, ModuleType]) -> dict[str, type]:
     """All auto-populated tables by class name, in dependency order."""
     import datajoint as dj
