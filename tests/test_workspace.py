@@ -144,3 +144,10 @@ def test_h264_luma_plane_equals_swscale_grey(tmp_path):
     got = np.stack(list(decode_gray(tmp_path / "v.mkv", threads=2)))
     np.testing.assert_array_equal(got, reference)
     assert got.shape == frames.shape
+
+
+def test_workspace_bounding_pilot_points_plus_margin():
+    points = np.array([[[1.0, -2.0, 150.0], [np.nan, np.nan, np.nan]], [[4.0, 3.0, 140.0], [2.0, 0.0, 145.0]]])
+    ws = Workspace.bounding(points, 2.0)
+    assert ws.low == (-1.0, -4.0, 138.0) and ws.high == (6.0, 5.0, 152.0)
+    assert ws.contains(points).tolist() == [[True, False], [True, True]]
