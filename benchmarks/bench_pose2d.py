@@ -4,7 +4,8 @@ Same DLC model, same run: frames/s on full frames and on the camera's workspace 
 through the calibration, stride-rounded). The workspace is what a lab would set: ``reach`` (default),
 the box holding every keypoint of the session (rest position to knob, the whole reach) + a margin;
 or ``knob``, the knob +/- a margin only (the grasp and turn; the paw at rest leaves it). On this rig
-(12.5 mm lens at 150 mm: a 60 x 45 mm field) the reach fills much of the image, so its crop is large, with decoding overlapped through
+(12.5 mm lenses at ~150 mm, DESIGN.md: a 60 x 45 mm field) the reach fills much of the image, so the
+printed crop area fractions bound what cropping can give. Decoding is overlapped through
 ratpose.pose2d.frames.prefetch. Also PyAV decode frames/s of raw, FFV1 and H.264 (the recorder's
 default) at 1440x1080 Mono8. Prints the ratios. The model is a throw-away resnet_18 (random init, one
 epoch): frames/s do not depend on its weights, so no 2D error is printed for it.
