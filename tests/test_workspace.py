@@ -124,3 +124,30 @@ def test_labeled_frames_cropped_like_inference(tmp_path):
         np.testing.assert_allclose(after[("sim", part, "x")].to_numpy()[inside], x[inside] - 40)
         np.testing.assert_allclose(after[("sim", part, "y")].to_numpy()[inside], y[inside] - 24)
         assert np.isnan(after[("sim", part, "x")].to_numpy()[~inside]).all()
+
+
+def test_h264_luma_plane_equals_swscale_grey(tmp_path):
+    """decode_gray reads H.264's full-range Y plane directly: the same pixels as PyAV's grey conversion."""
+    import av
+
+    from ratpose.acquisition.writers import VideoWriter
+    from ratpose.pose2d.frames import decode_gray
+
+    rng = np.random.default_rng(2)
+    frames = rng.integers(0, 256, (5, 48, 64), dtype=np.uint8)
+    writer = VideoWriter(tmp_path / "v.mkv", 64, 48, 226.0, codec="h264")
+    for f in frames:
+        writer.write(f)
+    writer.close()
+    with av.open(str(tmp_path / "v.mkv")) as container:
+        reference = np.stack([f.to_ndarray(format="gray") for f in container.decode(video=0)])
+    got = np.stack(list(decode_gray(tmp_path / "v.mkv", threads=2)))
+    np.testing.assert_array_equal(got, reference)
+    assert got.shape == frames.shape
+
+
+def test_workspace_bounding_pilot_points_plus_margin():
+    points = np.array([[[1.0, -2.0, 150.0], [np.nan, np.nan, np.nan]], [[4.0, 3.0, 140.0], [2.0, 0.0, 145.0]]])
+    ws = Workspace.bounding(points, 2.0)
+    assert ws.low == (-1.0, -4.0, 138.0) and ws.high == (6.0, 5.0, 152.0)
+    assert ws.contains(points).tolist() == [[True, False], [True, True]]

@@ -37,6 +37,13 @@ class Workspace:
         c, m = np.asarray(center, float), np.broadcast_to(np.asarray(margin_mm, float), (3,))
         return cls(tuple(c - m), tuple(c + m))
 
+    @classmethod
+    def bounding(cls, points3d, margin_mm) -> "Workspace":
+        """The box holding ``points3d`` (..., 3; NaN ignored, e.g. a pilot session's 3D poses) plus ``margin_mm``."""
+        p = np.asarray(points3d, float).reshape(-1, 3)
+        m = np.broadcast_to(np.asarray(margin_mm, float), (3,))
+        return cls(tuple(np.nanmin(p, axis=0) - m), tuple(np.nanmax(p, axis=0) + m))
+
     def surface(self, n: int = 9) -> np.ndarray:
         """Points (6 n^2, 3) on a grid over the box's six faces."""
         low, high = np.asarray(self.low), np.asarray(self.high)
