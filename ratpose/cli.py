@@ -100,8 +100,8 @@ def _cmd_status(args) -> int:
 def _cmd_demo(args) -> int:
     from .demo import DemoSettings, run_demo
 
-    settings = DemoSettings(seconds=args.seconds, epochs=args.epochs, seed=args.seed,
-                            swap_cameras=args.swap_cameras, db_prefix=args.db_prefix)
+    given = {name: getattr(args, name) for name in ("seconds", "epochs", "seed") if getattr(args, name) is not None}
+    settings = DemoSettings(**given, swap_cameras=args.swap_cameras, db_prefix=args.db_prefix)
     summary = run_demo(args.out, settings)
     print(summary.text())
     return 1 if summary.failed else 0
@@ -126,9 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
                                        "(exit 1 on a FAIL; a few minutes, CPU)")
     demo.add_argument("--out", type=Path, default=Path("~/ratpose-data/demo"),
                       help="folder for the simulated data, the report and demo.log (default ~/ratpose-data/demo)")
-    demo.add_argument("--seconds", type=float, default=24.0)
-    demo.add_argument("--epochs", type=int, default=25, help="DeepLabCut training epochs")
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--seconds", type=float, help="simulated session length (default 24)")
+    demo.add_argument("--epochs", type=int, help="DeepLabCut training epochs (default 25)")
+    demo.add_argument("--seed", type=int)
     demo.add_argument("--swap-cameras", action="store_true",
                       help="swap the calibration's two cameras: Pose3D and the knob check must FAIL (exit 1)")
     demo.add_argument("--db-prefix", help="schema prefix of the demo (default <RATPOSE_DB_PREFIX>_demo; a prefix "

@@ -42,7 +42,7 @@ class DemoSettings:
     seconds: float = 24.0
     fps: float = 30.0
     n_labeled: int = 120
-    epochs: int = 20
+    epochs: int = 25
     seed: int = 0
     subject: str = "demo_rat"
     rig: str = "demo-rig"
