@@ -43,7 +43,9 @@ def test_session_pose3d_on_imported_calibration_equals_aniposelib(imported, db):
     recording = (calib.CalibrationRecording & calib.session_calibration_key(session)).fetch1()
     assert recording["source"] == "anipose" and recording["calib_dir"] == str((root / "aniposelib.toml").resolve())
     assert (calib.Calibration & session).fetch1("rms_px") is None
-    key = (pose.Pose3D & session & {"pose_params": "external"}).fetch1("KEY")
+    pose.Pose3DParams.insert1(pose.Pose3DParams.LINEAR, skip_duplicates=True)  # per frame, as aniposelib
+    pose.Pose3D.populate({**session, "pose3d_params": "linear"})
+    key = (pose.Pose3D & session & {"pose_params": "external", "pose3d_params": "linear"}).fetch1("KEY")
     pulses = (pose.Pose3D & key).fetch1("pulse_index")
     parts = {r["bodypart"]: r["xyz"] for r in (pose.Pose3D.BodyPart & key).to_dicts()}
     ours = np.stack([parts[b] for b in truth.bodyparts], axis=1).astype(np.float64)

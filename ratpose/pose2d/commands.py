@@ -160,7 +160,8 @@ def _video_frames(path, rows: np.ndarray, convert) -> dict[int, np.ndarray]:
 
 
 def _cmd_label_extract(args) -> int:
-    from ..schema import raw, sync
+    from ..pose3d import triangulate
+    from ..schema import calibration, raw, sync
     from ..sync import match_cameras
     from . import labeling
 
@@ -175,14 +176,16 @@ def _cmd_label_extract(args) -> int:
     pulses = {c: (sync.SyncedFrames & session & {"camera": c}).fetch1("pulse_index") for c in cameras}
     pose2d = {c: pose.pose2d_arrays({**session, **model, "camera": c}, bodyparts) for c in cameras}
     if args.outliers:
-        if not pose.Pose3D & session & model:
-            raise ValueError(f"{args.session}: no 3D pose of model {model['pose_params']!r} yet (--outliers needs it); "
-                             "run `ratpose populate`")
-        data = pose.fetch_pose3d({**session, **model})
-        common, rows = match_cameras({"pose3d": data["pulse_index"], **pulses})
-        likelihood = np.stack([pose2d[c][2][rows[c]] for c in cameras])
-        scores = labeling.outlier_scores(data["reprojection_error"][rows["pose3d"]], likelihood,
-                                         data["points3d"][rows["pose3d"]])
+        # cameras' disagreement frame by frame: a per-frame triangulation of this model's 2D (not the stored,
+        # possibly smoothed, Pose3D, whose robust fit hides the very 2D errors worth relabelling)
+        rig = calibration.session_rig(session)
+        common, rows = match_cameras({c: pulses[c] for c in rig.names})
+        points2d = np.stack([np.stack([pose2d[c][0][rows[c]], pose2d[c][1][rows[c]]], -1) for c in rig.names])
+        likelihood = np.stack([pose2d[c][2][rows[c]] for c in rig.names])
+        limits = labeling.OutlierLimits()
+        tri = triangulate(points2d, rig, likelihood, min_likelihood=limits.min_likelihood, refine=True,
+                          max_reprojection_px=limits.max_reprojection_px)
+        scores = labeling.outlier_scores(tri.qc_error, likelihood, tri.points3d, limits)
         chosen = common[labeling.pick_outliers(scores, args.n)]
         print(f"{int((scores > 1).sum())} of {len(scores)} frames are outliers; picked the worst {len(chosen)}")
     else:

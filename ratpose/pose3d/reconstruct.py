@@ -96,8 +96,8 @@ def reconstruct(rig: Rig, frames: dict[str, tuple[np.ndarray, np.ndarray]],
         fit = smooth(points2d, rig, likelihood, fps=fps, min_likelihood=params.min_likelihood,
                      accel_mm_s2=params.accel_mm_s2, limb_sigma_mm=params.limb_sigma_mm,
                      limbs=params.limb_indices(tuple(bodyparts)))
-        result = _smooth_qc(fit.points3d, rig, points2d, likelihood,
-                            (likelihood >= params.min_likelihood) & ~fit.outliers, params.max_reprojection_px)
+        result = _smooth_qc(fit.points3d, rig, points2d, likelihood, likelihood >= params.min_likelihood,
+                            fit.outliers, params.max_reprojection_px)
         sigma, outliers = fit.sigma_mm, fit.outliers
     else:
         result = triangulate(points2d, rig, likelihood, min_likelihood=params.min_likelihood, refine=params.refine,
@@ -110,16 +110,20 @@ def reconstruct(rig: Rig, frames: dict[str, tuple[np.ndarray, np.ndarray]],
 
 
 def _smooth_qc(points3d: np.ndarray, rig: Rig, points2d: np.ndarray, likelihood: np.ndarray,
-               trusted: np.ndarray, max_reprojection_px: float | None) -> Triangulation:
-    """Triangulation-style QC of smoothed 3D points: mean raw-pixel reprojection error and likelihood over
-    the trusted cameras (confident, not judged outliers). A point whose error exceeds max_reprojection_px
-    is NaN: no smoothness makes 2D that disagrees with the geometry (e.g. swapped cameras) a 3D pose."""
-    used = trusted & np.isfinite(points2d).all(axis=-1)
+               trusted: np.ndarray, outliers: np.ndarray, max_reprojection_px: float | None) -> Triangulation:
+    """Triangulation-style QC of smoothed 3D points. reprojection_error (= qc_error): mean raw-pixel error
+    over every confident camera, the 2D judged wrong included (as for 'linear', so QC and outlier frame
+    picking see the disagreement); cameras used and likelihood score: the confident, not judged wrong. A
+    point whose error over the cameras used exceeds max_reprojection_px is NaN: no smoothness makes 2D that
+    disagrees with the geometry (e.g. swapped cameras) a 3D pose."""
+    seen = trusted & np.isfinite(points2d).all(axis=-1)
+    used = seen & ~outliers
     error = np.linalg.norm(rig.project(points3d) - points2d, axis=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.where(used, error, 0.0).sum(axis=0) / used.sum(axis=0)
+        mean_seen = np.where(seen, error, 0.0).sum(axis=0) / seen.sum(axis=0)
+        mean_used = np.where(used, error, 0.0).sum(axis=0) / used.sum(axis=0)
         score = np.where(used, likelihood, 0.0).sum(axis=0) / used.sum(axis=0)
     if max_reprojection_px is not None:
-        points3d = np.where((mean > max_reprojection_px)[..., None], np.nan, points3d)
-    return Triangulation(points3d=points3d, reprojection_error=mean, n_cameras=used.sum(axis=0),
-                         camera_mask=used, score=score, qc_error=mean)
+        points3d = np.where((mean_used > max_reprojection_px)[..., None], np.nan, points3d)
+    return Triangulation(points3d=points3d, reprojection_error=mean_seen, n_cameras=used.sum(axis=0),
+                         camera_mask=used, score=score, qc_error=mean_seen)
