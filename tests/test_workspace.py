@@ -75,16 +75,22 @@ def test_workspace_outside_image_or_behind_camera_is_refused(rig_and_workspace):
         Workspace((0, 0, 0), (1, -1, 1))
 
 
-def test_decode_cropped_and_prefetched_matches_frames(tmp_path):
+def _random_video(path, n_frames: int, codec: str, seed: int) -> np.ndarray:
+    """Write n_frames random 64x48 Mono8 frames with codec; returns them."""
     from ratpose.acquisition.writers import VideoWriter
-    from ratpose.pose2d.frames import batches, decode_gray, prefetch
 
-    rng = np.random.default_rng(1)
-    frames = rng.integers(0, 256, (7, 48, 64), dtype=np.uint8)
-    writer = VideoWriter(tmp_path / "v.mkv", 64, 48, 226.0, codec="ffv1")
+    frames = np.random.default_rng(seed).integers(0, 256, (n_frames, 48, 64), dtype=np.uint8)
+    writer = VideoWriter(path, 64, 48, 226.0, codec=codec)
     for f in frames:
         writer.write(f)
     writer.close()
+    return frames
+
+
+def test_decode_cropped_and_prefetched_matches_frames(tmp_path):
+    from ratpose.pose2d.frames import batches, decode_gray, prefetch
+
+    frames = _random_video(tmp_path / "v.mkv", 7, "ffv1", seed=1)
     crop = CropBox(8, 16, 32, 24)
     got = np.concatenate(list(batches(prefetch(decode_gray(tmp_path / "v.mkv", crop=crop, threads=2), 2), 3)))
     np.testing.assert_array_equal(got, frames[:, 16:40, 8:40])
@@ -130,15 +136,9 @@ def test_h264_luma_plane_equals_swscale_grey(tmp_path):
     """decode_gray reads H.264's full-range Y plane directly: the same pixels as PyAV's grey conversion."""
     import av
 
-    from ratpose.acquisition.writers import VideoWriter
     from ratpose.pose2d.frames import decode_gray
 
-    rng = np.random.default_rng(2)
-    frames = rng.integers(0, 256, (5, 48, 64), dtype=np.uint8)
-    writer = VideoWriter(tmp_path / "v.mkv", 64, 48, 226.0, codec="h264")
-    for f in frames:
-        writer.write(f)
-    writer.close()
+    frames = _random_video(tmp_path / "v.mkv", 5, "h264", seed=2)
     with av.open(str(tmp_path / "v.mkv")) as container:
         reference = np.stack([f.to_ndarray(format="gray") for f in container.decode(video=0)])
     got = np.stack(list(decode_gray(tmp_path / "v.mkv", threads=2)))
