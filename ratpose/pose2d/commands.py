@@ -161,6 +161,7 @@ def _video_frames(path, rows: np.ndarray, convert) -> dict[int, np.ndarray]:
 
 def _cmd_label_extract(args) -> int:
     from ..pose3d import triangulate
+    from ..pose3d.reconstruct import matched_2d
     from ..schema import calibration, raw, sync
     from ..sync import match_cameras
     from . import labeling
@@ -179,9 +180,7 @@ def _cmd_label_extract(args) -> int:
         # cameras' disagreement frame by frame: a per-frame triangulation of this model's 2D (not the stored,
         # possibly smoothed, Pose3D, whose robust fit hides the very 2D errors worth relabelling)
         rig = calibration.session_rig(session)
-        common, rows = match_cameras({c: pulses[c] for c in rig.names})
-        points2d = np.stack([np.stack([pose2d[c][0][rows[c]], pose2d[c][1][rows[c]]], -1) for c in rig.names])
-        likelihood = np.stack([pose2d[c][2][rows[c]] for c in rig.names])
+        common, _, points2d, likelihood = matched_2d(rig, pulses, pose2d)
         limits = labeling.OutlierLimits()
         tri = triangulate(points2d, rig, likelihood, min_likelihood=limits.min_likelihood, refine=True,
                           max_reprojection_px=limits.max_reprojection_px)

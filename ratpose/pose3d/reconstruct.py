@@ -86,9 +86,7 @@ def reconstruct(rig: Rig, frames: dict[str, tuple[np.ndarray, np.ndarray]],
     for name in rig.names:
         if len(frames[name][0]) != len(pose2d[name][0]):
             raise ValueError(f"camera {name!r}: {len(pose2d[name][0])} pose rows for {len(frames[name][0])} frames")
-    common, rows = match_cameras({name: frames[name][0] for name in rig.names})
-    points2d = np.stack([np.stack([pose2d[n][0][rows[n]], pose2d[n][1][rows[n]]], axis=-1) for n in rig.names])
-    likelihood = np.stack([pose2d[n][2][rows[n]] for n in rig.names])
+    common, rows, points2d, likelihood = matched_2d(rig, {name: frames[name][0] for name in rig.names}, pose2d)
     time_s = frames[rig.names[0]][1][rows[rig.names[0]]]
     sigma = outliers = None
     if params.method == "smooth":
@@ -107,6 +105,16 @@ def reconstruct(rig: Rig, frames: dict[str, tuple[np.ndarray, np.ndarray]],
         points3d = median_filter(points3d, params.median_window)
     return Pose3DResult(pulse_index=common, time_s=time_s, triangulation=result, points3d=points3d,
                         sigma_mm=sigma, outliers=outliers)
+
+
+def matched_2d(rig: Rig, pulses: dict[str, np.ndarray],
+               pose2d: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]):
+    """The pulses every camera of the rig saw, each camera's rows of them, points2d (C, n, P, 2) and
+    likelihood (C, n, P) in the rig's camera order (pose2d: camera -> (x, y, likelihood) per video frame)."""
+    common, rows = match_cameras({name: pulses[name] for name in rig.names})
+    points2d = np.stack([np.stack([pose2d[n][0][rows[n]], pose2d[n][1][rows[n]]], axis=-1) for n in rig.names])
+    likelihood = np.stack([pose2d[n][2][rows[n]] for n in rig.names])
+    return common, rows, points2d, likelihood
 
 
 def _smooth_qc(points3d: np.ndarray, rig: Rig, points2d: np.ndarray, likelihood: np.ndarray,

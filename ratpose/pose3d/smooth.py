@@ -150,7 +150,6 @@ def _inverse_diagonal(cb: np.ndarray) -> np.ndarray:
     return out
 
 
-
 def _chunks(n_frames: int, chunk: int, overlap: int) -> tuple[np.ndarray, int]:
     """Frame index windows (n_chunks, chunk + 2 overlap) (-1 = padding) and the core length."""
     core = max(1, min(chunk, n_frames))
@@ -238,7 +237,8 @@ def smooth(points2d, rig: Rig, likelihood, *, fps: float, limbs=None, limb_lengt
             / noise_px[:, None, None, None] ** 2
         X = X0[safe]  # (K, n, P, 3)
         anchor = X.copy()
-        smooth_band = np.tile(_second_difference_band(n, lam, m), n_chunks_g)  # no coupling across chunk seams
+        # chunks end to end in one band, no coupling across their seams
+        smooth_band = np.tile(_second_difference_band(n, lam, m), n_chunks_g)
         for it in range(iterations + 1):
             r, J = residuals(X)
             rn2 = (r ** 2).sum(-1)
@@ -259,7 +259,8 @@ def smooth(points2d, rig: Rig, likelihood, *, fps: float, limbs=None, limb_lengt
             g -= lam * _apply_d2(X)
             if it == iterations:
                 break
-            step = _solve_banded(_add_blocks(smooth_band, H.reshape(-1, m, m)), g.reshape(-1)).reshape(X.shape)
+            normal = _add_blocks(smooth_band, H.reshape(-1, m, m))
+            step = _solve_banded(normal, g.reshape(-1)).reshape(X.shape)
             size = np.linalg.norm(step, axis=-1, keepdims=True)
             X += step * np.minimum(1.0, max_step_mm / np.maximum(size, 1e-12))  # trust region per point
             if size.max() < 1e-4:
@@ -276,8 +277,11 @@ def smooth(points2d, rig: Rig, likelihood, *, fps: float, limbs=None, limb_lengt
         # lag-1 correlation of the inlier residuals (as if each run of correlated frames counted once)
         good = (w > 0.5 * wobs) & (wobs > 0)
         pair = (good[:, :, 1:] & good[:, :, :-1])[..., None]
-        rho = np.clip((r[:, :, 1:] * r[:, :, :-1] * pair).sum() / max((r[:, :, 1:] ** 2 * pair).sum(), 1e-12), 0, 0.95)
-        stacked = np.stack(factors).reshape(n_parts, 7, n_chunks_g, 3 * n).transpose(0, 2, 1, 3).reshape(-1, 7, 3 * n)
+        lag1 = (r[:, :, 1:] * r[:, :, :-1] * pair).sum() / max((r[:, :, 1:] ** 2 * pair).sum(), 1e-12)
+        rho = np.clip(lag1, 0, 0.95)
+        rows = factors[0].shape[0]  # band rows of one part's factor
+        stacked = np.stack(factors).reshape(n_parts, rows, n_chunks_g, 3 * n).transpose(0, 2, 1, 3)
+        stacked = stacked.reshape(-1, rows, 3 * n)
         var = _inverse_diagonal(stacked).reshape(n_parts, n_chunks_g, n, 3).sum(-1).transpose(1, 2, 0)
         var *= (1 + rho) / (1 - rho)
         r, _ = residuals(X)

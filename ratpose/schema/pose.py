@@ -246,7 +246,7 @@ class Pose3D(OneTransactionMake, dj.Computed):
         reprojection_error : <blob@ratpose>  # float32 (n_frames,) px
         n_cameras : <blob@ratpose>           # uint8 (n_frames,)
         sigma_mm = null : <blob@ratpose>     # float32 (n_frames,) posterior std of the 3D point (smooth)
-        outlier_cameras = null : <blob@ratpose>  # uint16 (n_frames,) bit c set: camera c's 2D judged wrong (smooth)
+        outlier_cameras = null : <blob@ratpose>  # uint16 (n_frames,) bit c: camera c's 2D judged wrong
         fraction_triangulated : float64
         median_error_px = null : float64     # raw px over every camera that saw the point (qc_error)
         p95_error_px = null : float64
@@ -303,8 +303,9 @@ def _uncertainty(result, p: int) -> dict:
     """Pose3D.BodyPart's sigma_mm and outlier_cameras bit mask of part p (None for the linear method)."""
     if result.sigma_mm is None:
         return {"sigma_mm": None, "outlier_cameras": None}
-    bits = result.outliers[:, :, p].astype(np.uint16) << np.arange(len(result.outliers), dtype=np.uint16)[:, None]
-    return {"sigma_mm": result.sigma_mm[:, p].astype(np.float32), "outlier_cameras": bits.sum(axis=0, dtype=np.uint16)}
+    camera_bit = np.arange(len(result.outliers), dtype=np.uint16)[:, None]
+    bits = (result.outliers[:, :, p].astype(np.uint16) << camera_bit).sum(axis=0, dtype=np.uint16)
+    return {"sigma_mm": result.sigma_mm[:, p].astype(np.float32), "outlier_cameras": bits}
 
 
 def _nan_to_none(values: dict) -> dict:
@@ -369,11 +370,11 @@ def fetch_pose3d(key: dict) -> dict:
         raise ValueError(f"expected one Pose3D for {key}, found {len(master)}")
     pose3d_key = {k: master[0][k] for k in Pose3D.primary_key}
     bodyparts = training_bodyparts(pose3d_key)
-    xyz, error, n_cameras = _stack_parts(Pose3D.BodyPart, pose3d_key, bodyparts,
-                                         ("xyz", "reprojection_error", "n_cameras"))
     smooth = (Pose3DParams & pose3d_key).fetch1("method") == "smooth"
-    sigma, outliers = (_stack_parts(Pose3D.BodyPart, pose3d_key, bodyparts, ("sigma_mm", "outlier_cameras"))
-                       if smooth else (None, None))
+    xyz, error, n_cameras, *uncertainty = _stack_parts(
+        Pose3D.BodyPart, pose3d_key, bodyparts,
+        ("xyz", "reprojection_error", "n_cameras") + (("sigma_mm", "outlier_cameras") if smooth else ()))
+    sigma, outliers = uncertainty if smooth else (None, None)
     return {"time_s": master[0]["time_s"], "pulse_index": master[0]["pulse_index"], "points3d": xyz,
             "bodyparts": bodyparts, "reprojection_error": error, "n_cameras": n_cameras,
             "sigma_mm": sigma, "outlier_cameras": outliers,
