@@ -42,17 +42,24 @@ class DemoSettings:
     seconds: float = 24.0
     fps: float = 30.0
     n_labeled: int = 120
-    epochs: int = 25
+    epochs: int = 20
+    net_type: str = "resnet_10"  # timm's resnet10t: 1.8x faster than resnet_18 on these frames, as accurate
     seed: int = 0
     subject: str = "demo_rat"
     rig: str = "demo-rig"
     swap_cameras: bool = False  # swap the calibration's two camera folders: a forced failure (pose3d)
+    model: str = ""  # a trained DLC model (folder or snapshot, e.g. an earlier demo's) to register, not train
     db_prefix: str | None = None  # schemas <db_prefix>_<stage>; default <active prefix>_demo
 
     @property
     def prefix(self) -> str:
         """The demo's own schema prefix, so its rows stay out of the active pipeline."""
         return self.db_prefix or f"{db.prefix()}_demo"
+
+    @property
+    def model_key(self) -> dict:
+        """The demo's PoseModel: trained here, or the given model registered."""
+        return {"training_set": "demo", "pose_params": "demo_given" if self.model else "demo_cpu"}
 
 
 WIDTHS = (15, 4, 44, 33)  # stage, result, pipeline, ground truth: 100 columns with the gaps
@@ -94,13 +101,14 @@ def _insert_inputs(modules, data_dir: Path, settings: DemoSettings) -> dict:
     session, _ = raw.insert_session(read_session_folder(data_dir / "session"))
     calib.register_calibration(data_dir / "calibration")
     pose.register_training_set("demo", str(data_dir / "labeled"), list(BODYPARTS), "sim")
-    pose.PoseModelParams.insert1({"pose_params": "demo_cpu", "mode": "train", "net_type": "resnet_18",
-                                  "epochs": settings.epochs, "batch_size": 8, "augmentation": False,
-                                  "device": "auto", "init": "random"}, skip_duplicates=True)
+    how = ({"mode": "register", "model_path": str(Path(settings.model).expanduser().resolve())} if settings.model
+           else {"mode": "train", "net_type": settings.net_type, "epochs": settings.epochs, "batch_size": 8,
+                 "augmentation": False, "device": "auto", "init": "random"})
+    pose.PoseModelParams.insert1({"pose_params": settings.model_key["pose_params"], **how}, replace=True)
     pose.Pose3DParams.insert1({"pose3d_params": DEMO_POSE3D, "min_likelihood": 0.1, "max_reprojection_px": 10.0,
                                "refine": True, "median_window": 0, "method": "smooth", "limbs": DEMO_LIMBS},
                               skip_duplicates=True)
-    pose.request_model("demo", "demo_cpu")
+    pose.request_model(**settings.model_key)
     return session
 
 
@@ -124,10 +132,10 @@ def _remove_previous_demo(modules, settings: DemoSettings) -> None:
                 (table.jobs.errors & restriction).delete()
 
 
-# Relative weight of each stage (its share of a measured run, %): the ETA scales the remaining
-# weight by the seconds per weight of the stages done so far, so a loaded machine gets a longer ETA.
-STAGE_WEIGHTS = {"simulate": 20, "ingest": 5, "sync": 5, "calibration": 15, "pose model": 110, "pose2d": 35,
-                 "pose3d": 10, "knob and events": 5, "unit tuning": 5, "report": 15}
+# Seconds each stage took in `ratpose demo` on an idle 2-core machine (2026-12-03, 154 s in all): the
+# ETA scales the remaining seconds by how much slower than that the stages so far ran.
+STAGE_WEIGHTS = {"simulate": 5, "ingest": 1, "sync": 1, "calibration": 7, "pose model": 102, "pose2d": 24,
+                 "pose3d": 1, "knob and events": 1, "unit tuning": 1, "report": 9}
 
 
 class _Progress:
@@ -240,7 +248,7 @@ def _run_stages(out: Path, settings: DemoSettings, progress: _Progress) -> DemoS
         run("Calibration", "SessionCalibration")
     with progress.stage("pose model"):
         run("PoseModel")
-    model_key = {"training_set": "demo", "pose_params": "demo_cpu"}
+    model_key = settings.model_key
     has_model = bool(modules["pose"].PoseModel & model_key)
     with progress.stage("pose2d"):
         if has_model:
@@ -303,6 +311,7 @@ def compare_with_truth(modules, key: dict, truth: GroundTruth) -> DemoSummary:
         summary.add("pose model", model["test_error_px"] < LIMITS["test_error_px"],
                     f"train {model['train_error_px']:.2f} px, test {model['test_error_px']:.2f} px",
                     "labels are exact projections", test_error_px=float(model["test_error_px"]))
+        summary.add("model folder", None, model["model_dir"], "rerun without training: ratpose demo --model DIR")
     true_points2d = truth.points2d()
     for row in (pose.Pose2D & key).proj().to_dicts():
         cam = truth.rig.names.index(row["camera"])
@@ -332,8 +341,10 @@ def compare_with_truth(modules, key: dict, truth: GroundTruth) -> DemoSummary:
             estimate = f"not estimable: {err}"
         summary.add("knob marker", None, estimate, f"radius {truth.knob_radius_mm:.2f} mm (knob set by hand)")
     for row in (analysis.KnobValidation & key).to_dicts():
+        r = row["digit_rotation_corr"]
         summary.add("knob check", bool(row["passed"]), f"sensitivity {row['sensitivity']:.2f}, precision "
-                    f"{row['precision']:.2f}" + ("" if row["passed"] else f"; {row['failed_checks']}"),
+                    f"{row['precision']:.2f}, digit rotation " + ("not measured" if r is None else f"|r| {abs(r):.2f}")
+                    + ("" if row["passed"] else f"; {row['failed_checks']}"),
                     f"{len(truth.touch_intervals)} touches", knob_sensitivity=float(row["sensitivity"]),
                     knob_precision=float(row["precision"]))
     tuning = (analysis.UnitTuning & key).to_dicts()

@@ -8,13 +8,14 @@ from ratpose.demo import DemoSettings, run_demo
 
 
 @pytest.mark.slow
-def test_demo_recovers_the_truth_at_every_stage(clean_db, tmp_path):
-    from ratpose import db
+def test_demo_recovers_the_truth_at_every_stage_and_fails_with_swapped_cameras(clean_db, tmp_path, capsys):
+    """The default demo (the README's main command) passes every stage; the same command with the
+    calibration's cameras swapped (and the first run's model, so no second training) exits 1 on pose3d."""
+    from ratpose import cli, db
 
-    summary = run_demo(tmp_path, DemoSettings(seconds=10.0, epochs=20, n_labeled=60, subject="rat_demo_test",
-                                              db_prefix=db.prefix()))
+    summary = run_demo(tmp_path / "first", DemoSettings(subject="rat_demo_test", db_prefix=db.prefix()))
     text = summary.text()
-    assert "ERROR" not in text, text
+    assert summary.failed == [] and text.endswith("every stage PASSED"), text
     m = summary.metrics
     assert m["sync_exact_cam0"] == 1.0 and m["sync_exact_cam1"] == 1.0
     assert m["focal_error"] < 0.005 and m["baseline_error"] < 0.005
@@ -22,7 +23,18 @@ def test_demo_recovers_the_truth_at_every_stage(clean_db, tmp_path):
     # untrained one is ~40 px off. 3D: 1 px at f ~ 400 px and 150 mm is ~0.4 mm per camera.
     assert m["test_error_px"] < 6.0
     assert m["pose2d_median_px_cam0"] < 4.0 and m["pose2d_median_px_cam1"] < 4.0
-    assert m["pose3d_median_mm"] < 2.0 and m["pose3d_fraction"] > 0.5
+    assert m["pose3d_median_mm"] < 2.0 and m["pose3d_fraction"] > 0.9
+    assert m["knob_sensitivity"] > 0.9 and m["knob_precision"] > 0.9
+    model_dir = next(row[2] for row in summary.rows if row[0] == "model folder")
+    capsys.readouterr()
+    code = cli.main(["demo", "--out", str(tmp_path / "swapped"), "--swap-cameras", "--model", model_dir,
+                     "--db-prefix", db.prefix()])
+    printed = capsys.readouterr().out
+    assert code == 1, printed
+    verdict = printed.strip().splitlines()[-1]
+    assert verdict.startswith("FAILED:") and "pose3d" in verdict, printed
+    # the 2D is as good as before: the failure is the swapped calibration's, found by pose3d
+    assert "pose2d" not in verdict and "pose model" not in verdict, printed
 
 
 def test_summary_fits_100_columns_and_a_failed_stage_fails_the_command(monkeypatch, tmp_path):

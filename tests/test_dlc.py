@@ -91,6 +91,42 @@ def test_analyze_video_against_truth(trained, video):
 
 
 @pytest.mark.slow
+def test_dynamic_cropping_follows_the_animal(trained, tmp_path, monkeypatch):
+    """DeepLabCut's DynamicCropper: each pose held for 3 frames; every frame after the first shows the
+    network only the box of the previous frame's keypoints + margin, and poses come back in full-frame px."""
+    from deeplabcut.pose_estimation_pytorch.runners.dynamic_cropping import DynamicCropper
+
+    frames = write_labeled_frames(tmp_path / "frames", 10, SIZE, seed=98, scorer="sim")
+    truth = pd.read_hdf(frames / "CollectedData_sim.h5").to_numpy().reshape(10, len(BODYPARTS), 2)
+    held = tmp_path / "held"
+    held.mkdir()
+    for i in range(30):
+        shutil.copy(frames / f"img{i // 3:04d}.png", held / f"img{i:04d}.png")
+    path = tmp_path / "held.avi"
+    _write_video(held, path, 30)
+    seen_sizes = []
+    crop = DynamicCropper.crop
+    monkeypatch.setattr(DynamicCropper, "crop", lambda self, image: seen_sizes.append(
+        tuple(crop(self, image).shape[2:])) or crop(self, image))
+    pose = dlc.analyze_video(trained, path, device="cpu", dynamic_margin_px=12)
+    assert len(seen_sizes) == 30 and seen_sizes[0] == (SIZE[1], SIZE[0])
+    later = np.array([i % 3 != 0 for i in range(30)])   # 2nd and 3rd frame of each pose
+    for i in range(1, 30):   # what frame i showed: frame i-1's keypoints' box + the margin, in the frame
+        x, y, confident = pose.x[i - 1], pose.y[i - 1], (pose.likelihood[i - 1] >= dlc.DYNAMIC_THRESHOLD).any()
+        width = min(int(np.ceil(x.max() + 12)), SIZE[0]) - max(int(np.floor(x.min() - 12)), 0)
+        height = min(int(np.ceil(y.max() + 12)), SIZE[1]) - max(int(np.floor(y.min() - 12)), 0)
+        assert seen_sizes[i] == ((height, width) if confident else (SIZE[1], SIZE[0])), i
+    assert sum(h * w < SIZE[0] * SIZE[1] for h, w in seen_sizes) >= 15
+    err = np.hypot(pose.x - truth[np.arange(30) // 3, :, 0], pose.y - truth[np.arange(30) // 3, :, 1])
+    seen = np.isfinite(truth[np.arange(30) // 3, :, 0]) & later[:, None]
+    # coordinates come back in full-frame pixels (a crop offset left in would be tens of px off); this
+    # model saw only full frames in training and is a little worse on tight crops (4.0 px measured)
+    assert np.median(err[seen]) < 2 * VIDEO_MEDIAN_MAX
+    with pytest.raises(dlc.DLCError, match="dynamic_margin_px"):
+        dlc.analyze_video(trained, path, device="cpu", dynamic_margin_px=0)
+
+
+@pytest.mark.slow
 def test_exported_snapshot_gives_same_poses(trained, video, tmp_path):
     path, _ = video
     shutil.copy(trained.snapshot, tmp_path / "model.pt")

@@ -151,3 +151,37 @@ def test_workspace_bounding_pilot_points_plus_margin():
     ws = Workspace.bounding(points, 2.0)
     assert ws.low == (-1.0, -4.0, 138.0) and ws.high == (6.0, 5.0, 152.0)
     assert ws.contains(points).tolist() == [[True, False], [True, True]]
+
+
+def test_window_around_points_stays_inside_the_frame():
+    box = CropBox.around([[100.0, 50.0], [120.0, 70.0], [np.nan, np.nan]], (64, 48), (320, 240))
+    assert (box.x0, box.y0, box.width, box.height) == (78, 36, 64, 48)   # centred on (110, 60)
+    assert CropBox.around([[5.0, 230.0]], (64, 48), (320, 240)) == CropBox(0, 192, 64, 48)
+    assert CropBox.around(np.full((3, 2), np.nan), (64, 48), (320, 240)) == CropBox(128, 96, 64, 48)
+    with pytest.raises(ValueError, match="does not fit"):
+        CropBox.around([[0.0, 0.0]], (400, 48), (320, 240))
+
+
+def test_labeled_frames_cropped_per_image_around_the_labels(tmp_path):
+    import pandas as pd
+
+    from ratpose.pose2d.dlc import crop_labeled_data
+    from ratpose.sim import write_labeled_frames
+
+    src = write_labeled_frames(tmp_path / "src" / "labeled-data" / "v0", 4, (160, 128), seed=3)
+    windows = {}
+
+    def window(folder, labels):
+        box = CropBox.around(labels, (48, 40), (160, 128))
+        windows[len(windows)] = box
+        return box
+
+    out = crop_labeled_data(tmp_path / "src", tmp_path / "dst", window, "sim") / "v0"
+    before, after = pd.read_hdf(src / "CollectedData_sim.h5"), pd.read_hdf(out / "CollectedData_sim.h5")
+    for row, name in enumerate(before.index):
+        box = windows[row]
+        image = name[-1] if isinstance(name, tuple) else name.split("/")[-1]
+        full, cut = cv2.imread(str(src / image), cv2.IMREAD_UNCHANGED), cv2.imread(str(out / image), cv2.IMREAD_UNCHANGED)
+        np.testing.assert_array_equal(cut, box.cut(full))
+        xy = before.iloc[row].to_numpy().reshape(-1, 2)
+        np.testing.assert_allclose(after.iloc[row].to_numpy().reshape(-1, 2), box.to_crop(xy))

@@ -214,7 +214,7 @@ def add_commands(subparsers) -> None:
     train.add_argument("name", help="name of the new training set and model")
     train.add_argument("source", type=Path, help="DLC labeled-data folder, or a DLC project's config.yaml")
     train.add_argument("--base", help="existing training set the new labels are added to (it stays unchanged)")
-    train.add_argument("--net", default="resnet_18", help="DLC network type")
+    train.add_argument("--net", default="resnet_18", help="DLC network type (resnet_10, resnet_18, resnet_34 or one of DLC's own)")
     train.add_argument("--epochs", type=int, default=200, help="training epochs")
     train.add_argument("--batch-size", type=int, default=8, help="training batch size")
     train.add_argument("--init", default="imagenet", help="initial weights: imagenet, random or a snapshot path")

@@ -23,8 +23,9 @@ os.environ.setdefault("DLClight", "True")  # no GUI imports inside deeplabcut
 
 #: Backbones that DLC 3.0.2 has no config for, built from its resnet_50 config by swapping the
 #: timm model and the head input channels (timm model name, output channels).
-EXTRA_RESNETS = {"resnet_18": ("resnet18", 512), "resnet_34": ("resnet34", 512)}
+EXTRA_RESNETS = {"resnet_10": ("resnet10t", 512), "resnet_18": ("resnet18", 512), "resnet_34": ("resnet34", 512)}
 SHUFFLE = 1
+DYNAMIC_THRESHOLD = 0.5  # keypoint score that keeps DeepLabCut's dynamic crop on the animal (DLC's default)
 TRAINSET_INDEX = 0
 _COORDS = ("x", "y", "likelihood")
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -155,33 +156,44 @@ def crop_labeled_data(labeled_dir: str | Path, dest: str | Path, crops, scorer: 
     """Copy a labeled-data tree with every image cut to its crop and its labels in crop pixels (labels
     outside the crop become NaN), so a model trains on what Pose2D's crop inference shows it.
 
-    ``crops``: one ratpose.pose2d.workspace.CropBox, or labeled video folder name -> CropBox.
+    ``crops``: one ratpose.pose2d.workspace.CropBox, a dict labeled video folder name -> CropBox, or a
+    function (folder name, labels (n_parts, 2) in full-frame px) -> CropBox choosing each image's crop
+    (e.g. ``CropBox.around`` the animal: what DeepLabCut's dynamic cropping shows the network).
     Returns dest's labeled-data folder.
     """
     import cv2
 
     root, out_root = _labeled_data_root(Path(labeled_dir)), Path(dest) / "labeled-data"
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        crop = crops if hasattr(crops, "cut") else crops.get(folder.name)
-        if crop is None:
-            raise DLCError(f"{folder}: no crop given for this labeled video")
         h5 = folder / f"CollectedData_{scorer}.h5"
-        df = _read_labels(h5, scorer, [])
+        df = _read_labels(h5, scorer, []).copy()
+        parts = list(dict.fromkeys(df.columns.get_level_values("bodyparts")))
+        cols = [(scorer, part, axis) for part in parts for axis in ("x", "y")]
+        xy = df[cols].to_numpy(dtype=np.float64).reshape(len(df), len(parts), 2)
         out = out_root / folder.name
         out.mkdir(parents=True, exist_ok=True)
-        for name in df.index:
+        for row, name in enumerate(df.index):
+            crop = _crop_of(crops, folder, xy[row])
             image_name = name[-1] if isinstance(name, tuple) else Path(name).name
             image = cv2.imread(str(folder / image_name), cv2.IMREAD_UNCHANGED)
             if image is None:
                 raise DLCError(f"{folder / image_name}: labeled image is missing or unreadable")
             cv2.imwrite(str(out / image_name), np.ascontiguousarray(crop.cut(image)))
-        df = df.copy()
-        for part in dict.fromkeys(df.columns.get_level_values("bodyparts")):
-            cols = [(scorer, part, "x"), (scorer, part, "y")]
-            df[cols] = crop.to_crop(df[cols].to_numpy(dtype=np.float64))
+            xy[row] = crop.to_crop(xy[row])
+        df[cols] = xy.reshape(len(df), -1)
         df.to_hdf(out / h5.name, key="df_with_missing", mode="w")
         df.to_csv(out / f"CollectedData_{scorer}.csv")
     return out_root
+
+
+def _crop_of(crops, folder: Path, labels: np.ndarray):
+    if hasattr(crops, "cut"):
+        return crops
+    if callable(crops):
+        return crops(folder.name, labels)
+    if folder.name not in crops:
+        raise DLCError(f"{folder}: no crop given for this labeled video")
+    return crops[folder.name]
 
 
 def build_project(labeled_dir: str | Path, workdir: str | Path, bodyparts: list[str] | tuple[str, ...],
@@ -561,13 +573,14 @@ def _video_frame_count(video_path: Path) -> int:
 
 
 def analyze_video(trained: TrainedModel, video_path: str | Path, *, batch_size: int = 8,
-                  device: str = "auto", crop=None) -> Pose2DArrays:
+                  device: str = "auto", crop=None, dynamic_margin_px: int | None = None) -> Pose2DArrays:
     """2D pose of every frame of one video, computed by DeepLabCut with the model's snapshot.
 
     Uses ``deeplabcut.analyze_videos`` when the model sits in its DLC project, else the same DLC
     inference runner on the snapshot and pytorch_config; GPU when torch sees one (device="auto").
     With ``crop`` (a ratpose.pose2d.workspace.CropBox), the network sees only that crop and the result
-    is in full-frame pixels (see analyze_crop).
+    is in full-frame pixels (see analyze_crop). ``dynamic_margin_px`` turns on DeepLabCut's dynamic
+    cropping inside that crop (or the full frame), batch size 1: see analyze_crop.
     """
     video_path = Path(video_path)
     n_frames = _video_frame_count(video_path)
@@ -575,8 +588,9 @@ def analyze_video(trained: TrainedModel, video_path: str | Path, *, batch_size: 
     device = _resolve_device(device)
     if batch_size < 1:
         raise DLCError(f"batch_size must be >= 1, got {batch_size}")
-    if crop is not None:
-        pose = analyze_crop(trained, video_path, crop, batch_size=batch_size, device=device)
+    if crop is not None or dynamic_margin_px is not None:
+        pose = analyze_crop(trained, video_path, crop, batch_size=batch_size, device=device,
+                            dynamic_margin_px=dynamic_margin_px)
         if pose.n_frames != n_frames:
             raise DLCError(f"{video_path}: decoded {pose.n_frames} frames, the file says {n_frames}")
         return pose
@@ -589,23 +603,37 @@ def analyze_video(trained: TrainedModel, video_path: str | Path, *, batch_size: 
 
 
 def analyze_crop(trained: TrainedModel, video_path: str | Path, crop, *, batch_size: int = 8,
-                 device: str = "cpu") -> Pose2DArrays:
-    """DLC's inference runner on ``crop`` of every frame, decoded ahead in a thread (bounded queue);
-    coordinates mapped to full-frame pixels, keypoints outside the crop NaN with likelihood 0."""
+                 device: str = "cpu", dynamic_margin_px: int | None = None) -> Pose2DArrays:
+    """DLC's inference runner on ``crop`` of every frame (None: the full frame), decoded ahead in a
+    thread (bounded queue); coordinates mapped to full-frame pixels, keypoints outside the crop NaN
+    with likelihood 0.
+
+    ``dynamic_margin_px``: DeepLabCut's DynamicCropper within the crop (for an animal that moves
+    through a large workspace): after a frame where a keypoint scores >= DYNAMIC_THRESHOLD, the next
+    frame is cut to the box of that frame's keypoints + the margin; when none does, the whole crop is
+    seen again. It works frame by frame, so the batch size is 1."""
     from deeplabcut.pose_estimation_pytorch.apis.utils import get_pose_inference_runner
     from deeplabcut.pose_estimation_pytorch.config import read_config_as_dict
+    from deeplabcut.pose_estimation_pytorch.runners.dynamic_cropping import DynamicCropper
 
     from .frames import batches, decode_gray, prefetch
 
+    dynamic = None
+    if dynamic_margin_px is not None:
+        if int(dynamic_margin_px) < 1:
+            raise DLCError(f"dynamic_margin_px must be >= 1 px, got {dynamic_margin_px}")
+        dynamic, batch_size = DynamicCropper(DYNAMIC_THRESHOLD, int(dynamic_margin_px)), 1
     runner = get_pose_inference_runner(model_config=read_config_as_dict(trained.pytorch_config),
                                        snapshot_path=trained.snapshot, device=device, max_individuals=1,
-                                       batch_size=batch_size)
+                                       batch_size=batch_size, dynamic=dynamic)
     out = []
     for batch in prefetch(batches(decode_gray(video_path, crop=crop), batch_size), maxsize=4):
         predictions = runner.inference([np.repeat(f[..., None], 3, axis=2) for f in batch])
         out.extend(p["bodyparts"][0] for p in predictions)  # (n_parts, 3): x, y, score of the one animal
     xyl = np.asarray(out, dtype=np.float64).reshape(-1, len(trained.bodyparts), 3)
-    x, y, likelihood = crop.to_full_frame(xyl[..., 0], xyl[..., 1], xyl[..., 2])
+    x, y, likelihood = xyl[..., 0], xyl[..., 1], xyl[..., 2]
+    if crop is not None:
+        x, y, likelihood = crop.to_full_frame(x, y, likelihood)
     return Pose2DArrays(trained.bodyparts, x, y, likelihood)
 
 

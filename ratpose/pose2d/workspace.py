@@ -78,6 +78,20 @@ class CropBox:
     def full(cls, size: tuple[int, int]) -> "CropBox":
         return cls(0, 0, int(size[0]), int(size[1]))
 
+    @classmethod
+    def around(cls, points2d, size: tuple[int, int], frame_size: tuple[int, int]) -> "CropBox":
+        """A ``size`` (width, height) window centred on the mean of ``points2d`` (..., 2 px; NaN ignored),
+        shifted to lie inside a ``frame_size`` image (the frame's centre when no point is finite)."""
+        (w, h), (fw, fh) = (int(v) for v in size), (int(v) for v in frame_size)
+        if not (0 < w <= fw and 0 < h <= fh):
+            raise ValueError(f"window {w}x{h} does not fit a {fw}x{fh} frame")
+        p = np.asarray(points2d, float).reshape(-1, 2)
+        p = p[np.isfinite(p).all(axis=1)]
+        cx, cy = p.mean(axis=0) if len(p) else ((fw - 1) / 2, (fh - 1) / 2)
+        x0 = min(max(int(round(cx - (w - 1) / 2)), 0), fw - w)
+        y0 = min(max(int(round(cy - (h - 1) / 2)), 0), fh - h)
+        return cls(x0, y0, w, h)
+
     def cut(self, image: np.ndarray) -> np.ndarray:
         """The crop of a full frame (a view, rows then columns)."""
         return image[self.y0:self.y0 + self.height, self.x0:self.x0 + self.width]
