@@ -2,7 +2,8 @@
 
 ``dlc`` builds projects from labeled frames, trains, evaluates, registers models trained elsewhere and
 runs inference; ``estimate`` turns a training set + parameters into a fitted model and a video into
-per-frame (x, y, likelihood). DeepLabCut itself is imported lazily, so importing this is cheap.
+per-frame (x, y, likelihood); ``workspace`` projects the rig's 3D workspace into per-camera crops.
+DeepLabCut itself is imported lazily, so importing this is cheap.
 """
 from . import dlc
 from .dlc import (
@@ -14,6 +15,7 @@ from .dlc import (
     TrainParams,
     analyze_video,
     build_project,
+    crop_labeled_data,
     evaluate,
     load_dlc_h5,
     register_model,
@@ -21,9 +23,10 @@ from .dlc import (
     verify_checksums,
 )
 from .estimate import FittedModel, fit_pose_model, model_from_row, model_to_row, pose2d_for_video
+from .workspace import CropBox, Workspace, crop_for_camera
 
 __all__ = [
-    "ChecksumError", "DLCError", "Evaluation", "FittedModel", "Pose2DArrays", "TrainParams", "TrainedModel",
-    "analyze_video", "build_project", "dlc", "evaluate", "fit_pose_model", "load_dlc_h5", "model_from_row",
+    "ChecksumError", "CropBox", "DLCError", "Evaluation", "FittedModel", "Pose2DArrays", "TrainParams",
+    "TrainedModel", "Workspace", "analyze_video", "build_project", "crop_for_camera", "crop_labeled_data", "dlc", "evaluate", "fit_pose_model", "load_dlc_h5", "model_from_row",
     "model_to_row", "pose2d_for_video", "register_model", "train", "verify_checksums",
 ]
