@@ -185,3 +185,32 @@ def test_labeled_frames_cropped_per_image_around_the_labels(tmp_path):
         np.testing.assert_array_equal(cut, box.cut(full))
         xy = before.iloc[row].to_numpy().reshape(-1, 2)
         np.testing.assert_allclose(after.iloc[row].to_numpy().reshape(-1, 2), box.to_crop(xy))
+
+
+def test_rig_defaults_give_new_pose2d_tasks_their_workspace(clean_db, tmp_path, capsys):
+    """`ratpose defaults --workspace ... --dynamic-margin ...`: the rig's next Pose2DTask rows infer on
+    that box's crops with DLC's dynamic cropping; a box with high <= low is one clear error."""
+    from conftest import build_simulated_pipeline
+    from ratpose import cli
+    from ratpose.pose2d import model_to_row
+    from ratpose.sim import SessionConfig
+
+    db = clean_db
+    _, session, _ = build_simulated_pipeline(db, tmp_path, SessionConfig(seconds=4.0, fps=30.0, size=(640, 480)))
+    pose, raw = db["pose"], db["raw"]
+    rig = (raw.Session & session).fetch1("rig")
+    pose.PoseModelParams.insert1({"pose_params": "cropnet", "mode": "register", "model_path": "elsewhere"})
+    model = pose.request_model("sim", "cropnet")
+    pose.PoseModel.insert1({**model, **model_to_row(None), "model_dir": "elsewhere"}, allow_direct_insert=True)
+    assert cli.main(["defaults", "--rig", rig, "--model", "cropnet", "--workspace", "0", "0", "0", "-1", "5", "5"]) == 1
+    assert "--workspace: workspace high" in capsys.readouterr().err
+    assert not pose.PoseDefaults & {"rig": rig}
+    assert cli.main(["defaults", "--rig", rig, "--model", "cropnet", "--workspace", "-10", "-10", "140", "10", "10",
+                     "160", "--dynamic-margin", "40"]) == 0
+    (pose.Pose2DTask & session).delete(prompt=False, part_integrity="cascade")
+    assert pose.Pose2D.schedule() == 2
+    tasks = (pose.Pose2DTask & session).to_dicts()
+    assert {t["pose_params"] for t in tasks} == {"cropnet"} and {t["mode"] for t in tasks} == {"infer"}
+    for task in tasks:
+        np.testing.assert_array_equal(task["workspace"], [[-10, -10, 140], [10, 10, 160]])
+        assert task["dynamic_margin_px"] == 40

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .workspace import Workspace
+
 _FORMATTER = argparse.ArgumentDefaultsHelpFormatter
 
 
@@ -126,8 +128,19 @@ def _cmd_defaults(args) -> int:
         start = _dt.date.fromisoformat(args.from_date)
     except ValueError:
         return _fail(f"--from {args.from_date!r}: not a date (YYYY-MM-DD)")
-    pose.PoseDefaults.insert1({"rig": args.rig, "from_date": start, **models[0]}, replace=True)
-    print(f"rig {args.rig!r}: sessions from {start} get model {args.model!r} at the next `ratpose populate`")
+    try:
+        workspace = (None if args.workspace is None
+                     else Workspace(tuple(args.workspace[:3]), tuple(args.workspace[3:])))
+    except ValueError as err:
+        return _fail(f"--workspace: {err}")
+    if args.dynamic_margin is not None and args.dynamic_margin < 1:
+        return _fail(f"--dynamic-margin {args.dynamic_margin}: must be >= 1 px")
+    box = None if workspace is None else np.array([workspace.low, workspace.high])
+    pose.PoseDefaults.insert1({"rig": args.rig, "from_date": start, **models[0], "workspace": box,
+                               "dynamic_margin_px": args.dynamic_margin}, replace=True)
+    crops = "" if workspace is None else f" on the crops of workspace {workspace.low}..{workspace.high} mm"
+    crops += "" if args.dynamic_margin is None else f", dynamic cropping margin {args.dynamic_margin} px"
+    print(f"rig {args.rig!r}: sessions from {start} get model {args.model!r}{crops} at the next `ratpose populate`")
     return 0
 
 
@@ -243,6 +256,12 @@ def add_commands(subparsers) -> None:
     defaults.add_argument("--rig", required=True, help="rig name (as in session.toml / calibration.toml)")
     defaults.add_argument("--model", required=True, help="model name (from `ratpose train` / `model register`)")
     defaults.add_argument("--from", dest="from_date", default="2000-01-01", help="first session date it applies to")
+    defaults.add_argument("--workspace", type=float, nargs=6, metavar=("X0", "Y0", "Z0", "X1", "Y1", "Z1"),
+                          help="the box (mm, calibration frame: low then high corner) body parts can be in: "
+                          "Pose2D infers on its projection in each camera (default: full frames)")
+    defaults.add_argument("--dynamic-margin", type=int, metavar="PX",
+                          help="DeepLabCut's dynamic cropping: each frame cut to the previous frame's keypoints "
+                          "+ PX (batch size 1)")
     defaults.set_defaults(func=_cmd_defaults)
 
     label = subparsers.add_parser("label", help="frames to label next (DeepLabCut labeled-data)")

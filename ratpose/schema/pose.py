@@ -131,6 +131,7 @@ class Pose2DTask(dj.Manual):
     device = 'auto' : varchar(16)
     workspace = null : <blob>     # infer mode: (low, high) corners (mm, calibration frame) of the box the network
                                   # looks at, cropped per camera; null = full frames
+    dynamic_margin_px = null : int16  # infer mode: DeepLabCut's dynamic cropping (margin, px) in the crop; null = off
     """
 
 
@@ -141,6 +142,8 @@ class PoseDefaults(dj.Manual):
     from_date : date
     ---
     -> PoseModel
+    workspace = null : <blob>         # (low, high) mm, calibration frame: Pose2D infers on its per-camera crops
+    dynamic_margin_px = null : int16  # DeepLabCut's dynamic cropping margin (px); null = off
     """
 
 
@@ -171,9 +174,13 @@ class Pose2D(dj.Computed):
         """Pose2DTask rows for synced recordings not yet scheduled, from their rig's PoseDefaults."""
         rows = []
         for frames in (sync.SyncedFrames - Pose2DTask).proj().to_dicts():
-            model = default_model(frames)
-            if model is not None:
-                rows.append({**frames, **model, **_task_mode(frames, model)})
+            defaults = rig_defaults(frames)
+            if defaults is not None:
+                model = {k: defaults[k] for k in PoseModel.primary_key}
+                mode = _task_mode(frames, model)
+                crops = ({"workspace": defaults["workspace"], "dynamic_margin_px": defaults["dynamic_margin_px"]}
+                         if mode["mode"] == "infer" else {})
+                rows.append({**frames, **model, **mode, **crops})
         Pose2DTask.insert(rows, skip_duplicates=True)
         return len(rows)
 
@@ -194,7 +201,8 @@ class Pose2D(dj.Computed):
         crop = None if camera is None else crop_for_camera(camera, Workspace(*np.asarray(task["workspace"])))
         return (pose2d_for_video(mode=task["mode"], model=model_from_row(model_row, bodyparts), video=video,
                                  n_frames=n_frames, bodyparts=bodyparts, dlc_h5=task["dlc_h5"],
-                                 batch_size=int(task["batch_size"]), device=task["device"], crop=crop), crop)
+                                 batch_size=int(task["batch_size"]), device=task["device"], crop=crop,
+                                 dynamic_margin_px=task["dynamic_margin_px"]), crop)
 
     def make_insert(self, key, pose, crop):
         self.insert1({**key, "n_frames": len(pose.x), **({} if crop is None else crop.to_dict())})
@@ -326,23 +334,24 @@ def register_training_set(name: str, labeled_dir: str, bodyparts: list[str], sco
 
 
 def schedule_pose2d(session_key: dict, model_key: dict, *, mode: str = "infer", dlc_h5: dict | None = None,
-                    batch_size: int = 8, device: str = "auto", workspace=None) -> int:
+                    batch_size: int = 8, device: str = "auto", workspace=None, dynamic_margin_px=None) -> int:
     """Add Pose2DTask rows for every synced recording of a session (dlc_h5: camera -> .h5 in load mode;
-    workspace: a ratpose.pose2d.workspace.Workspace to infer on its per-camera crops)."""
+    workspace: a ratpose.pose2d.workspace.Workspace to infer on its per-camera crops; dynamic_margin_px:
+    DeepLabCut's dynamic cropping in the crop or frame)."""
     box = None if workspace is None else np.array([workspace.low, workspace.high])
     rows = [{**k, **model_key, "mode": mode, "dlc_h5": (dlc_h5 or {}).get(k["camera"], ""),
-             "batch_size": batch_size, "device": device, "workspace": box}
+             "batch_size": batch_size, "device": device, "workspace": box, "dynamic_margin_px": dynamic_margin_px}
             for k in (sync.SyncedFrames & session_key).proj().to_dicts()]
     Pose2DTask.insert(rows, skip_duplicates=True)
     return len(rows)
 
 
-def default_model(session_key: dict) -> dict | None:
-    """The PoseModel key of the rig's PoseDefaults in force on the session's date, or None."""
+def rig_defaults(session_key: dict) -> dict | None:
+    """The rig's PoseDefaults row in force on the session's date (model, workspace), or None."""
     rig, when = (raw.Session & session_key).fetch1("rig", "session_datetime")
     rows = (PoseDefaults & {"rig": rig} & f"from_date <= '{when.date()}'").to_dicts(order_by="from_date DESC",
                                                                                      limit=1)
-    return {k: rows[0][k] for k in PoseModel.primary_key} if rows else None
+    return rows[0] if rows else None
 
 
 def _task_mode(frames_key: dict, model_key: dict) -> dict:
