@@ -91,6 +91,18 @@ def test_analyze_video_against_truth(trained, video):
 
 
 @pytest.mark.slow
+def test_probed_batch_size_gives_the_same_poses(trained, video):
+    """batch_size=0 probes the fastest batch size first; poses do not depend on the batch size."""
+    path, _ = video
+    probed = dlc.analyze_video(trained, path, batch_size=0, device="cpu")
+    fixed = dlc.analyze_crop(trained, path, None, batch_size=3, device="cpu")
+    for a, b in ((probed.x, fixed.x), (probed.y, fixed.y), (probed.likelihood, fixed.likelihood)):
+        np.testing.assert_allclose(a, b, atol=1e-3)
+    with pytest.raises(dlc.DLCError, match="batch_size"):
+        dlc.analyze_video(trained, path, batch_size=-1, device="cpu")
+
+
+@pytest.mark.slow
 def test_dynamic_cropping_follows_the_animal(trained, tmp_path, monkeypatch):
     """DeepLabCut's DynamicCropper: each pose held for 3 frames; every frame after the first shows the
     network only the box of the previous frame's keypoints + margin, and poses come back in full-frame px."""

@@ -1,4 +1,6 @@
 """Rig workspace -> per-camera crop, and crop -> full-frame coordinates (ratpose.pose2d.workspace)."""
+import time
+
 import cv2
 import numpy as np
 import pytest
@@ -214,3 +216,29 @@ def test_rig_defaults_give_new_pose2d_tasks_their_workspace(clean_db, tmp_path, 
     for task in tasks:
         np.testing.assert_array_equal(task["workspace"], [[-10, -10, 140], [10, 10, 160]])
         assert task["dynamic_margin_px"] == 40
+
+
+def test_batch_size_probe_stops_at_the_first_slower_or_out_of_memory_size():
+    from ratpose.pose2d.frames import fastest_batch_size
+
+    frame = np.zeros((4, 4), np.uint8)
+    seen = []
+
+    def gpu_like(batch):   # a fixed cost per call + per frame: larger batches are faster, up to 8
+        seen.append(len(batch))
+        if len(batch) > 8:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        time.sleep(0.004 + 0.0005 * len(batch))
+
+    assert fastest_batch_size(gpu_like, frame) == 8 and max(seen) == 16
+
+    def cpu_like(batch):   # best at 2 frames a call, much worse at 4 (caches): 2 wins, 4 stops the probe
+        time.sleep({1: 0.004, 2: 0.005}.get(len(batch), 0.01 * len(batch)))
+
+    assert fastest_batch_size(cpu_like, frame, candidates=(1, 2, 4, 8)) == 2
+
+    def broken(batch):
+        raise RuntimeError("shape mismatch")
+
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        fastest_batch_size(broken, frame)

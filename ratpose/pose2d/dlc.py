@@ -580,15 +580,16 @@ def analyze_video(trained: TrainedModel, video_path: str | Path, *, batch_size: 
     inference runner on the snapshot and pytorch_config; GPU when torch sees one (device="auto").
     With ``crop`` (a ratpose.pose2d.workspace.CropBox), the network sees only that crop and the result
     is in full-frame pixels (see analyze_crop). ``dynamic_margin_px`` turns on DeepLabCut's dynamic
-    cropping inside that crop (or the full frame), batch size 1: see analyze_crop.
+    cropping inside that crop (or the full frame), batch size 1: see analyze_crop. ``batch_size=0``
+    probes the fastest batch size on the device first (ratpose.pose2d.frames.fastest_batch_size).
     """
     video_path = Path(video_path)
     n_frames = _video_frame_count(video_path)
     verify_checksums(trained)
     device = _resolve_device(device)
-    if batch_size < 1:
-        raise DLCError(f"batch_size must be >= 1, got {batch_size}")
-    if crop is not None or dynamic_margin_px is not None:
+    if batch_size < 0:
+        raise DLCError(f"batch_size must be >= 1 (or 0: probe the fastest), got {batch_size}")
+    if crop is not None or dynamic_margin_px is not None or batch_size == 0:
         pose = analyze_crop(trained, video_path, crop, batch_size=batch_size, device=device,
                             dynamic_margin_px=dynamic_margin_px)
         if pose.n_frames != n_frames:
@@ -616,16 +617,26 @@ def analyze_crop(trained: TrainedModel, video_path: str | Path, crop, *, batch_s
     from deeplabcut.pose_estimation_pytorch.config import read_config_as_dict
     from deeplabcut.pose_estimation_pytorch.runners.dynamic_cropping import DynamicCropper
 
-    from .frames import batches, decode_gray, prefetch
+    from .frames import BATCH_SIZES, batches, decode_gray, fastest_batch_size, prefetch
+
+    def runner_for(size: int, dynamic=None):
+        return get_pose_inference_runner(model_config=read_config_as_dict(trained.pytorch_config),
+                                         snapshot_path=trained.snapshot, device=device, max_individuals=1,
+                                         batch_size=size, dynamic=dynamic)
 
     dynamic = None
     if dynamic_margin_px is not None:
         if int(dynamic_margin_px) < 1:
             raise DLCError(f"dynamic_margin_px must be >= 1 px, got {dynamic_margin_px}")
         dynamic, batch_size = DynamicCropper(DYNAMIC_THRESHOLD, int(dynamic_margin_px)), 1
-    runner = get_pose_inference_runner(model_config=read_config_as_dict(trained.pytorch_config),
-                                       snapshot_path=trained.snapshot, device=device, max_individuals=1,
-                                       batch_size=batch_size, dynamic=dynamic)
+    if batch_size == 0:
+        first = next(decode_gray(video_path, crop=crop), None)
+        if first is None:
+            raise DLCError(f"{video_path}: no frame to decode")
+        probe = runner_for(max(BATCH_SIZES))
+        batch_size = fastest_batch_size(lambda b: probe.inference([np.repeat(f[..., None], 3, axis=2) for f in b]),
+                                        first)
+    runner = runner_for(batch_size, dynamic)
     out = []
     for batch in prefetch(batches(decode_gray(video_path, crop=crop), batch_size), maxsize=4):
         predictions = runner.inference([np.repeat(f[..., None], 3, axis=2) for f in batch])

@@ -127,7 +127,7 @@ class Pose2DTask(dj.Manual):
     ---
     mode = 'infer' : enum('infer', 'load')   # load: read an existing DLC .h5 for this video
     dlc_h5 = '' : varchar(1024)
-    batch_size = 8 : int16
+    batch_size = 8 : int16        # 0: the fastest on the device, found by a short probe
     device = 'auto' : varchar(16)
     workspace = null : <blob>     # infer mode: (low, high) corners (mm, calibration frame) of the box the network
                                   # looks at, cropped per camera; null = full frames
