@@ -131,7 +131,8 @@ def main() -> None:
     truth = points2d[:args.frames]
     inside = workspace.contains(points3d[:args.frames]) & np.isfinite(truth).all(axis=-1)
     print(f"\n{args.frames} consecutive frames of {SIZE[0]}x{SIZE[1]} from {args.start_s:g} s, camera {cam.name}; "
-          f"resnet_10 trained {train_s:.0f} s ({args.labels} labels in {args.window} px windows, {args.epochs} epochs), "
+          f"resnet_10 trained {train_s:.0f} s ({args.labels} labels in {args.window} px windows, "
+          f"{args.epochs} epochs), "
           f"device {args.device}")
     print(f"workspace {args.workspace} +/- {margin:g} mm: crop {crop.width}x{crop.height} at ({crop.x0}, {crop.y0}); "
           "crop area / full frame: " + ", ".join(f"{k} {v:.2f}" for k, v in fractions.items())

@@ -183,7 +183,8 @@ def test_labeled_frames_cropped_per_image_around_the_labels(tmp_path):
     for row, name in enumerate(before.index):
         box = windows[row]
         image = name[-1] if isinstance(name, tuple) else name.split("/")[-1]
-        full, cut = cv2.imread(str(src / image), cv2.IMREAD_UNCHANGED), cv2.imread(str(out / image), cv2.IMREAD_UNCHANGED)
+        full = cv2.imread(str(src / image), cv2.IMREAD_UNCHANGED)
+        cut = cv2.imread(str(out / image), cv2.IMREAD_UNCHANGED)
         np.testing.assert_array_equal(cut, box.cut(full))
         xy = before.iloc[row].to_numpy().reshape(-1, 2)
         np.testing.assert_allclose(after.iloc[row].to_numpy().reshape(-1, 2), box.to_crop(xy))

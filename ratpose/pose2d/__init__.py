@@ -27,6 +27,7 @@ from .workspace import CropBox, Workspace, crop_for_camera
 
 __all__ = [
     "ChecksumError", "CropBox", "DLCError", "Evaluation", "FittedModel", "Pose2DArrays", "TrainParams",
-    "TrainedModel", "Workspace", "analyze_video", "build_project", "crop_for_camera", "crop_labeled_data", "dlc", "evaluate", "fit_pose_model", "load_dlc_h5", "model_from_row",
-    "model_to_row", "pose2d_for_video", "register_model", "train", "verify_checksums",
+    "TrainedModel", "Workspace", "analyze_video", "build_project", "crop_for_camera", "crop_labeled_data", "dlc",
+    "evaluate", "fit_pose_model", "load_dlc_h5", "model_from_row", "model_to_row", "pose2d_for_video",
+    "register_model", "train", "verify_checksums",
 ]

@@ -135,8 +135,8 @@ def _cmd_defaults(args) -> int:
         return _fail(f"--workspace: {err}")
     if args.dynamic_margin is not None and args.dynamic_margin < 1:
         return _fail(f"--dynamic-margin {args.dynamic_margin}: must be >= 1 px")
-    box = None if workspace is None else np.array([workspace.low, workspace.high])
-    pose.PoseDefaults.insert1({"rig": args.rig, "from_date": start, **models[0], "workspace": box,
+    pose.PoseDefaults.insert1({"rig": args.rig, "from_date": start, **models[0],
+                               "workspace": None if workspace is None else workspace.corners(),
                                "dynamic_margin_px": args.dynamic_margin}, replace=True)
     crops = "" if workspace is None else f" on the crops of workspace {workspace.low}..{workspace.high} mm"
     crops += "" if args.dynamic_margin is None else f", dynamic cropping margin {args.dynamic_margin} px"
@@ -227,7 +227,8 @@ def add_commands(subparsers) -> None:
     train.add_argument("name", help="name of the new training set and model")
     train.add_argument("source", type=Path, help="DLC labeled-data folder, or a DLC project's config.yaml")
     train.add_argument("--base", help="existing training set the new labels are added to (it stays unchanged)")
-    train.add_argument("--net", default="resnet_18", help="DLC network type (resnet_10, resnet_18, resnet_34 or one of DLC's own)")
+    train.add_argument("--net", default="resnet_18",
+                       help="DLC network type (resnet_10, resnet_18, resnet_34 or one of DLC's own)")
     train.add_argument("--epochs", type=int, default=200, help="training epochs")
     train.add_argument("--batch-size", type=int, default=8, help="training batch size")
     train.add_argument("--init", default="imagenet", help="initial weights: imagenet, random or a snapshot path")

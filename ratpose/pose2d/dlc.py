@@ -634,18 +634,22 @@ def analyze_crop(trained: TrainedModel, video_path: str | Path, crop, *, batch_s
         if first is None:
             raise DLCError(f"{video_path}: no frame to decode")
         probe = runner_for(max(BATCH_SIZES))
-        batch_size = fastest_batch_size(lambda b: probe.inference([np.repeat(f[..., None], 3, axis=2) for f in b]),
-                                        first)
+        batch_size = fastest_batch_size(lambda frames: probe.inference(_rgb(frames)), first)
     runner = runner_for(batch_size, dynamic)
     out = []
     for batch in prefetch(batches(decode_gray(video_path, crop=crop), batch_size), maxsize=4):
-        predictions = runner.inference([np.repeat(f[..., None], 3, axis=2) for f in batch])
+        predictions = runner.inference(_rgb(batch))
         out.extend(p["bodyparts"][0] for p in predictions)  # (n_parts, 3): x, y, score of the one animal
     xyl = np.asarray(out, dtype=np.float64).reshape(-1, len(trained.bodyparts), 3)
     x, y, likelihood = xyl[..., 0], xyl[..., 1], xyl[..., 2]
     if crop is not None:
         x, y, likelihood = crop.to_full_frame(x, y, likelihood)
     return Pose2DArrays(trained.bodyparts, x, y, likelihood)
+
+
+def _rgb(frames) -> list[np.ndarray]:
+    """Grey frames as the 3-channel images DLC's runner takes."""
+    return [np.repeat(f[..., None], 3, axis=2) for f in frames]
 
 
 def _analyze_in_project(trained: TrainedModel, video: Path, dest: Path, batch_size: int, device: str) -> Path:

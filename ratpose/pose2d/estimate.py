@@ -48,9 +48,11 @@ def fit_pose_model(*, mode: str, labeled_dir: str, workdir: str, bodyparts: tupl
 
 def pose2d_for_video(*, mode: str, model: dlc.TrainedModel | None, video: str, n_frames: int,
                      bodyparts: tuple[str, ...], dlc_h5: str = "", batch_size: int = 8,
-                     device: str = "auto", crop=None, dynamic_margin_px: int | None = None) -> dlc.Pose2DArrays:
+                     device: str = "auto", crop=None, dynamic_margin_px: int | None = None
+                     ) -> dlc.Pose2DArrays:
     """2D pose of every frame of a video: DLC inference ('infer', on ``crop`` when given, in full-frame
-    pixels; DLC's dynamic cropping with ``dynamic_margin_px``) or an existing output ('load': DLC .h5 / .csv, SLEAP .slp / analysis .h5).
+    pixels; DLC's dynamic cropping with ``dynamic_margin_px``) or an existing output ('load': DLC .h5 /
+    .csv, SLEAP .slp / analysis .h5).
 
     The result must have one row per recorded frame and the model's body parts, else ValueError.
     """
@@ -58,7 +60,7 @@ def pose2d_for_video(*, mode: str, model: dlc.TrainedModel | None, video: str, n
         if model is None:
             raise ValueError(f"{video}: the model is external (no files here); use mode 'load' with its .h5")
         pose = dlc.analyze_video(model, video, batch_size=batch_size, device=device, crop=crop,
-                                 dynamic_margin_px=None if dynamic_margin_px is None else int(dynamic_margin_px))
+                                 dynamic_margin_px=dynamic_margin_px)
     elif mode == "load":
         if not dlc_h5:
             raise ValueError(f"mode 'load' for {video} needs the path of a DLC (.h5, .csv) or SLEAP (.slp, .h5) output")

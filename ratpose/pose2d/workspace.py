@@ -44,6 +44,10 @@ class Workspace:
         m = np.broadcast_to(np.asarray(margin_mm, float), (3,))
         return cls(tuple(np.nanmin(p, axis=0) - m), tuple(np.nanmax(p, axis=0) + m))
 
+    def corners(self) -> np.ndarray:
+        """(2, 3) array: low, high (how Pose2DTask and PoseDefaults store the box; ``Workspace(*corners)``)."""
+        return np.array([self.low, self.high])
+
     def surface(self, n: int = 9) -> np.ndarray:
         """Points (6 n^2, 3) on a grid over the box's six faces."""
         low, high = np.asarray(self.low), np.asarray(self.high)

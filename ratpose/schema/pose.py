@@ -338,7 +338,7 @@ def schedule_pose2d(session_key: dict, model_key: dict, *, mode: str = "infer", 
     """Add Pose2DTask rows for every synced recording of a session (dlc_h5: camera -> .h5 in load mode;
     workspace: a ratpose.pose2d.workspace.Workspace to infer on its per-camera crops; dynamic_margin_px:
     DeepLabCut's dynamic cropping in the crop or frame)."""
-    box = None if workspace is None else np.array([workspace.low, workspace.high])
+    box = None if workspace is None else workspace.corners()
     rows = [{**k, **model_key, "mode": mode, "dlc_h5": (dlc_h5 or {}).get(k["camera"], ""),
              "batch_size": batch_size, "device": device, "workspace": box, "dynamic_margin_px": dynamic_margin_px}
             for k in (sync.SyncedFrames & session_key).proj().to_dicts()]
