@@ -4,7 +4,7 @@ crop vs DeepLabCut's dynamic crop, one model, one run; and decoding.
 A resnet_10 is trained (CPU, random init) on the session's rig's labeled frames, each cut to a
 ``--window`` px window around its labels with a random shift (as DeepLabCut's crop sampling trains on
 big frames). The same model then runs on ``--frames`` consecutive frames of camera ``--camera``:
-the full frame; the workspace crop (the box projected through the calibration, stride-rounded):
+the full frame; the workspace crop (the box projected through the calibration, on the network's grid):
 ``knob`` (default; the knob +/- a margin, where the grasp and turn happen) or ``reach`` (every
 keypoint of the session + a margin); and the full frame with DLC's dynamic cropping (the first frame
 whole, then the previous frame's keypoints + a margin). 2D error against the simulator's truth is
@@ -112,10 +112,6 @@ def main() -> None:
     else:
         margin = 10.0 if args.margin_mm is None else args.margin_mm
         workspace = Workspace.around(scene.knob_center, margin)
-    crop = crop_for_camera(cam, workspace)
-    rig = rig_and_lab_frame(SIZE, 2)[0]
-    fractions = {c.name: (lambda b: b.width * b.height / (SIZE[0] * SIZE[1]))(crop_for_camera(c, workspace))
-                 for c in rig}
     with tempfile.TemporaryDirectory(prefix="bench-pose2d-") as tmp:
         root = Path(tmp)
         decode = {codec: _decode_fps(_write(root / f"{codec}.mkv", frames[:args.decode_frames], codec),
@@ -124,6 +120,9 @@ def main() -> None:
         t0 = time.perf_counter()
         model = _train(root / "train", args.labels, args.window, args.epochs, args.device)
         train_s = time.perf_counter() - t0
+        stride = dlc.input_stride(model)
+        crops = {c.name: crop_for_camera(c, workspace, stride) for c in rig_and_lab_frame(SIZE, 2)[0]}
+        crop = crops[cam.name]
         runs = {"full frame": _run(model, video, args.frames, CropBox.full(SIZE), args.batch_size, args.device),
                 "workspace crop": _run(model, video, args.frames, crop, args.batch_size, args.device),
                 "dynamic crop": _run(model, video, args.frames, None, 1, args.device, args.dynamic_margin_px)}
@@ -134,19 +133,22 @@ def main() -> None:
           f"resnet_10 trained {train_s:.0f} s ({args.labels} labels in {args.window} px windows, "
           f"{args.epochs} epochs), "
           f"device {args.device}")
-    print(f"workspace {args.workspace} +/- {margin:g} mm: crop {crop.width}x{crop.height} at ({crop.x0}, {crop.y0}); "
-          "crop area / full frame: " + ", ".join(f"{k} {v:.2f}" for k, v in fractions.items())
+    print(f"workspace {args.workspace} +/- {margin:g} mm: crop {crop.width}x{crop.height} at ({crop.x0}, {crop.y0}) "
+          f"(network stride {stride}); crop area / full frame: "
+          + ", ".join(f"{k} {b.width * b.height / (SIZE[0] * SIZE[1]):.2f}" for k, b in crops.items())
           + f"; keypoints inside the workspace {inside.mean():.2f} of these frames")
     full_fps, full_pose = runs["full frame"]
     full_error = None
     for name, (fps, pose) in runs.items():
         error = np.hypot(pose.x - truth[..., 0], pose.y - truth[..., 1])[inside]
+        moved = np.hypot(pose.x - full_pose.x, pose.y - full_pose.y)[inside]
         missed = np.isnan(error).mean()
         median = float(np.nanmedian(error)) if missed < 1 else float("nan")
         full_error = median if full_error is None else full_error
         print(f"Pose2D {name:15s}: {fps:7.3f} frames/s  x{fps / full_fps:5.2f}   2D error median {median:6.2f} px "
               f"(x{median / full_error:4.2f} of full frame), 90th pct {np.nanpercentile(error, 90):6.2f} px, "
-              f"{missed:.0%} NaN   (targets: x >= 3 at error within 5 %)")
+              f"{missed:.0%} NaN; moved from the full frame's: median {np.nanmedian(moved):.3f} px, "
+              f"{np.nanmean(moved > 0.1):.0%} by > 0.1 px   (targets: x >= 3 at error within 5 %)")
     for codec, fps in decode.items():
         print(f"decode {codec:5s} ({args.decode_frames} frames, threads {args.threads}): {fps:8.1f} frames/s   "
               f"ratio to 452 {fps / 452:.2f}")

@@ -28,8 +28,10 @@ def _argmax_network(crop: np.ndarray):
 def test_crop_holds_workspace_projection_like_cv2(rig_and_workspace):
     rig, ws = rig_and_workspace
     for cam in rig:
-        crop = crop_for_camera(cam, ws, stride=8)
-        assert crop.width % 8 == 0 and crop.height % 8 == 0
+        crop = crop_for_camera(cam, ws, stride=16)
+        assert crop.x0 % 16 == 0 and crop.y0 % 16 == 0      # on the network's grid
+        assert crop.width % 16 == 0 or crop.x0 + crop.width == SIZE[0]
+        assert crop.height % 16 == 0 or crop.y0 + crop.height == SIZE[1]
         assert crop.width * crop.height < 0.5 * SIZE[0] * SIZE[1]
         pts = ws.surface()
         ref = cv2.projectPoints(pts, cv2.Rodrigues(cam.R)[0], cam.t, cam.K, cam.dist)[0].reshape(-1, 2)
@@ -37,8 +39,15 @@ def test_crop_holds_workspace_projection_like_cv2(rig_and_workspace):
         ref = ref[(ref > -0.5).all(axis=1) & (ref < np.array(SIZE) - 0.5).all(axis=1)]  # inside the image
         assert np.isfinite(crop.to_crop(ref)).all()      # every projected workspace point is in the crop
         lo, hi = ref.min(axis=0), ref.max(axis=0)        # and the crop is tight (within one stride)
-        assert lo[0] - crop.x0 < 8.5 and lo[1] - crop.y0 < 8.5
-        assert crop.x0 + crop.width - hi[0] < 8.5 + 1 and crop.y0 + crop.height - hi[1] < 8.5 + 1
+        assert lo[0] - crop.x0 < 16.5 and lo[1] - crop.y0 < 16.5
+        assert crop.x0 + crop.width - hi[0] < 16.5 + 1 and crop.y0 + crop.height - hi[1] < 16.5 + 1
+
+
+def test_crop_of_a_workspace_wider_than_the_view_is_the_full_frame(rig_and_workspace):
+    rig, ws = rig_and_workspace
+    wide = Workspace.around(np.mean([ws.low, ws.high], axis=0), 80.0)   # the rig sees ~60 x 45 mm
+    for cam in rig:
+        assert crop_for_camera(cam, wide, stride=32) == CropBox.full(SIZE)   # 1080 is no multiple of 32
 
 
 def test_keypoint_found_at_its_full_frame_pixel(rig_and_workspace):
@@ -243,3 +252,38 @@ def test_batch_size_probe_stops_at_the_first_slower_or_out_of_memory_size():
 
     with pytest.raises(RuntimeError, match="shape mismatch"):
         fastest_batch_size(broken, frame)
+
+
+@pytest.mark.slow
+def test_pose2d_on_a_workspace_keeps_the_crop_the_network_saw(clean_db, tmp_path):
+    """Pose2D with a workspace: each camera's network runs on the box's crop (corner on the network's
+    grid), the row keeps that crop, and keypoints come back in full-frame px inside it or NaN, likelihood 0."""
+    from conftest import build_simulated_pipeline
+    from ratpose.pose2d import input_stride, model_from_row
+    from ratpose.schema.jobs import populate
+    from ratpose.sim import SessionConfig
+
+    db = clean_db
+    truth, session, _ = build_simulated_pipeline(db, tmp_path, SessionConfig(seconds=1.0, fps=30.0, size=(640, 480)))
+    pose, calib = db["pose"], db["calib"]
+    pose.PoseModelParams.insert1({"pose_params": "quick", "mode": "train", "net_type": "resnet_10", "epochs": 1,
+                                  "augmentation": False, "device": "cpu", "init": "random"})
+    model_key = pose.request_model("sim", "quick")
+    populate({"PoseModel": pose.PoseModel})
+    model = model_from_row((pose.PoseModel & model_key).fetch1(), tuple(pose.training_bodyparts(model_key)))
+    workspace = Workspace.around(truth.scene.knob_center, 10.0)
+    assert pose.schedule_pose2d(session, model_key, workspace=workspace, batch_size=4) == 2
+    assert populate({"Pose2D": pose.Pose2D})["Pose2D"]["error_list"] == []
+    rig = calib.session_rig(session)
+    rows = (pose.Pose2D & session & model_key).to_dicts()
+    assert len(rows) == 2
+    for row in rows:
+        crop = crop_for_camera(rig[row["camera"]], workspace, stride=input_stride(model))
+        assert (crop.x0 % 16, crop.y0 % 16) == (0, 0) and crop.width * crop.height < 0.5 * 640 * 480
+        assert (row["crop_x0"], row["crop_y0"], row["crop_width"], row["crop_height"]) == (
+            crop.x0, crop.y0, crop.width, crop.height)
+        for part in (pose.Pose2D.BodyPart & row).to_dicts():
+            xy = np.stack([part["x"], part["y"]], axis=1)
+            seen = np.isfinite(xy).all(axis=1)
+            assert len(xy) == row["n_frames"] and np.isfinite(crop.to_crop(xy[seen])).all()
+            assert (part["likelihood"][~seen] == 0).all()

@@ -2,7 +2,8 @@
 
 ``dlc`` builds projects from labeled frames, trains, evaluates, registers models trained elsewhere and
 runs inference; ``estimate`` turns a training set + parameters into a fitted model and a video into
-per-frame (x, y, likelihood); ``workspace`` projects the rig's 3D workspace into per-camera crops.
+per-frame (x, y, likelihood); ``workspace`` projects the rig's 3D workspace into per-camera crops on the
+network's grid (``input_stride``), where the network gives the full frame's poses.
 DeepLabCut itself is imported lazily, so importing this is cheap.
 """
 from . import dlc
@@ -17,6 +18,7 @@ from .dlc import (
     build_project,
     crop_labeled_data,
     evaluate,
+    input_stride,
     load_dlc_h5,
     register_model,
     train,
@@ -28,6 +30,6 @@ from .workspace import CropBox, Workspace, crop_for_camera
 __all__ = [
     "ChecksumError", "CropBox", "DLCError", "Evaluation", "FittedModel", "Pose2DArrays", "TrainParams",
     "TrainedModel", "Workspace", "analyze_video", "build_project", "crop_for_camera", "crop_labeled_data", "dlc",
-    "evaluate", "fit_pose_model", "load_dlc_h5", "model_from_row", "model_to_row", "pose2d_for_video",
+    "evaluate", "fit_pose_model", "input_stride", "load_dlc_h5", "model_from_row", "model_to_row", "pose2d_for_video",
     "register_model", "train", "verify_checksums",
 ]

@@ -611,11 +611,12 @@ def analyze_crop(trained: TrainedModel, video_path: str | Path, crop, *, batch_s
 
     ``dynamic_margin_px``: DeepLabCut's DynamicCropper within the crop (for an animal that moves
     through a large workspace): after a frame where a keypoint scores >= DYNAMIC_THRESHOLD, the next
-    frame is cut to the box of that frame's keypoints + the margin; when none does, the whole crop is
-    seen again. It works frame by frame, so the batch size is 1."""
+    frame is cut to the box of that frame's keypoints + the margin, its corner moved back onto the
+    network's grid (input_stride); when none does, the whole crop is seen again. It works frame by
+    frame, so the batch size is 1. A ``crop`` on that grid (workspace.crop_for_camera) gives the full
+    frame's poses away from its edges."""
     from deeplabcut.pose_estimation_pytorch.apis.utils import get_pose_inference_runner
     from deeplabcut.pose_estimation_pytorch.config import read_config_as_dict
-    from deeplabcut.pose_estimation_pytorch.runners.dynamic_cropping import DynamicCropper
 
     from .frames import BATCH_SIZES, batches, decode_gray, fastest_batch_size, prefetch
 
@@ -628,7 +629,7 @@ def analyze_crop(trained: TrainedModel, video_path: str | Path, crop, *, batch_s
     if dynamic_margin_px is not None:
         if int(dynamic_margin_px) < 1:
             raise DLCError(f"dynamic_margin_px must be >= 1 px, got {dynamic_margin_px}")
-        dynamic, batch_size = DynamicCropper(DYNAMIC_THRESHOLD, int(dynamic_margin_px)), 1
+        dynamic, batch_size = _grid_dynamic_cropper(int(dynamic_margin_px), input_stride(trained)), 1
     if batch_size == 0:
         first = next(decode_gray(video_path, crop=crop), None)
         if first is None:
@@ -645,6 +646,28 @@ def analyze_crop(trained: TrainedModel, video_path: str | Path, crop, *, batch_s
     if crop is not None:
         x, y, likelihood = crop.to_full_frame(x, y, likelihood)
     return Pose2DArrays(trained.bodyparts, x, y, likelihood)
+
+
+def input_stride(trained: TrainedModel) -> int:
+    """The shift (px) the network's output follows exactly: its backbone's downsampling (DeepLabCut's
+    ResNets: ``output_stride``, 16 by default; 32, the coarsest of its other backbones, otherwise).
+    An image cut at a multiple of it shows the network the full frame's pixel grid."""
+    from deeplabcut.pose_estimation_pytorch.config import read_config_as_dict
+
+    return int(read_config_as_dict(trained.pytorch_config)["model"]["backbone"].get("output_stride", 32))
+
+
+def _grid_dynamic_cropper(margin_px: int, stride: int):
+    """DeepLabCut's DynamicCropper whose boxes start on the network's grid (corner moved down to a
+    multiple of ``stride``), so a cropped frame is seen as the full frame would be."""
+    from deeplabcut.pose_estimation_pytorch.runners.dynamic_cropping import DynamicCropper
+
+    class GridDynamicCropper(DynamicCropper):
+        def _min_value(self, coordinates, maximum: int) -> int:
+            value = super()._min_value(coordinates, maximum)
+            return value - value % stride
+
+    return GridDynamicCropper(DYNAMIC_THRESHOLD, margin_px)
 
 
 def _rgb(frames) -> list[np.ndarray]:

@@ -2,8 +2,10 @@
 
 The box (mm, calibration frame) is set once per rig, by hand or around the knob with a margin. Its
 surface is projected through each camera's calibration (distortion included, so bulging edges count),
-giving a pixel crop rounded out to the network's stride and kept inside the image. Pose2D runs on the
-crop; ``to_full_frame`` maps its coordinates back and turns keypoints outside the crop into NaN with
+giving a pixel crop rounded out to the network's stride and kept inside the image. The crop starts on
+the network's grid (a multiple of its stride), so the network sees the pixels exactly as it does in the
+full frame and keypoints away from the crop's edges come out as they would on the full frame (an
+origin off the grid moves them by pixels, at times to another blob). Pose2D runs on the crop; ``to_full_frame`` maps its coordinates back and turns keypoints outside the crop into NaN with
 likelihood 0 (never clamped to the border).
 """
 from __future__ import annotations
@@ -125,10 +127,12 @@ class CropBox:
         return {"crop_x0": self.x0, "crop_y0": self.y0, "crop_width": self.width, "crop_height": self.height}
 
 
-def crop_for_camera(camera: Camera, workspace: Workspace, stride: int = 8) -> CropBox:
-    """The smallest stride-multiple crop of ``camera``'s image holding the projected workspace.
+def crop_for_camera(camera: Camera, workspace: Workspace, stride: int = 32) -> CropBox:
+    """The smallest crop of ``camera``'s image holding the projected workspace, on the network's grid.
 
-    Raises ValueError when the box is behind the camera or projects outside the image.
+    ``stride``: the network's input stride (``dlc.input_stride(model)``; 32 fits every DeepLabCut
+    backbone): the crop's corner sits on a multiple of it and its size is one (or reaches the image's
+    edge). Raises ValueError when the box is behind the camera or projects outside the image.
     """
     if stride < 1:
         raise ValueError(f"stride must be >= 1, got {stride}")
@@ -142,16 +146,12 @@ def crop_for_camera(camera: Camera, workspace: Workspace, stride: int = 8) -> Cr
     lo, hi = np.maximum(lo, 0), np.minimum(hi, (w - 1, h - 1))
     if (hi < lo).any():
         raise ValueError(f"camera {camera.name}: the workspace projects outside the {w}x{h} image")
-    return CropBox(*_box(lo, hi, (w, h), stride))
+    (x0, width), (y0, height) = (_grid_span(int(lo[i]), int(hi[i]), int((w, h)[i]), stride) for i in range(2))
+    return CropBox(x0, y0, width, height)
 
 
-def _box(lo, hi, size, stride) -> tuple[int, int, int, int]:
-    (x0, width), (y0, height) = (_stride_span(int(lo[i]), int(hi[i]), int(size[i]), stride) for i in range(2))
-    return x0, y0, width, height
-
-
-def _stride_span(first: int, last: int, n: int, stride: int) -> tuple[int, int]:
-    """Start and length (a multiple of stride, at most n rounded down) of a span covering first..last in 0..n-1."""
-    length = min(-(-(last - first + 1) // stride) * stride, n - n % stride or n)
-    start = min(max(first - (length - (last - first + 1)) // 2, 0), n - length)
-    return start, length
+def _grid_span(first: int, last: int, n: int, stride: int) -> tuple[int, int]:
+    """Start (a multiple of stride) and length (a multiple of stride, or up to n) of a span covering
+    first..last in 0..n-1."""
+    start = first - first % stride
+    return start, min(-(-(last + 1) // stride) * stride, n) - start

@@ -9,7 +9,7 @@ import datajoint as dj
 import numpy as np
 
 from .. import db
-from ..pose2d.dlc import TrainParams
+from ..pose2d.dlc import TrainParams, input_stride
 from ..pose3d import Pose3DParams as Pose3DSettings
 from ..pose3d import reconstruct
 from ..pose2d.estimate import fit_pose_model, model_from_row, model_to_row, pose2d_for_video
@@ -198,8 +198,11 @@ class Pose2D(dj.Computed):
                 camera)
 
     def make_compute(self, key, task, model_row, bodyparts, video, n_frames, camera):
-        crop = None if camera is None else crop_for_camera(camera, Workspace(*np.asarray(task["workspace"])))
-        return (pose2d_for_video(mode=task["mode"], model=model_from_row(model_row, bodyparts), video=video,
+        model = model_from_row(model_row, bodyparts)
+        crop = None
+        if camera is not None and model is not None:   # on the network's grid: the full frame's poses
+            crop = crop_for_camera(camera, Workspace(*np.asarray(task["workspace"])), stride=input_stride(model))
+        return (pose2d_for_video(mode=task["mode"], model=model, video=video,
                                  n_frames=n_frames, bodyparts=bodyparts, dlc_h5=task["dlc_h5"],
                                  batch_size=int(task["batch_size"]), device=task["device"], crop=crop,
                                  dynamic_margin_px=task["dynamic_margin_px"]), crop)
