@@ -140,11 +140,12 @@ STAGE_WEIGHTS = {"simulate": 5, "ingest": 1, "sync": 1, "calibration": 7, "pose 
 
 class _Progress:
     """One line per stage on the console: elapsed time and the overall ETA (STAGE_WEIGHTS, scaled to the
-    time the stages so far took)."""
+    time the stages so far took; a given model is registered, not trained: its stage weighs 1 s)."""
 
-    def __init__(self, console: TextIO):
+    def __init__(self, console: TextIO, trains_model: bool):
         self.console, self.start, self.done = console, time.monotonic(), 0.0
-        self.total = sum(STAGE_WEIGHTS.values())
+        self.weights = {**STAGE_WEIGHTS, **({} if trains_model else {"pose model": 1})}
+        self.total = sum(self.weights.values())
 
     @contextmanager
     def stage(self, name: str):
@@ -153,7 +154,7 @@ class _Progress:
         self.console.write(f"[{index:>2}/{len(STAGE_WEIGHTS)}] {name:<16}")
         self.console.flush()
         yield
-        self.done += STAGE_WEIGHTS[name]
+        self.done += self.weights[name]
         elapsed = time.monotonic() - self.start
         eta = elapsed / self.done * (self.total - self.done)
         self.console.write(f" {time.monotonic() - begin:5.0f} s   elapsed {elapsed:4.0f} s, ETA {eta:4.0f} s\n")
@@ -193,7 +194,7 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings()) -> DemoSu
     print(f"demo folder: {out}\nlog: {log_path}\ndatabase: schemas {db.schema_name('raw', settings.prefix)} ... "
           f"{db.schema_name('analysis', settings.prefix)}", flush=True)
     with _output_to(log_path) as console, _prefix(settings.prefix):
-        summary = _run_stages(out, settings, _Progress(console))
+        summary = _run_stages(out, settings, _Progress(console, trains_model=not settings.model))
     summary.add("log", None, str(log_path), "DeepLabCut's output and warnings")
     return summary
 

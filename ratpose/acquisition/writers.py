@@ -19,8 +19,10 @@ log = logging.getLogger(__name__)
 CODECS = {
     "raw": ("rawvideo", "gray", {}),
     "ffv1": ("ffv1", "gray", {"level": "3", "slices": "4", "slicecrc": "1"}),
-    # no B-frames: packets then come in display order, so a file cut short still holds a prefix of frames
-    "h264": ("libx264", "gray", {"bf": "0"}),
+    # no B-frames: packets then come in display order, so a file cut short still holds a prefix of frames;
+    # tune fastdecode (no CABAC, no deblocking): decodes ~2x faster (1440x1080 on 2 cores: 845 vs 347-453
+    # frames/s, where Pose2D on a GPU needs 2 x 226) for ~1.5x the bytes at the same CRF
+    "h264": ("libx264", "gray", {"bf": "0", "tune": "fastdecode"}),
     "h265": ("libx265", "gray", {"x265-params": "log-level=error:bframes=0"}),
     "h264_nvenc": ("h264_nvenc", "yuv420p", {"bf": "0"}),
 }

@@ -630,13 +630,16 @@ def analyze_crop(trained: TrainedModel, video_path: str | Path, crop, *, batch_s
         if int(dynamic_margin_px) < 1:
             raise DLCError(f"dynamic_margin_px must be >= 1 px, got {dynamic_margin_px}")
         dynamic, batch_size = _grid_dynamic_cropper(int(dynamic_margin_px), input_stride(trained)), 1
+    runner = None
     if batch_size == 0:
         first = next(decode_gray(video_path, crop=crop), None)
         if first is None:
             raise DLCError(f"{video_path}: no frame to decode")
-        probe = runner_for(max(BATCH_SIZES))
-        batch_size = fastest_batch_size(lambda frames: probe.inference(_rgb(frames)), first)
-    runner = runner_for(batch_size, dynamic)
+        # the runner batches what one call gives it: fed batch_size frames a call, it runs that size
+        runner = runner_for(max(BATCH_SIZES))
+        batch_size = fastest_batch_size(lambda frames: runner.inference(_rgb(frames)), first)
+    if runner is None:
+        runner = runner_for(batch_size, dynamic)
     out = []
     for batch in prefetch(batches(decode_gray(video_path, crop=crop), batch_size), maxsize=4):
         predictions = runner.inference(_rgb(batch))
