@@ -140,8 +140,8 @@ def main() -> None:
                                                 ("workspace crop", crop, args.batch_size, None),
                                                 ("dynamic crop", None, 1, args.dynamic_margin_px)):
                 fps, pose = _run(model, video, n, box, batch, args.device, margin_px)
-                full = runs["full frame"][-1][1] if name != "full frame" else pose
                 runs.setdefault(name, []).append((fps, pose))
+                full = runs["full frame"][-1][1]   # this camera's (the first variant run)
                 errors.setdefault(name, []).append(np.hypot(pose.x - truth[..., 0], pose.y - truth[..., 1])[seen])
                 moves.setdefault(name, []).append(np.hypot(pose.x - full.x, pose.y - full.y)[seen])
                 _report(f"  {name}", fps, runs["full frame"][-1][0], errors[name][-1], errors["full frame"][-1],
@@ -161,7 +161,8 @@ def main() -> None:
 
 def _report(label: str, fps: float, full_fps: float, error: np.ndarray, full_error: np.ndarray, moved: np.ndarray):
     """One line: frames/s and its ratio to the full frame's, 2D error against the truth, move from the full frame."""
-    median, full_median = (float(np.nanmedian(e)) if np.isfinite(e).any() else float("nan") for e in (error, full_error))
+    median, full_median = (float(np.nanmedian(e)) if np.isfinite(e).any() else float("nan")
+                           for e in (error, full_error))
     print(f"{label:17s}: {fps:7.3f} frames/s  x{fps / full_fps:5.2f}   2D error median {median:6.2f} px "
           f"(x{median / full_median:4.2f} of full frame), 90th pct {np.nanpercentile(error, 90):6.2f} px, "
           f"{np.isnan(error).mean():.0%} NaN; moved from the full frame's: median {np.nanmedian(moved):.3f} px, "

@@ -149,9 +149,9 @@ class _Progress:
 
     @contextmanager
     def stage(self, name: str):
-        index = list(STAGE_WEIGHTS).index(name) + 1
+        index = list(self.weights).index(name) + 1
         begin = time.monotonic()
-        self.console.write(f"[{index:>2}/{len(STAGE_WEIGHTS)}] {name:<16}")
+        self.console.write(f"[{index:>2}/{len(self.weights)}] {name:<16}")
         self.console.flush()
         yield
         self.done += self.weights[name]

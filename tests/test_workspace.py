@@ -133,7 +133,8 @@ def test_labeled_frames_cropped_like_inference(tmp_path):
     before, after = pd.read_hdf(src / "CollectedData_sim.h5"), pd.read_hdf(out / "CollectedData_sim.h5")
     for name in before.index:
         image = name[-1] if isinstance(name, tuple) else name.split("/")[-1]
-        full, cut = cv2.imread(str(src / image), cv2.IMREAD_UNCHANGED), cv2.imread(str(out / image), cv2.IMREAD_UNCHANGED)
+        full = cv2.imread(str(src / image), cv2.IMREAD_UNCHANGED)
+        cut = cv2.imread(str(out / image), cv2.IMREAD_UNCHANGED)
         np.testing.assert_array_equal(cut, full[24:80, 40:104])
     for part in dict.fromkeys(before.columns.get_level_values("bodyparts")):
         x, y = before[("sim", part, "x")].to_numpy(), before[("sim", part, "y")].to_numpy()

@@ -2,11 +2,11 @@
 
 The box (mm, calibration frame) is set once per rig, by hand or around the knob with a margin. Its
 surface is projected through each camera's calibration (distortion included, so bulging edges count),
-giving a pixel crop rounded out to the network's stride and kept inside the image. The crop starts on
-the network's grid (a multiple of its stride), so the network sees the pixels exactly as it does in the
-full frame and keypoints away from the crop's edges come out as they would on the full frame (an
-origin off the grid moves them by pixels, at times to another blob). Pose2D runs on the crop; ``to_full_frame`` maps its coordinates back and turns keypoints outside the crop into NaN with
-likelihood 0 (never clamped to the border).
+giving a pixel crop kept inside the image and rounded out to the network's grid (corner and size
+multiples of its stride), so the network sees the pixels exactly as in the full frame and keypoints
+away from the crop's edges come out as they would on the full frame (an origin off the grid moves them
+by pixels, at times to another blob). Pose2D runs on the crop; ``to_full_frame`` maps its coordinates
+back and turns keypoints outside the crop into NaN with likelihood 0 (never clamped to the border).
 """
 from __future__ import annotations
 
