@@ -28,6 +28,7 @@ SHUFFLE = 1
 DYNAMIC_THRESHOLD = 0.5  # keypoint score that keeps DeepLabCut's dynamic crop on the animal (DLC's default)
 TRAINSET_INDEX = 0
 _COORDS = ("x", "y", "likelihood")
+_HEADER_ROWS = ("scorer", "individuals", "bodyparts", "coords")
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
@@ -133,23 +134,46 @@ def _labeled_data_root(labeled_dir: Path) -> Path:
     return labeled_dir / "labeled-data" if (labeled_dir / "labeled-data").is_dir() else labeled_dir
 
 
-def _read_labels(h5: Path, scorer: str, bodyparts: list[str]):
+def labels_path(folder: Path, scorer: str | None = None) -> Path | None:
+    """A labeled video folder's CollectedData_<scorer>.h5, else its .csv (any scorer when None); None without."""
+    for suffix in (".h5", ".csv"):
+        found = sorted(Path(folder).glob(f"CollectedData_{scorer or '*'}{suffix}"))
+        if found:
+            return found[0]
+    return None
+
+
+def _label_row(name) -> tuple[str, ...]:
+    """('labeled-data', video, image) of a labels row named by a tuple or a path string (as DLC does)."""
+    parts = name if isinstance(name, tuple) else str(name).replace("\\", "/").split("/")
+    return tuple(str(p) for p in parts)
+
+
+def read_labels(folder: str | Path, scorer: str | None = None, bodyparts=()):
+    """A labeled video folder's labels (CollectedData_<scorer>.h5, else .csv; one individual of a multi-animal
+    table) with columns (scorer, bodyparts, coords) and rows ('labeled-data', video, image). Reads only."""
     import pandas as pd
 
-    try:
-        df = pd.read_hdf(h5)
-    except Exception as exc:  # pandas/tables raise many kinds
-        raise DLCError(f"{h5}: not a readable DLC labels file ({exc})") from exc
-    if df.columns.nlevels != 3 or df.columns.names[0] != "scorer":
-        raise DLCError(f"{h5}: expected single-animal DLC columns (scorer, bodyparts, coords), "
-                       f"got levels {list(df.columns.names)}")
-    scorers = set(df.columns.get_level_values("scorer"))
-    if scorers != {scorer}:
-        raise DLCError(f"{h5}: labeled by scorer(s) {sorted(scorers)}, expected {scorer!r}")
+    folder = Path(folder)
+    path = labels_path(folder, scorer)
+    if path is None:
+        raise DLCError(f"{folder}: no CollectedData_{scorer or '<scorer>'}.h5 or .csv labels")
+    df = _single_animal(read_dlc_table(path, "DLC labels"), path)
+    found = df.columns.get_level_values("scorer")[0]
+    if scorer is not None and found != scorer:
+        raise DLCError(f"{path}: labeled by scorer {found!r}, expected {scorer!r}")
     missing = [b for b in bodyparts if b not in set(df.columns.get_level_values("bodyparts"))]
     if missing:
-        raise DLCError(f"{h5}: body parts {missing} are not labeled")
+        raise DLCError(f"{path}: body parts {missing} are not labeled")
+    df.index = pd.MultiIndex.from_tuples([_label_row(name) for name in df.index])
     return df
+
+
+def write_labels(labels, folder: Path, scorer: str) -> None:
+    """Write labels as DeepLabCut's CollectedData_<scorer>.h5 and .csv in folder (made if need be)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    labels.to_hdf(folder / f"CollectedData_{scorer}.h5", key="df_with_missing", mode="w")
+    labels.to_csv(folder / f"CollectedData_{scorer}.csv")
 
 
 def crop_labeled_data(labeled_dir: str | Path, dest: str | Path, crops, scorer: str) -> Path:
@@ -165,8 +189,7 @@ def crop_labeled_data(labeled_dir: str | Path, dest: str | Path, crops, scorer: 
 
     root, out_root = _labeled_data_root(Path(labeled_dir)), Path(dest) / "labeled-data"
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        h5 = folder / f"CollectedData_{scorer}.h5"
-        df = _read_labels(h5, scorer, []).copy()
+        df = read_labels(folder, scorer)
         parts = list(dict.fromkeys(df.columns.get_level_values("bodyparts")))
         cols = [(scorer, part, axis) for part in parts for axis in ("x", "y")]
         xy = df[cols].to_numpy(dtype=np.float64).reshape(len(df), len(parts), 2)
@@ -181,8 +204,7 @@ def crop_labeled_data(labeled_dir: str | Path, dest: str | Path, crops, scorer: 
             cv2.imwrite(str(out / image_name), np.ascontiguousarray(crop.cut(image)))
             xy[row] = crop.to_crop(xy[row])
         df[cols] = xy.reshape(len(df), -1)
-        df.to_hdf(out / h5.name, key="df_with_missing", mode="w")
-        df.to_csv(out / f"CollectedData_{scorer}.csv")
+        write_labels(df, out, scorer)
     return out_root
 
 
@@ -201,9 +223,10 @@ def build_project(labeled_dir: str | Path, workdir: str | Path, bodyparts: list[
                   task: str = "ratpose") -> Path:
     """Make a DLC project in ``workdir`` from labeled frames and create its training dataset.
 
-    ``labeled_dir`` holds ``labeled-data/<video>/CollectedData_<scorer>.h5`` (or is that
-    ``labeled-data`` folder itself). The train/test split is a seeded random permutation of the
-    labeled frames; it is stored by DLC and reported by :func:`train`. Returns config.yaml.
+    ``labeled_dir`` holds ``labeled-data/<video>/CollectedData_<scorer>.h5`` or ``.csv`` (or is that
+    ``labeled-data`` folder itself); it is only read, the project gets a copy (labels as .h5 and .csv). The
+    train/test split is a seeded random permutation of the labeled frames; it is stored by DLC and reported by
+    :func:`train`. Returns config.yaml.
     """
     import deeplabcut
     from deeplabcut.core.config.utils import create_config_template, write_config
@@ -216,13 +239,13 @@ def build_project(labeled_dir: str | Path, workdir: str | Path, bodyparts: list[
     if not 0 < train_fraction < 1:
         raise DLCError(f"train_fraction must lie in (0, 1), got {train_fraction}")
     root = _labeled_data_root(labeled_dir)
-    videos = sorted(p for p in root.glob("*") if (p / f"CollectedData_{scorer}.h5").is_file())
+    videos = sorted(p for p in root.glob("*") if p.is_dir() and labels_path(p, scorer))
     if not videos:
-        raise DLCError(f"{labeled_dir}: no labeled-data/<video>/CollectedData_{scorer}.h5 found")
+        raise DLCError(f"{labeled_dir}: no labeled-data/<video>/CollectedData_{scorer}.h5 or .csv found")
     if (project / "config.yaml").exists():
         raise DLCError(f"{project}: already holds a DLC project (config.yaml exists)")
 
-    frames = [_read_labels(v / f"CollectedData_{scorer}.h5", scorer, bodyparts) for v in videos]
+    frames = [read_labels(v, scorer, bodyparts) for v in videos]
     n = sum(len(df) for df in frames)
     n_train = int(np.clip(round(train_fraction * n), 1, n - 1)) if n >= 2 else 0
     if n_train == 0:
@@ -234,8 +257,10 @@ def build_project(labeled_dir: str | Path, workdir: str | Path, bodyparts: list[
 
     (project / "labeled-data").mkdir(parents=True, exist_ok=True)
     (project / "videos").mkdir(exist_ok=True)
-    for v in videos:
-        shutil.copytree(v, project / "labeled-data" / v.name, dirs_exist_ok=True)
+    for v, labels in zip(videos, frames):
+        copy = project / "labeled-data" / v.name
+        shutil.copytree(v, copy, dirs_exist_ok=True, ignore=shutil.ignore_patterns("CollectedData_*"))
+        write_labels(labels, copy, scorer)
     cfg, _ = create_config_template()
     cfg.update({
         "Task": task, "scorer": scorer, "date": "Jan1", "multianimalproject": False, "identity": None,
@@ -713,12 +738,52 @@ def _single_h5(dest: Path, video: Path) -> Path:
 
 
 def _read_dlc_csv(path: Path):
+    """A DLC .csv with the header rows (scorer, [individuals,] bodyparts, coords) and index columns (1, or 3:
+    labeled-data, video, image) that the file itself has."""
+    import csv
+    import itertools
+
     import pandas as pd
 
     with open(path, newline="") as f:
-        first_cells = [f.readline().split(",", 1)[0].strip() for _ in range(4)]
-    n_header = sum(c in ("scorer", "individuals", "bodyparts", "coords") for c in first_cells)
-    return pd.read_csv(path, header=list(range(n_header)), index_col=0)
+        rows = list(itertools.islice(csv.reader(f), 4))
+    n_header = next((i for i, row in enumerate(rows) if not row or row[0] not in _HEADER_ROWS), len(rows))
+    if not n_header or rows[0][0] != "scorer":
+        raise DLCError(f"{path}: not a DLC table (no scorer, bodyparts, coords header rows)")
+    n_index = 1 + next((i for i, cell in enumerate(rows[0][1:]) if cell), len(rows[0]) - 1)
+    return pd.read_csv(path, header=list(range(n_header)), index_col=list(range(n_index)))
+
+
+def read_dlc_table(path: str | Path, what: str = "DLC output"):
+    """A user's DLC table, .h5 or .csv, as pandas reads it; DLCError naming the file (and ``what`` it should be)
+    when it is missing or not one."""
+    import pandas as pd
+
+    path = Path(path)
+    try:
+        return _read_dlc_csv(path) if path.suffix.lower() == ".csv" else pd.read_hdf(path)
+    except FileNotFoundError:
+        raise DLCError(f"{path}: no such {what} file") from None
+    except DLCError:
+        raise
+    except Exception as exc:  # pandas/tables raise many kinds
+        raise DLCError(f"{path}: not a readable {what} ({type(exc).__name__}: {exc})") from exc
+
+
+def _single_animal(df, path: Path):
+    """df with columns (scorer, bodyparts, coords) of one scorer; a multi-animal table's one individual kept."""
+    names = list(df.columns.names)
+    if "individuals" in names:
+        individuals = df.columns.get_level_values("individuals").unique()
+        if len(individuals) != 1:
+            raise DLCError(f"{path}: holds {len(individuals)} individuals {list(individuals)}; expected one")
+        df = df.droplevel("individuals", axis=1)
+    if list(df.columns.names) != ["scorer", "bodyparts", "coords"]:
+        raise DLCError(f"{path}: columns {names} are not DLC's (scorer, [individuals,] bodyparts, coords)")
+    scorers = df.columns.get_level_values("scorer").unique()
+    if len(scorers) != 1:
+        raise DLCError(f"{path}: holds {len(scorers)} scorers {list(scorers)}; expected one")
+    return df
 
 
 def load_dlc_h5(path: str | Path, expected_bodyparts: list[str] | tuple[str, ...] | None = None,
@@ -731,24 +796,8 @@ def load_dlc_h5(path: str | Path, expected_bodyparts: list[str] | tuple[str, ...
     import pandas as pd
 
     path = Path(path)
-    try:
-        df = _read_dlc_csv(path) if path.suffix.lower() == ".csv" else pd.read_hdf(path)
-    except FileNotFoundError as exc:
-        raise DLCError(f"{path}: no such DLC output file") from exc
-    except Exception as exc:
-        raise DLCError(f"{path}: not a readable DLC output ({type(exc).__name__}: {exc})") from exc
-    names = list(df.columns.names)
-    if "individuals" in names:
-        individuals = df.columns.get_level_values("individuals").unique()
-        if len(individuals) != 1:
-            raise DLCError(f"{path}: holds {len(individuals)} individuals {list(individuals)}; expected one")
-        df = df.droplevel("individuals", axis=1)
-        names = list(df.columns.names)
-    if names != ["scorer", "bodyparts", "coords"]:
-        raise DLCError(f"{path}: columns {names} are not DLC's (scorer, [individuals,] bodyparts, coords)")
+    df = _single_animal(read_dlc_table(path), path)
     scorers = df.columns.get_level_values("scorer").unique()
-    if len(scorers) != 1:
-        raise DLCError(f"{path}: holds {len(scorers)} scorers {list(scorers)}; expected one")
     found = tuple(df.columns.get_level_values("bodyparts").unique())
     bodyparts = found
     if expected_bodyparts is not None:

@@ -18,6 +18,8 @@ import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy.cluster.vq import kmeans2
 
+from .dlc import write_labels
+
 THUMBNAIL_WIDTH = 32  # px; k-means sees every frame at this width
 
 
@@ -121,7 +123,5 @@ def write_labeled_data(folder, frames: dict[int, np.ndarray], n_video_frames: in
         if not cv2.imwrite(str(folder / name), image):
             raise OSError(f"could not write {folder / name}")
     coords = np.where((np.asarray(likelihood) >= pcutoff)[..., None], xy, np.nan)
-    table = collected_data(coords, folder.name, names, bodyparts, scorer)
-    table.to_hdf(folder / f"CollectedData_{scorer}.h5", key="df_with_missing", mode="w")
-    table.to_csv(folder / f"CollectedData_{scorer}.csv")
+    write_labels(collected_data(coords, folder.name, names, bodyparts, scorer), folder, scorer)
     return folder

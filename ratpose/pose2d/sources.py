@@ -8,12 +8,14 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from . import dlc
+
 _PROJECT_KEYS = ("Task", "scorer", "bodyparts", "TrainingFraction")
 
 
 @dataclass(frozen=True)
 class TrainingSource:
-    """Labeled frames ready for a TrainingSet row: ``labeled_dir`` holds ``<video>/CollectedData_<scorer>.h5``."""
+    """Labeled frames ready for a TrainingSet row: ``labeled_dir`` holds ``<video>/CollectedData_<scorer>.h5``/.csv."""
 
     labeled_dir: Path
     scorer: str
@@ -39,19 +41,9 @@ def _video_folders(root: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir() and any(p.glob("CollectedData_*.*")))
 
 
-def _labels(folder: Path) -> pd.DataFrame:
-    """A video folder's labels, read from CollectedData_<scorer>.h5, or .csv (then also written as .h5)."""
-    h5 = sorted(folder.glob("CollectedData_*.h5"))
-    if h5:
-        return pd.read_hdf(h5[0])
-    csv = sorted(folder.glob("CollectedData_*.csv"))[0]
-    frame = pd.read_csv(csv, header=[0, 1, 2], index_col=[0, 1, 2])
-    frame.to_hdf(csv.with_suffix(".h5"), key="df_with_missing", mode="w")
-    return frame
-
-
 def read_training_source(source) -> TrainingSource:
-    """A labeled-data folder (of one video, or of several video folders) or a DLC project's config.yaml."""
+    """A labeled-data folder (of one video, or of several video folders) or a DLC project's config.yaml (only
+    read: labels from .h5, else .csv)."""
     source = Path(source)
     cfg = read_project(source) if source.is_file() else None
     root = source.parent / "labeled-data" if cfg else source
@@ -61,7 +53,7 @@ def read_training_source(source) -> TrainingSource:
     if not folders:
         raise ValueError(f"{root}: no <video>/CollectedData_<scorer>.h5 or .csv labels (give DLC's labeled-data "
                          "folder, the one above the video folders)")
-    frames = [_labels(f) for f in folders]
+    frames = [dlc.read_labels(f) for f in folders]
     scorers = {s for df in frames for s in df.columns.get_level_values("scorer")}
     parts = {tuple(dict.fromkeys(df.columns.get_level_values("bodyparts"))) for df in frames}
     if len(scorers) != 1 or len(parts) != 1:
@@ -96,12 +88,11 @@ def merge_labeled(base: TrainingSource, extra: TrainingSource, out_dir) -> Train
     for source in (base, extra):
         for folder in _video_folders(source.labeled_dir):
             target = out / folder.name
-            labels = _labels(folder)
-            old = target / f"CollectedData_{base.scorer}.h5"
-            if old.is_file():
-                previous = pd.read_hdf(old)
+            labels = dlc.read_labels(folder)
+            if dlc.labels_path(target, base.scorer):
+                previous = dlc.read_labels(target, base.scorer)
                 labels = pd.concat([previous[~previous.index.isin(labels.index)], labels])
             shutil.copytree(folder, target, dirs_exist_ok=True,
                             ignore=shutil.ignore_patterns("CollectedData_*"))
-            labels.to_hdf(old, key="df_with_missing", mode="w")
+            dlc.write_labels(labels, target, base.scorer)
     return TrainingSource(out, base.scorer, base.bodyparts, base.train_fraction, base.pcutoff)
