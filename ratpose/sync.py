@@ -26,6 +26,9 @@ _STALL_STEPS = 64
 # it bounds how far a fit may be extrapolated (about 18 min at 226 Hz) and how far a frame may sit off it.
 _DRIFT_WANDER = 1e-6
 _MIN_FIT_FRAMES = 100  # a clock fit reaches back at least this many frames, e.g. across a recording gap
+# The longest interval (in median pulse intervals) that may span a tick wrap: the start pattern's pause is
+# ~21 periods and pigpio may lose a few edges; 1000 is 4.4 s at 226 Hz, capped at half the wrap period.
+WRAP_MAX_PERIODS = 1000
 
 
 @dataclass(frozen=True)
@@ -75,20 +78,35 @@ def _as_int64(name: str, values) -> np.ndarray:
 
 
 def _unwrap_us(ticks_us) -> np.ndarray:
-    """pigpio ticks -> int64 microseconds, counted from the same origin as the first tick."""
+    """pigpio ticks -> int64 microseconds, counted from the same origin as the first tick.
+
+    A backward step is read as the counter wrapping only when the interval it implies is plausible:
+    at most WRAP_MAX_PERIODS median intervals and at most half the wrap period (35.8 min). Anything else
+    (swapped ticks, a tick set back) would become a ~71.6 min gap, so it is refused with a ValueError.
+    """
     ticks = _as_int64("ticks_us", ticks_us)
     if ticks.size and (ticks.min() < 0 or ticks.max() >= TICK_WRAP):
         raise ValueError("ticks_us must be unsigned 32-bit values in [0, 2**32)")
     if ticks.size == 0:
         return ticks
-    steps = np.diff(ticks) % TICK_WRAP
+    raw_steps = np.diff(ticks)
+    steps = raw_steps % TICK_WRAP
+    if np.any(raw_steps < 0):
+        limit = min(WRAP_MAX_PERIODS * float(np.median(steps)), TICK_WRAP // 2)
+        bad = np.flatnonzero((raw_steps < 0) & (steps > limit))
+        if bad.size:
+            i = int(bad[0])
+            raise ValueError(f"ticks go backwards at pulse index {i + 1}: tick {ticks[i + 1]} after {ticks[i]} is no "
+                             f"counter wrap (it would mean a {steps[i] / 1e6:.3f} s interval; a wrap allows at "
+                             f"most {limit / 1e6:.3f} s): pulses out of order or the tick set back?")
     return np.concatenate([ticks[:1], ticks[0] + np.cumsum(steps)])
 
 
 def unwrap_ticks(ticks_us) -> np.ndarray:
     """Unwrap uint32 microsecond ticks (any number of wraps) to monotonic float64 seconds.
 
-    The first pulse is at ``ticks_us[0] / 1e6``; consecutive pulses must be < 2**32 us (~71.6 min) apart.
+    The first pulse is at ``ticks_us[0] / 1e6``. A forward step may be any interval below 2**32 us; a
+    backward step must be a plausible wrap (see ``_unwrap_us``), else ValueError names the pulse and ticks.
     """
     return _unwrap_us(ticks_us) / 1e6
 

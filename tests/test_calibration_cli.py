@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 from ratpose.calibration import LENS_MODELS, CharucoBoard, detect_board
-from ratpose.sim import default_rig
+from ratpose.cli import main as cli
+from ratpose.ingest.session_folder import read_session_folder
+from ratpose.sim import SessionConfig, default_rig, write_session
 from ratpose.sim.boards import simulate_calibration_views, write_calibration_folder
 
 BOARD = CharucoBoard(9, 7, 4.0, 3.0, "DICT_4X4_50")
@@ -89,3 +91,20 @@ def test_board_command_writes_a_true_scale_sheet(tmp_path):
     assert (tmp_path / "checker.pdf").stat().st_size > 0
     failed = ratpose("board", "--out", tmp_path / "board.svg", ok=False)
     assert len(failed.stderr.strip().splitlines()) == 1 and ".png or .pdf" in failed.stderr
+
+
+def test_calibration_missing_a_camera_of_the_rig_is_refused(clean_db, tmp_path, capsys):
+    raw, calib = clean_db["raw"], clean_db["calib"]
+    write_session(tmp_path / "s", SessionConfig(seconds=1.0, fps=30.0, size=(32, 32), seed=3))
+    raw.insert_session(read_session_folder(tmp_path / "s"))
+    image = np.random.default_rng(0).integers(0, 256, (24, 32), dtype=np.uint8)
+    folder = write_calibration_folder(tmp_path / "c", "sim-rig-1", CharucoBoard(5, 4, 4.0, 3.0),
+                                      {"cam0": [image, image]}, date="2026-11-24")
+    cameras = len(raw.Camera())
+    assert cli(["ingest", str(folder)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{folder.resolve()}: lacks camera(s) ['cam1'] of rig 'sim-rig-1'" in err
+    assert len(calib.CalibrationRecording()) == 0 and len(raw.Camera()) == cameras
+    ok = write_calibration_folder(tmp_path / "c2", "sim-rig-1", CharucoBoard(5, 4, 4.0, 3.0),
+                                  {"cam0": [image, image], "cam1": [image, image]}, date="2026-11-24")
+    assert cli(["ingest", str(ok)]) == 0

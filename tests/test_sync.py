@@ -46,10 +46,12 @@ def check_against_truth(truth, name, cfg):
 
 def test_unwrap_multiple_wraps_exact():
     rng = np.random.default_rng(3)
-    steps = rng.integers(1, 2**32, size=50)  # any step shorter than one wrap period
+    steps = rng.integers(1, 2**31 + 1, size=100)  # up to half a wrap period: any of them may span a wrap
+    steps[7] = 2**31
     unwrapped = 4_000_000_000 + np.concatenate([[0], np.cumsum(steps)])
     assert unwrapped[-1] > 10 * 2**32  # many wraps
     ticks = (unwrapped % 2**32).astype(np.uint32)
+    assert ticks[8] < ticks[7]  # the longest step spans a wrap
     np.testing.assert_array_equal(unwrap_ticks(ticks), unwrapped / 1e6)
     assert unwrap_ticks(np.array([7], dtype=np.uint32))[0] == 7e-6
     assert unwrap_ticks(np.array([], dtype=np.uint32)).size == 0
@@ -65,6 +67,49 @@ def test_unwrap_multiple_wraps_exact():
 def test_unwrap_rejects_bad_ticks(ticks, match):
     with pytest.raises(ValueError, match=match):
         unwrap_ticks(ticks)
+
+
+def _pulse_train(n, rate_hz, start_us, seed=0):
+    """Unwrapped integer us times of a jittered pulse train (20 us std) and its uint32 ticks."""
+    rng = np.random.default_rng(seed)
+    unwrapped = start_us + np.rint(np.arange(n) * 1e6 / rate_hz + rng.normal(0, 20, n)).astype(np.int64)
+    return unwrapped, (unwrapped % 2**32).astype(np.uint32)
+
+
+@pytest.mark.parametrize("wraps", [1, 2])
+def test_unwrap_accepts_real_wraps(wraps):
+    # 10 Hz for just over `wraps` wrap periods, starting 1 s before the counter wraps
+    unwrapped, ticks = _pulse_train(int(wraps * 2**32 / 1e5) - 20, 10.0, 2**32 - 1_000_000)
+    assert np.sum(np.diff(ticks.astype(np.int64)) < 0) == wraps
+    np.testing.assert_array_equal(unwrap_ticks(ticks), unwrapped / 1e6)
+
+
+def test_unwrap_accepts_a_wrap_during_a_pause():
+    unwrapped, _ = _pulse_train(200, 226.0, 2**32 - 50_000)
+    unwrapped[12:] += 100_000  # a 0.1 s pause (22 periods, like the start pattern's) across the wrap
+    ticks = (unwrapped % 2**32).astype(np.uint32)
+    assert ticks[12] < ticks[11]
+    np.testing.assert_array_equal(unwrap_ticks(ticks), unwrapped / 1e6)
+
+
+BACKWARD = {  # (edit of a 226 Hz train's ticks, pulse index of the refused step)
+    "swapped": (lambda t: t[[*range(40), 41, 40, *range(42, len(t))]], 41),
+    "1 s back": (lambda t: np.concatenate([t[:100], t[100:] - 1_000_000]), 100),
+    "40 min back": (lambda t: np.concatenate([t[:100], t[100:] - 2_400_000_000]), 100),  # < half a wrap
+    "back at the first step": (lambda t: np.concatenate([t[:1] + 5_000, t[1:]]), 1),
+}
+
+
+@pytest.mark.parametrize("case", BACKWARD)
+def test_unwrap_refuses_backward_ticks_that_are_no_wrap(case):
+    edit, index = BACKWARD[case]
+    _, ticks = _pulse_train(2_000, RATE, 3_000_000_000)
+    bad = edit(ticks.astype(np.int64))
+    with pytest.raises(ValueError, match=rf"ticks go backwards at pulse index {index}: tick {bad[index]} after "
+                                         rf"{bad[index - 1]} is no counter wrap"):
+        unwrap_ticks(bad)
+    with pytest.raises(ValueError, match="ticks go backwards"):  # alignment unwraps the same way
+        align_frames(np.arange(10), np.arange(10) * 4_424_779, bad)
 
 
 def test_simulator_truth_is_consistent():

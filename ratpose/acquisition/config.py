@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .._toml import tomllib
+from ..names import check_subject, check_unique_serials
 from ..rig import time_zone
 
 from ratpose.acquisition.backends import CameraSettings
@@ -209,6 +210,14 @@ def validate(cfg: RigConfig) -> None:
         time_zone(cfg.session.timezone)
     except ValueError as err:
         raise RigConfigError(f"[session] {err}") from None
+    try:
+        check_subject(cfg.session.subject)
+    except ValueError as err:
+        raise RigConfigError(f"[session] 'subject': {err}") from None
+    try:
+        check_unique_serials((c.name, c.serial) for c in cfg.cameras)
+    except ValueError as err:
+        raise RigConfigError(f"[[camera]] 'serial': {err}") from None
     for cam in cfg.cameras:
         if not CAMERA_NAME.fullmatch(cam.name):
             raise RigConfigError(f"camera name {cam.name!r} must match {CAMERA_NAME.pattern}")

@@ -85,6 +85,19 @@ def _camera_names(path: Path, meta: dict) -> list[str]:
     return list(names)
 
 
+def check_rig_cameras(path, rig: str, names, rig_cameras) -> None:
+    """CalibrationFolderError naming the folder and the cameras it lacks (and those it adds) when the folder's
+    camera ``names`` miss one of ``rig_cameras``, the cameras rig ``rig`` is known to have.
+
+    Extra cameras alone are accepted (a camera added to the rig): sessions only need theirs calibrated.
+    """
+    missing = sorted(set(rig_cameras) - set(names), key=natural_key)
+    if missing:
+        extra = sorted(set(names) - set(rig_cameras), key=natural_key)
+        raise CalibrationFolderError(f"{path}: lacks camera(s) {missing} of rig {rig!r} (its cameras: "
+                                     f"{sorted(rig_cameras, key=natural_key)}; extra here: {extra or 'none'})")
+
+
 def _views(camera_dir: Path) -> dict[str, dict[int, Path]]:
     views = {"sync": {}, "single": {}}
     for file in sorted(camera_dir.iterdir(), key=lambda f: natural_key(f.name)):
@@ -147,9 +160,11 @@ def _read_calibration_folder(path: Path) -> CalibrationMaterial:
     _inside(root, [path / name for name in names])
     views = {name: _views(path / name) for name in names}
     _inside(root, [f for v in views.values() for kind in v.values() for f in kind.values()])
+    empty = [name for name in names if not views[name]["sync"] and not views[name]["single"]]
+    if empty:
+        raise CalibrationFolderError(f"{path / empty[0]}: no sync_NNNN or single_NNNN images (camera {empty[0]!r} "
+                                     "cannot be calibrated; copy its images or remove the folder)")
     instants = sorted(set().union(*(v["sync"] for v in views.values())))
-    if not instants and not any(v["single"] for v in views.values()):
-        raise CalibrationFolderError(f"{path}: no sync_NNNN or single_NNNN images in {names}")
     frames, intrinsics_frames = {}, {}
     for name in names:
         sync, single = sorted(views[name]["sync"].items()), sorted(views[name]["single"].items())

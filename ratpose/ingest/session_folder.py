@@ -13,17 +13,19 @@ import re
 from .._toml import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import cv2
 import numpy as np
 import pandas as pd
 
+from ..names import check_subject, check_unique_serials
 from ..rig import time_zone
+from ..sync import unwrap_ticks
 
 FORMAT_VERSION = 1
 VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv")
 CAMERA_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
-UINT32_MAX = 2**32 - 1
 SPAN_MARGIN_S = 60.0  # knob events and spikes may lie this far outside the trigger pulses' span
 FUTURE_MARGIN = _dt.timedelta(days=1)  # session dates later than now + this are refused
 _MISSING = object()
@@ -233,9 +235,12 @@ def _read_metadata(folder: Path) -> dict:
         raise SessionFormatError(path, "needs at least one [[camera]] table (and only tables)")
     for key in ("subject", "rig", "task", "notes"):
         _toml_value(meta, key, str, path, default="")
-    for key in ("subject", "rig"):
-        if not meta[key].strip():
-            raise SessionFormatError(path, f"'{key}' is empty")
+    if not meta["rig"].strip():
+        raise SessionFormatError(path, "'rig' is empty")
+    try:
+        check_subject(meta["subject"])
+    except ValueError as err:
+        raise SessionFormatError(path, f"'subject': {err}") from None
     names = [str(c.get("name")) for c in meta["camera"]]
     if len(set(names)) != len(names):
         raise SessionFormatError(path, f"camera names repeat: {names}")
@@ -247,18 +252,36 @@ def _read_metadata(folder: Path) -> dict:
             raise SessionFormatError(path, f"session_datetime {when!r} is not ISO 8601") from err
     if not isinstance(when, _dt.datetime):
         raise SessionFormatError(path, "session_datetime must be a date and time")
-    meta["session_datetime"] = when.replace(tzinfo=None, microsecond=0)
+    meta["timezone"] = _toml_value(meta, "timezone", str, path, default="UTC")
+    try:
+        zone = time_zone(meta["timezone"])
+    except ValueError as err:
+        raise SessionFormatError(path, f"'timezone': {err}") from None
+    meta["session_datetime"] = _local_time(when, zone, path).replace(microsecond=0)
     if meta["session_datetime"] > _dt.datetime.now() + FUTURE_MARGIN:
         raise SessionFormatError(path, f"session_datetime {meta['session_datetime']} is in the future")
     if not _toml_number(meta, "trigger_rate_hz", path) > 0:
         raise SessionFormatError(path, "trigger_rate_hz must be positive")
-    meta["timezone"] = _toml_value(meta, "timezone", str, path, default="UTC")
-    try:
-        time_zone(meta["timezone"])
-    except ValueError as err:
-        raise SessionFormatError(path, f"'timezone': {err}") from None
     meta["subject_info"] = _subject_info(meta.get("subject_info", {}), path)
     return meta
+
+
+def _local_time(when: _dt.datetime, zone: ZoneInfo, path: Path) -> _dt.datetime:
+    """session_datetime as naive local time in the rig's zone; an offset must be that zone's at that instant."""
+    if when.tzinfo is None:
+        return when
+    local = when.astimezone(zone)
+    if local.utcoffset() != when.utcoffset():
+        raise SessionFormatError(path, f"'session_datetime' {when.isoformat()} has UTC offset {_offset(when)} but "
+                                       f"the rig's timezone {zone.key!r} is at {_offset(local)} then (give local "
+                                       "time without an offset, or fix 'timezone')")
+    return local.replace(tzinfo=None)
+
+
+def _offset(when: _dt.datetime) -> str:
+    """An aware datetime's UTC offset as +HH:MM."""
+    minutes = round(when.utcoffset().total_seconds() / 60)
+    return f"{'-' if minutes < 0 else '+'}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
 
 
 def _subject_info(info, path: Path) -> dict:
@@ -289,14 +312,17 @@ def _subject_info(info, path: Path) -> dict:
     return out
 
 
-def _read_trigger(folder: Path) -> np.ndarray:
+def _read_trigger(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    """trigger.csv's raw pigpio ticks (uint32) and their unwrapped neural-clock times (s)."""
     path = folder / "trigger.csv"
     ticks = _integer_column(_read_csv(path, ["tick_us"]), "tick_us", path)
     if ticks.size == 0:
         raise SessionFormatError(path, "no trigger pulses")
-    if ticks.min() < 0 or ticks.max() > UINT32_MAX:
-        raise SessionFormatError(path, "tick_us must be pigpio ticks in 0..2^32-1")
-    return ticks.astype(np.uint32)
+    try:
+        times = unwrap_ticks(ticks)
+    except ValueError as err:
+        raise SessionFormatError(path, f"column 'tick_us': {err}") from None
+    return ticks.astype(np.uint32), times
 
 
 def _read_knob(folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
@@ -384,15 +410,18 @@ def _read_session_folder(folder: Path) -> SessionData:
         raise SessionFormatError(folder, "permission denied (make the folder readable)")
     meta = _read_metadata(folder)
     cameras = tuple(_read_camera(folder, entry, i) for i, entry in enumerate(meta["camera"]))
-    tick_us = _read_trigger(folder)
+    try:
+        check_unique_serials((cam.name, cam.serial) for cam in cameras)
+    except ValueError as err:
+        raise SessionFormatError(folder / "session.toml", f"[[camera]] 'serial': {err}") from None
+    tick_us, pulse_s = _read_trigger(folder)
     for cam in cameras:
         if cam.n_frames > tick_us.size:
             raise SessionFormatError(folder / "trigger.csv", f"has {tick_us.size} pulses but camera "
                                      f"{cam.name!r} delivered {cam.n_frames} frames (trigger log too short)")
     on, off, angle_time, angle_deg, force = _read_knob(folder)
     units, spikes = _read_units(folder)
-    steps = (np.diff(tick_us.astype(np.int64)) % (UINT32_MAX + 1)).sum()
-    span = (tick_us[0] / 1e6, (int(tick_us[0]) + int(steps)) / 1e6)
+    span = (pulse_s[0], pulse_s[-1])
     _check_span(np.concatenate([on, off]), folder / "knob_events.csv", "time_s", span)
     _check_span(angle_time, folder / "knob_angle.csv", "time_s", span)
     if spikes:

@@ -11,7 +11,7 @@ import numpy as np
 from ..calibration import CalibrationError, CalibrationSettings, board_from_dict, calibrate_rig, rig_from_anipose_text
 from ..calibration.drift import camera_drift
 from ..calibration.selection import select_calibration
-from ..ingest.calibration_folder import CAMERA_NAME, read_calibration_folder
+from ..ingest.calibration_folder import CAMERA_NAME, check_rig_cameras, read_calibration_folder
 from ..ingest.session_folder import FUTURE_MARGIN, file_checksums
 from ..rig import Camera as CameraModel
 from ..rig import Rig
@@ -159,10 +159,21 @@ def register_calibration(calib_dir: str | Path, notes: str = "", settings: Calib
     when = material.date if isinstance(material.date, _dt.datetime) else _dt.datetime.fromisoformat(str(material.date))
     key = {"rig": material.rig_name, "calibration_date": when}
     folder = Path(calib_dir).resolve()
+    check_rig_cameras(folder, material.rig_name, material.camera_names, rig_cameras(material.rig_name, when))
     row = {**key, "calib_dir": str(folder), "board": material.board.to_dict(),
            "camera_names": list(material.camera_names), "settings": settings.to_dict(), "notes": notes,
            "checksums": material.checksums}
     return _insert_recording(row, folder, folder / "calibration.toml")
+
+
+def rig_cameras(rig: str, when: _dt.datetime) -> set[str]:
+    """Cameras rig ``rig`` is known to have at ``when``: those its ingested sessions from then on recorded,
+    else those of its latest calibration before; empty when the database knows neither."""
+    sessions = (raw.Recording.proj() * raw.Session.proj("rig") & {"rig": rig}).to_dicts()
+    recorded = {r["camera"] for r in sessions if r["session_datetime"] >= when}
+    earlier = [r for r in (CalibrationRecording & {"rig": rig}).proj("camera_names").to_dicts()
+               if r["calibration_date"] < when]
+    return recorded or set(max(earlier, key=lambda r: r["calibration_date"])["camera_names"] if earlier else [])
 
 
 def import_anipose_calibration(toml_path: str | Path, rig: str, date, notes: str = "") -> tuple[dict, bool]:

@@ -118,7 +118,12 @@ def session_key(data: SessionData) -> dict:
 
 
 def _check_cameras(data: SessionData) -> None:
+    """Each camera's serial and model agree with the database's, and no serial is another camera's there."""
     for cam in data.cameras:
+        other = ((Camera & {"serial": cam.serial}) - {"camera": cam.name}).to_arrays("camera") if cam.serial else []
+        if len(other):
+            raise ValueError(f"{data.path / 'session.toml'}: camera {cam.name!r} has serial {cam.serial!r}, which the "
+                             f"database knows as camera {str(other[0])!r} (one camera, one name)")
         known = (Camera & {"camera": cam.name}).to_dicts()
         for field in ("serial", "model"):
             if known and known[0][field] and getattr(cam, field) and known[0][field] != getattr(cam, field):
