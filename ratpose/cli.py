@@ -71,7 +71,7 @@ def _selected_tables(names: list[str]):
 
 
 def _cmd_populate(args) -> int:
-    from .schema.jobs import print_errors
+    from .schema.jobs import error_report, print_errors
     from .schema.ops import populate_recovering
 
     tables = _selected_tables(args.tables)
@@ -81,9 +81,10 @@ def _cmd_populate(args) -> int:
     # errors the jobs tables do not hold: all of them with --direct, a lost connection outside any key
     unlisted = [(n, k, m) for n, r in results.items() for k, m in r["error_list"] if args.direct or not k]
     for name, key, message in unlisted:
-        print(f"ERROR {name} {', '.join(f'{k}={v}' for k, v in key.items()) or '(no key)'}: {message}\n"
-              f"    retry after fixing: ratpose populate {'--direct ' if args.direct else ''}{name}")
-    return 1 if print_errors(tables) + len(unlisted) else 0
+        print(error_report(name, ", ".join(f"{k}={v}" for k, v in key.items()), message,
+                           rerun=f"ratpose populate {'--direct ' if args.direct else ''}{name}"))
+    # --direct tried the keys in error in the jobs tables again: what is left of them is in its own list
+    return 1 if (0 if args.direct else print_errors(tables)) + len(unlisted) else 0
 
 
 def _cmd_status(args) -> int:

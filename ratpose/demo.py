@@ -360,7 +360,7 @@ def tuning_row(kinds: dict[int, str], tuning: list[dict]) -> tuple[bool, str, st
     for row in sorted(tuning, key=lambda r: r["unit_id"]):
         kind = kinds[row["unit_id"]]
         p_speed, p_dir = row["speed_p_value"], row["direction_p_value"]
-        found.append(f"{row['unit_id']}:{kind} speed p={p_speed:.3f}"
+        found.append(f"{row['unit_id']}:{kind} speed p={'not run' if p_speed is None else f'{p_speed:.3f}'}"
                      + ("" if p_dir is None else f" dir p={p_dir:.3f}"))
         if kind in ("speed", "direction"):
             own = p_speed if kind == "speed" else p_dir

@@ -8,12 +8,23 @@ from pathlib import Path
 import pytest
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+CHROMIUM = Path("/usr/bin/chromium")
 
 # Before anything imports datajoint (it reads the environment once): the local test server.
 os.environ.setdefault("DJ_HOST", "127.0.0.1")
 os.environ.setdefault("DJ_USER", "root")
 os.environ.setdefault("DJ_PASS", "")
 os.environ["RATPOSE_DB_PREFIX"] = f"rptest_{uuid.uuid4().hex[:8]}"
+
+
+def chromium() -> Path:
+    """Debian's chromium for the browser tests; without it they fail in CI (CI=true) and skip elsewhere."""
+    if not CHROMIUM.exists():
+        message = "Debian's chromium is not installed (apt-get install -y chromium)"
+        if os.environ.get("CI"):
+            pytest.fail(message + ": CI must run the browser tests")
+        pytest.skip(message)
+    return CHROMIUM
 
 
 @pytest.fixture(scope="session")

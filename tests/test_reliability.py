@@ -4,6 +4,7 @@ a valid ingest still works afterwards; populate reclaims dead reservations."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import secrets
 import shutil
@@ -13,10 +14,13 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import ops_helpers
 import pandas as pd
+import pymysql
 import pytest
 import tomli_w
 from conftest import wipe
+from ops_helpers import Item, slow_table  # noqa: F401 (fixture)
 
 from ratpose._toml import tomllib
 from ratpose.cli import main as cli
@@ -284,10 +288,17 @@ def test_valid_ingest_works_after_the_catalogue(db, template, capsys):
     assert Path(raw.video_path({k: row[k] for k in ("subject", "session_datetime", "camera")})).is_file()
 
 
-def test_populate_reclaims_reservation_of_dead_connection(db, template, capsys):
+@pytest.fixture
+def ingested(db, template):
+    """The template as the only session, whatever earlier tests left."""
+    wipe(db)
+    assert cli(["ingest", str(template)]) == 0
+    return template
+
+
+def test_populate_reclaims_reservation_of_dead_connection(db, ingested):
     """A key reserved by a killed process (its connection gone) is computed by a plain populate."""
-    from ratpose.schema.ops import reclaim
-    from ratpose.schema.ops import pipeline_tables
+    from ratpose.schema.ops import pipeline_tables, reclaim
 
     tables = pipeline_tables([])
     name, table = next((n, t) for n, t in tables.items() if t.key_source - t.proj())
@@ -301,6 +312,64 @@ def test_populate_reclaims_reservation_of_dead_connection(db, template, capsys):
     assert cli(["populate", name]) == 0
     assert len(table.jobs.reserved) == 0 and table & key
     assert reclaim({name: table}) == 0
+
+
+@pytest.fixture
+def populate_cli(slow_table, monkeypatch):
+    """`ratpose populate` over the test tables (ops_helpers: Slow fails on items marked ``fail``)."""
+    from ratpose.schema import ops
+
+    monkeypatch.setattr(ops, "pipeline_tables", ops_helpers.test_tables)
+    return lambda *args: cli(["populate", *args, "Slow"])
+
+
+def test_populate_prints_a_data_error_once_with_what_replaces_the_input(populate_cli, capsys, caplog):
+    Item.insert([{"item": 1, "fail": 0}, {"item": 2, "fail": 1}])
+    with caplog.at_level(logging.INFO, logger="datajoint"):
+        assert populate_cli() == 1
+    lines = capsys.readouterr().out.splitlines()
+    error = "ERROR Slow item=2: ValueError: item 2 is marked to fail"
+    assert [line for line in lines if "marked to fail" in line] == [error]
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]  # DataJoint's line of it
+    hint = lines[lines.index(error) + 1]
+    assert hint == "    fix the cause (bad input: replace it), then `ratpose jobs retry Slow`, `ratpose populate Slow`"
+
+    assert populate_cli("--direct") == 1  # no jobs table: populate itself tries the key again
+    out = capsys.readouterr().out
+    assert out.count(error) == 1, out
+    assert f"{error}\n    fix the cause (bad input: replace it), then `ratpose populate --direct Slow`\n" in out
+
+
+def test_populate_suggests_retrying_only_a_passing_failure(populate_cli, capsys, monkeypatch):
+    """A make() that keeps hitting a lock wait timeout (1205) is tried 1 + TRANSIENT_RETRIES times, then
+    reported once with the retry."""
+    from ratpose.schema.ops import TRANSIENT_RETRIES
+
+    calls = []
+
+    def lock_wait():
+        calls.append(1)
+        raise pymysql.err.OperationalError(1205, "Lock wait timeout exceeded; try restarting transaction")
+
+    monkeypatch.setattr(ops_helpers, "BEFORE_PARTS", [lock_wait])
+    Item.insert1({"item": 3, "fail": 0})
+    assert populate_cli() == 1
+    out = capsys.readouterr().out
+    assert len(calls) == 1 + TRANSIENT_RETRIES and out.count("Lock wait timeout") == 1, out
+    assert ("ERROR Slow item=3: OperationalError: (1205, 'Lock wait timeout exceeded; try restarting transaction')\n"
+            "    a passing failure (connection, lock or killed query) that outlasted the retries: retry with "
+            "`ratpose jobs retry Slow`, `ratpose populate Slow`\n") in out
+
+
+def test_every_pipeline_table_names_what_replaces_its_input(db):
+    from ratpose.schema import computed_tables
+    from ratpose.schema.jobs import REPLACED_BY, error_report
+
+    assert set(REPLACED_BY) == set(computed_tables(db))
+    data = error_report("UnitTuning", "unit_id=1", "ValueError: knob log has 2 touch_on but 1 touch_off events")
+    assert "`ratpose delete --subject S --datetime D`, `ratpose ingest FOLDER`" in data and "passing" not in data
+    lost = error_report("UnitTuning", "unit_id=1", "LostConnectionError: Server connection lost")
+    assert "passing failure" in lost and "ratpose delete" not in lost
 
 
 def test_bad_dlc_likelihood_is_refused(tmp_path):

@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import build_simulated_pipeline
+from conftest import build_simulated_pipeline, chromium
 
 from ratpose.figures import read_panels
 from ratpose.report import draw_pose, write_labeled_video
@@ -17,7 +17,6 @@ from ratpose.report.commands import add_commands
 from ratpose.report.video import marker_radius, part_colour
 from ratpose.sim import SessionConfig
 
-CHROMIUM = Path("/usr/bin/chromium")
 SECTIONS = ("qc", "sync", "calibration", "trajectories", "pose3d", "frames", "validation", "units")
 
 
@@ -143,8 +142,6 @@ IMAGE_CHECK = ('<script>window.addEventListener("load", () => {const bad = [...d
 
 
 def test_report_renders_in_a_headless_browser(session, tmp_path):
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed (apt-get install -y chromium)")
     _, _, root = session
     page = root / "report" / "index.html"
     _chromium(page, tmp_path, f"--screenshot={tmp_path / 'shot.png'}")
@@ -170,7 +167,7 @@ def test_report_renders_in_a_headless_browser(session, tmp_path):
 
 def _chromium(page: Path, work: Path, *options) -> str:
     """Run headless chromium on a page with the given options (1280x2000 window); returns stdout."""
-    command = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    command = [str(chromium()), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                "--disable-background-networking", "--disable-component-update", "--disable-sync",
                f"--user-data-dir={work / 'profile'}", "--window-size=1280,2000", *options, page.resolve().as_uri()]
     done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)

@@ -124,8 +124,41 @@ def test_tuning_rejects_bad_input(behaviour):
         tuning_curve([1.0], t, speed[:-1], 5)
     with pytest.raises(ValueError, match="spike_times must be sorted"):
         tuning_curve([2.0, 1.0], t, speed, 5)
-    with pytest.raises(ValueError, match="too short"):
-        shuffle_test([1.0], t[:2000], speed[:2000], 5, min_shift_s=20.0)
+
+
+def test_too_short_a_recording_gives_the_curve_and_says_the_test_did_not_run(behaviour):
+    short = behaviour["t"] < 8.0
+    t, speed = behaviour["t"][short], behaviour["speed"][short]
+    spikes = poisson_spikes(t, speed_rate(speed), seed=11)
+    result = shuffle_test(spikes, t, speed, SPEED_BINS, min_shift_s=5.0, min_occupancy_s=0.2)
+    assert result.note == "not enough data: a recording of 8.0 s is too short for shifts of at least 5 s each way"
+    assert np.isnan(result.p_value) and result.null.size == 0 and np.isnan(result.preferred_value)
+    assert abs(result.curve.occupancy_s.sum() - 8.0 * (speed < SPEED_BINS[-1]).mean()) < 0.1
+    assert result.curve.spike_counts.sum() == ((spikes < t[-1]) & (np.interp(spikes, t, speed) < SPEED_BINS[-1])).sum()
+    # long enough: the same call runs the test
+    assert shuffle_test(spikes, t, speed, SPEED_BINS, min_shift_s=2.0, min_occupancy_s=0.2, n_shuffles=20).note == ""
+
+
+def test_no_occupied_bin_or_no_spike_is_not_a_significant_result(behaviour):
+    """Without a bin with enough occupancy, or without a spike in one, there is nothing to test: p is NaN
+    (an information of NaN against its null used to give p = 1 / (1 + n_shuffles), 'significant')."""
+    t, speed = behaviour["t"], behaviour["speed"]
+    spikes = poisson_spikes(t, speed_rate(speed), seed=12)
+    too_fast = shuffle_test(spikes, t, speed, [1000.0, 2000.0, 3000.0], n_shuffles=50)
+    assert np.isnan(too_fast.p_value) and np.isnan(too_fast.information_bits_per_spike)
+    assert too_fast.note == "not enough data: 0 bin(s) with at least 1 s occupancy, the test needs 1"
+    silent = shuffle_test([], t, speed, SPEED_BINS, n_shuffles=50)
+    assert np.isnan(silent.p_value) and silent.note.endswith("no spikes in the bins with at least 1 s occupancy")
+    assert silent.curve.occupancy_s.sum() > 500.0 and (silent.curve.rate_hz[silent.curve.occupancy_s >= 1] == 0).all()
+
+
+def test_direction_over_fewer_than_three_bins_keeps_its_curve(behaviour):
+    t = behaviour["t"]
+    forward_back = np.where(np.arange(t.size) // 500 % 2 == 0, 10.0, -170.0)  # two directions only
+    result = direction_tuning(poisson_spikes(t, np.full(t.size, 5.0), seed=13), t, forward_back, n_shuffles=20)
+    assert result.note == "not enough data: 2 bin(s) with at least 1 s occupancy, the test needs 3"
+    assert np.isnan([result.p_value, result.preferred_deg, result.modulation_depth]).all()
+    assert np.isfinite(result.curve.rate_hz).sum() == 2 and result.curve.occupancy_s.sum() > 590.0
 
 
 def test_peth_counts_and_rates():
@@ -196,3 +229,46 @@ def test_direction_units_of_the_simulated_knob_task_are_found_in_24_s():
             assert abs((best - unit.preferred_direction_deg + 180) % 360 - 180) < 90, unit
         elif unit.kind == "untuned":
             assert direction.p_value > 0.05 and results[unit.unit_id].speed.p_value > 0.05, unit
+
+
+def test_unit_analysis_of_a_short_session_notes_both_tests_not_run():
+    from ratpose.behaviour import AnalysisSettings
+    from ratpose.behaviour.analyses import analyse_unit
+    from ratpose.sim.neural import default_units, simulate_spikes
+    from ratpose.sim.scene import BODYPARTS, make_scene
+
+    scene, units = make_scene(0.0, 8.0, seed=0), default_units(6, seed=0)
+    ids, times = simulate_spikes(units, scene, 0.0, 8.0, np.random.default_rng(0))
+    t = np.arange(0.0, 8.0, 1 / 30)
+    paw = scene.keypoints(t)[:, BODYPARTS.index("paw")]
+    busiest = np.bincount(ids).argmax()
+    result = analyse_unit(times[ids == busiest], t, paw, scene.knob(), scene.up,
+                          pd.DataFrame(columns=["trial", "event", "time_s"]), AnalysisSettings())
+    assert result.test_note == ("speed and direction tests not run: not enough data: a recording of 8.0 s is too "
+                                "short for shifts of at least 5 s each way")
+    assert np.isnan(result.speed.p_value) and np.isnan(result.direction.p_value)
+    assert np.nansum(result.speed.curve.spike_counts) > 0 and len(result.speed_at_spike) == (ids == busiest).sum()
+
+
+def test_short_session_stores_unit_tuning_without_p_values(db, tmp_path, capsys):
+    """An 8 s session, too short for 5 s shifts each way: UnitTuning stores every unit with its curves, null
+    p-values and the reason, and the session report shows them."""
+    from conftest import build_simulated_pipeline
+
+    from ratpose.cli import main as cli
+    from ratpose.sim import SessionConfig
+
+    config = SessionConfig(seconds=8.0, fps=30.0, size=(320, 240), seed=3, n_units=2, subject="rat_short")
+    _, session, results = build_simulated_pipeline(db, tmp_path, config)
+    assert not any(r["error_list"] for r in results.values()), results
+    rows = (db["analysis"].UnitTuning & session).to_dicts()
+    assert len(rows) == 2
+    for row in rows:
+        assert row["speed_p_value"] is None and row["direction_p_value"] is None
+        assert row["test_note"].startswith("speed and direction tests not run: not enough data: a recording of ")
+        assert row["test_note"].endswith(" s is too short for shifts of at least 5 s each way")
+        assert np.nansum(row["speed_occupancy_s"]) > 5.0 and row["n_spikes"] > 0
+    assert cli(["report", str(tmp_path / "session"), "--out", str(tmp_path / "report")]) == 0, capsys.readouterr()
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert "<td>units (speed-tuned at p &lt; 0.01)</td><td>2 (0)</td>" in page
+    assert all((tmp_path / "report" / f"unit_{row['unit_id']}.png").is_file() for row in rows)

@@ -3,35 +3,23 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import re
-import secrets
-import socket
 import subprocess
-import sys
 import time
 from datetime import datetime
 from pathlib import Path
 
-import datajoint as dj
 import httpx
 import numpy as np
 import pytest
-from conftest import build_simulated_pipeline
+from conftest import build_simulated_pipeline, chromium
+from web_helpers import reader_account, running_server
 
 from ratpose.calibration.drift import camera_drift
-from ratpose.schema import ops
 from ratpose.sim import SessionConfig
 
-CHROMIUM = Path("/usr/bin/chromium")
 EVIL = "<script>alert(1)</script>"
 EVIL_SESSION = {"subject": EVIL, "session_datetime": datetime(2026, 3, 4, 9, 30)}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -51,35 +39,13 @@ def server(db, tmp_path_factory):
     sync.SessionSync.jobs.refresh()
     assert sync.SessionSync.jobs.reserve(error_key)
     sync.SessionSync.jobs.error(error_key, f"injected failure {EVIL}")
-    user, password = f"rp_web_{secrets.token_hex(4)}", secrets.token_urlsafe(12)
-    ops.grant(user, "readonly", host="%", password=password)
-    port = _free_port()
-    env = {**os.environ, "DJ_USER": user, "DJ_PASS": password}
-    process = subprocess.Popen([sys.executable, "-m", "ratpose.cli", "serve", "--port", str(port),
-                                "--cache-dir", str(root / "cache")], env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            httpx.get(base + "/pipeline", timeout=5)
-            break
-        except httpx.TransportError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                pytest.fail(f"server did not start: {process.stdout.read()}")
-            time.sleep(0.3)
-    yield base, key, truth, root
-    process.terminate()
-    process.wait(timeout=10)
-    dj.conn().query("DROP USER IF EXISTS %s@%s", args=(user, "%"))
+    with reader_account() as account, running_server(root / "cache", **account) as base:
+        yield base, key, truth, root
 
 
 def _dom(url: str, work: Path) -> str:
     """The page's DOM after loading in headless Chromium."""
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed (apt-get install -y chromium)")
-    command = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+    command = [str(chromium()), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                "--disable-background-networking", "--disable-component-update", "--disable-sync",
                f"--user-data-dir={work / 'profile'}", "--virtual-time-budget=5000", "--dump-dom", url]
     done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
@@ -136,7 +102,7 @@ def test_session_page_shows_the_report_and_refreshes_it(db, server, tmp_path):
 
 
 def test_exports_download_the_sessions_pose(server):
-    base, key, truth, _ = server
+    base, key, truth, root = server
     params = {"subject": key["subject"], "datetime": key["session_datetime"].isoformat(), "training_set": "sim",
               "pose_params": "external", "pose3d_params": "default", "format": "csv"}
     response = httpx.get(base + "/session/export", params=params, timeout=60)
@@ -147,6 +113,14 @@ def test_exports_download_the_sessions_pose(server):
     response = httpx.get(base + "/session/export", params={**params, "format": "nwb"}, timeout=60)
     assert response.status_code == 200 and response.content[:8] == b"\x89HDF\r\n\x1a\n"
     assert httpx.get(base + "/session/export", params={**params, "pose_params": "nope"}).status_code == 404
+    name = f"rat_web_{key['session_datetime']:%Y%m%d_%H%M%S}.nwb"
+    assert response.headers["content-disposition"] == f'attachment; filename="{name}"'
+    exports = root / "cache" / "exports"
+    for _ in range(50):  # each export is deleted once sent
+        if not any(exports.iterdir()):
+            break
+        time.sleep(0.1)
+    assert not any(exports.iterdir())
 
 
 def test_pipeline_page_lists_the_injected_error(server, tmp_path):

@@ -83,9 +83,10 @@ def test_sigterm_abandons_the_key_cleanly_and_releases_its_job(slow_table, tmp_p
 
 def test_errors_are_reported_and_retried_after_the_fix(slow_table):
     Item.insert([{"item": 1, "fail": 0}, {"item": 2, "fail": 1}])
-    code, _, err = finish(start_worker("worker", *FAST))
+    code, out, err = finish(start_worker("worker", *FAST))
     assert code == 1
     assert "Slow: item=2: ValueError: item 2 is marked to fail" in err
+    assert (out + err).count("item 2 is marked to fail") == 1, (out, err)  # not DataJoint's log line too
     assert list(Slow.to_arrays("item")) == [1]
 
     code, _, err = finish(start_worker("worker", *FAST))  # errors are not retried by themselves

@@ -46,8 +46,18 @@ class UnitAnalysis:
     paw_at_spike: np.ndarray      # (n_spikes, 3) mm, NaN where the pose is unknown
     speed_at_spike: np.ndarray    # (n_spikes,) mm/s
     speed: ShuffleTest
-    direction: DirectionTuning | None
+    direction: DirectionTuning
     peths: dict                   # event name -> tuning.PETH
+
+    @property
+    def test_note(self) -> str:
+        """Which shuffle tests did not run and why ('' when both ran)."""
+        tests = {}
+        for test, note in (("speed", self.speed.note), ("direction", self.direction.note)):
+            if note:
+                tests.setdefault(note, []).append(test)
+        return "; ".join(f"{' and '.join(names)} test{'s' * (len(names) > 1)} not run: {note}"
+                         for note, names in tests.items())
 
 
 def touch_intervals(touch_on_s: np.ndarray, touch_off_s: np.ndarray, end_s: float) -> np.ndarray:
@@ -83,7 +93,8 @@ def analyse_unit(spike_times, times_s, paw_xyz, knob: Knob, up: np.ndarray, even
                  settings: AnalysisSettings) -> UnitAnalysis:
     """Pose at each spike, speed tuning and direction tuning with shuffle tests, and PETHs per event.
 
-    Directions are horizontal (perpendicular to ``up``), measured from knob axis x up.
+    Directions are horizontal (perpendicular to ``up``), measured from knob axis x up. A test the data
+    are too few for is not run (``test_note`` says why); the curves are still computed.
     """
     if knob.axis is None:
         raise ValueError("the knob needs its rotation axis for direction tuning")
@@ -97,10 +108,7 @@ def analyse_unit(spike_times, times_s, paw_xyz, knob: Knob, up: np.ndarray, even
     common = dict(n_shuffles=settings.n_shuffles, seed=settings.seed, min_shift_s=settings.min_shift_s,
                   min_occupancy_s=settings.min_occupancy_s)
     speed_test = shuffle_test(spike_times, times_s, paw_speed, bins, **common)
-    try:
-        direction_test = direction_tuning(spike_times, times_s, direction, **common)
-    except ValueError:  # too little movement to cover three direction bins
-        direction_test = None
+    direction_test = direction_tuning(spike_times, times_s, direction, **common)
     window = (-settings.peth_window_s, settings.peth_window_s)
     peths = {name: peth(spike_times, events.loc[events.event == name, "time_s"].to_numpy(), window,
                         settings.peth_bin_s)

@@ -3,7 +3,8 @@
 Behaviour (a variable sampled at pose frame times, gaps allowed) is resampled once onto a regular
 time grid of cells; occupancy and spike counts per variable bin are then histograms over cells,
 and a circular time shift of the spike train by k cells is an index shift, so all shuffles of a
-unit are computed together with numpy.
+unit are computed together with numpy. A test the data are too few for (a recording shorter than two
+minimum shifts, no occupied bin, no spike in one) is not run: its result says why (``note``).
 """
 from __future__ import annotations
 
@@ -171,15 +172,16 @@ class _CellGrid:
             out[first:first + block.size] = np.bincount(flat, minlength=block.size * self.n_bins).reshape(block.size, -1)
         return out
 
+    def shift_range(self, min_shift_s: float) -> tuple[int, int]:
+        """Lowest and highest circular shift (cells) at least min_shift_s each way; none if lowest >= highest."""
+        lowest = int(np.ceil(min_shift_s / self.step_s))
+        return lowest, self.n_cells - lowest
+
     def random_shifts(self, n_shuffles: int, min_shift_s: float, seed) -> np.ndarray:
         """Shifts (cells) uniform in [min_shift_s, duration - min_shift_s]."""
         if n_shuffles < 1:
             raise ValueError(f"n_shuffles must be >= 1, got {n_shuffles}")
-        lowest = int(np.ceil(min_shift_s / self.step_s))
-        highest = self.n_cells - lowest
-        if highest <= lowest:
-            raise ValueError(f"recording of {self.n_cells * self.step_s:.1f} s is too short for shifts of at least "
-                             f"min_shift_s={min_shift_s} s each way")
+        lowest, highest = self.shift_range(min_shift_s)
         return np.random.default_rng(seed).integers(lowest, highest, size=n_shuffles, endpoint=True)
 
 
@@ -246,30 +248,54 @@ def tuning_curve(spike_times, times_s, variable, bins=10, *, min_occupancy_s: fl
 
 @dataclass(frozen=True)
 class ShuffleTest:
-    """Tuning curve with its Skaggs information, the circular-shift null and the p-value."""
+    """Tuning curve with its Skaggs information, the circular-shift null and the p-value; a test not run
+    (too little data) has an empty null, p-value NaN and ``note`` saying why."""
 
     curve: TuningCurve
     information_bits_per_spike: float
     null: np.ndarray
     p_value: float
+    note: str = ""
 
     @property
     def preferred_value(self) -> float:
-        return self.curve.preferred_value
+        """The curve's preferred value; NaN when the test did not run."""
+        return self.curve.preferred_value if self.null.size else np.nan
 
 
-def _shuffled(grid: _CellGrid, spike_times, n_shuffles: int, min_shift_s: float, seed, min_occupancy_s: float):
+def _too_little_data(grid: _CellGrid, observed: np.ndarray, enough: np.ndarray, min_shift_s: float,
+                     min_occupancy_s: float, min_bins: int) -> str:
+    """Why the shuffle test cannot run on this data ('' when it can)."""
+    lowest, highest = grid.shift_range(min_shift_s)
+    if highest <= lowest:
+        return (f"not enough data: a recording of {grid.n_cells * grid.step_s:.1f} s is too short for shifts of "
+                f"at least {min_shift_s:g} s each way")
+    if enough.sum() < min_bins:
+        return (f"not enough data: {int(enough.sum())} bin(s) with at least {min_occupancy_s:g} s occupancy, "
+                f"the test needs {min_bins}")
+    if not observed[enough].any():
+        return f"not enough data: no spikes in the bins with at least {min_occupancy_s:g} s occupancy"
+    return ""
+
+
+def _shuffled(grid: _CellGrid, spike_times, n_shuffles: int, min_shift_s: float, seed, min_occupancy_s: float,
+              min_bins: int):
     """Counts (1 + n_shuffles, n_bins) of the real (row 0) and circularly shifted spike trains, their
-    rates in the bins with >= min_occupancy_s, and the mask of those bins."""
-    shifts = np.concatenate([[0], grid.random_shifts(n_shuffles, min_shift_s, seed)])
-    counts = grid.counts(_spikes(spike_times), shifts)
+    rates in the bins with >= min_occupancy_s, the mask of those bins, and why there are no shuffled rows
+    ('' when there are): the test needs ``min_bins`` such bins, a spike in them and room for the shifts."""
+    spikes = _spikes(spike_times)
     occupancy = grid.occupancy_s
     enough = _enough(occupancy, min_occupancy_s)
-    return counts, counts[:, enough] / occupancy[enough], enough
+    counts = grid.counts(spikes, np.zeros(1))
+    note = _too_little_data(grid, counts[0], enough, min_shift_s, min_occupancy_s, min_bins)
+    if not note:
+        counts = np.concatenate([counts, grid.counts(spikes, grid.random_shifts(n_shuffles, min_shift_s, seed))])
+    return counts, counts[:, enough] / occupancy[enough], enough, note
 
 
 def _p_value(observed: float, null: np.ndarray) -> float:
-    return float((1 + np.count_nonzero(null >= observed)) / (1 + null.size))
+    """(1 + #null >= observed) / (1 + #null); NaN without a null (the test did not run)."""
+    return float((1 + np.count_nonzero(null >= observed)) / (1 + null.size)) if null.size else np.nan
 
 
 def shuffle_test(spike_times, times_s, variable, bins=10, *, n_shuffles: int = 1000, seed=0,
@@ -279,14 +305,15 @@ def shuffle_test(spike_times, times_s, variable, bins=10, *, n_shuffles: int = 1
 
     The spike train is shifted circularly over the recording by ``n_shuffles`` random offsets of at
     least ``min_shift_s`` (reproducible with ``seed``); p = (1 + #null >= observed) / (1 + n_shuffles).
+    Too little data for the test (see the module): the curve only, ``note`` says why.
     Other arguments as tuning_curve.
     """
     edges, to_bins = _linear_binner(bins, variable)
     grid = _CellGrid.build(times_s, variable, step_s, max_gap_s, to_bins, circular=False)
-    counts, rates, enough = _shuffled(grid, spike_times, n_shuffles, min_shift_s, seed, min_occupancy_s)
-    information = _information(rates, grid.occupancy_s[enough])
+    counts, rates, enough, note = _shuffled(grid, spike_times, n_shuffles, min_shift_s, seed, min_occupancy_s, 1)
+    information = _information(rates, grid.occupancy_s[enough]) if enough.any() else np.full(1, np.nan)
     return ShuffleTest(_curve(edges, grid, counts[0], min_occupancy_s), float(information[0]),
-                       information[1:], _p_value(information[0], information[1:]))
+                       information[1:], _p_value(information[0], information[1:]), note)
 
 
 @dataclass(frozen=True)
@@ -301,6 +328,7 @@ class DirectionTuning:
     vector_strength: float
     null: np.ndarray
     p_value: float
+    note: str = ""  # why the test did not run (then fit, strength and p-value are NaN); '' when it ran
 
 
 def _cosine_fit(rates: np.ndarray, centres_deg: np.ndarray, occupancy_s: np.ndarray):
@@ -331,16 +359,17 @@ def direction_tuning(spike_times, times_s, direction_deg, *, n_bins: int = 12, n
     The test statistic is the vector strength of the rate over those bins, against circular shifts of
     the spike train as in shuffle_test: unlike the fit's depth it stays well defined when the movements
     cover only a narrow arc (a reach task's forward and back), where the fit is ill-conditioned.
+    Too little data for the test (fewer than 3 bins with ``min_occupancy_s``, see the module): the curve
+    only, ``note`` says why.
     """
     edges, to_bins = _circular_binner(n_bins)
     grid = _CellGrid.build(times_s, direction_deg, step_s, max_gap_s, to_bins, circular=True)
-    counts, rates, enough = _shuffled(grid, spike_times, n_shuffles, min_shift_s, seed, min_occupancy_s)
-    if enough.sum() < 3:
-        raise ValueError(f"direction_tuning needs >= 3 direction bins with >= {min_occupancy_s} s occupancy, "
-                         f"got {int(enough.sum())}")
+    counts, rates, enough, note = _shuffled(grid, spike_times, n_shuffles, min_shift_s, seed, min_occupancy_s, 3)
+    curve = _curve(edges, grid, counts[0], min_occupancy_s)
+    if note:
+        return DirectionTuning(curve, np.nan, np.nan, np.nan, np.nan, np.empty(0), np.nan, note)
     centres = 0.5 * (edges[:-1] + edges[1:])
     baseline, preferred, depth = _cosine_fit(rates[:1], centres[enough], grid.occupancy_s[enough])
     strength = _vector_strength(rates, centres[enough])
-    return DirectionTuning(_curve(edges, grid, counts[0], min_occupancy_s), float(preferred[0]),
-                           float(baseline[0]), float(depth[0]), float(strength[0]), strength[1:],
-                           _p_value(strength[0], strength[1:]))
+    return DirectionTuning(curve, float(preferred[0]), float(baseline[0]), float(depth[0]), float(strength[0]),
+                           strength[1:], _p_value(strength[0], strength[1:]))

@@ -62,11 +62,12 @@ class UnitPlot:
     n_spikes: int
     speed_centres: np.ndarray
     speed_rate_hz: np.ndarray
-    speed_p_value: float
+    speed_p_value: float | None    # None: the shuffle test did not run (test_note says why)
     direction_centres: np.ndarray | None
     direction_rate_hz: np.ndarray | None
     direction_p_value: float | None
     peths: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]
+    test_note: str = ""
 
 
 @dataclass(frozen=True)

@@ -109,7 +109,7 @@ def plot_unit(unit: UnitPlot, path) -> Path:
     speed.plot(unit.speed_centres, unit.speed_rate_hz, "o-", color="k")
     speed.set_xlabel("paw speed (mm/s)")
     speed.set_ylabel("rate (Hz)")
-    speed.set_title(f"speed tuning, shuffle p = {unit.speed_p_value:.3g}", fontsize=9)
+    speed.set_title(f"speed tuning, shuffle p = {_p_text(unit.speed_p_value)}", fontsize=9)
     direction.set_xlabel("movement direction (deg)")
     direction.set_ylabel("rate (Hz)")
     rate = None if unit.direction_rate_hz is None else np.asarray(unit.direction_rate_hz, dtype=float)
@@ -119,7 +119,7 @@ def plot_unit(unit: UnitPlot, path) -> Path:
         # a line only between neighbouring bins that both have data
         direction.plot(centres, np.where(ok, rate, np.nan), "-", color="k")
         direction.plot(centres[ok], rate[ok], "o", color="k")
-        direction.set_title(f"direction tuning, shuffle p = {unit.direction_p_value:.3g}\n"
+        direction.set_title(f"direction tuning, shuffle p = {_p_text(unit.direction_p_value)}\n"
                             f"({ok.sum()} of {ok.size} bins with data)", fontsize=9)
     else:
         direction.set_title("direction tuning: no data", fontsize=9)
@@ -134,5 +134,10 @@ def plot_unit(unit: UnitPlot, path) -> Path:
         ax.set_ylabel("rate (Hz)")
     if not unit.peths:
         peth_axes[0].set_title("PETH: no events", fontsize=9)
-    figure.suptitle(f"unit {unit.unit_id} (tetrode {unit.tetrode}, {unit.n_spikes} spikes)", fontsize=10)
+    figure.suptitle(f"unit {unit.unit_id} (tetrode {unit.tetrode}, {unit.n_spikes} spikes)"
+                    + (f"\n{unit.test_note}" if unit.test_note else ""), fontsize=10)
     return save(figure, path)
+
+
+def _p_text(p_value: float | None) -> str:
+    return "not run" if p_value is None else f"{p_value:.3g}"

@@ -140,14 +140,15 @@ class UnitTuning(OneTransactionMake, dj.Computed):
     speed_bin_centres : <blob>         # mm/s
     speed_rate_hz : <blob>
     speed_occupancy_s : <blob>
-    speed_information : float64        # bits/spike
-    speed_p_value : float64            # circular-shift shuffle test
+    speed_information = null : float64    # bits/spike (null: no bin with enough occupancy)
+    speed_p_value = null : float64     # circular-shift shuffle test (null: not run, test_note says why)
     preferred_speed_mm_s = null : float64
     direction_bin_centres = null : <blob>
     direction_rate_hz = null : <blob>
     preferred_direction_deg = null : float64
     direction_depth = null : float64
     direction_p_value = null : float64
+    test_note = '' : varchar(255)      # the shuffle tests not run for too little data, and why
     """
 
     class PETH(dj.Part):
@@ -177,20 +178,19 @@ class UnitTuning(OneTransactionMake, dj.Computed):
     def make_insert(self, key, result):
         curve = result.speed.curve
         direction = result.direction
-        row = {**key, "n_spikes": len(result.speed_at_spike),
-               "paw_at_spike": result.paw_at_spike.astype(np.float32),
-               "speed_at_spike": result.speed_at_spike.astype(np.float32),
-               "speed_bin_centres": curve.bin_centres, "speed_rate_hz": curve.rate_hz,
-               "speed_occupancy_s": curve.occupancy_s,
-               "speed_information": float(result.speed.information_bits_per_spike),
-               "speed_p_value": float(result.speed.p_value),
-               "preferred_speed_mm_s": _finite_or_none(result.speed.preferred_value)}
-        if direction is not None:
-            row.update(direction_bin_centres=direction.curve.bin_centres, direction_rate_hz=direction.curve.rate_hz,
-                       preferred_direction_deg=_finite_or_none(direction.preferred_deg),
-                       direction_depth=_finite_or_none(direction.modulation_depth),
-                       direction_p_value=float(direction.p_value))
-        self.insert1(row)
+        self.insert1({**key, "n_spikes": len(result.speed_at_spike),
+                      "paw_at_spike": result.paw_at_spike.astype(np.float32),
+                      "speed_at_spike": result.speed_at_spike.astype(np.float32),
+                      "speed_bin_centres": curve.bin_centres, "speed_rate_hz": curve.rate_hz,
+                      "speed_occupancy_s": curve.occupancy_s,
+                      "speed_information": _finite_or_none(result.speed.information_bits_per_spike),
+                      "speed_p_value": _finite_or_none(result.speed.p_value),
+                      "preferred_speed_mm_s": _finite_or_none(result.speed.preferred_value),
+                      "direction_bin_centres": direction.curve.bin_centres,
+                      "direction_rate_hz": direction.curve.rate_hz,
+                      "preferred_direction_deg": _finite_or_none(direction.preferred_deg),
+                      "direction_depth": _finite_or_none(direction.modulation_depth),
+                      "direction_p_value": _finite_or_none(direction.p_value), "test_note": result.test_note[:255]})
         self.PETH.insert([{**key, "event": name, "n_events": int(p.counts.shape[0]),
                            "bin_centres_s": p.bin_centres_s, "rate_hz": p.rate_hz, "sem_hz": p.sem_hz}
                           for name, p in result.peths.items()])

@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import multiprocessing as mp
 import os
 import platform
@@ -44,10 +45,8 @@ from pathlib import Path
 import datajoint as dj
 
 from .. import db
+from .jobs import TRANSIENT_ERRORS, is_transient
 
-# Error messages of make() calls that failed for a passing reason, retried automatically: the connection
-# went away (2013, 1927: killed), the statement was killed (1317: KILL QUERY), a deadlock or lock wait (1213, 1205).
-TRANSIENT_ERRORS = ("LostConnectionError%", *(f"OperationalError: ({code}%" for code in (1927, 2013, 1317, 1213, 1205)))
 _OWN_ABANDONED = "status='reserved' OR (status='error' AND error_message LIKE 'SystemExit:%')"
 
 
@@ -158,7 +157,24 @@ def populate_recovering(tables: dict[str, type], *, reserve_jobs: bool = True, p
     ends as every key of the table in error (also from earlier runs)."""
     if reserve_jobs:
         reclaim(tables)
-    return {name: _populate_with_retries(name, table, reserve_jobs, processes) for name, table in tables.items()}
+    with _make_errors_unlogged():
+        return {name: _populate_with_retries(name, table, reserve_jobs, processes) for name, table in tables.items()}
+
+
+def _not_a_make_error(record: logging.LogRecord) -> bool:
+    return not (record.levelno >= logging.ERROR and record.module == "autopopulate")
+
+
+@contextlib.contextmanager
+def _make_errors_unlogged():
+    """Drop DataJoint's log line of each failed make(): ratpose reports every key in error once itself, with
+    its table, key and cause (from the jobs tables or populate's error list)."""
+    logger = logging.getLogger("datajoint")
+    logger.addFilter(_not_a_make_error)
+    try:
+        yield
+    finally:
+        logger.removeFilter(_not_a_make_error)
 
 
 def reclaim(tables: dict[str, type]) -> int:
@@ -201,7 +217,7 @@ def _populate_with_retries(name: str, table, reserve_jobs: bool, processes: int)
                 failed[()] = crash
                 break
             continue
-        retry = [key for key, message in failed.items() if _transient(message)]
+        retry = [key for key, message in failed.items() if is_transient(message)]
         attempts.update(retry)
         retry = [key for key in retry if attempts[key] <= TRANSIENT_RETRIES]
         if not retry:
@@ -215,10 +231,6 @@ def _populate_with_retries(name: str, table, reserve_jobs: bool, processes: int)
                                                       for e in table.jobs.errors.to_dicts()]
                 + [({}, m) for k, m in failed.items() if k == ()]}
     return {"success_count": done, "error_list": [(dict(key), message) for key, message in failed.items()]}
-
-
-def _transient(message: str) -> bool:
-    return message.startswith(tuple(pattern.rstrip("%") for pattern in TRANSIENT_ERRORS))
 
 
 def _fail_own_dead_reservations(table, message: str) -> int:
@@ -249,7 +261,8 @@ def run_worker(tables: dict[str, type], options: WorkerOptions | None = None) ->
     run = WorkerRun()
     previous = {s: signal.signal(s, _raise_exit) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        _work(tables, options, run)
+        with _make_errors_unlogged():
+            _work(tables, options, run)
     except SystemExit as stop:
         for s in previous:
             signal.signal(s, signal.SIG_IGN)  # a second signal must not interrupt the clean-up
@@ -412,6 +425,50 @@ def grant(user: str, role: str, *, host: str = "%", password: str | None = None)
     return pattern
 
 
+# privileges that neither change data nor tables: anything else granted counts as writing
+READ_PRIVILEGES = frozenset({"USAGE", "SELECT", "SHOW VIEW", "SHOW DATABASES", "PROCESS", "REPLICATION CLIENT",
+                             "BINLOG MONITOR", "SLAVE MONITOR", "REPLICA MONITOR"})
+_GRANT_LINE = re.compile(r"GRANT (?P<privileges>.+?) ON (?:(?:PROCEDURE|FUNCTION|PACKAGE(?: BODY)?) )?"
+                         r"(?P<db>\*|`(?:[^`]|``)*`)\.\S+ TO ", re.S)
+_ROLE_LINE = re.compile(r"GRANT (?P<roles>(?:`(?:[^`]|``)*`(?:@`[^`]*`)?(?:, *)?)+) TO ")
+
+
+def _like(pattern: str, name: str) -> bool:
+    """Whether a GRANT database pattern (``%`` / ``_`` wildcards, ``\\`` escapes) matches a schema name."""
+    regex = "".join(".*" if c == "%" else "." if c == "_" else re.escape(c[-1])
+                    for c in re.findall(r"\\.|.", pattern, re.S))
+    return re.fullmatch(regex, name, re.S) is not None
+
+
+def write_privileges(connection=None) -> list[str]:
+    """The current account's grants that could change the prefix's schemas ('INSERT on *.*', ...), also
+    through roles it holds; empty for a read-only account."""
+    connection = connection or db.connect()
+    schemas = [db.schema_name(stage) for stage in db.STAGES]
+    lines = [row[0] for row in connection.query("SHOW GRANTS").fetchall()]
+    seen, found = set(), []
+    while lines:
+        line = lines.pop()
+        roles = _ROLE_LINE.match(line)
+        grant_ = _GRANT_LINE.match(line)
+        if grant_ is None and roles:  # a role held: its own grants count too
+            for role in re.findall(r"`((?:[^`]|``)*)`(?:@`[^`]*`)?", roles["roles"]):
+                if role not in seen:
+                    seen.add(role)
+                    try:
+                        lines += [row[0] for row in connection.query("SHOW GRANTS FOR %s", args=(role,)).fetchall()]
+                    except Exception:  # a role whose grants cannot be read: count it as writing
+                        found.append(f"role {role}")
+            continue
+        if grant_ is None:
+            continue
+        target = grant_["db"]
+        applies = target == "*" or any(_like(target[1:-1].replace("``", "`"), s) for s in schemas)
+        privileges = [p.strip() for p in re.sub(r"\([^)]*\)", "", grant_["privileges"]).split(",")]
+        found += [f"{p} on {target}.*" for p in privileges if applies and p.upper() not in READ_PRIVILEGES]
+    return found
+
+
 def _write_private(path: Path, text: str) -> None:
     """Write text to a file only its owner can read (0600, also when it existed)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -512,7 +569,8 @@ def add_commands(subparsers) -> None:
         db_sub = db_parser.add_subparsers(dest="db_command", required=True)
     grant_parser = db_sub.add_parser("grant", help="create a database user and grant a role on the prefix's schemas")
     role = grant_parser.add_mutually_exclusive_group(required=True)
-    role.add_argument("--readonly", metavar="USER", help="SELECT only")
+    role.add_argument("--reader", "--readonly", dest="readonly", metavar="USER",
+                      help="SELECT only: the account for `ratpose serve` and analysts")
     role.add_argument("--worker", metavar="USER", help="read, insert, update, delete, create/alter tables")
     grant_parser.add_argument("--host", default="%", help="client host the account is for (default %%: any)")
     grant_parser.add_argument("--password-env", metavar="VAR", help="environment variable holding the new password")

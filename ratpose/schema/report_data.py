@@ -194,9 +194,9 @@ def _add_analysis(report: SessionReport, key: dict) -> None:
     report.units = [UnitPlot(int(r["unit_id"]), int(tetrodes[r["unit_id"]]), int(r["n_spikes"]),
                              r["speed_bin_centres"], r["speed_rate_hz"], r["speed_p_value"],
                              r["direction_bin_centres"], r["direction_rate_hz"], r["direction_p_value"],
-                             peths.get(r["unit_id"], {}))
+                             peths.get(r["unit_id"], {}), r["test_note"])
                     for r in (analysis.UnitTuning & key).to_dicts(order_by="unit_id")]
     if not report.units:
         report.missing["units"] = f"no unit tuning for this session ({RUN_POPULATE}; were units ingested?)"
     report.qc["units (speed-tuned at p < 0.01)"] = (
-        f"{len(report.units)} ({sum(u.speed_p_value < 0.01 for u in report.units)})")
+        f"{len(report.units)} ({sum(u.speed_p_value is not None and u.speed_p_value < 0.01 for u in report.units)})")
