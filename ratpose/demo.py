@@ -105,7 +105,7 @@ def _insert_inputs(modules, data_dir: Path, settings: DemoSettings) -> dict:
            else {"mode": "train", "net_type": settings.net_type, "epochs": settings.epochs, "batch_size": 8,
                  "augmentation": False, "device": "auto", "init": "random"})
     pose.PoseModelParams.insert1({"pose_params": settings.model_key["pose_params"], **how}, replace=True)
-    pose.Pose3DParams.insert1({"pose3d_params": DEMO_POSE3D, "min_likelihood": 0.1, "max_reprojection_px": 10.0,
+    pose.Pose3DParams.insert1({"pose3d_params": DEMO_POSE3D, "min_likelihood": 0.1, "max_reprojection_px": None,
                                "refine": True, "median_window": 0, "method": "smooth", "limbs": DEMO_LIMBS},
                               skip_duplicates=True)
     pose.request_model(**settings.model_key)

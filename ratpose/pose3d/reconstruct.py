@@ -10,8 +10,13 @@ from ..rig import Rig
 from ..sync import match_cameras
 from .smooth import smooth
 from .triangulation import Triangulation, triangulate
+from .validation import held_out_error
 
 METHODS = ("linear", "smooth")
+#: smooth without max_reprojection_px: a point whose mean error over the cameras it uses (their 2D not judged
+#: wrong against their own noise) exceeds this fraction of the image diagonal is NaN (36 px at 1440 x 1080):
+#: 2D that contradicts the geometry, e.g. swapped cameras, whose own noise estimate is large too
+GATE_FRACTION = 0.02
 
 
 @dataclass(frozen=True)
@@ -19,25 +24,28 @@ class Pose3DParams:
     """Reconstruction settings: likelihood cutoff, error limit, refinement, optional median filter, and
     method: 'linear' (each frame triangulated on its own) or 'smooth' (pose3d.smooth: all frames jointly,
     robust to outliers, with a posterior sigma per point; observations below min_likelihood are ignored;
-    a point whose reprojection error over the cameras it trusts exceeds max_reprojection_px is NaN; refine
-    does not apply; accel_mm_s2, limb_sigma_mm and limbs are its priors). limbs: rigid segments as
-    'partA-partB' pairs separated by commas, e.g. 'wrist-paw,paw-digit1' ('' = none)."""
+    refine does not apply; accel_mm_s2, limb_sigma_mm and limbs are its priors, None: learned from each
+    session's own data per body part and per limb). max_reprojection_px: a point whose reprojection error
+    over the cameras it trusts exceeds it is NaN; None (smooth's default): each 2D observation is judged
+    against its own camera's robustly estimated noise (6x), and only a point whose error over the cameras it
+    still uses exceeds GATE_FRACTION of their image diagonal is dropped (no noise explains it). limbs: segments as 'partA-partB' pairs separated by commas, e.g.
+    'wrist-paw,paw-digit1' ('' = none)."""
 
     min_likelihood: float = 0.1
-    max_reprojection_px: float | None = 10.0
+    max_reprojection_px: float | None = None
     refine: bool = True
     median_window: int = 0  # frames; 0 = no filtering
     method: str = "smooth"
-    accel_mm_s2: float = 500.0
-    limb_sigma_mm: float = 0.03
+    accel_mm_s2: float | None = None
+    limb_sigma_mm: float | None = None
     limbs: str = ""
 
     def __post_init__(self):
         if self.method not in METHODS:
             raise ValueError(f"Pose3D method must be one of {METHODS}, got {self.method!r}")
-        if not (self.accel_mm_s2 > 0 and self.limb_sigma_mm > 0):
-            raise ValueError(f"Pose3D accel_mm_s2 and limb_sigma_mm must be > 0, got {self.accel_mm_s2}, "
-                             f"{self.limb_sigma_mm}")
+        if any(v is not None and not v > 0 for v in (self.accel_mm_s2, self.limb_sigma_mm)):
+            raise ValueError(f"Pose3D accel_mm_s2 and limb_sigma_mm must be > 0 (or None: learned), got "
+                             f"{self.accel_mm_s2}, {self.limb_sigma_mm}")
 
     def limb_indices(self, bodyparts) -> list[tuple[int, int]]:
         """limbs as index pairs into bodyparts; an unknown or malformed pair raises naming it."""
@@ -60,6 +68,9 @@ class Pose3DResult:
     points3d: np.ndarray  # (n_frames, n_parts, 3) after optional filtering
     sigma_mm: np.ndarray | None = None  # (n_frames, n_parts) posterior std (smooth only)
     outliers: np.ndarray | None = None  # (n_cameras, n_frames, n_parts) 2D judged wrong (smooth only)
+    accel_mm_s2: np.ndarray | None = None  # (n_parts,) acceleration prior used (smooth only)
+    limb_sigma_mm: np.ndarray | None = None  # (n_limbs,) limb-length prior used (smooth only)
+    held_out_error_px: np.ndarray | None = None  # (n_cameras, n_parts) validation.held_out_error (3+ cameras)
 
     def part_summary(self, p: int) -> dict:
         """QC of body part p: fraction triangulated, median and 95th percentile reprojection error (raw px,
@@ -88,23 +99,30 @@ def reconstruct(rig: Rig, frames: dict[str, tuple[np.ndarray, np.ndarray]],
             raise ValueError(f"camera {name!r}: {len(pose2d[name][0])} pose rows for {len(frames[name][0])} frames")
     common, rows, points2d, likelihood = matched_2d(rig, {name: frames[name][0] for name in rig.names}, pose2d)
     time_s = frames[rig.names[0]][1][rows[rig.names[0]]]
-    sigma = outliers = None
-    if params.method == "smooth":
-        fps = 1.0 / float(np.median(np.diff(time_s))) if len(time_s) > 1 else 1.0
-        fit = smooth(points2d, rig, likelihood, fps=fps, min_likelihood=params.min_likelihood,
-                     accel_mm_s2=params.accel_mm_s2, limb_sigma_mm=params.limb_sigma_mm,
-                     limbs=params.limb_indices(tuple(bodyparts)))
-        result = _smooth_qc(fit.points3d, rig, points2d, likelihood, likelihood >= params.min_likelihood,
-                            fit.outliers, params.max_reprojection_px)
-        sigma, outliers = fit.sigma_mm, fit.outliers
-    else:
-        result = triangulate(points2d, rig, likelihood, min_likelihood=params.min_likelihood, refine=params.refine,
-                             max_reprojection_px=params.max_reprojection_px)
+    fps = 1.0 / float(np.median(np.diff(time_s))) if len(time_s) > 1 else 1.0
+    limbs = params.limb_indices(tuple(bodyparts))
+    fit, result = _estimate(points2d, rig, likelihood, params, fps, limbs)
     points3d = result.points3d
     if params.median_window > 1:
         points3d = median_filter(points3d, params.median_window)
+    held_out = held_out_error(points2d, rig, likelihood,
+                              lambda p, r, lik: _estimate(p, r, lik, params, fps, limbs)[1].points3d,
+                              min_likelihood=max(params.min_likelihood, 0.5)) if len(rig) >= 3 else None
     return Pose3DResult(pulse_index=common, time_s=time_s, triangulation=result, points3d=points3d,
-                        sigma_mm=sigma, outliers=outliers)
+                        sigma_mm=fit and fit.sigma_mm, outliers=fit and fit.outliers,
+                        accel_mm_s2=fit and fit.accel_mm_s2, limb_sigma_mm=fit and fit.limb_sigma_mm,
+                        held_out_error_px=held_out)
+
+
+def _estimate(points2d, rig: Rig, likelihood, params: Pose3DParams, fps: float, limbs):
+    """(SmoothResult or None, Triangulation) of one set of cameras' matched 2D by params' method."""
+    if params.method == "smooth":
+        fit = smooth(points2d, rig, likelihood, fps=fps, min_likelihood=params.min_likelihood,
+                     accel_mm_s2=params.accel_mm_s2, limb_sigma_mm=params.limb_sigma_mm, limbs=limbs)
+        return fit, _smooth_qc(fit.points3d, rig, points2d, likelihood, likelihood >= params.min_likelihood,
+                               fit.outliers, params.max_reprojection_px)
+    return None, triangulate(points2d, rig, likelihood, min_likelihood=params.min_likelihood, refine=params.refine,
+                             max_reprojection_px=params.max_reprojection_px)
 
 
 def matched_2d(rig: Rig, pulses: dict[str, np.ndarray],
@@ -131,7 +149,8 @@ def _smooth_qc(points3d: np.ndarray, rig: Rig, points2d: np.ndarray, likelihood:
         mean_seen = np.where(seen, error, 0.0).sum(axis=0) / seen.sum(axis=0)
         mean_used = np.where(used, error, 0.0).sum(axis=0) / used.sum(axis=0)
         score = np.where(used, likelihood, 0.0).sum(axis=0) / used.sum(axis=0)
-    if max_reprojection_px is not None:
-        points3d = np.where((mean_used > max_reprojection_px)[..., None], np.nan, points3d)
+    if max_reprojection_px is None:  # scaled to the cameras' resolution: what no detector's noise explains
+        max_reprojection_px = GATE_FRACTION * float(np.mean([np.hypot(*cam.size) for cam in rig]))
+    points3d = np.where((mean_used > max_reprojection_px)[..., None], np.nan, points3d)
     return Triangulation(points3d=points3d, reprojection_error=mean_seen, n_cameras=used.sum(axis=0),
                          camera_mask=used, score=score, qc_error=mean_seen)

@@ -29,13 +29,106 @@ _GROUP_VALUES = 2e7
 class SmoothResult:
     """points3d (n_frames, n_parts, 3) mm; sigma_mm (n_frames, n_parts): posterior RMS 3D error,
     sqrt(trace of the point's covariance); outliers (n_cameras, n_frames, n_parts): 2D observations
-    judged wrong; limb_lengths (n_limbs,) mm used; noise_px (n_cameras,) robust 2D noise scale."""
+    judged wrong; limb_lengths (n_limbs,) mm used; noise_px (n_cameras,) robust 2D noise scale;
+    accel_mm_s2 (n_parts,) and limb_sigma_mm (n_limbs,): the priors used (given, or estimated)."""
 
     points3d: np.ndarray
     sigma_mm: np.ndarray
     outliers: np.ndarray
     limb_lengths: np.ndarray
     noise_px: np.ndarray
+    accel_mm_s2: np.ndarray
+    limb_sigma_mm: np.ndarray
+
+
+@dataclass(frozen=True)
+class Priors:
+    """What a session's own data say about its motion, per body part (estimate_priors): accel_mm_s2, the RMS
+    acceleration; noise_mm, the RMS per-axis jitter of the per-frame triangulation; limb_sigma_mm per limb,
+    the spread of its length over time (beyond what the jitter explains)."""
+
+    accel_mm_s2: np.ndarray
+    noise_mm: np.ndarray
+    limb_sigma_mm: np.ndarray
+
+
+#: second differences of lags 1.._LAGS frames enter the estimate of the motion and the jitter
+_LAGS = 6
+#: likelihood bins in which each camera's 2D noise is learned
+_LIKELIHOOD_BINS = 5
+#: shortest run of trusted frames whose second differences enter the estimate of the priors
+_MIN_RUN = 8
+#: priors are kept within these bounds (mm/s^2; fraction of a limb's length)
+_ACCEL_RANGE = (10.0, 1e6)
+_LIMB_SIGMA_FLOOR = 0.01
+#: priors of parts and limbs the data cannot tell about: a rat's body point accelerates at a median of
+#: ~1,000 mm/s^2 (motion capture); a limb's length is given a weak 10 % spread
+_FALLBACK_ACCEL = 1000.0
+_FALLBACK_LIMB_FRACTION = 0.1
+
+
+def _trusted_runs(ok: np.ndarray) -> np.ndarray:
+    """Mask of the frames (n,) inside runs of at least _MIN_RUN consecutive True values of ok."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], ok.astype(np.int8), [0]])))
+    keep = np.zeros(len(ok), bool)
+    for start, stop in zip(edges[::2], edges[1::2]):
+        if stop - start >= _MIN_RUN:
+            keep[start:stop] = True
+    return keep
+
+
+def _lag_fit(runs: list[np.ndarray], jitter2: float) -> float:
+    """q, the variance per axis of the motion's second difference per frame, from runs of one part's
+    positions (each (n_run, 3)) whose jitter has variance jitter2 per axis: the robust variance (MAD) of the
+    second differences at lags k = 1.._LAGS is fitted, in log space, by the smoother's own motion model (white
+    acceleration: q k (2 k^2 + 1) / 3) plus the jitter, correlated in time with an AR(1) coefficient a
+    fitted too (DeepLabCut's is): 2 jitter2 (3 - 4 a^k + a^2k)."""
+    from scipy.optimize import minimize
+
+    lags = np.arange(1, _LAGS + 1)
+    observed = []
+    for k in lags:
+        d2 = np.concatenate([r[2 * k:] - 2 * r[k:-k] + r[:-2 * k] for r in runs if len(r) > 2 * k])
+        observed.append(np.mean((1.4826 * np.median(np.abs(d2 - np.median(d2, 0)), 0)) ** 2))
+    observed = np.log(np.maximum(observed, 1e-30))
+    motion = lags * (2 * lags ** 2 + 1) / 3
+
+    def cost(params):
+        q, a = np.exp(np.clip(params[0], -80.0, 80.0)), 1 / (1 + np.exp(-np.clip(params[1], -30.0, 30.0)))
+        model = q * motion + 2 * jitter2 * (3 - 4 * a ** lags + a ** (2 * lags))
+        return float(np.sum((np.log(model) - observed) ** 2))
+
+    best = min((minimize(cost, [observed[0] - dq, a0], method="Nelder-Mead",
+                         options={"xatol": 1e-4, "fatol": 1e-10, "maxiter": 1000})
+                for dq in (1.0, 6.0) for a0 in (-3.0, 1.0)), key=lambda r: r.fun)
+    return float(np.exp(np.clip(best.x[0], -80.0, 80.0)))
+
+
+def estimate_priors(X: np.ndarray, trusted: np.ndarray, fps: float, jitter_mm: np.ndarray, limbs=()) -> Priors:
+    """A session's priors from its per-frame triangulation X (n_frames, n_parts, 3) mm, trusted where the
+    (n_frames, n_parts) mask says so, whose jitter per axis is jitter_mm (n_parts,) (what the cameras' noise
+    gives through the geometry): per part the RMS acceleration per axis (``_lag_fit`` over runs of trusted
+    frames), per limb the robust spread of its length less the jitter of its two ends. Parts or limbs without
+    enough trusted frames get NaN."""
+    n_parts = X.shape[1]
+    jitter_mm = np.broadcast_to(np.asarray(jitter_mm, dtype=np.float64), (n_parts,))
+    accel = np.full(n_parts, np.nan)
+    for p in range(n_parts):
+        keep = _trusted_runs(trusted[:, p])
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], keep.astype(np.int8), [0]])))
+        runs = [X[a:b, p] for a, b in zip(edges[::2], edges[1::2])]
+        if sum(len(r) for r in runs) >= 4 * _MIN_RUN:
+            accel[p] = np.sqrt(_lag_fit(runs, jitter_mm[p] ** 2)) * fps ** 2
+    accel = np.clip(accel, *_ACCEL_RANGE)
+    sigma = np.full(len(limbs), np.nan)
+    for k, (i, j) in enumerate(limbs):
+        both = trusted[:, i] & trusted[:, j]
+        if both.sum() >= 4 * _MIN_RUN:
+            length = np.linalg.norm(X[both, i] - X[both, j], axis=-1)
+            spread2 = (1.4826 * np.median(np.abs(length - np.median(length)))) ** 2
+            sigma[k] = np.sqrt(max(spread2 - jitter_mm[i] ** 2 - jitter_mm[j] ** 2,
+                                   (_LIMB_SIGMA_FLOOR * np.median(length)) ** 2))
+    return Priors(accel_mm_s2=accel, noise_mm=jitter_mm.copy(), limb_sigma_mm=sigma)
 
 
 def _fill_gaps(X: np.ndarray) -> np.ndarray:
@@ -51,7 +144,8 @@ def _fill_gaps(X: np.ndarray) -> np.ndarray:
 
 
 def _initial(points2d, rig, likelihood, min_likelihood):
-    """Robust per-frame triangulation: drop high-error and spiky points, interpolate the rest."""
+    """Robust per-frame triangulation: drop high-error and spiky points, interpolate the rest; returns the
+    filled points and the mask (n_frames, n_parts) of those triangulated and kept."""
     tri = triangulate(points2d, rig, likelihood, min_likelihood=max(min_likelihood, 0.5), refine=True)
     X = tri.points3d.copy()
     err = tri.reprojection_error
@@ -60,22 +154,26 @@ def _initial(points2d, rig, likelihood, min_likelihood):
     X[~(err <= 3.0 * np.nanmedian(err) + 1.0)] = np.nan
     dev = np.linalg.norm(X - median_filter(X, 9), axis=-1)
     X[~(dev <= 5.0 * np.nanmedian(dev) + 1e-3)] = np.nan
-    return _fill_gaps(X)
+    trusted = np.isfinite(X).all(axis=-1)
+    return _fill_gaps(X), trusted
 
 
-def _second_difference_band(n: int, weight: float, stride: int) -> np.ndarray:
-    """Upper band storage (2 stride + 1, stride n) of weight * D2^T D2 acting on each of ``stride``
-    interleaved series (frame t, unknown q) -> stride t + q. Bandwidth 2 stride: a frame couples to t +/- 2."""
-    u = 2 * stride
-    ab = np.zeros((u + 1, stride * n))
-    d0 = np.full(n, 6.0)
-    d0[[0, -1]], d0[[1, -2]] = 1.0, 5.0
-    d1 = np.full(n - 1, -4.0)
-    d1[[0, -1]] = -2.0
-    for q in range(stride):
-        ab[u, q::stride] = weight * d0
-        ab[u - stride, stride + q::stride] = weight * d1
-        ab[0, 2 * stride + q::stride] = weight
+def _second_difference_band(weights: np.ndarray) -> np.ndarray:
+    """Upper band storage (2 m + 1, K n m) of D2^T W D2 for K chunks of n frames, each with m interleaved
+    series (chunk k, frame t, unknown q) -> (k n + t) m + q; weights (K, n - 2, m) weigh each second
+    difference (the one centred on frame t + 1). Bandwidth 2 m: a frame couples to t +/- 2; chunks do not
+    couple across their seams."""
+    K, rows, m = weights.shape
+    n = rows + 2
+    diagonal, next1, next2 = np.zeros((K, n, m)), np.zeros((K, n, m)), np.zeros((K, n, m))
+    diagonal[:, :-2] += weights
+    diagonal[:, 1:-1] += 4 * weights
+    diagonal[:, 2:] += weights
+    next1[:, 1:-1] -= 2 * weights  # (t, t + 1): as first and middle point of the difference centred on t + 1
+    next1[:, 2:] -= 2 * weights  # as middle and last point of the one centred on t
+    next2[:, 2:] = weights
+    ab = np.zeros((2 * m + 1, K * n * m))
+    ab[2 * m], ab[m], ab[0] = diagonal.reshape(-1), next1.reshape(-1), next2.reshape(-1)
     return ab
 
 
@@ -117,9 +215,14 @@ def _solve_banded(ab: np.ndarray, rhs: np.ndarray) -> np.ndarray:
     return x
 
 
-def _apply_d2(X: np.ndarray) -> np.ndarray:
-    """D2^T D2 X along axis 1 (time) of (B, n, ...)."""
-    d2 = X[:, 2:] - 2 * X[:, 1:-1] + X[:, :-2]
+def _second_differences(X: np.ndarray) -> np.ndarray:
+    """D2 X along axis 1 (time) of (K, n, ...): (K, n - 2, ...)."""
+    return X[:, 2:] - 2 * X[:, 1:-1] + X[:, :-2]
+
+
+def _apply_d2(X: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """D2^T W D2 X along axis 1 (time) of (K, n, P, 3), weights (K, n - 2, P)."""
+    d2 = _second_differences(X) * weights[..., None]
     out = np.zeros_like(X)
     out[:, 2:] += d2
     out[:, 1:-1] -= 2 * d2
@@ -160,8 +263,9 @@ def _chunks(n_frames: int, chunk: int, overlap: int) -> tuple[np.ndarray, int]:
 
 @threadpool_limits.wrap(limits=1, user_api="blas")  # threaded BLAS slows these small solves
 def smooth(points2d, rig: Rig, likelihood, *, fps: float, limbs=None, limb_lengths=None,
-           accel_mm_s2: float = 500.0, limb_sigma_mm: float = 0.03, min_likelihood: float = 0.1,
-           cauchy_scale: float = 3.0, outlier_scale: float = 6.0, prior_sigma_mm: float = 50.0,
+           accel_mm_s2=None, limb_sigma_mm=None, min_likelihood: float = 0.1,
+           cauchy_scale: float = 3.0, outlier_scale: float = 6.0, accel_cauchy: float = 3.0,
+           prior_sigma_mm: float = 50.0,
            iterations: int = 5, max_step_mm: float = 5.0, chunk_frames: int = 1000,
            overlap_frames: int = 60) -> SmoothResult:
     """Jointly estimate all body parts' 3D trajectories (mm) from several cameras' 2D over time.
@@ -169,9 +273,12 @@ def smooth(points2d, rig: Rig, likelihood, *, fps: float, limbs=None, limb_lengt
     points2d (n_cameras, n_frames, n_parts, 2) raw pixels (NaN = missing); likelihood (n_cameras,
     n_frames, n_parts) weights each observation (below min_likelihood: ignored). fps: frame rate.
     Costs: Cauchy loss on pixel residuals (scale cauchy_scale x each camera's robust noise, estimated
-    from the data); acceleration prior with std accel_mm_s2; for limbs (index pairs into the parts),
-    length terms with std limb_sigma_mm around limb_lengths (default: the median length of a robust
-    per-frame triangulation); a weak prior_sigma_mm pull towards that triangulation so frames with no
+    from the data); a robust acceleration prior of scale accel_mm_s2 (one value, or one per part; None:
+    estimated per part from this session's data, ``estimate_priors``), Gaussian up to about accel_cauchy
+    times it and Cauchy beyond (animals accelerate in bursts); for limbs (index pairs into the parts),
+    length terms with std limb_sigma_mm (one value, one per limb, or None: estimated) around limb_lengths
+    (default: the median length of a robust per-frame triangulation); a weak prior_sigma_mm pull towards
+    that triangulation so frames with no
     evidence stay defined with an honest, large sigma. Observations whose residual exceeds
     outlier_scale x the noise are flagged as outliers. Gauss-Newton runs for ``iterations`` steps of at
     most max_step_mm per point; time is cut into chunk_frames windows overlapping by overlap_frames.
@@ -187,7 +294,7 @@ def smooth(points2d, rig: Rig, likelihood, *, fps: float, limbs=None, limb_lengt
     if limbs.size and (limbs.min() < 0 or limbs.max() >= n_parts or (limbs[:, 0] == limbs[:, 1]).any()):
         raise ValueError(f"limbs must be pairs of distinct part indices in 0..{n_parts - 1}, got {limbs.tolist()}")
 
-    X0 = _initial(pts, rig, lik, min_likelihood)
+    X0, trusted = _initial(pts, rig, lik, min_likelihood)
     if limb_lengths is None:
         limb_lengths = np.array([np.median(np.linalg.norm(X0[:, i] - X0[:, j], axis=-1)) for i, j in limbs])
     limb_lengths = np.asarray(limb_lengths, dtype=np.float64).reshape(len(limbs))
@@ -209,21 +316,26 @@ def smooth(points2d, rig: Rig, likelihood, *, fps: float, limbs=None, limb_lengt
         J = (Rb[..., :2, :] - proj[..., :, None] * Rb[..., 2:, :]) * (inv_z * f)[..., None]
         return (norm_w - proj) * f, J
 
-    # noise scale per camera from the initial residuals of trusted observations
+    # each observation's noise scale, learned from the initial residuals: its camera's, at its likelihood
     norm_w = norm
     r0, _ = residuals(X0)
-    noise_px = np.array([1.4826 * np.median(np.abs(r0[c][w0[c] > 0.5])) if (w0[c] > 0.5).any() else 1.0
-                         for c in range(n_cams)])
-    noise_px = np.maximum(noise_px, 0.05)
+    sigma_obs = _observation_noise(r0, lik, w0 > 0)  # (C, T, P) px
+    noise_px = np.array([np.median(sigma_obs[c][w0[c] > 0]) if (w0[c] > 0).any() else 1.0 for c in range(n_cams)])
+    prior_w = 1.0 / prior_sigma_mm ** 2
+    if accel_mm_s2 is None or limb_sigma_mm is None:
+        _, J0 = residuals(X0)
+        estimated = estimate_priors(X0, trusted, fps, _jitter_mm(J0, w0 > 0, noise_px, trusted, prior_w), limbs)
+    accel = _chosen(accel_mm_s2, estimated.accel_mm_s2 if accel_mm_s2 is None else None, n_parts, _FALLBACK_ACCEL)
+    limb_sigma = _chosen(limb_sigma_mm, estimated.limb_sigma_mm if limb_sigma_mm is None else None, len(limbs),
+                         _FALLBACK_LIMB_FRACTION * limb_lengths)
 
     windows, core = _chunks(n_frames, chunk_frames, overlap_frames)
     n_chunks, n = windows.shape
     starts = np.arange(n_chunks)[:, None] * core - overlap_frames + np.arange(n)
-    lam = (fps ** 2 / accel_mm_s2) ** 2
-    prior_w = 1.0 / prior_sigma_mm ** 2
-    limb_w = 1.0 / limb_sigma_mm ** 2
+    lam = (fps ** 2 / accel) ** 2  # (P,)
+    accel_scale = accel_cauchy * accel / fps ** 2  # (P,) mm per frame^2
+    limb_w = 1.0 / limb_sigma ** 2  # (L,)
     m = 3 * n_parts  # unknowns per frame; the joint system is ordered (chunk, frame, part, coordinate)
-    scale = (cauchy_scale * noise_px)[:, None, None, None]
     per_group = max(1, int(_GROUP_VALUES // (n * m * m)))  # chunks solved together: bounded memory
     lo = overlap_frames
     take = (slice(None), slice(lo, lo + core))
@@ -233,13 +345,15 @@ def smooth(points2d, rig: Rig, likelihood, *, fps: float, limbs=None, limb_lengt
         safe = np.clip(starts[first:first + per_group], 0, n_frames - 1)
         n_chunks_g = len(safe)
         norm_w = norm[:, safe]  # (C, K, n, P, 2)
-        wobs = np.where((windows[first:first + per_group] >= 0)[None, :, :, None], w0[:, safe], 0.0) \
-            / noise_px[:, None, None, None] ** 2
+        wobs = np.where((windows[first:first + per_group] >= 0)[None, :, :, None] & (w0[:, safe] > 0),
+                        1.0 / sigma_obs[:, safe] ** 2, 0.0)
+        scale = cauchy_scale * sigma_obs[:, safe]
         X = X0[safe]  # (K, n, P, 3)
         anchor = X.copy()
-        # chunks end to end in one band, no coupling across their seams
-        smooth_band = np.tile(_second_difference_band(n, lam, m), n_chunks_g)
         for it in range(iterations + 1):
+            # robust acceleration prior: Cauchy weights on each part's second differences (a reach's burst is
+            # not smoothed away), scale accel_cauchy x the part's own acceleration
+            accel_w = lam / (1.0 + (np.linalg.norm(_second_differences(X), axis=-1) / accel_scale) ** 2)
             r, J = residuals(X)
             rn2 = (r ** 2).sum(-1)
             w = wobs / (1.0 + rn2 / scale ** 2)  # Cauchy IRLS weights, (C, K, n, P)
@@ -248,18 +362,18 @@ def smooth(points2d, rig: Rig, likelihood, *, fps: float, limbs=None, limb_lengt
             diag = (J.swapaxes(-1, -2) @ wJ).sum(0) + prior_w * np.eye(3)  # (K, n, P, 3, 3)
             H[:, :, np.arange(n_parts), :, np.arange(n_parts), :] = diag.transpose(2, 0, 1, 3, 4)
             g = (wJ.swapaxes(-1, -2) @ r[..., None])[..., 0].sum(0) + prior_w * (anchor - X)
-            for (i, j), L in zip(limbs, limb_lengths):
-                A, pull = _limb_terms(X[:, :, i] - X[:, :, j], L, limb_w)
+            for (i, j), L, wl in zip(limbs, limb_lengths, limb_w):
+                A, pull = _limb_terms(X[:, :, i] - X[:, :, j], L, wl)
                 H[:, :, i, :, i] += A
                 H[:, :, j, :, j] += A
                 H[:, :, i, :, j] -= A
                 H[:, :, j, :, i] -= A
                 g[:, :, i] += pull
                 g[:, :, j] -= pull
-            g -= lam * _apply_d2(X)
+            g -= _apply_d2(X, accel_w)
             if it == iterations:
                 break
-            normal = _add_blocks(smooth_band, H.reshape(-1, m, m))
+            normal = _add_blocks(_second_difference_band(np.repeat(accel_w, 3, axis=-1)), H.reshape(-1, m, m))
             step = _solve_banded(normal, g.reshape(-1)).reshape(X.shape)
             size = np.linalg.norm(step, axis=-1, keepdims=True)
             X += step * np.minimum(1.0, max_step_mm / np.maximum(size, 1e-12))  # trust region per point
@@ -269,8 +383,8 @@ def smooth(points2d, rig: Rig, likelihood, *, fps: float, limbs=None, limb_lengt
         # posterior variance from the cameras and the acceleration prior alone: a limb fixes a point's
         # distance to its neighbours, not on which side of them it sits (a mirrored pose fits as well), so
         # limbs are not counted as evidence; without them the parts decouple and each has its own band
-        part_band = np.tile(_second_difference_band(n, lam, 3), n_chunks_g)
-        factors = [_cholesky_banded(_add_blocks(part_band, diag[:, :, p].reshape(-1, 3, 3)))
+        factors = [_cholesky_banded(_add_blocks(_second_difference_band(np.repeat(accel_w[..., p:p + 1], 3, -1)),
+                                                diag[:, :, p].reshape(-1, 3, 3)))
                    for p in range(n_parts)]
 
         # the jitter is correlated in time: inflate the variance by (1 + rho) / (1 - rho), rho = the
@@ -285,7 +399,7 @@ def smooth(points2d, rig: Rig, likelihood, *, fps: float, limbs=None, limb_lengt
         var = _inverse_diagonal(stacked).reshape(n_parts, n_chunks_g, n, 3).sum(-1).transpose(1, 2, 0)
         var *= (1 + rho) / (1 - rho)
         r, _ = residuals(X)
-        bad = np.sqrt((r ** 2).sum(-1)) > (outlier_scale * noise_px)[:, None, None, None]
+        bad = np.sqrt((r ** 2).sum(-1)) > outlier_scale * sigma_obs[:, safe]
         points.append(X[take].reshape(-1, n_parts, 3))
         sigmas.append(np.sqrt(var[take]).reshape(-1, n_parts))
         flags.append(bad[:, take[0], take[1]].reshape(n_cams, -1, n_parts))
@@ -293,4 +407,53 @@ def smooth(points2d, rig: Rig, likelihood, *, fps: float, limbs=None, limb_lengt
     sigma = np.concatenate(sigmas)[:n_frames]
     outliers = np.concatenate(flags, axis=1)[:, :n_frames] & np.isfinite(pts).all(-1)
     return SmoothResult(points3d=points3d, sigma_mm=sigma, outliers=outliers, limb_lengths=limb_lengths,
-                        noise_px=noise_px)
+                        noise_px=noise_px, accel_mm_s2=accel, limb_sigma_mm=limb_sigma)
+
+
+def _observation_noise(r0: np.ndarray, likelihood: np.ndarray, usable: np.ndarray) -> np.ndarray:
+    """Robust 2D noise scale (px) of every observation (C, T, P): per camera, the residuals r0 (C, T, P, 2) of
+    the per-frame triangulation binned by likelihood (_LIKELIHOOD_BINS quantile bins of its usable
+    observations), 1.4826 x the median absolute residual of each bin. So the data say how much a detection of
+    a given confidence is worth, whatever network scored it (DeepLabCut, SLEAP); never below 0.05 px."""
+    noise = np.ones(likelihood.shape)
+    for c in range(len(r0)):
+        lik, ok = np.nan_to_num(likelihood[c]), usable[c]
+        if not ok.any():
+            continue
+        edges = np.unique(np.quantile(lik[ok], np.linspace(0, 1, _LIKELIHOOD_BINS + 1)))
+        bins = np.clip(np.searchsorted(edges, lik, side="right") - 1, 0, max(len(edges) - 2, 0))
+        overall = 1.4826 * np.median(np.abs(r0[c][ok]))
+        for b in range(max(len(edges) - 1, 1)):
+            chosen = ok & (bins == b)
+            noise[c][bins == b] = 1.4826 * np.median(np.abs(r0[c][chosen])) if chosen.sum() >= 10 else overall
+    return np.maximum(noise, 0.05)
+
+
+def _jitter_mm(J: np.ndarray, seen: np.ndarray, noise_px: np.ndarray, trusted: np.ndarray,
+               prior_w: float) -> np.ndarray:
+    """Per part, the median over trusted frames of the per-axis RMS error (mm) that the cameras' noise gives a
+    per-frame triangulation: sqrt(trace(inverse Fisher information) / 3), J (C, T, P, 2, 3) the projection's
+    Jacobians, seen (C, T, P) where each camera observes; prior_w (1/mm^2), the smoother's weak pull, keeps
+    the information invertible when cameras see a point along one line."""
+    info = np.einsum("ctp,ctpki,ctpkj->tpij", seen / noise_px[:, None, None] ** 2, J, J) + np.eye(3) * prior_w
+    ok = trusted & (seen.sum(0) >= 2)
+    out = np.full(J.shape[2], np.nan)
+    for p in range(J.shape[2]):
+        if ok[:, p].any():
+            out[p] = np.median(np.sqrt(np.trace(np.linalg.inv(info[ok[:, p], p]), axis1=-2, axis2=-1) / 3))
+    return out
+
+
+def _chosen(given, estimated, count: int, fallback) -> np.ndarray:
+    """Prior values (count,): the given ones (a scalar or one each), else the estimated ones, where one is NaN
+    the others' median, or the fallback when none was estimated."""
+    if given is not None:
+        values = np.broadcast_to(np.asarray(given, dtype=np.float64), (count,)).copy()
+    else:
+        values = np.asarray(estimated, dtype=np.float64).copy()
+        if np.isfinite(values).any():
+            values[~np.isfinite(values)] = np.nanmedian(values)
+        values = np.where(np.isfinite(values), values, fallback)
+    if not (values > 0).all():
+        raise ValueError(f"smooth: priors must be > 0, got {values.tolist()}")
+    return values

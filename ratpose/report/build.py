@@ -82,7 +82,22 @@ def _pose3d_body(report: SessionReport, out_dir: Path) -> str:
     plot_trajectory_3d(report.pose3d, report.bodyparts, out_dir / "pose3d.png", session_start(report))
     caption = "3D trajectories and reprojection errors" + ("" if report.pose3d.sigma_mm is None else
                                                             ", posterior sigma and 2D outliers")
-    return html.image("pose3d.png", caption)
+    return html.image("pose3d.png", caption) + _pose3d_validation(report.pose3d_validation)
+
+
+def _pose3d_validation(validation: dict[str, dict]) -> str:
+    """The learned acceleration prior and the held-out-camera error per body part, as a table."""
+    if not validation:
+        return ""
+    cameras = list(dict.fromkeys(c for v in validation.values() for c in v["held_out_px"]))
+    rows = [[part, "-" if v["accel_mm_s2"] is None else round(v["accel_mm_s2"]),
+             *("-" if not np.isfinite(v["held_out_px"].get(c, np.nan)) else round(v["held_out_px"][c], 2)
+               for c in cameras)] for part, v in validation.items()]
+    note = ("Held-out-camera error: each camera left out in turn, 3D from the others projected into it, median "
+            "px against its own 2D (the check a lab can make without ground truth)." if cameras else
+            "Held-out-camera error needs 3 or more cameras.")
+    return (f"<p>{note}</p>" + html.table(["body part", "acceleration prior (mm/s^2)",
+                                           *(f"{c}: held out (px)" for c in cameras)], rows))
 
 
 def example_image(example: ExampleFrame, min_likelihood: float) -> np.ndarray:

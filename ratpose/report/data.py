@@ -99,6 +99,9 @@ class SessionReport:
     calibration_joint_instants: int = 0
     tracks: list[CameraTrack] = field(default_factory=list)
     pose3d: Pose3DTrack | None = None
+    #: per body part the 3D priors learned (acceleration) and, with 3+ cameras, the leave-one-camera-out
+    #: reprojection error (camera -> px): {part: {"accel_mm_s2": float | None, "held_out_px": {camera: px}}}
+    pose3d_validation: dict[str, dict] = field(default_factory=dict)
     validation: KnobValidationResult | None = None
     units: list[UnitPlot] = field(default_factory=list)
     examples: list[ExampleFrame] = field(default_factory=list)

@@ -221,15 +221,15 @@ class Pose3DParams(dj.Lookup):
     pose3d_params : varchar(32)
     ---
     min_likelihood : float64
-    max_reprojection_px = null : float64
+    max_reprojection_px = null : float64  # null: no fixed limit (smooth judges each 2D by its camera's noise)
     refine : bool
     median_window : int16
     method = 'smooth' : enum('linear', 'smooth')  # smooth: ratpose.pose3d.smooth, all frames jointly
-    accel_mm_s2 = 500 : float64         # smooth: acceleration prior (std)
-    limb_sigma_mm = 0.03 : float64      # smooth: limb-length prior (std)
-    limbs = '' : varchar(1000)          # smooth: rigid segments 'partA-partB,...' ('' = none)
+    accel_mm_s2 = null : float64        # smooth: acceleration prior (std); null: learned per part per session
+    limb_sigma_mm = null : float64      # smooth: limb-length prior (std); null: learned per limb per session
+    limbs = '' : varchar(1000)          # smooth: segments 'partA-partB,...' ('' = none)
     """
-    contents = [("default", 0.1, 10.0, 1, 0, "smooth", 500.0, 0.03, "")]
+    contents = [("default", 0.1, None, 1, 0, "smooth", None, None, "")]
     #: the per-frame triangulation (NaN where fewer than 2 cameras trust a point): insert1 it to compare
     LINEAR = {"pose3d_params": "linear", "min_likelihood": 0.6, "max_reprojection_px": 10.0, "refine": 1,
               "median_window": 0, "method": "linear"}
@@ -246,6 +246,7 @@ class Pose3D(OneTransactionMake, dj.Computed):
     pulse_index : <blob@ratpose>     # int64 (n_frames,)
     time_s : <blob@ratpose>          # float64 (n_frames,), neural clock
     cameras : <blob>                 # camera names in calibration order
+    limb_sigma_mm = null : <blob>    # float64 (n_limbs,) limb-length prior used (smooth; learned or given)
     """
 
     class BodyPart(dj.Part):
@@ -261,6 +262,8 @@ class Pose3D(OneTransactionMake, dj.Computed):
         fraction_triangulated : float64
         median_error_px = null : float64     # raw px over every camera that saw the point (qc_error)
         p95_error_px = null : float64
+        accel_prior_mm_s2 = null : float64    # acceleration prior used (smooth; learned or given)
+        held_out_error_px = null : <blob>     # float32 (n_cameras,) median px in each camera when it is left out
         """
 
     @property
@@ -285,7 +288,7 @@ class Pose3D(OneTransactionMake, dj.Computed):
 
     def make_insert(self, key, result, bodyparts, cameras):
         self.insert1({**key, "n_frames": len(result.pulse_index), "pulse_index": result.pulse_index,
-                      "time_s": result.time_s, "cameras": list(cameras)})
+                      "time_s": result.time_s, "cameras": list(cameras), "limb_sigma_mm": result.limb_sigma_mm})
         tri = result.triangulation
         self.BodyPart.insert([{**key, "bodypart": part, "xyz": result.points3d[:, p].astype(np.float64),
                                "reprojection_error": tri.reprojection_error[:, p].astype(np.float32),
@@ -311,12 +314,15 @@ def pose2d_arrays(key: dict, bodyparts) -> tuple[np.ndarray, np.ndarray, np.ndar
 
 
 def _uncertainty(result, p: int) -> dict:
-    """Pose3D.BodyPart's sigma_mm and outlier_cameras bit mask of part p (None for the linear method)."""
+    """Pose3D.BodyPart's sigma_mm, outlier_cameras bit mask and acceleration prior of part p (None for the
+    linear method) and its held-out-camera errors (None with fewer than 3 cameras)."""
+    held_out = None if result.held_out_error_px is None else result.held_out_error_px[:, p].astype(np.float32)
     if result.sigma_mm is None:
-        return {"sigma_mm": None, "outlier_cameras": None}
+        return {"sigma_mm": None, "outlier_cameras": None, "accel_prior_mm_s2": None, "held_out_error_px": held_out}
     camera_bit = np.arange(len(result.outliers), dtype=np.uint16)[:, None]
     bits = (result.outliers[:, :, p].astype(np.uint16) << camera_bit).sum(axis=0, dtype=np.uint16)
-    return {"sigma_mm": result.sigma_mm[:, p].astype(np.float32), "outlier_cameras": bits}
+    return {"sigma_mm": result.sigma_mm[:, p].astype(np.float32), "outlier_cameras": bits,
+            "accel_prior_mm_s2": float(result.accel_mm_s2[p]), "held_out_error_px": held_out}
 
 
 def _nan_to_none(values: dict) -> dict:

@@ -151,10 +151,15 @@ def _add_calibration(report: SessionReport, session_key: dict) -> None:
 
 
 def _add_pose3d_qc(report: SessionReport, pose3d_key: dict) -> None:
+    cameras = (pose.Pose3D & pose3d_key).fetch1("cameras")
     for row in (pose.Pose3D.BodyPart & pose3d_key).to_dicts():
         error = row["median_error_px"]
         report.qc[f"3D {row['bodypart']}: triangulated / median reprojection error"] = (
             f"{row['fraction_triangulated']:.1%} / " + ("-" if error is None else f"{error:.2f} px"))
+        held_out = row["held_out_error_px"]
+        report.pose3d_validation[row["bodypart"]] = {
+            "accel_mm_s2": row["accel_prior_mm_s2"],
+            "held_out_px": {} if held_out is None else {c: float(e) for c, e in zip(cameras, held_out)}}
 
 
 def _examples(session_key: dict, report: SessionReport, n_examples: int) -> list[ExampleFrame]:
