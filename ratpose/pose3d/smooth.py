@@ -436,11 +436,12 @@ def _jitter_mm(J: np.ndarray, seen: np.ndarray, noise_px: np.ndarray, trusted: n
     Jacobians, seen (C, T, P) where each camera observes; prior_w (1/mm^2), the smoother's weak pull, keeps
     the information invertible when cameras see a point along one line."""
     info = np.einsum("ctp,ctpki,ctpkj->tpij", seen / noise_px[:, None, None] ** 2, J, J) + np.eye(3) * prior_w
-    ok = trusted & (seen.sum(0) >= 2)
+    ok = trusted & (seen.sum(0) >= 2) & np.isfinite(info).all(axis=(-2, -1))
     out = np.full(J.shape[2], np.nan)
     for p in range(J.shape[2]):
-        if ok[:, p].any():
-            out[p] = np.median(np.sqrt(np.trace(np.linalg.inv(info[ok[:, p], p]), axis1=-2, axis2=-1) / 3))
+        if ok[:, p].any():  # trace of the inverse from the eigenvalues: no singular solve
+            eigenvalues = np.maximum(np.linalg.eigvalsh(info[ok[:, p], p]), prior_w)
+            out[p] = np.median(np.sqrt((1.0 / eigenvalues).sum(-1) / 3))
     return out
 
 
