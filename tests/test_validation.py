@@ -315,9 +315,10 @@ def test_held_out_error_of_the_default_on_a_real_session():
     linear = method(Pose3DParams(method="linear", min_likelihood=0.6, max_reprojection_px=10.0, refine=True))
     errors = held_out_error(points2d, rig, scores, default)
     per_camera = np.nanmedian(errors, axis=1)
-    # Measured (benchmarks/bench_pose3d_real.py: learned priors and 2D noise per likelihood): back 5.4, mid 11.9,
-    # top 10.0 px over every judged point (linear, on the 27 % it triangulates: 6.9, 7.0, 3.1); bound 2x the worst.
-    assert np.isfinite(per_camera).all() and (per_camera < 24.0).all(), per_camera
+    # Measured (benchmarks/bench_pose3d_real.py: learned priors and 2D noise per likelihood): back 7.1, mid 9.6,
+    # top 8.7 px on the 79 % of judged points it gives (linear, on the 27 % it triangulates: 6.9, 7.0, 3.1);
+    # bound 2x the worst.
+    assert np.isfinite(per_camera).all() and (per_camera < 20.0).all(), per_camera
     coverage = {name: np.isfinite(m(points2d, rig, scores)).all(axis=-1).mean()
                 for name, m in (("default", default), ("linear", linear))}
     assert coverage["default"] >= coverage["linear"], coverage
