@@ -108,10 +108,10 @@ def reconstruct(rig: Rig, frames: dict[str, tuple[np.ndarray, np.ndarray]],
     held_out = held_out_error(points2d, rig, likelihood,
                               lambda p, r, lik: _estimate(p, r, lik, params, fps, limbs)[1].points3d,
                               min_likelihood=max(params.min_likelihood, 0.5)) if len(rig) >= 3 else None
+    smoothed = {} if fit is None else {"sigma_mm": fit.sigma_mm, "outliers": fit.outliers,
+                                       "accel_mm_s2": fit.accel_mm_s2, "limb_sigma_mm": fit.limb_sigma_mm}
     return Pose3DResult(pulse_index=common, time_s=time_s, triangulation=result, points3d=points3d,
-                        sigma_mm=fit and fit.sigma_mm, outliers=fit and fit.outliers,
-                        accel_mm_s2=fit and fit.accel_mm_s2, limb_sigma_mm=fit and fit.limb_sigma_mm,
-                        held_out_error_px=held_out)
+                        held_out_error_px=held_out, **smoothed)
 
 
 def _estimate(points2d, rig: Rig, likelihood, params: Pose3DParams, fps: float, limbs):

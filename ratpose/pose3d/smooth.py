@@ -43,12 +43,10 @@ class SmoothResult:
 
 @dataclass(frozen=True)
 class Priors:
-    """What a session's own data say about its motion, per body part (estimate_priors): accel_mm_s2, the RMS
-    acceleration; noise_mm, the RMS per-axis jitter of the per-frame triangulation; limb_sigma_mm per limb,
-    the spread of its length over time (beyond what the jitter explains)."""
+    """What a session's own data say about its motion (estimate_priors): accel_mm_s2 per body part, the RMS
+    acceleration; limb_sigma_mm per limb, the spread of its length over time (beyond what the jitter explains)."""
 
     accel_mm_s2: np.ndarray
-    noise_mm: np.ndarray
     limb_sigma_mm: np.ndarray
 
 
@@ -67,14 +65,15 @@ _FALLBACK_ACCEL = 1000.0
 _FALLBACK_LIMB_FRACTION = 0.1
 
 
-def _trusted_runs(ok: np.ndarray) -> np.ndarray:
-    """Mask of the frames (n,) inside runs of at least _MIN_RUN consecutive True values of ok."""
+def _mad_scale(values: np.ndarray, axis=None):
+    """The robust standard deviation of values about zero: 1.4826 x their median absolute value."""
+    return 1.4826 * np.median(np.abs(values), axis=axis)
+
+
+def _trusted_runs(ok: np.ndarray) -> list[tuple[int, int]]:
+    """(start, stop) of the runs of at least _MIN_RUN consecutive True values of ok (n,)."""
     edges = np.flatnonzero(np.diff(np.concatenate([[0], ok.astype(np.int8), [0]])))
-    keep = np.zeros(len(ok), bool)
-    for start, stop in zip(edges[::2], edges[1::2]):
-        if stop - start >= _MIN_RUN:
-            keep[start:stop] = True
-    return keep
+    return [(a, b) for a, b in zip(edges[::2], edges[1::2]) if b - a >= _MIN_RUN]
 
 
 def _lag_fit(runs: list[np.ndarray], jitter2: float) -> float:
@@ -89,7 +88,7 @@ def _lag_fit(runs: list[np.ndarray], jitter2: float) -> float:
     observed = []
     for k in lags:
         d2 = np.concatenate([r[2 * k:] - 2 * r[k:-k] + r[:-2 * k] for r in runs if len(r) > 2 * k])
-        observed.append(np.mean((1.4826 * np.median(np.abs(d2 - np.median(d2, 0)), 0)) ** 2))
+        observed.append(np.mean(_mad_scale(d2 - np.median(d2, 0), 0) ** 2))
     observed = np.log(np.maximum(observed, 1e-30))
     motion = lags * (2 * lags ** 2 + 1) / 3
 
@@ -114,9 +113,7 @@ def estimate_priors(X: np.ndarray, trusted: np.ndarray, fps: float, jitter_mm: n
     jitter_mm = np.broadcast_to(np.asarray(jitter_mm, dtype=np.float64), (n_parts,))
     accel = np.full(n_parts, np.nan)
     for p in range(n_parts):
-        keep = _trusted_runs(trusted[:, p])
-        edges = np.flatnonzero(np.diff(np.concatenate([[0], keep.astype(np.int8), [0]])))
-        runs = [X[a:b, p] for a, b in zip(edges[::2], edges[1::2])]
+        runs = [X[a:b, p] for a, b in _trusted_runs(trusted[:, p])]
         if sum(len(r) for r in runs) >= 4 * _MIN_RUN:
             accel[p] = np.sqrt(_lag_fit(runs, jitter_mm[p] ** 2)) * fps ** 2
     accel = np.clip(accel, *_ACCEL_RANGE)
@@ -125,10 +122,10 @@ def estimate_priors(X: np.ndarray, trusted: np.ndarray, fps: float, jitter_mm: n
         both = trusted[:, i] & trusted[:, j]
         if both.sum() >= 4 * _MIN_RUN:
             length = np.linalg.norm(X[both, i] - X[both, j], axis=-1)
-            spread2 = (1.4826 * np.median(np.abs(length - np.median(length)))) ** 2
+            spread2 = _mad_scale(length - np.median(length)) ** 2
             sigma[k] = np.sqrt(max(spread2 - jitter_mm[i] ** 2 - jitter_mm[j] ** 2,
                                    (_LIMB_SIGMA_FLOOR * np.median(length)) ** 2))
-    return Priors(accel_mm_s2=accel, noise_mm=jitter_mm.copy(), limb_sigma_mm=sigma)
+    return Priors(accel_mm_s2=accel, limb_sigma_mm=sigma)
 
 
 def _fill_gaps(X: np.ndarray) -> np.ndarray:
@@ -318,12 +315,11 @@ def smooth(points2d, rig: Rig, likelihood, *, fps: float, limbs=None, limb_lengt
 
     # each observation's noise scale, learned from the initial residuals: its camera's, at its likelihood
     norm_w = norm
-    r0, _ = residuals(X0)
+    r0, J0 = residuals(X0)
     sigma_obs = _observation_noise(r0, lik, w0 > 0)  # (C, T, P) px
     noise_px = np.array([np.median(sigma_obs[c][w0[c] > 0]) if (w0[c] > 0).any() else 1.0 for c in range(n_cams)])
     prior_w = 1.0 / prior_sigma_mm ** 2
     if accel_mm_s2 is None or limb_sigma_mm is None:
-        _, J0 = residuals(X0)
         estimated = estimate_priors(X0, trusted, fps, _jitter_mm(J0, w0 > 0, noise_px, trusted, prior_w), limbs)
     accel = _chosen(accel_mm_s2, estimated.accel_mm_s2 if accel_mm_s2 is None else None, n_parts, _FALLBACK_ACCEL)
     limb_sigma = _chosen(limb_sigma_mm, estimated.limb_sigma_mm if limb_sigma_mm is None else None, len(limbs),
@@ -422,10 +418,10 @@ def _observation_noise(r0: np.ndarray, likelihood: np.ndarray, usable: np.ndarra
             continue
         edges = np.unique(np.quantile(lik[ok], np.linspace(0, 1, _LIKELIHOOD_BINS + 1)))
         bins = np.clip(np.searchsorted(edges, lik, side="right") - 1, 0, max(len(edges) - 2, 0))
-        overall = 1.4826 * np.median(np.abs(r0[c][ok]))
+        overall = _mad_scale(r0[c][ok])
         for b in range(max(len(edges) - 1, 1)):
             chosen = ok & (bins == b)
-            noise[c][bins == b] = 1.4826 * np.median(np.abs(r0[c][chosen])) if chosen.sum() >= 10 else overall
+            noise[c][bins == b] = _mad_scale(r0[c][chosen]) if chosen.sum() >= 10 else overall
     return np.maximum(noise, 0.05)
 
 

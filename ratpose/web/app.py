@@ -200,9 +200,7 @@ def create_app(connect: Callable[[], Backend], cache_dir: Path | None = None, fr
             return read(db())
 
     def listing(name: str, read: Callable[[Backend], list]) -> list:
-        with lock:
-            found = db()
-        return lists.get(name, lambda: read(found))
+        return lists.get(name, lambda: read(db()))  # under the lists' lock, which is the database's
 
     def page(request, name, **context):
         return TEMPLATES.TemplateResponse(request, name, context)

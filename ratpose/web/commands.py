@@ -30,9 +30,10 @@ def build_app(cache_dir: Path | None = None, *, allow_write: bool = False, fresh
     from .app import create_app
 
     if not allow_write:
-        found = write_privileges(db.connect())
+        connection = db.connect()
+        found = write_privileges(connection)
         if found:
-            user = db.connect().query("SELECT CURRENT_USER()").fetchone()[0]
+            user = connection.query("SELECT CURRENT_USER()").fetchone()[0]
             raise WritableAccount(
                 f"ratpose serve: the database account {user} can write ({', '.join(found[:4])}"
                 f"{', ...' if len(found) > 4 else ''}); serve with a read-only one: `ratpose db grant --reader NAME "
