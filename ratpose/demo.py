@@ -39,7 +39,7 @@ DEMO_LIMBS = ",".join(f"{BODYPARTS[i]}-{BODYPARTS[j]}" for i, j in HAND_LIMBS)
 class DemoSettings:
     """Size of the demo: a few minutes on 2 CPU cores with the defaults."""
 
-    seconds: float = 24.0
+    seconds: float = 40.0
     fps: float = 30.0
     n_labeled: int = 120
     epochs: int = 20

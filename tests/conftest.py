@@ -71,11 +71,12 @@ def clean_db(db):
     return db
 
 
-def build_simulated_pipeline(db, root: Path, config, extra_outputs=None, *, noise_px: float = 0.5,
+def build_simulated_pipeline(db, root: Path, config, extra_outputs=None, *, exact_2d: bool = False,
                              register_calibration=None):
     """Simulate a rig dataset under ``root``, ingest it into a wiped database and populate every stage.
 
-    2D pose is the simulator's truth (``noise_px`` noise) in DLC format, loaded as PoseModelParams 'external';
+    2D pose is the simulator's truth seen through its DeepLabCut-like errors (ratpose.sim.pose2d.DlcErrors; the
+    exact projections with ``exact_2d``) in DLC format, loaded as PoseModelParams 'external';
     ``extra_outputs`` maps more pose_params names to functions (truth, folder) -> {camera: DLC .h5 path}.
     ``register_calibration(truth, root)`` registers the rig's calibration instead of the rendered folder.
     Returns (truth, session key, populate results).
@@ -83,10 +84,12 @@ def build_simulated_pipeline(db, root: Path, config, extra_outputs=None, *, nois
     from ratpose import schema
     from ratpose.ingest.session_folder import read_session_folder
     from ratpose.schema.jobs import populate
-    from ratpose.sim import BODYPARTS, write_rig_dataset, write_truth_pose2d
+    from ratpose.sim import BODYPARTS, write_dlc_outputs, write_rig_dataset
+    from ratpose.sim.pose2d import DlcErrors
 
     truth = write_rig_dataset(root, config, n_labeled=4)
-    outputs = {"external": write_truth_pose2d(truth, root / "dlc", noise_px=noise_px, seed=1)}
+    errors = None if exact_2d else DlcErrors()
+    outputs = {"external": write_dlc_outputs(truth, root / "dlc", errors=errors, seed=1)}
     for params, write_outputs in (extra_outputs or {}).items():
         outputs[params] = write_outputs(truth, root / params)
     raw, calib, pose, analysis = (db[s] for s in ("raw", "calib", "pose", "analysis"))

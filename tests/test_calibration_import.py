@@ -31,7 +31,7 @@ def imported(db, tmp_path_factory):
         assert inserted and key == {"rig": truth.config["rig"], "calibration_date": IMPORT_DATE}
 
     config = SessionConfig(seconds=20.0, fps=30.0, size=(640, 480), seed=5, subject="rat_import", n_units=2)
-    truth, session, results = build_simulated_pipeline(db, root, config, noise_px=0.0, register_calibration=register)
+    truth, session, results = build_simulated_pipeline(db, root, config, exact_2d=True, register_calibration=register)
     return truth, session, results, root
 
 

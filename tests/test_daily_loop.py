@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,8 +17,10 @@ from ratpose.sim import write_labeled_frames
 
 
 def _run(env, *args, ok=True, stdin=None):
+    # from the test's own folder: a datajoint.json in the checkout (the install writes one) would name another store
     done = subprocess.run([sys.executable, "-W", "ignore", "-m", "ratpose.cli", *map(str, args)], env=env,
-                          capture_output=True, text=True, timeout=600, input=stdin)
+                          capture_output=True, text=True, timeout=600, input=stdin,
+                          cwd=Path(env["RATPOSE_STORE"]).parent)
     assert (done.returncode == 0) == ok, f"{args}: rc {done.returncode}\n{done.stdout}\n{done.stderr[-3000:]}"
     return done
 
@@ -89,7 +92,7 @@ def test_daily_loop_from_the_command_line(tmp_path, loop_env):
     env, prefix = loop_env
     rig = tmp_path / "rig"
     _run(env, "sim", rig, "--seconds", 12, "--fps", 30, "--labeled", 6, "--dlc-outputs")
-    _inject_errors(rig / "session" / "cam0DLC_sim_truth.h5")
+    _inject_errors(rig / "session" / "cam0DLC_sim.h5")
     _run(env, "ingest", rig / "calibration", rig / "session")
     _run(env, "model", "register", "sim", rig / "labeled", "--external")
     _bad(env, prefix, "defaults", "--rig", "no-such-rig", "--model", "sim", expect="unknown rig 'no-such-rig'")

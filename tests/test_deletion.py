@@ -14,7 +14,7 @@ from ratpose import schema
 from ratpose.ingest.session_folder import read_session_folder
 from ratpose.schema.jobs import populate
 from ratpose.schema.maintenance import add_commands, collect_garbage, delete_session
-from ratpose.sim import BODYPARTS, SessionConfig, write_rig_dataset, write_session, write_truth_pose2d
+from ratpose.sim import BODYPARTS, SessionConfig, write_dlc_outputs, write_rig_dataset, write_session
 
 PER_SESSION = ("raw.Recording", "raw.TriggerLog", "raw.KnobLog", "raw.Unit", "sync.SyncedFrames",
                "sync.SessionSync", "calib.SessionCalibration", "pose.Pose2DTask", "pose.Pose2D",
@@ -45,7 +45,7 @@ def _add_session(db, folder: Path, truth, model: dict) -> dict:
     raw, pose = db["raw"], db["pose"]
     session, _ = raw.insert_session(read_session_folder(folder))
     populate({n: t for n, t in schema.computed_tables(db).items() if n in ("SyncedFrames", "PoseModel")})
-    h5 = write_truth_pose2d(truth, folder / "dlc", noise_px=0.5, seed=1)
+    h5 = write_dlc_outputs(truth, folder / "dlc", seed=1)
     pose.schedule_pose2d(session, model, mode="load", dlc_h5={c: str(p) for c, p in h5.items()})
     results = populate(schema.computed_tables(db))
     errors = {n: r["error_list"] for n, r in results.items() if r["error_list"]}

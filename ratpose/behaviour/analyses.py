@@ -28,8 +28,8 @@ class AnalysisSettings:
     distance_mm: float = 5.0
     speed_threshold_mm_s: float = 50.0
     smooth_s: float = 0.02
-    speed_bin_mm_s: float = 10.0
-    max_speed_mm_s: float = 300.0
+    speed_bin_mm_s: float = 25.0  # a rat's paw reaches at several hundred mm/s
+    max_speed_mm_s: float = 500.0
     min_speed_for_direction_mm_s: float = 20.0
     n_shuffles: int = 500
     min_shift_s: float = 5.0

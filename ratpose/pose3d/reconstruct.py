@@ -1,7 +1,7 @@
 """What the Pose3D table computes: match cameras by pulse, triangulate, filter, summarise (no database)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -119,8 +119,17 @@ def _estimate(points2d, rig: Rig, likelihood, params: Pose3DParams, fps: float, 
     if params.method == "smooth":
         fit = smooth(points2d, rig, likelihood, fps=fps, min_likelihood=params.min_likelihood,
                      accel_mm_s2=params.accel_mm_s2, limb_sigma_mm=params.limb_sigma_mm, limbs=limbs)
-        return fit, _smooth_qc(fit.points3d, rig, points2d, likelihood, likelihood >= params.min_likelihood,
-                               fit.outliers, params.max_reprojection_px)
+        gate = params.max_reprojection_px
+        if gate is None:  # scaled to the cameras' resolution: what no detector's noise explains
+            gate = GATE_FRACTION * float(np.mean([np.hypot(*cam.size) for cam in rig]))
+        per_frame = triangulate(points2d, rig, likelihood, min_likelihood=max(params.min_likelihood, 0.5),
+                                refine=True, max_reprojection_px=gate).points3d
+        qc, stood_in = _smooth_qc(fit.points3d, rig, points2d, likelihood, likelihood >= params.min_likelihood,
+                                  fit.outliers, gate, per_frame)
+        # where the cameras' own triangulation stood in, sigma is at least how far the smooth estimate was off
+        sigma = np.where(stood_in, np.fmax(fit.sigma_mm, np.linalg.norm(per_frame - fit.points3d, axis=-1)),
+                         fit.sigma_mm)
+        return replace(fit, sigma_mm=sigma), qc
     return None, triangulate(points2d, rig, likelihood, min_likelihood=params.min_likelihood, refine=params.refine,
                              max_reprojection_px=params.max_reprojection_px)
 
@@ -136,12 +145,15 @@ def matched_2d(rig: Rig, pulses: dict[str, np.ndarray],
 
 
 def _smooth_qc(points3d: np.ndarray, rig: Rig, points2d: np.ndarray, likelihood: np.ndarray,
-               trusted: np.ndarray, outliers: np.ndarray, max_reprojection_px: float | None) -> Triangulation:
+               trusted: np.ndarray, outliers: np.ndarray, max_reprojection_px: float,
+               per_frame: np.ndarray) -> tuple[Triangulation, np.ndarray]:
     """Triangulation-style QC of smoothed 3D points. reprojection_error (= qc_error): mean raw-pixel error
     over every confident camera, the 2D judged wrong included (as for 'linear', so QC and outlier frame
     picking see the disagreement); cameras used and likelihood score: the confident, not judged wrong. A
-    point whose error over the cameras used exceeds max_reprojection_px is NaN: no smoothness makes 2D that
-    disagrees with the geometry (e.g. swapped cameras) a 3D pose."""
+    point whose error over the cameras used exceeds max_reprojection_px takes the cameras' own per-frame
+    triangulation per_frame (n_frames, n_parts, 3) where that fits them (a fast reach the motion prior cut
+    short: a point the cameras agree on is never dropped), else is NaN: no smoothness makes 2D that disagrees
+    with the geometry (e.g. swapped cameras) a 3D pose. Returns the QC and where per_frame stood in."""
     seen = trusted & np.isfinite(points2d).all(axis=-1)
     used = seen & ~outliers
     error = np.linalg.norm(rig.project(points3d) - points2d, axis=-1)
@@ -149,8 +161,7 @@ def _smooth_qc(points3d: np.ndarray, rig: Rig, points2d: np.ndarray, likelihood:
         mean_seen = np.where(seen, error, 0.0).sum(axis=0) / seen.sum(axis=0)
         mean_used = np.where(used, error, 0.0).sum(axis=0) / used.sum(axis=0)
         score = np.where(used, likelihood, 0.0).sum(axis=0) / used.sum(axis=0)
-    if max_reprojection_px is None:  # scaled to the cameras' resolution: what no detector's noise explains
-        max_reprojection_px = GATE_FRACTION * float(np.mean([np.hypot(*cam.size) for cam in rig]))
-    points3d = np.where((mean_used > max_reprojection_px)[..., None], np.nan, points3d)
+    gated = mean_used > max_reprojection_px
+    points3d = np.where(gated[..., None], per_frame, points3d)
     return Triangulation(points3d=points3d, reprojection_error=mean_seen, n_cameras=used.sum(axis=0),
-                         camera_mask=used, score=score, qc_error=mean_seen)
+                         camera_mask=used, score=score, qc_error=mean_seen), gated & np.isfinite(per_frame[..., 0])

@@ -10,6 +10,7 @@ variances come from each part's banded Cholesky factor (Takahashi's recursion).
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,7 +19,6 @@ from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from ..rig import Rig
-from .filtering import median_filter
 from .triangulation import _check_inputs, triangulate
 
 #: values of the normal matrices held at once (chunks are solved in groups of about this size)
@@ -43,10 +43,13 @@ class SmoothResult:
 
 @dataclass(frozen=True)
 class Priors:
-    """What a session's own data say about its motion (estimate_priors): accel_mm_s2 per body part, the RMS
-    acceleration; limb_sigma_mm per limb, the spread of its length over time (beyond what the jitter explains)."""
+    """What a session's own data say about its motion (estimate_priors): per body part accel_mm_s2, the robust
+    scale of its acceleration (its typical size, what the smoother's robust prior is scaled by), and
+    accel_rms_mm_s2, its RMS (the bursts of a reach included: what the posterior variance assumes); limb_sigma_mm
+    per limb, the spread of its length over time (beyond what the jitter explains)."""
 
     accel_mm_s2: np.ndarray
+    accel_rms_mm_s2: np.ndarray
     limb_sigma_mm: np.ndarray
 
 
@@ -76,47 +79,56 @@ def _trusted_runs(ok: np.ndarray) -> list[tuple[int, int]]:
     return [(a, b) for a, b in zip(edges[::2], edges[1::2]) if b - a >= _MIN_RUN]
 
 
-def _lag_fit(runs: list[np.ndarray], jitter2: float) -> float:
-    """q, the variance per axis of the motion's second difference per frame, from runs of one part's
-    positions (each (n_run, 3)) whose jitter has variance jitter2 per axis: the robust variance (MAD) of the
-    second differences at lags k = 1.._LAGS is fitted, in log space, by the smoother's own motion model (white
-    acceleration: q k (2 k^2 + 1) / 3) plus the jitter, correlated in time with an AR(1) coefficient a
-    fitted too (DeepLabCut's is): 2 jitter2 (3 - 4 a^k + a^2k)."""
+def _lag_fit(runs: list[np.ndarray], jitter2: float) -> tuple[float, float]:
+    """(robust q, RMS q): the variance per axis of the motion's second difference per frame, from runs of one
+    part's positions (each (n_run, 3)) whose jitter has variance jitter2 per axis. The variance of the second
+    differences at lags k = 1.._LAGS (robust: from their MAD; RMS: their mean square) is fitted, in log space,
+    by the smoother's own motion model (white acceleration: q k (2 k^2 + 1) / 3) plus the jitter, correlated in
+    time with an AR(1) coefficient a fitted too (DeepLabCut's is): 2 jitter2 (3 - 4 a^k + a^2k). The RMS fit
+    starts from the robust one."""
     from scipy.optimize import minimize
 
     lags = np.arange(1, _LAGS + 1)
-    observed = []
+    robust, mean_square = [], []
     for k in lags:
         d2 = np.concatenate([r[2 * k:] - 2 * r[k:-k] + r[:-2 * k] for r in runs if len(r) > 2 * k])
-        observed.append(np.mean(_mad_scale(d2 - np.median(d2, 0), 0) ** 2))
-    observed = np.log(np.maximum(observed, 1e-30))
+        d2 = d2 - np.median(d2, 0)
+        robust.append(np.mean(_mad_scale(d2, 0) ** 2))
+        mean_square.append(np.mean(d2 ** 2))
     motion = lags * (2 * lags ** 2 + 1) / 3
 
-    def cost(params):
-        q, a = np.exp(np.clip(params[0], -80.0, 80.0)), 1 / (1 + np.exp(-np.clip(params[1], -30.0, 30.0)))
+    def cost(params, observed):
+        """Squared log misfit; params (..., 2) = (log q, logit a)."""
+        q = np.exp(np.clip(params[..., 0:1], -80.0, 80.0))
+        a = 1 / (1 + np.exp(-np.clip(params[..., 1:2], -30.0, 30.0)))
         model = q * motion + 2 * jitter2 * (3 - 4 * a ** lags + a ** (2 * lags))
-        return float(np.sum((np.log(model) - observed) ** 2))
+        return np.sum((np.log(model) - observed) ** 2, axis=-1)
 
-    best = min((minimize(cost, [observed[0] - dq, a0], method="Nelder-Mead",
-                         options={"xatol": 1e-4, "fatol": 1e-10, "maxiter": 1000})
-                for dq in (1.0, 6.0) for a0 in (-3.0, 1.0)), key=lambda r: r.fun)
-    return float(np.exp(np.clip(best.x[0], -80.0, 80.0)))
+    def fit(observed, start):
+        return minimize(lambda x: float(cost(x, observed)), start, method="Nelder-Mead",
+                        options={"xatol": 1e-4, "fatol": 1e-10, "maxiter": 1000}).x
+
+    observed = np.log(np.maximum(robust, 1e-30))
+    grid = np.stack(np.meshgrid(observed[0] + np.linspace(-16.0, 2.0, 37), np.linspace(-6.0, 6.0, 25)), -1)
+    best = fit(observed, grid.reshape(-1, 2)[np.argmin(cost(grid, observed))])  # polished from a coarse grid
+    rms = fit(np.log(np.maximum(mean_square, 1e-30)), best)
+    return tuple(float(np.exp(np.clip(x[0], -80.0, 80.0))) for x in (best, rms))
 
 
 def estimate_priors(X: np.ndarray, trusted: np.ndarray, fps: float, jitter_mm: np.ndarray, limbs=()) -> Priors:
     """A session's priors from its per-frame triangulation X (n_frames, n_parts, 3) mm, trusted where the
     (n_frames, n_parts) mask says so, whose jitter per axis is jitter_mm (n_parts,) (what the cameras' noise
-    gives through the geometry): per part the RMS acceleration per axis (``_lag_fit`` over runs of trusted
-    frames), per limb the robust spread of its length less the jitter of its two ends. Parts or limbs without
-    enough trusted frames get NaN."""
+    gives through the geometry): per part the robust and the RMS acceleration per axis (``_lag_fit`` over runs
+    of trusted frames), per limb the robust spread of its length less the jitter of its two ends. Parts or
+    limbs without enough trusted frames get NaN."""
     n_parts = X.shape[1]
     jitter_mm = np.broadcast_to(np.asarray(jitter_mm, dtype=np.float64), (n_parts,))
-    accel = np.full(n_parts, np.nan)
+    accel, rms = np.full(n_parts, np.nan), np.full(n_parts, np.nan)
     for p in range(n_parts):
         runs = [X[a:b, p] for a, b in _trusted_runs(trusted[:, p])]
         if sum(len(r) for r in runs) >= 4 * _MIN_RUN:
-            accel[p] = np.sqrt(_lag_fit(runs, jitter_mm[p] ** 2)) * fps ** 2
-    accel = np.clip(accel, *_ACCEL_RANGE)
+            accel[p], rms[p] = np.sqrt(_lag_fit(runs, jitter_mm[p] ** 2)) * fps ** 2
+    accel, rms = np.clip(accel, *_ACCEL_RANGE), np.clip(np.fmax(rms, accel), *_ACCEL_RANGE)
     sigma = np.full(len(limbs), np.nan)
     for k, (i, j) in enumerate(limbs):
         both = trusted[:, i] & trusted[:, j]
@@ -125,7 +137,7 @@ def estimate_priors(X: np.ndarray, trusted: np.ndarray, fps: float, jitter_mm: n
             spread2 = _mad_scale(length - np.median(length)) ** 2
             sigma[k] = np.sqrt(max(spread2 - jitter_mm[i] ** 2 - jitter_mm[j] ** 2,
                                    (_LIMB_SIGMA_FLOOR * np.median(length)) ** 2))
-    return Priors(accel_mm_s2=accel, limb_sigma_mm=sigma)
+    return Priors(accel_mm_s2=accel, accel_rms_mm_s2=rms, limb_sigma_mm=sigma)
 
 
 def _fill_gaps(X: np.ndarray) -> np.ndarray:
@@ -140,6 +152,22 @@ def _fill_gaps(X: np.ndarray) -> np.ndarray:
     return out
 
 
+def _neighbour_prediction(X: np.ndarray, reach: int = 3) -> np.ndarray:
+    """Each frame of X (n_frames, ...) as its neighbours predict it: the median of the midpoints of the frames
+    k before and after (k = 1..reach) and of the linear extrapolations from the two frames on either side.
+    Unlike a median filter it follows a fast, curved movement (a reach), so what stands out is a spike."""
+    n, pad = len(X), reach + 2
+    P = np.concatenate([np.full((pad,) + X.shape[1:], np.nan), X, np.full((pad,) + X.shape[1:], np.nan)])
+
+    def at(offset):
+        return P[pad + offset:pad + offset + n]
+
+    guesses = [(at(-k) + at(k)) / 2 for k in range(1, reach + 1)] + [2 * at(-1) - at(-2), 2 * at(1) - at(2)]
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN where a frame has no neighbours
+        return np.nanmedian(np.stack(guesses), axis=0)
+
+
 def _initial(points2d, rig, likelihood, min_likelihood):
     """Robust per-frame triangulation: drop high-error and spiky points, interpolate the rest; returns the
     filled points and the mask (n_frames, n_parts) of those triangulated and kept."""
@@ -149,7 +177,7 @@ def _initial(points2d, rig, likelihood, min_likelihood):
     if not np.isfinite(err).any():
         raise ValueError("smooth: no body part could be triangulated in any frame (check the 2D and the rig)")
     X[~(err <= 3.0 * np.nanmedian(err) + 1.0)] = np.nan
-    dev = np.linalg.norm(X - median_filter(X, 9), axis=-1)
+    dev = np.linalg.norm(X - _neighbour_prediction(X), axis=-1)
     X[~(dev <= 5.0 * np.nanmedian(dev) + 1e-3)] = np.nan
     trusted = np.isfinite(X).all(axis=-1)
     return _fill_gaps(X), trusted
@@ -174,15 +202,15 @@ def _second_difference_band(weights: np.ndarray) -> np.ndarray:
     return ab
 
 
-def _limb_terms(d: np.ndarray, length: float, weight: float) -> tuple[np.ndarray, np.ndarray]:
+def _limb_terms(d: np.ndarray, length: float, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Normal-matrix block (..., 3, 3) and pull (..., 3) on the first end of a limb d = x_i - x_j of the
-    term weight (|d| - length)^2 / 2: Gauss-Newton plus the curvature of a stretched limb (which keeps a
-    point seen by one camera from running along its ray)."""
+    term weight (|d| - length)^2 / 2 (weight (..., 1, 1): per frame): Gauss-Newton plus the curvature of a
+    stretched limb (which keeps a point seen by one camera from running along its ray)."""
     current = np.linalg.norm(d, axis=-1, keepdims=True)
     unit = d / np.maximum(current, 1e-9)
     outer = unit[..., :, None] * unit[..., None, :]
     stretched = np.maximum(0.0, 1.0 - length / np.maximum(current, 1e-9))[..., None]
-    return weight * (outer + stretched * (np.eye(3) - outer)), weight * unit * (length - current)
+    return weight * (outer + stretched * (np.eye(3) - outer)), weight[..., 0] * unit * (length - current)
 
 
 def _add_blocks(band: np.ndarray, blocks: np.ndarray) -> np.ndarray:
@@ -210,6 +238,23 @@ def _solve_banded(ab: np.ndarray, rhs: np.ndarray) -> np.ndarray:
     if info != 0:
         raise ValueError(f"smooth: banded solve failed (LAPACK info {info})")
     return x
+
+
+def _gauss_newton_step(accel_w: np.ndarray, blocks: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """Solve for the step (K, n, P, 3) of the normal equations: the acceleration prior's band (weights accel_w
+    (K, n - 2, P)) plus the frames' blocks, right-hand side g (K, n, P, 3). blocks (K, n, P, 3, P, 3) couple a
+    frame's parts (limbs): one band for all; blocks (K, n, P, 3, 3) do not: each part is solved in its own
+    narrow band (a fraction of the cost)."""
+    K, n, P, _ = g.shape
+    if blocks.ndim == 6:
+        normal = _add_blocks(_second_difference_band(np.repeat(accel_w, 3, axis=-1)), blocks.reshape(-1, 3 * P, 3 * P))
+        return _solve_banded(normal, g.reshape(-1)).reshape(g.shape)
+    step = np.empty_like(g)
+    for p in range(P):
+        normal = _add_blocks(_second_difference_band(np.repeat(accel_w[..., p:p + 1], 3, axis=-1)),
+                             blocks[:, :, p].reshape(-1, 3, 3))
+        step[:, :, p] = _solve_banded(normal, g[:, :, p].reshape(-1)).reshape(K, n, 3)
+    return step
 
 
 def _second_differences(X: np.ndarray) -> np.ndarray:
@@ -261,9 +306,9 @@ def _chunks(n_frames: int, chunk: int, overlap: int) -> tuple[np.ndarray, int]:
 @threadpool_limits.wrap(limits=1, user_api="blas")  # threaded BLAS slows these small solves
 def smooth(points2d, rig: Rig, likelihood, *, fps: float, limbs=None, limb_lengths=None,
            accel_mm_s2=None, limb_sigma_mm=None, min_likelihood: float = 0.1,
-           cauchy_scale: float = 3.0, outlier_scale: float = 6.0, accel_cauchy: float = 3.0,
+           cauchy_scale: float = 3.0, outlier_scale: float = 6.0, accel_cauchy: float = 3.0, limb_cauchy: float = 3.0,
            prior_sigma_mm: float = 50.0,
-           iterations: int = 5, max_step_mm: float = 5.0, chunk_frames: int = 1000,
+           iterations: int = 5, limb_iterations: int = 3, max_step_mm: float = 5.0, chunk_frames: int = 1000,
            overlap_frames: int = 60) -> SmoothResult:
     """Jointly estimate all body parts' 3D trajectories (mm) from several cameras' 2D over time.
 
@@ -274,12 +319,15 @@ def smooth(points2d, rig: Rig, likelihood, *, fps: float, limbs=None, limb_lengt
     estimated per part from this session's data, ``estimate_priors``), Gaussian up to about accel_cauchy
     times it and Cauchy beyond (animals accelerate in bursts); for limbs (index pairs into the parts),
     length terms with std limb_sigma_mm (one value, one per limb, or None: estimated) around limb_lengths
-    (default: the median length of a robust per-frame triangulation); a weak prior_sigma_mm pull towards
-    that triangulation so frames with no
-    evidence stay defined with an honest, large sigma. Observations whose residual exceeds
+    (default: the median length of a robust per-frame triangulation), Gaussian up to about limb_cauchy times
+    it and Cauchy beyond (a digit that flexes is let go, not pulled back to its usual length); a weak
+    prior_sigma_mm pull towards that triangulation so frames with no evidence stay defined with an honest,
+    large sigma. Observations whose residual exceeds
     outlier_scale x the noise are flagged as outliers. Gauss-Newton runs for ``iterations`` steps of at
     most max_step_mm per point; time is cut into chunk_frames windows overlapping by overlap_frames.
-    sigma_mm counts the cameras and the acceleration prior as evidence, not the limbs (see below).
+    With limbs, the solve runs without them first and then limb_iterations more steps with them from there.
+    sigma_mm counts the cameras and a Gaussian acceleration prior of the session's RMS acceleration as
+    evidence, not the limbs (see below), inflated for the 2D jitter's correlation in time.
     """
     pts, lik = _check_inputs(points2d, rig, likelihood)
     if fps <= 0:
@@ -316,19 +364,23 @@ def smooth(points2d, rig: Rig, likelihood, *, fps: float, limbs=None, limb_lengt
     # each observation's noise scale, learned from the initial residuals: its camera's, at its likelihood
     norm_w = norm
     r0, J0 = residuals(X0)
-    sigma_obs = _observation_noise(r0, lik, w0 > 0)  # (C, T, P) px
+    in_triangulation = (w0 > 0) & (lik >= max(min_likelihood, 0.5)) & trusted
+    sigma_obs = _observation_noise(r0, J0, lik, w0 > 0, in_triangulation)  # (C, T, P) px
     noise_px = np.array([np.median(sigma_obs[c][w0[c] > 0]) if (w0[c] > 0).any() else 1.0 for c in range(n_cams)])
     prior_w = 1.0 / prior_sigma_mm ** 2
     if accel_mm_s2 is None or limb_sigma_mm is None:
         estimated = estimate_priors(X0, trusted, fps, _jitter_mm(J0, w0 > 0, noise_px, trusted, prior_w), limbs)
     accel = _chosen(accel_mm_s2, estimated.accel_mm_s2 if accel_mm_s2 is None else None, n_parts, _FALLBACK_ACCEL)
+    # the posterior variance's Gaussian prior: the session's RMS acceleration (its bursts), or the one given
+    accel_rms = accel if accel_mm_s2 is not None else np.fmax(_chosen(None, estimated.accel_rms_mm_s2, n_parts,
+                                                                      _FALLBACK_ACCEL), accel)
     limb_sigma = _chosen(limb_sigma_mm, estimated.limb_sigma_mm if limb_sigma_mm is None else None, len(limbs),
                          _FALLBACK_LIMB_FRACTION * limb_lengths)
 
     windows, core = _chunks(n_frames, chunk_frames, overlap_frames)
     n_chunks, n = windows.shape
     starts = np.arange(n_chunks)[:, None] * core - overlap_frames + np.arange(n)
-    lam = (fps ** 2 / accel) ** 2  # (P,)
+    lam, lam_variance = (fps ** 2 / accel) ** 2, (fps ** 2 / accel_rms) ** 2  # (P,)
     accel_scale = accel_cauchy * accel / fps ** 2  # (P,) mm per frame^2
     limb_w = 1.0 / limb_sigma ** 2  # (L,)
     m = 3 * n_parts  # unknowns per frame; the joint system is ordered (chunk, frame, part, coordinate)
@@ -346,45 +398,55 @@ def smooth(points2d, rig: Rig, likelihood, *, fps: float, limbs=None, limb_lengt
         scale = cauchy_scale * sigma_obs[:, safe]
         X = X0[safe]  # (K, n, P, 3)
         anchor = X.copy()
-        for it in range(iterations + 1):
-            # robust acceleration prior: Cauchy weights on each part's second differences (a reach's burst is
-            # not smoothed away), scale accel_cauchy x the part's own acceleration
-            accel_w = lam / (1.0 + (np.linalg.norm(_second_differences(X), axis=-1) / accel_scale) ** 2)
-            r, J = residuals(X)
-            rn2 = (r ** 2).sum(-1)
-            w = wobs / (1.0 + rn2 / scale ** 2)  # Cauchy IRLS weights, (C, K, n, P)
-            wJ = w[..., None, None] * J
-            H = np.zeros((n_chunks_g, n, n_parts, 3, n_parts, 3))
-            diag = (J.swapaxes(-1, -2) @ wJ).sum(0) + prior_w * np.eye(3)  # (K, n, P, 3, 3)
-            H[:, :, np.arange(n_parts), :, np.arange(n_parts), :] = diag.transpose(2, 0, 1, 3, 4)
-            g = (wJ.swapaxes(-1, -2) @ r[..., None])[..., 0].sum(0) + prior_w * (anchor - X)
-            for (i, j), L, wl in zip(limbs, limb_lengths, limb_w):
-                A, pull = _limb_terms(X[:, :, i] - X[:, :, j], L, wl)
-                H[:, :, i, :, i] += A
-                H[:, :, j, :, j] += A
-                H[:, :, i, :, j] -= A
-                H[:, :, j, :, i] -= A
-                g[:, :, i] += pull
-                g[:, :, j] -= pull
-            g -= _apply_d2(X, accel_w)
-            if it == iterations:
-                break
-            normal = _add_blocks(_second_difference_band(np.repeat(accel_w, 3, axis=-1)), H.reshape(-1, m, m))
-            step = _solve_banded(normal, g.reshape(-1)).reshape(X.shape)
-            size = np.linalg.norm(step, axis=-1, keepdims=True)
-            X += step * np.minimum(1.0, max_step_mm / np.maximum(size, 1e-12))  # trust region per point
-            if size.max() < 1e-4:
-                break
+        # without limbs first, then with them from there: a limb's length fits its mirror image along a ray as
+        # well, and started from the gap-filled guess a point one camera sees can settle on the wrong one
+        for with_limbs, steps in ((False, iterations), (True, limb_iterations))[:2 if len(limbs) else 1]:
+            for it in range(steps + 1):
+                # robust acceleration prior: Cauchy weights on each part's second differences (a reach's burst is
+                # not smoothed away), scale accel_cauchy x the part's own acceleration
+                accel_w = lam / (1.0 + (np.linalg.norm(_second_differences(X), axis=-1) / accel_scale) ** 2)
+                r, J = residuals(X)
+                rn2 = (r ** 2).sum(-1)
+                w = wobs / (1.0 + rn2 / scale ** 2)  # Cauchy IRLS weights, (C, K, n, P)
+                wJ = w[..., None, None] * J
+                diag = (J.swapaxes(-1, -2) @ wJ).sum(0) + prior_w * np.eye(3)  # (K, n, P, 3, 3)
+                g = (wJ.swapaxes(-1, -2) @ r[..., None])[..., 0].sum(0) + prior_w * (anchor - X)
+                blocks = diag
+                if with_limbs:  # the frame's parts couple through their limbs: one block per frame
+                    blocks = np.zeros((n_chunks_g, n, n_parts, 3, n_parts, 3))
+                    blocks[:, :, np.arange(n_parts), :, np.arange(n_parts), :] = diag.transpose(2, 0, 1, 3, 4)
+                    for (i, j), L, wl, ls in zip(limbs, limb_lengths, limb_w, limb_sigma):
+                        d = X[:, :, i] - X[:, :, j]
+                        wl = wl / (1.0 + ((np.linalg.norm(d, axis=-1) - L) / (limb_cauchy * ls)) ** 2)[..., None, None]
+                        A, pull = _limb_terms(d, L, wl)
+                        blocks[:, :, i, :, i] += A
+                        blocks[:, :, j, :, j] += A
+                        blocks[:, :, i, :, j] -= A
+                        blocks[:, :, j, :, i] -= A
+                        g[:, :, i] += pull
+                        g[:, :, j] -= pull
+                g -= _apply_d2(X, accel_w)
+                if it == steps:
+                    break
+                step = _gauss_newton_step(accel_w, blocks, g)
+                size = np.linalg.norm(step, axis=-1, keepdims=True)
+                X += step * np.minimum(1.0, max_step_mm / np.maximum(size, 1e-12))  # trust region per point
+                if size.max() < 1e-4:
+                    break
 
-        # posterior variance from the cameras and the acceleration prior alone: a limb fixes a point's
-        # distance to its neighbours, not on which side of them it sits (a mirrored pose fits as well), so
-        # limbs are not counted as evidence; without them the parts decouple and each has its own band
-        factors = [_cholesky_banded(_add_blocks(_second_difference_band(np.repeat(accel_w[..., p:p + 1], 3, -1)),
+        # posterior variance from the cameras and a Gaussian acceleration prior of the part's RMS acceleration
+        # (the robust prior's heavy tail as a variance: a reach hidden from a camera is as uncertain as
+        # reaches are fast) alone: a limb fixes a point's distance to its neighbours, not on which side of them
+        # it sits (a mirrored pose fits as well), so limbs are not counted as evidence; without them the
+        # parts decouple and each has its own band
+        variance_w = np.broadcast_to(lam_variance, accel_w.shape)
+        factors = [_cholesky_banded(_add_blocks(_second_difference_band(np.repeat(variance_w[..., p:p + 1], 3, -1)),
                                                 diag[:, :, p].reshape(-1, 3, 3)))
                    for p in range(n_parts)]
 
-        # the jitter is correlated in time: inflate the variance by (1 + rho) / (1 - rho), rho = the
-        # lag-1 correlation of the inlier residuals (as if each run of correlated frames counted once)
+        # the jitter is correlated in time (rho: the lag-1 correlation of the inlier residuals), which the
+        # variance above ignores: inflate it as for an average over the frames that the point's estimate
+        # leans on (n_eff: its per-frame variance over its posterior one), ``_correlated_average``
         good = (w > 0.5 * wobs) & (wobs > 0)
         pair = (good[:, :, 1:] & good[:, :, :-1])[..., None]
         lag1 = (r[:, :, 1:] * r[:, :, :-1] * pair).sum() / max((r[:, :, 1:] ** 2 * pair).sum(), 1e-12)
@@ -393,7 +455,8 @@ def smooth(points2d, rig: Rig, likelihood, *, fps: float, limbs=None, limb_lengt
         stacked = np.stack(factors).reshape(n_parts, rows, n_chunks_g, 3 * n).transpose(0, 2, 1, 3)
         stacked = stacked.reshape(-1, rows, 3 * n)
         var = _inverse_diagonal(stacked).reshape(n_parts, n_chunks_g, n, 3).sum(-1).transpose(1, 2, 0)
-        var *= (1 + rho) / (1 - rho)
+        per_frame = np.trace(np.linalg.inv(diag), axis1=-2, axis2=-1)  # (K, n, P): the cameras alone
+        var *= _correlated_average(np.maximum(per_frame / np.maximum(var, 1e-30), 1.0), rho)
         r, _ = residuals(X)
         bad = np.sqrt((r ** 2).sum(-1)) > outlier_scale * sigma_obs[:, safe]
         points.append(X[take].reshape(-1, n_parts, 3))
@@ -406,11 +469,31 @@ def smooth(points2d, rig: Rig, likelihood, *, fps: float, limbs=None, limb_lengt
                         noise_px=noise_px, accel_mm_s2=accel, limb_sigma_mm=limb_sigma)
 
 
-def _observation_noise(r0: np.ndarray, likelihood: np.ndarray, usable: np.ndarray) -> np.ndarray:
+def _correlated_average(n_eff: np.ndarray, rho: float) -> np.ndarray:
+    """Variance factor of an average over n_eff frames of AR(1) noise of lag-1 correlation rho against
+    independent noise: 1 + 2 sum_j (1 - j / n) rho^j, from 1 (one frame) to (1 + rho) / (1 - rho) (many)."""
+    if rho <= 0:
+        return np.ones_like(n_eff)
+    return (1 + rho) / (1 - rho) - 2 * rho * (1 - rho ** n_eff) / (n_eff * (1 - rho) ** 2)
+
+
+def _observation_noise(r0: np.ndarray, J: np.ndarray, likelihood: np.ndarray, usable: np.ndarray,
+                       in_triangulation: np.ndarray) -> np.ndarray:
     """Robust 2D noise scale (px) of every observation (C, T, P): per camera, the residuals r0 (C, T, P, 2) of
     the per-frame triangulation binned by likelihood (_LIKELIHOOD_BINS quantile bins of its usable
     observations), 1.4826 x the median absolute residual of each bin. So the data say how much a detection of
-    a given confidence is worth, whatever network scored it (DeepLabCut, SLEAP); never below 0.05 px."""
+    a given confidence is worth, whatever network scored it (DeepLabCut, SLEAP); never below 0.05 px.
+    A residual of an observation that took part in its point's triangulation (in_triangulation) is smaller
+    than its error, the more so the fewer cameras: it is divided by sqrt(1 - h), h its leverage from the
+    projection's Jacobians J (C, T, P, 2, 3) (on two cameras h = 3/4 on average: the residuals are half the
+    noise)."""
+    info = np.einsum("ctp,ctpki,ctpkj->tpij", in_triangulation.astype(np.float64), J, J)
+    solvable = (in_triangulation.sum(0) >= 2) & (np.linalg.cond(info) < 1e12)
+    inverse = np.zeros_like(info)
+    inverse[solvable] = np.linalg.inv(info[solvable])
+    leverage = np.einsum("ctpki,tpij,ctpkj->ctp", J, inverse, J) / 2  # per coordinate, on average
+    leverage = np.where(in_triangulation & solvable, np.clip(leverage, 0.0, 0.9), 0.0)
+    r0 = r0 / np.sqrt(1.0 - leverage)[..., None]
     noise = np.ones(likelihood.shape)
     for c in range(len(r0)):
         lik, ok = np.nan_to_num(likelihood[c]), usable[c]

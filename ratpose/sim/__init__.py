@@ -4,17 +4,19 @@ DLC training data: ``write_labeled_frames(path, n_frames, size, seed, scorer="si
 ratpose/sim/labeled.py (re-exported here); body parts are ``BODYPARTS``.
 Sessions: ``write_session(path, SessionConfig(...)) -> GroundTruth``; ``load_ground_truth(path)``.
 Demo material (session + calibration + labeled frames): ``write_rig_dataset(root, config)``.
+DeepLabCut's outputs without a network (the truth through DLC-like errors, ``pose2d.DlcErrors``):
+``write_dlc_outputs(truth, folder)``.
 """
 from .cameras import default_rig, focal_length_px, rig_and_lab_frame
 from .labeled import labeled_dataframe, write_labeled_frames
 from .neural import UnitModel, default_units, simulate_spikes, unit_rates
 from .render import BLOB_STYLES, render_background, render_frame
 from .scene import BODYPARTS, Scene, make_scene
-from .pose2d import dlc_dataframe, write_truth_pose2d
+from .pose2d import dlc_dataframe, write_dlc_outputs
 from .session import SessionConfig, session_backgrounds, write_rig_dataset, write_session
 from .truth import GroundTruth, load_ground_truth
 
 __all__ = ["BLOB_STYLES", "BODYPARTS", "GroundTruth", "Scene", "SessionConfig", "UnitModel", "default_rig",
            "default_units", "dlc_dataframe", "focal_length_px", "labeled_dataframe", "load_ground_truth", "make_scene",
            "render_background", "render_frame", "rig_and_lab_frame", "session_backgrounds", "simulate_spikes",
-           "unit_rates", "write_labeled_frames", "write_rig_dataset", "write_session", "write_truth_pose2d"]
+           "unit_rates", "write_dlc_outputs", "write_labeled_frames", "write_rig_dataset", "write_session"]

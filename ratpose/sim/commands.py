@@ -18,7 +18,7 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
 
 def _cmd_sim(args) -> int:
     from . import write_rig_dataset, write_session
-    from .pose2d import write_truth_pose2d
+    from .pose2d import write_dlc_outputs
 
     base = SessionConfig.full_size() if args.full_size else _DEFAULT
     size = tuple(int(v) for v in args.size.lower().split("x")) if args.size else base.size
@@ -34,7 +34,7 @@ def _cmd_sim(args) -> int:
                                   calibration_size=(size[0] * scale, size[1] * scale))
     written = ["session/"] + ([] if args.session_only else ["calibration/", "labeled/"])
     if args.dlc_outputs:
-        write_truth_pose2d(truth, args.dir / "session", seed=args.seed)
+        write_dlc_outputs(truth, args.dir / "session", seed=args.seed)
         written.append("DLC .h5 next to each video")
     print(f"wrote {args.dir}: {', '.join(written)}; {len(truth.tick_us)} pulses, cameras {list(truth.cameras)}, "
           f"{len(truth.touch_intervals)} knob touches, {len(truth.units)} units (truth in session/ground_truth/)")
@@ -58,7 +58,8 @@ def add_commands(subparsers) -> None:
     sim.add_argument("--calibration-scale", type=int, default=4,
                      help="calibration images at this multiple of the video size (video = binned recording)")
     sim.add_argument("--dlc-outputs", action="store_true",
-                     help="also write DLC .h5 outputs next to the videos (true pose + noise: no training needed)")
+                     help="also write DLC .h5 outputs next to the videos (the true pose through "
+                          "DeepLabCut-like errors: jitter, outliers, swaps, occlusions; no training needed)")
     sim.add_argument("--session-only", action="store_true", help="write only DIR/session")
     sim.add_argument("--wrap", action="store_true", help="start the Pi tick counter so it wraps mid-session")
     sim.add_argument("--full-size", action="store_true", help="1440x1080 at 226 fps (benchmarks)")

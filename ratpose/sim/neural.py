@@ -72,11 +72,11 @@ def default_units(n_units: int = 6, seed: int = 0) -> tuple[UnitModel, ...]:
         kind = UNIT_KINDS[i % len(UNIT_KINDS)]
         common = dict(unit_id=i + 1, tetrode=i // 2 + 1, kind=kind, base_hz=float(rng.uniform(2.0, 6.0)))
         if kind == "speed":
-            common.update(gain_hz=float(rng.uniform(30.0, 60.0)), preferred_speed_mm_s=float(rng.uniform(40.0, 90.0)),
-                          speed_width_mm_s=float(rng.uniform(15.0, 30.0)))
+            common.update(gain_hz=float(rng.uniform(30.0, 60.0)), preferred_speed_mm_s=float(rng.uniform(60.0, 150.0)),
+                          speed_width_mm_s=float(rng.uniform(20.0, 50.0)))
         elif kind == "direction":
             common.update(gain_hz=float(rng.uniform(30.0, 60.0)), preferred_direction_deg=float(rng.uniform(0, 360)),
-                          speed_scale_mm_s=float(rng.uniform(10.0, 25.0)))
+                          speed_scale_mm_s=float(rng.uniform(20.0, 50.0)))
         units.append(UnitModel(**common))
     return tuple(units)
 

@@ -6,7 +6,7 @@ jitter, confident outliers, swaps between neighbouring keypoints, occlusion bout
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +24,8 @@ GOOD, OUTLIER, SWAP, OCCLUDED = 0, 1, 2, 3
 
 @dataclass(frozen=True)
 class DlcErrors:
-    """The 2D error model of the simulator's DLC-like outputs (all parameters in one place)."""
+    """The 2D error model of the simulator's DLC-like outputs (all parameters in one place), in pixels of a
+    1440-pixel-wide image (``for_width`` scales them to another: a network errs by a fraction of the animal)."""
 
     jitter_px: float = 0.5  # scale of the Student-t jitter
     jitter_df: float = 3.0  # its degrees of freedom (heavy tails)
@@ -35,6 +36,12 @@ class DlcErrors:
     occlusion_rate: float = 0.10  # fraction of observations inside occlusion bouts
     occlusion_frames: float = 25.0  # mean bout length, frames
     occluded_px: float = 20.0  # position error while occluded (likelihood < 0.2)
+
+    def for_width(self, width_px: int) -> "DlcErrors":
+        """The same model for images ``width_px`` wide (pixel sizes scaled, rates kept)."""
+        k = width_px / 1440.0
+        return replace(self, jitter_px=self.jitter_px * k, outlier_px=(self.outlier_px[0] * k, self.outlier_px[1] * k),
+                       occluded_px=self.occluded_px * k)
 
 
 def _bouts(rng, shape, rate: float, mean_frames: float) -> np.ndarray:
@@ -85,20 +92,25 @@ def dlc_dataframe(x: np.ndarray, y: np.ndarray, likelihood: np.ndarray, bodypart
     return pd.DataFrame(values, columns=columns)
 
 
-def write_truth_pose2d(truth: GroundTruth, out_dir, *, noise_px: float = 0.5, seed: int = 0,
-                       scorer: str = "DLC_sim_truth") -> dict[str, Path]:
-    """Write one DLC .h5 per camera video (rows = delivered frames); returns camera -> path."""
+def write_dlc_outputs(truth: GroundTruth, out_dir, *, errors: DlcErrors | None = DlcErrors(), seed: int = 0,
+                      scorer: str = "DLC_sim") -> dict[str, Path]:
+    """Write one DLC .h5 per camera video (rows = delivered frames) as if DeepLabCut had tracked the session: the
+    true projections with ``errors`` (scaled to each camera's width; None: exact), keypoints the scene hides
+    occluded; returns camera -> path."""
     rng = np.random.default_rng(seed)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     all_points = truth.points2d()  # (C, N, P, 2)
     paths = {}
     for c, (camera, frames) in enumerate(truth.cameras.items()):
-        points = all_points[c, frames.pulse_index] + rng.normal(0.0, noise_px, (len(frames.pulse_index),
-                                                                                len(truth.bodyparts), 2))
+        points = all_points[c, frames.pulse_index]
         visible = truth.visible[frames.pulse_index, c]
-        likelihood = np.where(visible, rng.uniform(0.9, 1.0, visible.shape), rng.uniform(0.0, 0.1, visible.shape))
-        points[~visible] += rng.normal(0.0, 20.0, (int((~visible).sum()), 2))
+        if errors is None:
+            likelihood = np.where(visible, 1.0, 0.0)
+        else:
+            model = errors.for_width(truth.rig[camera].size[0])
+            points, likelihood, _ = dlc_like_errors(points[None], rng, model, DIGIT_NEIGHBOURS, visible[None])
+            points, likelihood = points[0], likelihood[0]
         frame = dlc_dataframe(points[..., 0], points[..., 1], likelihood, truth.bodyparts, scorer)
         paths[camera] = out_dir / f"{camera}{scorer}.h5"
         frame.to_hdf(paths[camera], key="df_with_missing", mode="w")

@@ -2,9 +2,12 @@
 
 Everything is generated in the lab frame (origin at the knob's front-face centre, x lateral, y towards
 the rat, z up; millimetres) and returned in the world frame (camera 0) through ``lab_to_world``.
-A trial is: idle, reach (minimum-jerk, bell-shaped speed), hold, supination turn (hand and knob rotate
-together about the knob axis), hold, withdrawal (the knob springs back); trials follow each other.
-Evaluation is vectorised over time.
+A trial is: idle, reach (minimum-jerk, bell-shaped speed, lifted in an arc, the digits opening and
+closing again), hold, supination turn (hand and knob rotate together about the knob axis), hold,
+withdrawal (the knob springs back); trials follow each other. Between and during them the paw fidgets
+(a few sinusoids of ~1 mm at 1-6 Hz). The ranges are a rat's, not a gentle robot's: reaches of
+~20 mm in 80-160 ms (peak speed several hundred mm/s, accelerations of thousands of mm/s^2) and the
+paw-digit segments flexing by ~1 mm. Evaluation is vectorised over time.
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ BODYPARTS = ("wrist", "paw", "digit1", "digit2", "knob_marker")
 HAND_OFFSETS_LAB = np.array([[0.0, 9.0, -2.0], [0.0, 0.0, 0.0], [-3.5, -5.0, 1.0], [3.5, -5.0, 1.0]])
 KNOB_RADIUS_MM = 10.0
 TOUCH_MARGIN_MM = 3.0
-_REST_LAB = np.array([0.0, 20.0, -10.0])
+_REST_LAB = np.array([0.0, 21.0, -11.0])
 _GRASP_LAB = np.array([0.0, 6.0, -1.0])
 #: Trial phases, in order; each trial row of ``Scene.bounds`` holds their start times + the trial end.
 PHASES = ("idle", "reach", "hold", "turn", "hold_turned", "withdraw")
@@ -53,7 +56,9 @@ class Scene:
 
     bounds (n_trials, 7): start of each phase in PHASES, then the trial end (= next trial start), s.
     rest (n_trials + 1, 3), grasp (n_trials, 3): lab positions of the paw; turn_deg (n_trials,): knob
-    turn; return_s (n_trials,): knob spring-back duration; jitter_* (3, 2): small smooth paw tremor.
+    turn; return_s (n_trials,): knob spring-back duration; jitter_* (3, 2): the paw's fidgeting;
+    lift_mm (n_trials,): height of the reach's and the withdrawal's arc; aperture (n_trials,): how far the
+    digits spread mid-reach (fraction of their lateral offset), closing again on the knob.
     """
 
     bounds: np.ndarray
@@ -64,6 +69,8 @@ class Scene:
     jitter_amp_mm: np.ndarray
     jitter_hz: np.ndarray
     jitter_phase: np.ndarray
+    lift_mm: np.ndarray
+    aperture: np.ndarray
     lab_to_world_R: np.ndarray = field(default_factory=lambda: np.eye(3))
     lab_to_world_t: np.ndarray = field(default_factory=lambda: np.zeros(3))
     knob_radius_mm: float = KNOB_RADIUS_MM
@@ -125,7 +132,7 @@ class Scene:
         return k, phase, start, duration
 
     def _roll_and_carrier(self, t: np.ndarray):
-        """Hand roll (rad) and its rate, paw position and velocity (lab), knob angle (deg)."""
+        """Hand roll (rad), paw position and velocity (lab), knob angle (deg) and the digits' spread factor."""
         k, phase, start, duration = self._phase(t)
         s, ds = _minimum_jerk((t - start) / duration)
         ds = ds / duration
@@ -142,6 +149,10 @@ class Scene:
                          [grasp, grasp, grasp, turned, rest_next, rest_next], rest)
         pos = p_from + (p_to - p_from) * s[:, None]
         vel = (p_to - p_from) * ds[:, None]
+        moving = np.isin(phase, (1, 5))  # reach and withdrawal arc upwards (lab +z)
+        bump = np.where(moving, np.sin(np.pi * s), 0.0)
+        pos[:, 2] += self.lift_mm[k] * bump
+        vel[:, 2] += np.where(moving, self.lift_mm[k] * np.pi * np.cos(np.pi * s) * ds, 0.0)
         turning = phase == 3
         pos[turning] = _rotate_about_y(grasp[turning], roll[turning])
         vel[turning] = _d_rotate_about_y(grasp[turning], roll[turning]) * roll_rate[turning, None]
@@ -151,13 +162,16 @@ class Scene:
         knob = np.where(np.isin(phase, (3, 4)), roll, 0.0)
         back, _ = _minimum_jerk((t - self.bounds[k, 5]) / self.return_s[k])
         knob = np.where(phase == 5, delta * (1 - back), knob)
-        return roll, pos, vel, np.rad2deg(knob)
+        spread = 1.0 + self.aperture[k] * np.where(phase == 1, bump, 0.0)
+        return roll, pos, vel, np.rad2deg(knob), spread
 
     def keypoints(self, t: np.ndarray) -> np.ndarray:
         """World positions (T, len(BODYPARTS), 3) of every keypoint at times t (s)."""
         t = np.atleast_1d(np.asarray(t, dtype=np.float64))
-        roll, paw, _, knob_deg = self._roll_and_carrier(t)
-        hand = paw[:, None, :] + _rotate_about_y(HAND_OFFSETS_LAB[None], roll[:, None])
+        roll, paw, _, knob_deg, spread = self._roll_and_carrier(t)
+        offsets = np.repeat(HAND_OFFSETS_LAB[None], len(t), axis=0)
+        offsets[:, 2:, :2] *= spread[:, None, None]  # the digits open (spread and extend)
+        hand = paw[:, None, :] + _rotate_about_y(offsets, roll[:, None])
         lab_marker = self.knob_radius_mm * np.stack(
             [np.sin(np.deg2rad(knob_deg)), np.zeros_like(t), np.cos(np.deg2rad(knob_deg))], axis=-1)
         return self.to_world(np.concatenate([hand, lab_marker[:, None]], axis=1))
@@ -211,8 +225,8 @@ def make_scene(t_start: float, t_end: float, seed: int = 0, lab_to_world_R: np.n
     if not np.isfinite(t_start) or not t_end > t_start:
         raise ValueError(f"need finite t_start < t_end, got t_start={t_start}, t_end={t_end}")
     rng = np.random.default_rng(seed)
-    durations_lo = np.array([0.25, 0.22, 0.08, 0.30, 0.06, 0.28])
-    durations_hi = np.array([0.70, 0.40, 0.20, 0.55, 0.15, 0.45])
+    durations_lo = np.array([0.25, 0.08, 0.08, 0.30, 0.06, 0.12])
+    durations_hi = np.array([0.70, 0.16, 0.20, 0.55, 0.15, 0.25])
     n_trials = int(np.ceil((t_end - t_start) / (durations_lo.sum()))) + 1
     durations = rng.uniform(durations_lo, durations_hi, size=(n_trials, 6))
     starts = t_start + np.concatenate([[0.0], np.cumsum(durations.sum(axis=1))])
@@ -225,7 +239,8 @@ def make_scene(t_start: float, t_end: float, seed: int = 0, lab_to_world_R: np.n
     turn_deg = rng.uniform(30.0, 70.0, size=n_trials)
     return_s = np.minimum(rng.uniform(0.15, 0.3, size=n_trials), durations[:, 5])
     return Scene(bounds=bounds, rest=rest, grasp=grasp, turn_deg=turn_deg, return_s=return_s,
-                 jitter_amp_mm=rng.uniform(0.1, 0.3, size=(3, 2)), jitter_hz=rng.uniform(0.5, 3.0, size=(3, 2)),
+                 jitter_amp_mm=rng.uniform(0.2, 0.8, size=(3, 2)), jitter_hz=rng.uniform(1.0, 6.0, size=(3, 2)),
                  jitter_phase=rng.uniform(0, 2 * np.pi, size=(3, 2)),
+                 lift_mm=rng.uniform(3.0, 6.0, size=n_trials), aperture=rng.uniform(0.3, 0.6, size=n_trials),
                  lab_to_world_R=np.eye(3) if lab_to_world_R is None else np.asarray(lab_to_world_R, float),
                  lab_to_world_t=np.zeros(3) if lab_to_world_t is None else np.asarray(lab_to_world_t, float))
