@@ -86,6 +86,22 @@ def test_smooth_rejects_bad_limbs_and_fps():
         smooth(points, rig, likelihood, fps=0)
 
 
+def test_two_cameras_at_one_place_give_no_3d_certainty_and_no_crash():
+    """A rig whose second camera is a copy of the first (a calibration file written wrongly, as in
+    sleap-anipose's sample): every ray pair coincides, the per-frame triangulation lands on the camera centre;
+    smooth finishes and says it does not know where the points are (sigma of centimetres)."""
+    from ratpose.rig import Rig
+
+    rig, truth, points, likelihood, _ = messy_pose2d(0.5, 2, seed=1)
+    cam = rig[0]
+    twin = Rig((cam, type(cam)("cam1", cam.size, cam.K, cam.dist, cam.R, cam.t + 1e-9)))
+    result = smooth(np.stack([points[0], points[0] + 0.01]), twin, np.stack([likelihood[0]] * 2), fps=FPS)
+    assert np.isfinite(result.points3d).all() and np.median(result.sigma_mm) > 10.0
+    with pytest.raises(ValueError, match="no body part could be triangulated"):  # exactly one place: no 3D
+        smooth(np.stack([points[0], points[0]]), Rig((cam, type(cam)("cam1", cam.size, cam.K, cam.dist, cam.R,
+                                                                      cam.t))), np.stack([likelihood[0]] * 2), fps=FPS)
+
+
 def test_reconstruct_dispatches_to_smooth():
     """Pose3DParams(method='smooth'): every frame in 3D, closer to the truth than per-frame triangulation."""
     from ratpose.pose3d import Pose3DParams, reconstruct

@@ -23,6 +23,9 @@ from .triangulation import _check_inputs, triangulate
 
 #: values of the normal matrices held at once (chunks are solved in groups of about this size)
 _GROUP_VALUES = 2e7
+#: a point closer to a camera's centre than this (or behind it) gets no pull from that camera (a degenerate
+#: triangulation, e.g. two cameras at one place, lands on the centre itself)
+_MIN_DEPTH_MM = 1.0
 
 
 @dataclass(frozen=True)
@@ -354,7 +357,8 @@ def smooth(points2d, rig: Rig, likelihood, *, fps: float, limbs=None, limb_lengt
     def residuals(X):
         """Pixel residuals (C, ..., 2), Jacobians (C, ..., 2, 3) of the projection at X (..., 3)."""
         xc = np.einsum("cij,...j->c...i", R, X) + t.reshape((n_cams,) + (1,) * (X.ndim - 1) + (3,))
-        inv_z = 1.0 / xc[..., 2:]
+        depth = xc[..., 2:]
+        inv_z = np.where(depth > _MIN_DEPTH_MM, 1.0 / np.where(depth > _MIN_DEPTH_MM, depth, 1.0), 0.0)
         proj = xc[..., :2] * inv_z
         f = focal.reshape((n_cams,) + (1,) * (X.ndim - 1) + (2,))
         Rb = R.reshape((n_cams,) + (1,) * (X.ndim - 1) + (3, 3))
