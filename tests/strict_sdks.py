@@ -4,7 +4,10 @@ PySpin: SpinnakerException with Spinnaker's error codes (-1010 GetNextImage whil
 device gone, -1011 timeout, -1004 ReleaseInstance while cameras/lists are referenced), node access modes
 (RO/RW/NA, trigger settings writable only with TriggerMode Off, ROI frozen while streaming), Width/Height/
 Offset increments, chunks that are enabled but not writable, the stream's buffer handling, incomplete
-images and TLStream counters. pigpio: ``pigpio.exceptions = True`` so failures raise ``pigpio.error``.
+images and TLStream counters. A pulled cable (``unplug_after`` frames, or ``unplug()``) is what Spinnaker
+shows of a vanished USB3 camera: GetNextImage times out (-1011) again and again; other calls on it fail
+with -1010 (``unplug_as="error"``: GetNextImage raises -1010 too, as after a firmware reset).
+pigpio: ``pigpio.exceptions = True`` so failures raise ``pigpio.error``.
 Pulses from the fake Pi reach the primary's trigger line; the secondary sees them only through the
 primary's strobe (Line1 open drain: needs Line2's V3_3Enable or an external pull-up).
 """
@@ -18,7 +21,8 @@ import weakref
 
 import numpy as np
 
-ERR = {"resource_in_use": -1004, "access": -1005, "io": -1010, "timeout": -1011, "invalid": -1009}
+# Spinnaker's spinError codes; node access and range errors are GenICam's (AccessException, OutOfRangeException)
+ERR = {"resource_in_use": -1004, "io": -1010, "timeout": -1011, "access": -2006, "out_of_range": -2002}
 
 
 class SpinnakerException(Exception):
@@ -77,9 +81,10 @@ class _Ptr:
         self._check(True)
         n = self.node
         if n.lo is not None and not n.lo <= value <= n.hi():
-            raise SpinnakerException(f"OutOfRangeException {n.name}={value}", ERR["invalid"])
+            raise SpinnakerException(f"GenICam::OutOfRangeException= {n.name}={value}", ERR["out_of_range"])
         if n.kind == "int" and (value - n.lo) % n.inc:
-            raise SpinnakerException(f"OutOfRangeException {n.name}={value} not a multiple of {n.inc}", ERR["invalid"])
+            raise SpinnakerException(f"GenICam::OutOfRangeException= {n.name}={value} not a multiple of {n.inc}",
+                                     ERR["out_of_range"])
         n.value = value
         n.cam.on_set(n.name)
 
@@ -172,9 +177,10 @@ class Image:
 class Camera:
     """One fake Blackfly S BFS-U3-16S2M (1440x1080 sensor)."""
 
-    def __init__(self, rig, serial, *, incomplete_every=0, unplug_after=None, max_fps=226.0 * 1.15):
+    def __init__(self, rig, serial, *, incomplete_every=0, unplug_after=None, unplug_as="timeout",
+                 max_fps=226.0 * 1.15):
         self.rig, self.serial = rig, serial
-        self.incomplete_every, self.unplug_after = incomplete_every, unplug_after
+        self.incomplete_every, self.unplug_after, self.unplug_as = incomplete_every, unplug_after, unplug_as
         self.max_fps = max_fps
         self.initialized = self.streaming = self.unplugged = False
         self.cond = threading.Condition()
@@ -306,6 +312,7 @@ class Camera:
         return _NodeMap(lambda: self.nodes)
 
     def GetTLStreamNodeMap(self):
+        self._alive()
         return _NodeMap(lambda: self.stream_nodes)
 
     def GetTLDeviceNodeMap(self):
@@ -332,25 +339,31 @@ class Camera:
             self.cond.notify_all()
 
     def GetNextImage(self, timeout_ms=-1):
+        timeout = SpinnakerException("Failed waiting for EventData on NEW_BUFFER_DATA event.", ERR["timeout"])
         with self.cond:
+            if self.unplugged and self.unplug_as == "timeout":
+                self.cond.wait(timeout_ms / 1000)
+                raise timeout
             self._alive()
             if not self.streaming:
                 raise SpinnakerException("Camera is not streaming", ERR["io"])
+            if self.unplug_after is not None and self.delivered >= self.unplug_after:
+                self.unplugged = True
+                self.cond.notify_all()
+                return self.GetNextImage(timeout_ms)
             self.waiting += 1
             try:
                 ok = self.cond.wait_for(lambda: self.buffer or not self.streaming or self.unplugged,
                                         timeout_ms / 1000)
             finally:
                 self.waiting -= 1
-            self._alive()
+            if self.unplugged:
+                return self.GetNextImage(timeout_ms)
             if not self.streaming:
                 raise SpinnakerException("Stream was stopped during GetNextImage (invalid buffer)", ERR["io"])
             if not ok:
-                raise SpinnakerException("Failed waiting for EventData on NEW_BUFFER_DATA event.", ERR["timeout"])
+                raise timeout
             self.delivered += 1
-            if self.unplug_after is not None and self.delivered > self.unplug_after:
-                self.unplugged = True
-                self._alive()
             self.held += 1
             return self.buffer.pop(0)
 

@@ -1,10 +1,12 @@
 """The recorder and hardware backends against strict fakes of PySpin and pigpio (tests/strict_sdks.py)."""
 from __future__ import annotations
 
+import errno
 import gc
 import os
 import signal
 import threading
+import time
 import tomllib
 
 import numpy as np
@@ -12,7 +14,7 @@ import pytest
 
 from ratpose.acquisition import CameraSettings, record, rig_config_from_dict
 from ratpose.acquisition.backends import CameraError
-from ratpose.acquisition.recorder import build_hardware_backends
+from ratpose.acquisition.recorder import build_hardware_backends, default_writer
 from ratpose.ingest.session_folder import read_session_folder
 from ratpose.acquisition.commands import _frames
 from strict_sdks import StrictRig, make_pigpio
@@ -96,12 +98,118 @@ def test_incomplete_images_are_not_gaps(monkeypatch, tmp_path):
     assert status["cameras"]["cam1"]["stream"]["incomplete"] == n // 10 and r.missed_triggers == 0
 
 
-def test_unplugged_camera_ends_as_camera_error(monkeypatch, tmp_path):
-    rig = StrictRig(**{"21000002": {"unplug_after": 30}})
+def accounted(status, n_pulses):
+    """Every pulse is accounted for per camera in session.toml."""
+    for name, cam in status["cameras"].items():
+        assert sum(cam["pulses"].values()) == n_pulses, (name, cam["pulses"], n_pulses)
+
+
+@pytest.mark.parametrize("unplug_as", ["timeout", "error"])
+def test_unplugged_secondary_is_named_and_the_primary_records_on(monkeypatch, tmp_path, unplug_as):
+    """A pulled cable shows up as GetNextImage timeouts only (or -1010 after a reset): detected from the
+    trigger within camera_stall_s, the primary keeps recording to the planned end, the run is not completed."""
+    rig = StrictRig(**{"21000002": {"unplug_after": 60, "unplug_as": unplug_as}})
     rig.install(monkeypatch)
-    result, _ = go(rig, tmp_path, 5.0)
-    assert result.status == "camera_error" and "removed" in result.message
-    assert result.cameras["cam1"].written == 30
+    result, status = go(rig, tmp_path, 3.0)
+    assert result.status == "camera_error" and "camera 'cam1' stopped delivering after frame 59" in result.message
+    assert not result.ok
+    stop = status["cameras"]["cam1"]["stopped"]
+    session = read_session_folder(result.session_dir)  # the frames before the pull are kept and ingestible
+    pulse_s = np.cumsum(np.r_[0, (np.diff(session.tick_us.astype(np.int64)) % 2**32)]) / 1e6
+    assert stop["last_frame_id"] == 59 and abs(stop["time_s"] - pulse_s[59]) < 0.025
+    assert abs(stop["pulses_logged"] - 60) <= 2
+    r0, r1 = result.cameras["cam0"], result.cameras["cam1"]
+    assert pulse_s[-1] >= 3.0 - 1 / RATE and r0.written == result.n_pulses  # the primary to the planned end
+    assert r1.written == 60 and not r0.stopped
+    after = status["cameras"]["cam1"]["pulses"]["after_camera_stopped"]
+    assert abs(after - (result.n_pulses - 60)) <= 2 and f"{after} of {result.n_pulses} triggers" in result.message
+    accounted(status, result.n_pulses)
+    cam1 = next(c for c in session.cameras if c.name == "cam1")
+    assert cam1.n_frames == 60 and [int(f[0, 0]) for f in _frames(cam1.video)] == list(range(60))
+
+
+def test_unplugged_secondary_is_detected_within_a_second(monkeypatch, tmp_path):
+    """The stop is seen while recording (the status line says so), not only at the end."""
+    rig = StrictRig(**{"21000002": {"unplug_after": 60}})
+    rig.install(monkeypatch)
+    lines = []
+    result, _ = go(rig, tmp_path, 3.0, on_status=lines.append)
+    flagged = [i for i, line in enumerate(lines) if "cam1: STOPPED after frame 59" in line]
+    assert flagged and flagged[0] <= 1, lines  # status lines come each second; the pull was at 0.6 s
+
+
+def test_unplugged_primary_stops_the_recording(monkeypatch, tmp_path):
+    """Without the primary's strobe the secondary has no trigger: both stop, the run ends early."""
+    rig = StrictRig(**{"21000001": {"unplug_after": 50}})
+    rig.install(monkeypatch)
+    result, status = go(rig, tmp_path, 10.0)
+    assert result.status == "camera_error" and "every camera stopped delivering" in result.message
+    assert "camera 'cam0' stopped delivering after frame 49" in result.message
+    assert result.n_pulses < 3 * RATE  # stopped about camera_stall_s after the last camera went quiet
+    assert [r.written for r in result.cameras.values()] == [50, 50]
+    accounted(status, result.n_pulses)
+    read_session_folder(result.session_dir)
+
+
+class SlowOrFullDisk:
+    """A video writer on a disk that is slow (``delay_s`` per frame) or fills up after ``space`` frames."""
+
+    def __init__(self, inner, delay_s=0.0, space=None):
+        self.inner, self.delay_s, self.space = inner, delay_s, space
+
+    def write(self, image):
+        if self.space is not None and self.inner.n_frames >= self.space:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        time.sleep(self.delay_s)
+        self.inner.write(image)
+
+    def close(self):
+        self.inner.close()
+
+
+def test_a_disk_too_slow_stops_before_a_frame_is_lost(rig, tmp_path):
+    """The writer of cam1 manages 60 frames/s of the 100 Hz trigger: a warning, then a clean stop with every
+    delivered frame written (the camera's own buffers hold the rest while the drain writes them)."""
+    def factory(path, width, height, fps, storage):
+        inner = default_writer(path, width, height, fps, storage)
+        return SlowOrFullDisk(inner, delay_s=1 / 60) if path.stem == "cam1" else inner
+
+    result, status = go(rig, tmp_path, 20.0, writer_factory=factory)
+    assert result.status == "disk_too_slow" and "camera 'cam1': the disk cannot keep up" in result.message
+    assert any("disk cannot keep up" in w and "s of buffer left" in w for w in status["warnings"])
+    assert result.n_pulses < 5 * RATE  # 64 frames of queue fill at 40 frames/s: stopped within seconds
+    for name, r in result.cameras.items():
+        assert r.queue_dropped == 0 and r.written == r.delivered == result.n_pulses, name
+        assert status["cameras"][name]["pulses"]["lost_by_ratpose"] == 0
+    assert 0.9 * 64 <= result.cameras["cam1"].max_writer_lag <= 64
+    accounted(status, result.n_pulses)
+    read_session_folder(result.session_dir)
+
+
+def test_a_full_disk_stops_cleanly_and_the_folder_reads(rig, tmp_path):
+    def factory(path, width, height, fps, storage):
+        inner = default_writer(path, width, height, fps, storage)
+        return SlowOrFullDisk(inner, space=120) if path.stem == "cam0" else inner
+
+    result, status = go(rig, tmp_path, 20.0, writer_factory=factory)
+    assert result.status == "disk_full" and "No space left" in result.message
+    session = read_session_folder(result.session_dir)
+    assert [c.n_frames for c in session.cameras][0] == 120 and result.n_pulses < 5 * RATE
+    assert status["cameras"]["cam0"]["pulses"]["lost_by_ratpose"] == result.n_pulses - 120
+    accounted(status, result.n_pulses)
+
+
+def test_node_errors_carry_genicam_codes(rig):
+    cam = rig.cameras[0]
+    cam.Init()
+    width = rig.pyspin.CIntegerPtr(cam.GetNodeMap().GetNode("Width"))
+    with pytest.raises(rig.pyspin.SpinnakerException) as err:
+        width.SetValue(1441)
+    assert err.value.errorcode == -2002  # OutOfRangeException
+    cam.BeginAcquisition()
+    with pytest.raises(rig.pyspin.SpinnakerException) as err:
+        width.SetValue(640)
+    assert err.value.errorcode == -2006  # AccessException: the ROI is frozen while streaming
 
 
 def test_failed_pigpio_wave_is_a_trigger_error(rig, monkeypatch, tmp_path):
@@ -150,8 +258,9 @@ def test_secondary_needs_the_strobe_pullup(monkeypatch, tmp_path):
     cams[0] = dataclasses.replace(cams[0], strobe_pullup="external")  # but the rig has none
     cfg = dataclasses.replace(cfg, cameras=tuple(cams))
     c, t = build_hardware_backends(cfg)
-    result = record(cfg, tmp_path / "s", duration_s=0.5, cameras=c, trigger=t)
+    result = record(cfg, tmp_path / "s", duration_s=1.0, cameras=c, trigger=t)
     assert result.cameras["cam1"].delivered == 0 and result.cameras["cam1"].missed_triggers == result.n_pulses
+    assert result.status == "camera_error" and "camera 'cam1' stopped delivering after frame -1" in result.message
 
 
 def test_roi_increments_and_buffer_mode_are_refused_clearly(rig):

@@ -136,10 +136,13 @@ def rig_check(config, cameras=None, trigger=None) -> tuple[list[str], bool]:
         result = record(cfg, Path(tmp) / "check", duration_s=CHECK_S, cameras=cameras, trigger=trigger,
                         handle_sigint=False)
     if not result.ok:
-        return lines + [f"FAIL recording: {result.status}: {result.message}"], False
+        lines.append(f"FAIL recording: {result.status}: {result.message}")
+        if result.status != "camera_error":  # a camera that stopped still gets its line below
+            return lines, False
+        ok = False
     for settings in cfg.cameras:
         r = result.cameras[settings.name]
-        good = r.delivered > 0 and r.missed_triggers <= MAX_MISSED * result.n_pulses
+        good = r.delivered > 0 and not r.stopped and r.missed_triggers <= MAX_MISSED * result.n_pulses
         ok &= good
         what = "followed the primary's strobe" if settings.role == "secondary" else "followed the trigger"
         lines.append(f"{'PASS' if good else 'FAIL'} {settings.name}: {r.exposed()} frames for {result.n_pulses} "

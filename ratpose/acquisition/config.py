@@ -40,6 +40,7 @@ class TriggerSettings:
     host: str = "localhost"
     port: int = 8888
     start_pattern: bool = True
+    camera_stall_s: float = 0.5  # a camera that answers no trigger for this long has stopped (cable, firmware)
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,8 @@ class StorageSettings:
     container: str = "mkv"
     threads: int = 0
     queue_frames: int = 256
+    writer_lag_warn: float = 0.5  # fraction of queue_frames waiting for the writer that warns
+    writer_lag_stop: float = 0.9  # ... and that stops the recording before a frame is lost
 
 
 @dataclass(frozen=True)
@@ -243,6 +246,12 @@ def validate(cfg: RigConfig) -> None:
         raise RigConfigError(f"[storage] container must be one of {CONTAINERS}, got {cfg.storage.container!r}")
     if not 0 <= cfg.storage.crf <= 51:
         raise RigConfigError(f"[storage] crf must be in 0..51, got {cfg.storage.crf}")
+    if not 0 < cfg.storage.writer_lag_warn <= cfg.storage.writer_lag_stop < 1:
+        raise RigConfigError("[storage] need 0 < writer_lag_warn <= writer_lag_stop < 1 (fractions of queue_frames)")
+    if cfg.storage.queue_frames < 4:
+        raise RigConfigError(f"[storage] queue_frames must be >= 4, got {cfg.storage.queue_frames}")
+    if cfg.trigger.camera_stall_s <= 0:
+        raise RigConfigError(f"[trigger] camera_stall_s must be > 0, got {cfg.trigger.camera_stall_s}")
     ring = cfg.ring
     bad = sorted(set(ring.policy) - set(POLICIES))
     if bad:

@@ -9,6 +9,7 @@ on close. PySpin ships with the Spinnaker SDK (not on PyPI) and is imported only
 """
 from __future__ import annotations
 
+import logging
 import threading
 
 import numpy as np
@@ -21,6 +22,7 @@ CHUNKS = ("FrameID", "Timestamp", "ExposureTime")
 SPINNAKER_ERR_TIMEOUT = -1011
 STREAM_STATS = {"lost": "StreamLostFrameCount", "dropped": "StreamDroppedFrameCount",
                 "incomplete": "StreamIncompleteFrameCount"}
+log = logging.getLogger(__name__)
 INFO_NODES = {"serial": "DeviceSerialNumber", "model": "DeviceModelName", "firmware": "DeviceVersion",
               "usb_speed": "DeviceCurrentSpeed"}
 
@@ -301,12 +303,16 @@ class PySpinCamera(CameraBackend):
             image.Release()
 
     def stream_stats(self) -> dict[str, int]:
+        """The stream's lost/dropped/incomplete counters (the last ones read, once the camera is gone)."""
         if self._cam is not None:
-            snm = self._cam.GetTLStreamNodeMap()
-            for key, node in STREAM_STATS.items():
-                value = self._read(snm, node)
-                if value is not None:
-                    self._stats[key] = int(value)
+            try:
+                snm = self._cam.GetTLStreamNodeMap()
+                for key, node in STREAM_STATS.items():
+                    value = self._read(snm, node)
+                    if value is not None:
+                        self._stats[key] = int(value)
+            except self._spin.SpinnakerException as err:
+                log.warning("camera %r: stream counters unreadable (%s)", self.name, err)
         return dict(self._stats)
 
     def stop(self) -> None:

@@ -3,8 +3,11 @@
 Per camera: a capture thread pulls frames from the backend into a bounded queue; a processing thread
 matches frames to trigger pulses (when the ring buffer is on), feeds the ring and writes kept frames to
 the video and ``<cam>.frames.csv`` as they go. The trigger callback logs every pulse to trigger.csv.
-Ctrl-C, a camera failure or a full disk stop the recording cleanly: files are closed, metadata flushed,
-the folder stays valid and the problem is returned (and logged).
+Ctrl-C, a full disk or a writer that cannot keep up stop the recording cleanly: files are closed, metadata
+flushed, the folder stays valid and the problem is returned (and logged). A camera that stops answering the
+trigger (a pulled cable shows up only as timeouts) is declared stopped after ``camera_stall_s`` of triggers;
+the other cameras record on, and the session ends ``camera_error`` naming it. Every pulse is accounted for
+per camera in session.toml (recorded, dropped by the camera, lost by ratpose, after the camera stopped).
 """
 from __future__ import annotations
 
@@ -60,17 +63,30 @@ class CameraReport:
     queue_dropped: int = 0
     missed_triggers: int = 0  # pulses without an exposed frame (no FrameID gap: the camera never saw them)
     max_match_residual_us: float = 0.0
+    max_writer_lag: int = 0  # most frames ever waiting for the writer
     stream: dict = field(default_factory=dict)  # the driver's lost/dropped/incomplete counters at stop
+    stopped: dict = field(default_factory=dict)  # set when the camera stopped delivering mid-recording
 
     def exposed(self) -> int:
         """Frames the camera exposed: delivered, incomplete or lost in transfer (a FrameID gap)."""
         return self.delivered + self.incomplete + self.transfer_lost
 
+    def pulses(self, n_pulses: int) -> dict[str, int]:
+        """Where each of the session's ``n_pulses`` trigger pulses went for this camera (the counts sum to it
+        unless the camera delivered more frames than pulses were logged)."""
+        answered = max(self.stopped.get("pulses_logged", n_pulses), self.exposed())
+        after_stop = max(n_pulses - answered, 0)
+        missed = max(n_pulses - after_stop - self.exposed(), 0)
+        return {"recorded": self.written, "outside_ring_segments": self.ring_dropped,
+                "dropped_by_camera": self.incomplete + self.transfer_lost + missed,
+                "lost_by_ratpose": self.delivered - self.written - self.ring_dropped,
+                "after_camera_stopped": after_stop}
+
 
 @dataclass
 class RecordingResult:
-    """Outcome of a recording: status is completed | interrupted | camera_error | disk_full | write_error |
-    trigger_error | error; ``message`` explains anything but 'completed'."""
+    """Outcome of a recording: status is completed | interrupted | camera_error | disk_full | disk_too_slow |
+    write_error | trigger_error | error; ``message`` explains anything but 'completed'."""
 
     session_dir: Path
     status: str
@@ -177,6 +193,9 @@ class _CameraPipeline:
         self.capture_thread = threading.Thread(target=self._capture, name=f"capture-{self.name}", daemon=True)
         self.process_thread = threading.Thread(target=self._process, name=f"process-{self.name}", daemon=True)
         self._last_frame_id: int | None = None
+        self._pulses_at_last_frame = 0
+        self._stall_pulses = max(math.ceil(rec.cfg.trigger.camera_stall_s * rec.cfg.trigger.rate_hz), 2)
+        self._lag_warned_at = -math.inf
 
     # -- capture -----------------------------------------------------------------------------------
     def _capture(self) -> None:
@@ -186,9 +205,14 @@ class _CameraPipeline:
                 try:
                     frame = self.backend.get_frame(0.2)
                 except FrameTimeout:
+                    unanswered = len(rec.pulses) - self._pulses_at_last_frame
+                    if unanswered >= self._stall_pulses:  # the trigger ran on, the camera delivered nothing
+                        self._stopped(f"no frame for the last {unanswered} triggers")
+                        break
                     if rec.draining.is_set():
                         break
                     continue
+                self._pulses_at_last_frame = len(rec.pulses)
                 if rec.draining.is_set() and self.report.exposed() > len(rec.pulses) + rec.cfg.trigger.rate_hz:
                     rec.warnings.append(f"camera {self.name!r}: frames kept coming after the trigger was stopped "
                                         "(is the Pi still pulsing?); the drain stopped there")
@@ -202,19 +226,33 @@ class _CameraPipeline:
                 self.report.delivered += 1
                 self._enqueue(frame)
         except CameraError as err:
-            rec.fail("camera_error", f"camera {self.name!r}: {err}")
+            if rec.stopping.is_set():
+                rec.fail("camera_error", f"camera {self.name!r}: {err}")
+            else:
+                self._stopped(str(err))
         except Exception as err:  # a backend bug must still end the recording cleanly
             rec.fail("error", f"camera {self.name!r} capture failed: {err!r}")
         finally:
             self._enqueue(None, force=True)
 
+    def _stopped(self, reason: str) -> None:
+        """This camera stopped delivering while the trigger runs: say so loudly, let the others record on."""
+        rec, r = self.rec, self.report
+        pulses = self._pulses_at_last_frame
+        r.stopped = {"reason": reason, "last_frame_id": -1 if self._last_frame_id is None else self._last_frame_id,
+                     "pulses_logged": pulses, "time_s": round(rec.pulses.time_s(pulses - 1) - rec.pulses.time_s(0), 6)
+                     if pulses else 0.0}
+        rec.camera_stopped(self)
+
     def _enqueue(self, item, force: bool = False) -> None:
-        """Queue a frame; when the writer lags, hardware drops it (counted), a simulation waits."""
-        if not (force or self.rec.backpressure):
+        """Queue a frame. A simulation waits for the writer; on hardware a writer falling behind is warned
+        about and, before the queue is full, stops the recording (then the drain waits: nothing is lost)."""
+        if not (force or self.rec.backpressure or self.rec.stop_requested.is_set()):
             try:
                 self.queue.put_nowait(item)
             except queue.Full:
                 self.report.queue_dropped += 1
+            self._check_lag()
             return
         while self.process_thread.is_alive():
             try:
@@ -222,6 +260,20 @@ class _CameraPipeline:
                 return
             except queue.Full:
                 continue
+
+    def _check_lag(self) -> None:
+        """Frames waiting for the writer: warn past ``writer_lag_warn`` of the queue, stop past ``writer_lag_stop``."""
+        rec, storage = self.rec, self.rec.cfg.storage
+        waiting, size = self.queue.qsize(), self.queue.maxsize
+        self.report.max_writer_lag = max(self.report.max_writer_lag, waiting)
+        if waiting >= storage.writer_lag_stop * size:
+            rec.fail("disk_too_slow", f"camera {self.name!r}: the disk cannot keep up: {waiting} frames waiting "
+                                      f"for the writer (queue {size}); stopped before any frame was lost")
+        elif waiting >= storage.writer_lag_warn * size and time.monotonic() - self._lag_warned_at > 1.0:
+            self._lag_warned_at = time.monotonic()
+            left_s = (storage.writer_lag_stop * size - waiting) / rec.cfg.trigger.rate_hz
+            rec.warn(f"camera {self.name!r}: disk cannot keep up: {waiting} frames behind, {left_s:.1f} s of "
+                     "buffer left before the recording stops")
 
     # -- processing --------------------------------------------------------------------------------
     def _process(self) -> None:
@@ -348,6 +400,31 @@ class Recorder:
             self.failed.set()
             self.stop_requested.set()
 
+    def warn(self, message: str) -> None:
+        """A problem the recording survives: logged now, listed in session.toml."""
+        log.warning(message)
+        with self._status_lock:
+            self.warnings.append(message)
+
+    def camera_stopped(self, pipeline: "_CameraPipeline") -> None:
+        """One camera stopped delivering; the recording ends only when no camera is left."""
+        log.error("CAMERA %r STOPPED DELIVERING after frame %s (%s); the other cameras record on",
+                  pipeline.name, pipeline.report.stopped["last_frame_id"], pipeline.report.stopped["reason"])
+        if all(p.report.stopped for p in self.pipelines):
+            self.fail("camera_error", "every camera stopped delivering")
+
+    def _stopped_cameras(self) -> list[str]:
+        """One sentence per camera that stopped mid-recording: when, and how many triggers it left unanswered."""
+        n = len(self.pulses)
+        out = []
+        for p in self.pipelines:
+            stop = p.report.stopped
+            if stop:
+                out.append(f"camera {p.name!r} stopped delivering after frame {stop['last_frame_id']} (pulse "
+                           f"{stop['pulses_logged']}, {stop['time_s']:.2f} s into the recording: {stop['reason']}); "
+                           f"{p.report.pulses(n)['after_camera_stopped']} of {n} triggers unanswered")
+        return out
+
     def request_stop(self, reason: str = "stop requested") -> None:
         """Stop at the next opportunity (Ctrl-C lands here); the recording counts as interrupted."""
         with self._status_lock:
@@ -390,6 +467,9 @@ class Recorder:
         for p in self.pipelines:
             r = p.report
             fps = r.delivered / max(self.pulses.time_s(-1) - self.pulses.time_s(0), 1e-9) if n > 1 else 0.0
+            if r.stopped:
+                parts.append(f"{p.name}: STOPPED after frame {r.stopped['last_frame_id']}")
+                continue
             parts.append(f"{p.name}: {r.delivered} frames {fps:.0f} fps, "
                          f"{r.transfer_lost + r.queue_dropped + r.ring_dropped} dropped, "
                          f"{max(n - r.exposed() - p.queue.qsize(), 0)} missed, queue {p.queue.qsize()}/"
@@ -427,6 +507,11 @@ class Recorder:
             self.fail("error", f"setup failed: {err}")
         finally:
             problems = self._shutdown()
+        stopped = self._stopped_cameras()
+        if stopped and self.status in ("completed", "interrupted"):
+            self.status, self.message = "camera_error", "; ".join(stopped)
+        elif stopped:
+            self.message = "; ".join([self.message, *stopped])
         if problems and self.status in ("completed", "interrupted"):
             self.status, self.message = "write_error", "; ".join(problems)
         elif problems:
@@ -464,11 +549,11 @@ class Recorder:
         started = [p for p in self.pipelines if p.capture_thread.ident is not None]
         for p in started:
             p.capture_thread.join()
-        for backend in self.backends:  # no GetNextImage is running any more
+        for p in self.pipelines:  # no GetNextImage is running any more
             try:
-                backend.stop()
-            except Exception as err:
-                problems.append(f"stopping camera {getattr(backend, 'name', '?')} failed: {err}")
+                p.backend.stop()
+            except Exception as err:  # a camera that stopped delivering is expected to fail here as well
+                (self.warnings if p.report.stopped else problems).append(f"stopping camera {p.name} failed: {err}")
         for p in started:
             p.process_thread.join()
         n_pulses = len(self.pulses)
@@ -514,7 +599,9 @@ class Recorder:
         r = p.report
         return {"written": r.written, "delivered": r.delivered, "incomplete": r.incomplete,
                 "transfer_lost": r.transfer_lost, "queue_dropped": r.queue_dropped, "ring_dropped": r.ring_dropped,
-                "missed_triggers": r.missed_triggers, "stream": {k: int(v) for k, v in r.stream.items()}}
+                "missed_triggers": r.missed_triggers, "max_writer_lag": r.max_writer_lag,
+                "stream": {k: int(v) for k, v in r.stream.items()}, "pulses": r.pulses(len(p.rec.pulses)),
+                **({"stopped": r.stopped} if r.stopped else {})}
 
     def _write_ring_files(self) -> None:
         if not self.cfg.ring.enabled:

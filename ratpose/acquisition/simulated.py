@@ -51,7 +51,8 @@ class SimulatedCamera(CameraBackend):
     ``block_when_full`` makes the trigger wait for buffer space (as-fast-as-possible runs lose
     nothing beyond the configured rates); otherwise a full buffer drops the new frame (OldestFirst)
     or the oldest one (NewestFirst), which shows up as a FrameID jump like a transfer loss.
-    ``unplug_after_frames`` makes get_frame raise CameraError after that many frames (a pulled cable).
+    ``unplug_after_frames`` pulls the cable after that many frames: as with Spinnaker, get_frame then only
+    times out, and the camera takes no more triggers.
     """
 
     def __init__(self, clock: CameraClockConfig, content: Content | None = None, *,
@@ -96,7 +97,7 @@ class SimulatedCamera(CameraBackend):
     def on_pulse(self, pulse_index: int) -> None:
         """The trigger reached ``pulse_index``: queue the frame it exposed, if this camera delivered one."""
         truth = self._truth
-        if not self._armed or truth is None or self._next >= len(truth.pulse_index):
+        if not self._armed or truth is None or self._next >= len(truth.pulse_index) or self._unplugged():
             return
         if truth.pulse_index[self._next] != pulse_index:
             return
@@ -116,13 +117,15 @@ class SimulatedCamera(CameraBackend):
 
     def get_frame(self, timeout_s: float) -> Frame:
         with self._cond:
+            if self._closed:
+                raise CameraError(f"camera {self.name!r} is closed")
+            if self._unplugged():
+                self._cond.wait(timeout_s)
+                raise FrameTimeout(self.name)
             if not self._buffer and not self._cond.wait_for(lambda: self._buffer or self._closed, timeout_s):
                 raise FrameTimeout(self.name)
             if self._closed:
                 raise CameraError(f"camera {self.name!r} is closed")
-            if self.unplug_after_frames is not None and self._read >= self.unplug_after_frames:
-                raise CameraError(f"camera {self.name!r} disconnected (simulated unplug after "
-                                  f"{self._read} frames)")
             k = self._buffer.pop(0)
             self._read += 1
             self._cond.notify_all()
@@ -134,6 +137,9 @@ class SimulatedCamera(CameraBackend):
                               f"({self.settings.height}, {self.settings.width}) uint8")
         return Frame(image=image, frame_id=int(truth.frame_id[k]), timestamp_ns=int(truth.camera_ts_ns[k]),
                      exposure_us=float(self.settings.exposure_us))
+
+    def _unplugged(self) -> bool:
+        return self.unplug_after_frames is not None and self._read >= self.unplug_after_frames
 
     def stop(self) -> None:
         with self._cond:
