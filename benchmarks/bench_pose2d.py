@@ -48,7 +48,7 @@ def _session(n: int, start_s: float, seed: int = 0):
         points2d = cam.project(points3d)
         background = render_background(cam, scene, seed=seed)
         rng = np.random.default_rng(seed)
-        views.append((cam, [render_frame(background, p, np.ones(len(p), bool), 2.0, rng) for p in points2d],
+        views.append((cam, [render_frame(background, p, np.ones(len(p), bool), rng=rng) for p in points2d],
                       points2d))
     return views, points3d, scene
 

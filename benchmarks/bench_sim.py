@@ -23,7 +23,7 @@ def bench_render(size, n_frames=100):
     visible = np.ones(uv.shape[1], bool)
     start = time.perf_counter()
     for f in range(n_frames):
-        render_frame(background, uv[f], visible, 2.0, rng)
+        render_frame(background, uv[f], visible, rng=rng)
     return n_frames / (time.perf_counter() - start)
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import errno
 import gc
+import re
 import os
 import signal
 import threading
@@ -291,7 +292,7 @@ def test_rig_check_on_strict_fakes_and_simulation(rig, tmp_path, capsys):
     from ratpose.acquisition.commands import rig_check
     from ratpose.cli import main
     cfg = config()
-    lines, ok = rig_check(cfg, *build_hardware_backends(cfg))
+    lines, ok = rig_check(cfg, *build_hardware_backends(cfg), disk_dir=tmp_path)
     assert ok, lines
     assert any("serial 21000002" in l and "SuperSpeed" in l and "link_limit_bytes_s 380000000" in l for l in lines)
     assert any(l.startswith("PASS cam1") and "followed the primary's strobe" in l for l in lines)
@@ -299,15 +300,20 @@ def test_rig_check_on_strict_fakes_and_simulation(rig, tmp_path, capsys):
     # without a pull-up the secondary never sees the strobe: the check fails, exit code 1
     import dataclasses
     cams = (dataclasses.replace(cfg.cameras[0], strobe_pullup="external"), cfg.cameras[1])
-    lines, ok = rig_check(dataclasses.replace(cfg, cameras=cams), *build_hardware_backends(cfg))
+    lines, ok = rig_check(dataclasses.replace(cfg, cameras=cams), *build_hardware_backends(cfg), disk_dir=tmp_path)
     assert not ok and any(l.startswith("FAIL cam1") for l in lines)
     sim = tmp_path / "rig.toml"
     sim.write_text('[trigger]\nbackend = "simulated"\nrate_hz = 100\n[simulation]\nduration_s = 2\n'
+                   '[storage]\ncodec = "raw"\n'
                    '[[camera]]\nname = "cam0"\nrole = "primary"\nroi = [0, 0, 64, 48]\nexposure_us = 1000\n'
                    '[[camera]]\nname = "cam1"\nrole = "secondary"\nroi = [0, 0, 64, 48]\nexposure_us = 1000\n')
-    assert main(["rig", "check", "--config", str(sim)]) == 0
+    assert main(["rig", "check", "--config", str(sim), "--dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "PASS rig check" in out and "200 pulses" in out
+    # the write rate from the check's own frames: 2 cameras x 100 Hz x 64x48 raw bytes (+ container) each
+    need = float(re.search(r"; ([\d.]+) MB/s while recording", out).group(1))
+    assert need == pytest.approx(2 * 100 * 64 * 48 / 1e6, rel=0.05)
+    assert re.search(rf"PASS disk under {re.escape(str(tmp_path))}: [\d.]+ MB/s sustained \(fsync\) >= ", out)
     assert "INFO the SDK sees 2 camera(s)" in out and out.count("(simulated)") == 2 and "WARN" not in out
 
 
@@ -323,7 +329,7 @@ def test_compress_is_lossless_and_atomic(tmp_path, capsys):
     raw_frames = list(_frames(before.video))
     assert main(["compress", str(tmp_path / "s")]) == 0
     after = read_session_folder(tmp_path / "s").cameras[0]
-    assert after.video.name == "cam0.ffv1.mkv" and not before.video.exists()
+    assert after.video.name == "cam0.magicyuv.avi" and not before.video.exists()
     new_frames = list(_frames(after.video))
     assert len(new_frames) == len(raw_frames) == after.n_frames > 50
     assert all(np.array_equal(a, b) for a, b in zip(raw_frames, new_frames))
@@ -336,7 +342,7 @@ def test_rig_check_lists_every_camera_and_flags_the_config(monkeypatch, tmp_path
     rig = StrictRig(("21000001", "21000002", "21000003"))
     rig.install(monkeypatch)
     cfg = config()
-    lines, ok = rig_check(cfg, *build_hardware_backends(cfg))
+    lines, ok = rig_check(cfg, *build_hardware_backends(cfg), disk_dir=tmp_path)
     assert ok, lines
     assert "INFO the SDK sees 3 camera(s)" in lines
     for serial, who in (("21000001", "cam0 (primary)"), ("21000002", "cam1 (secondary)"),
@@ -350,17 +356,28 @@ def test_rig_check_lists_every_camera_and_flags_the_config(monkeypatch, tmp_path
     # a configured serial that is not plugged in: FAIL, and no trigger train is sent
     sent = rig.pulses_sent
     missing = dataclasses.replace(cfg, cameras=(cfg.cameras[0], dataclasses.replace(cfg.cameras[1], serial="21000009")))
-    lines, ok = rig_check(missing, *build_hardware_backends(missing))
+    lines, ok = rig_check(missing, *build_hardware_backends(missing), disk_dir=tmp_path)
     assert not ok and rig.pulses_sent == sent
     assert any(l.startswith("FAIL cam1: serial 21000009 is not connected (connected: 21000001, 21000002, 21000003)")
                for l in lines), lines
     assert lines[-1].startswith("FAIL rig check")
     # a link throughput limit below what the ROI at this rate streams
     rig.cameras[0].nodes["DeviceLinkThroughputLimit"].value = 1_000_000
-    lines, ok = rig_check(cfg, *build_hardware_backends(cfg))
+    lines, ok = rig_check(cfg, *build_hardware_backends(cfg), disk_dir=tmp_path)
     assert not ok and any(l.startswith("FAIL cam0: link throughput limit 1 MB/s") for l in lines), lines
     assert rig.system is None and rig.release_errors == 0
     assert open_files_under(tmp_path) == []
+
+
+def test_rig_check_fails_a_disk_slower_than_the_rig(rig, monkeypatch, tmp_path):
+    from ratpose.acquisition import writers
+    from ratpose.acquisition.commands import rig_check
+    monkeypatch.setattr(writers, "disk_write_mb_s", lambda folder, n_bytes: 0.001)  # a 1 kB/s disk
+    cfg = config()  # FFV1 of the fake's flat 160x128 frames at 100 Hz on two cameras: tens of kB/s
+    lines, ok = rig_check(cfg, *build_hardware_backends(cfg), disk_dir=tmp_path)
+    assert not ok and lines[-1] == "FAIL rig check"
+    assert any(re.match(rf"FAIL disk under {re.escape(str(tmp_path))}: 0.001 MB/s sustained \(fsync\) < [\d.]+ MB/s", l)
+               for l in lines), lines
 
 
 def test_rig_check_without_pyspin_is_one_fail_line(monkeypatch):

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ratpose.sim import BODYPARTS, default_rig, make_scene, rig_and_lab_frame, write_labeled_frames
+from ratpose.sim import (BODYPARTS, SensorNoise, default_rig, make_scene, render_frame, rig_and_lab_frame,
+                         write_labeled_frames)
 from ratpose.sim.neural import default_units, simulate_spikes, unit_rates
 from ratpose.sim.session import SessionConfig, session_backgrounds, write_session
 from ratpose.sim.truth import load_ground_truth
@@ -231,6 +232,33 @@ def test_scene_moves_like_a_rat():
     assert 2000 < np.percentile(accel, 90) < 8000, np.percentile(accel, 90)
     paw, digit = BODYPARTS.index("paw"), BODYPARTS.index("digit1")
     assert 0.2 < np.linalg.norm(kp[:, digit] - kp[:, paw], axis=1).std() < 2.0
+
+
+def test_frames_carry_a_sensors_noise():
+    """Shot noise grows with the signal (variance = level / electrons_per_dn + read^2), the fixed pattern is
+    the same in every frame of a camera and differs between cameras, as on a real CMOS sensor."""
+    sensor = SensorNoise()
+    rng = np.random.default_rng(0)
+    frames = {}
+    for seed in (1, 2):
+        flat = sensor.fixed_pattern(np.r_[np.full((64, 256), 40.0), np.full((64, 256), 180.0)].astype(np.float32),
+                                    seed)
+        frames[seed] = np.array([render_frame(flat, np.zeros((0, 2)), np.zeros(0, bool), sensor, rng)
+                                 for _ in range(200)], dtype=float)
+    temporal = frames[1].var(axis=0)  # per pixel, over frames: shot + read (+ 1/12 DN^2 of rounding)
+    for rows, level in ((slice(0, 64), 40.0), (slice(64, 128), 180.0)):
+        expected = level / sensor.electrons_per_dn + sensor.read_dn ** 2 + 1 / 12
+        assert np.median(temporal[rows]) == pytest.approx(expected, rel=0.1)
+        pattern = frames[1].mean(axis=0)[rows] - level  # the fixed pattern survives averaging
+        fpn = np.sqrt(sensor.dsnu_dn ** 2 + (sensor.prnu * level) ** 2)
+        assert pattern.std() == pytest.approx(fpn, rel=0.2)
+    other = (frames[2].mean(axis=0) - frames[1].mean(axis=0))[:64]  # another camera, another pattern
+    assert other.std() == pytest.approx(np.sqrt(2 * (sensor.dsnu_dn ** 2 + (sensor.prnu * 40) ** 2)), rel=0.2)
+    again = sensor.fixed_pattern(np.full((4, 4), 90.0, np.float32), 1)
+    np.testing.assert_array_equal(again, sensor.fixed_pattern(np.full((4, 4), 90.0, np.float32), 1))
+    quiet = SensorNoise.with_read_noise(0.0)
+    image = np.full((8, 8), 90.4, np.float32)
+    assert (render_frame(quiet.fixed_pattern(image, 1), np.zeros((0, 2)), np.zeros(0, bool), quiet) == 90).all()
 
 
 def test_spike_counts_follow_rates():

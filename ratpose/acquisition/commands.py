@@ -1,6 +1,7 @@
 """`ratpose record`, `ratpose rig check` and `ratpose compress`: wired into ratpose.cli with add_commands()."""
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import sys
@@ -99,16 +100,49 @@ def _link_lines(cfg, present: list[dict]) -> tuple[list[str], bool]:
     return lines, ok
 
 
-def rig_check(config, cameras=None, trigger=None) -> tuple[list[str], bool]:
-    """Preflight: every camera the SDK sees, config applied, a CHECK_S trigger train; (report lines, passed)."""
+def _storage_lines(cfg, bytes_per_frame: dict[str, float], disk_dir: Path, events_per_min: float,
+                   disk_bytes: float = 256e6) -> tuple[list[str], bool]:
+    """The write rate the rig needs (measured bytes/frame of the check's own frames x rate, and with the ring
+    buffer the share of time its windows keep at ``events_per_min`` Poisson events) against the disk's
+    sustained speed under ``disk_dir``."""
+    from .writers import disk_write_mb_s
+
+    need = sum(bytes_per_frame.values()) * cfg.trigger.rate_hz / 1e6
+    per_frame = ", ".join(f"{name} {b / 1e6:.3f}" for name, b in bytes_per_frame.items())
+    lines = [f"INFO storage: {cfg.storage.codec} at {cfg.trigger.rate_hz:g} Hz, MB/frame measured on the check's "
+             f"frames: {per_frame}; {need:.3g} MB/s while recording"]
+    ring, kept = cfg.ring, 1.0
+    if ring.enabled:
+        kept = 1 - math.exp(-events_per_min / 60 * (ring.pre_s + ring.post_s))  # Poisson events' merged windows
+        lines.append(f"INFO ring buffer (pre {ring.pre_s:g} s, post {ring.post_s:g} s) at {events_per_min:g} "
+                     "events/min "
+                     f"keeps ~{100 * kept:.0f}% of the time: {need * kept:.3g} MB/s on average, {need:.3g} MB/s "
+                     f"during a window ({need * kept * 3600 / 1e3:.3g} GB/h)")
+    else:
+        lines.append(f"INFO no ring buffer: {need * 3600 / 1e3:.3g} GB per hour")
+    try:
+        speed = disk_write_mb_s(disk_dir, disk_bytes)
+    except OSError as err:
+        return lines + [f"FAIL disk under {disk_dir}: cannot write there ({err})"], False
+    ok = speed >= need
+    free_h = shutil.disk_usage(disk_dir).free / 1e6 / max(need * kept, 1e-9) / 3600
+    lines.append(f"{'PASS' if ok else 'FAIL'} disk under {disk_dir}: {speed:.3g} MB/s sustained (fsync) "
+                 f"{'>=' if ok else '<'} {need:.3g} MB/s needed; free space for ~{free_h:.3g} h")
+    return lines, ok
+
+
+def rig_check(config, cameras=None, trigger=None, disk_dir: Path | None = None,
+              events_per_min: float = 2.0) -> tuple[list[str], bool]:
+    """Preflight: every camera the SDK sees, config applied, a CHECK_S trigger train, the write rate it needs
+    against the disk under ``disk_dir`` (default: the working directory); (report lines, passed)."""
     import dataclasses
 
     from .backends import AcquisitionError
     from .config import load_rig_config
     from .recorder import build_hardware_backends, build_simulated_backends, list_connected_cameras, record
 
-    cfg = load_rig_config(config) if isinstance(config, (str, Path)) else config
-    cfg = dataclasses.replace(cfg, ring=dataclasses.replace(cfg.ring, enabled=False))
+    rig_cfg = load_rig_config(config) if isinstance(config, (str, Path)) else config
+    cfg = dataclasses.replace(rig_cfg, ring=dataclasses.replace(rig_cfg.ring, enabled=False))  # every frame kept
     try:
         present = list_connected_cameras(cfg)
     except AcquisitionError as err:
@@ -135,6 +169,18 @@ def rig_check(config, cameras=None, trigger=None) -> tuple[list[str], bool]:
     with tempfile.TemporaryDirectory(prefix="ratpose-rig-check-") as tmp:
         result = record(cfg, Path(tmp) / "check", duration_s=CHECK_S, cameras=cameras, trigger=trigger,
                         handle_sigint=False)
+        sizes = {c.name: (Path(tmp) / "check" / f"{c.name}.{cfg.storage.container}") for c in cfg.cameras}
+        bytes_per_frame = {name: path.stat().st_size / max(result.cameras[name].written, 1)
+                           for name, path in sizes.items() if path.exists()}
+    for name, r in result.cameras.items():
+        if r.max_writer_lag >= cfg.storage.writer_lag_warn * cfg.storage.queue_frames:
+            lines.append(f"WARN {name}: the writer fell {r.max_writer_lag} frames behind in a {CHECK_S:g} s check "
+                         f"(queue {cfg.storage.queue_frames}): {cfg.storage.codec} may not keep up at "
+                         f"{cfg.trigger.rate_hz:g} Hz on this computer")
+    if bytes_per_frame:
+        storage, storage_ok = _storage_lines(rig_cfg, bytes_per_frame, Path(disk_dir or Path.cwd()), events_per_min)
+        lines += storage
+        ok &= storage_ok
     if not result.ok:
         lines.append(f"FAIL recording: {result.status}: {result.message}")
         if result.status != "camera_error":  # a camera that stopped still gets its line below
@@ -156,7 +202,7 @@ def _cmd_rig_check(args) -> int:
     from .config import RigConfigError
 
     try:
-        lines, ok = rig_check(args.config)
+        lines, ok = rig_check(args.config, disk_dir=args.dir, events_per_min=args.events_per_min)
     except (RigConfigError, ValueError) as err:
         print(f"ERROR {err}", file=sys.stderr)
         return 1
@@ -170,10 +216,20 @@ def _frames(path: Path):
             yield frame.to_ndarray(format="gray")
 
 
-def compress_session(folder: Path) -> list[str]:
-    """Re-encode raw videos of a session losslessly (FFV1), verified frame by frame; returns what was done."""
-    from .writers import VideoWriter
+# lossless codec -> the compressed file's name ending (benchmarks/bench_codecs.py: MagicYUV encodes 4x faster
+# than FFV1 on 2 cores for 8 % more bytes; x264 qp 0 is as slow as FFV1 and larger)
+LOSSLESS = {"magicyuv": "magicyuv.avi", "ffv1": "ffv1.mkv", "h264_lossless": "h264-lossless.mkv"}
 
+
+def compress_session(folder: Path, codec: str = "magicyuv", progress: bool = False) -> list[str]:
+    """Re-encode raw videos of a session losslessly (``codec`` one of LOSSLESS), verified frame by frame;
+    returns what was done. ``progress`` shows a bar per video with an ETA."""
+    from tqdm import tqdm
+
+    from .writers import VideoWriter, count_video_frames
+
+    if codec not in LOSSLESS:
+        raise ValueError(f"codec must be one of {sorted(LOSSLESS)} (lossless), got {codec!r}")
     toml_path = folder / "session.toml"
     doc = tomllib.loads(toml_path.read_text())
     done = []
@@ -183,18 +239,22 @@ def compress_session(folder: Path) -> list[str]:
             stream = c.streams.video[0]
             if stream.codec_context.name != "rawvideo":
                 continue
-            width, height, fps = stream.codec_context.width, stream.codec_context.height, float(stream.average_rate or 1)
-        out = raw.with_name(raw.stem + ".ffv1.mkv")
-        part = out.with_name(out.name + ".part.mkv")
-        writer = VideoWriter(part, width, height, fps, codec="ffv1")
-        for image in _frames(raw):
-            writer.write(image)
+            width, height = stream.codec_context.width, stream.codec_context.height
+            fps = float(stream.average_rate or 1)
+        out = raw.with_name(f"{raw.stem}.{LOSSLESS[codec]}")
+        part = out.with_name(out.stem + ".part" + out.suffix)
+        writer = VideoWriter(part, width, height, fps, codec=codec, preset="ultrafast")
+        bar = tqdm(total=count_video_frames(raw), desc=f"{raw.name} -> {codec}", unit="frame", disable=not progress)
+        with bar:
+            for image in _frames(raw):
+                writer.write(image)
+                bar.update()
         writer.close()
         n = 0
         for a, b in zip(_frames(raw), _frames(part), strict=True):
             if not np.array_equal(a, b):
                 part.unlink()
-                raise ValueError(f"{raw}: frame {n} differs after FFV1 encoding; raw video kept")
+                raise ValueError(f"{raw}: frame {n} differs after {codec} encoding; raw video kept")
             n += 1
         os.replace(part, out)
         cam["video"] = out.name
@@ -208,7 +268,7 @@ def compress_session(folder: Path) -> list[str]:
 
 def _cmd_compress(args) -> int:
     try:
-        done = compress_session(args.session_dir)
+        done = compress_session(args.session_dir, args.codec, progress=sys.stderr.isatty())
     except (OSError, ValueError, KeyError, tomllib.TOMLDecodeError) as err:
         print(f"ERROR {args.session_dir}: {err}", file=sys.stderr)
         return 1
@@ -228,7 +288,14 @@ def add_commands(sub) -> None:
     rig_sub = rig.add_subparsers(dest="rig_command", required=True)
     check = rig_sub.add_parser("check", help="preflight: cameras, config, a 2 s trigger train, pass/fail")
     check.add_argument("--config", type=Path, required=True)
+    check.add_argument("--dir", type=Path, default=None,
+                       help="where sessions will be recorded: its disk's speed is measured (default: here)")
+    check.add_argument("--events-per-min", type=float, default=2.0,
+                       help="expected ring-buffer events per minute, for the average write rate (default 2)")
     check.set_defaults(func=_cmd_rig_check)
-    comp = sub.add_parser("compress", help="re-encode a session's raw videos losslessly (FFV1), verified")
+    comp = sub.add_parser("compress", help="re-encode a session's raw videos losslessly, verified frame by frame")
     comp.add_argument("session_dir", type=Path)
+    comp.add_argument("--codec", choices=list(LOSSLESS), default="magicyuv",
+                      help="magicyuv (default: the fastest), ffv1 (8 %% smaller, 4x slower), h264_lossless; "
+                           "see the README's codec figures")
     comp.set_defaults(func=_cmd_compress)

@@ -11,7 +11,7 @@ from ..names import check_subject, check_unique_serials
 from ..rig import time_zone
 
 from ratpose.acquisition.backends import CameraSettings
-from ratpose.acquisition.writers import CODECS, CONTAINERS
+from ratpose.acquisition.writers import AVI_ONLY, CODECS, CONTAINERS
 
 CAMERA_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
 POLICIES = ("knob", "motion", "manual")
@@ -45,7 +45,7 @@ class TriggerSettings:
 
 @dataclass(frozen=True)
 class StorageSettings:
-    codec: str = "h264"
+    codec: str = "raw"  # the only one a CPU encodes at 2 x 226 fps of 1440x1080 (benchmarks/bench_codecs.py)
     crf: int = 18
     preset: str = "veryfast"
     container: str = "mkv"
@@ -53,6 +53,7 @@ class StorageSettings:
     queue_frames: int = 256
     writer_lag_warn: float = 0.5  # fraction of queue_frames waiting for the writer that warns
     writer_lag_stop: float = 0.9  # ... and that stops the recording before a frame is lost
+    sync_every_s: float = 1.0  # fdatasync each video this often (0: leave it to the page cache)
 
 
 @dataclass(frozen=True)
@@ -244,10 +245,15 @@ def validate(cfg: RigConfig) -> None:
         raise RigConfigError(f"[storage] codec must be one of {sorted(CODECS)}, got {cfg.storage.codec!r}")
     if cfg.storage.container not in CONTAINERS:
         raise RigConfigError(f"[storage] container must be one of {CONTAINERS}, got {cfg.storage.container!r}")
+    if cfg.storage.codec in AVI_ONLY and cfg.storage.container != "avi":
+        raise RigConfigError(f"[storage] codec {cfg.storage.codec!r} needs container = \"avi\" (Matroska cannot "
+                             f"hold it), got {cfg.storage.container!r}")
     if not 0 <= cfg.storage.crf <= 51:
         raise RigConfigError(f"[storage] crf must be in 0..51, got {cfg.storage.crf}")
     if not 0 < cfg.storage.writer_lag_warn <= cfg.storage.writer_lag_stop < 1:
         raise RigConfigError("[storage] need 0 < writer_lag_warn <= writer_lag_stop < 1 (fractions of queue_frames)")
+    if cfg.storage.sync_every_s < 0:
+        raise RigConfigError(f"[storage] sync_every_s must be >= 0, got {cfg.storage.sync_every_s}")
     if cfg.storage.queue_frames < 4:
         raise RigConfigError(f"[storage] queue_frames must be >= 4, got {cfg.storage.queue_frames}")
     if cfg.trigger.camera_stall_s <= 0:

@@ -47,7 +47,7 @@ WriterFactory = Callable[[Path, int, int, float, StorageSettings], object]
 
 def default_writer(path: Path, width: int, height: int, fps: float, storage: StorageSettings) -> VideoWriter:
     return VideoWriter(path, width, height, fps, codec=storage.codec, crf=storage.crf, preset=storage.preset,
-                       threads=storage.threads)
+                       threads=storage.threads, sync_every_s=storage.sync_every_s)
 
 
 @dataclass

@@ -6,6 +6,8 @@ needs its index at the end, MP4 its moov atom), which matters for disk-full and 
 from __future__ import annotations
 
 import logging
+import os
+import time
 from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
@@ -23,10 +25,16 @@ CODECS = {
     # tune fastdecode (no CABAC, no deblocking): decodes ~2x faster (1440x1080 on 2 cores: 845 vs 347-453
     # frames/s, where Pose2D on a GPU needs 2 x 226) for ~1.5x the bytes at the same CRF
     "h264": ("libx264", "gray", {"bf": "0", "tune": "fastdecode"}),
+    # lossless H.264 (qp 0; x264 picks High 4:4:4 Predictive, which keeps Mono8 exactly; OpenCV/DLC read it)
+    "h264_lossless": ("libx264", "gray", {"bf": "0", "qp": "0"}),
     "h265": ("libx265", "gray", {"x265-params": "log-level=error:bframes=0"}),
+    # fast lossless intra codecs made for capture (Huffman coding of median-predicted pixels)
+    "magicyuv": ("magicyuv", "gray", {"pred": "median"}),
+    "ffvhuff": ("ffvhuff", "gray", {"pred": "median"}),
     "h264_nvenc": ("h264_nvenc", "yuv420p", {"bf": "0"}),
 }
-LOSSY = ("h264", "h265", "h264_nvenc")
+LOSSY = ("h264", "h265", "h264_nvenc")  # the others keep every pixel
+AVI_ONLY = ("magicyuv", "ffvhuff")  # FFmpeg's Matroska muxer has no tag for them
 CONTAINERS = ("mkv", "avi", "mp4")
 # Mono8 pixels are 0..255: flag streams full range, else decoders (OpenCV, DLC) stretch 16..235 to 0..255
 FULL_RANGE = 2  # AVCOL_RANGE_JPEG
@@ -61,7 +69,11 @@ class VideoWriter:
     """Writes (height, width) uint8 frames to one video file; frame i of the file is the i-th write."""
 
     def __init__(self, path: str | Path, width: int, height: int, fps: float, codec: str = "ffv1",
-                 crf: int = 18, preset: str = "veryfast", threads: int = 0):
+                 crf: int = 18, preset: str = "veryfast", threads: int = 0, sync_every_s: float = 0.0,
+                 extra_options: dict[str, str] | None = None):
+        """``sync_every_s`` > 0 flushes the file to the disk (fdatasync) that often: the data is safe from a
+        crash, and a disk slower than the frames shows as writer lag at once, not when the page cache is full.
+        ``extra_options``: FFmpeg encoder options over the codec's own (e.g. FFV1 ``slices``)."""
         self.path = Path(path)
         if self.path.suffix.lstrip(".") not in CONTAINERS:
             raise ValueError(f"{self.path}: container must be one of {CONTAINERS}")
@@ -72,8 +84,11 @@ class VideoWriter:
         options = dict(options)
         if self.codec in ("h264", "h265"):
             options.update(crf=str(crf), preset=preset)
+        elif self.codec == "h264_lossless":
+            options.update(preset=preset)
         elif self.codec == "h264_nvenc":
             options.update(rc="vbr", cq=str(crf), preset="p4")
+        options.update(extra_options or {})
         self.width, self.height = int(width), int(height)
         self._container = av.open(str(self.path), mode="w")
         try:
@@ -85,6 +100,10 @@ class VideoWriter:
         except Exception:
             self._container.close()
             raise
+        self._sync_every_s = float(sync_every_s)
+        # the muxer opens the file on its first packet; this descriptor is the same file (inode) for fdatasync
+        self._sync_fd = os.open(self.path, os.O_RDONLY | os.O_CREAT, 0o644) if self._sync_every_s > 0 else None
+        self._synced_at = time.monotonic()
         self._convert = pix_fmt != "gray"
         self._raw = self.codec == "raw"
         self._time_base = 1 / Fraction(fps).limit_denominator(1000)
@@ -102,8 +121,14 @@ class VideoWriter:
             packet.pts = packet.dts = self.n_frames
             packet.time_base = self._time_base
             self._container.mux(packet)
-            self.n_frames += 1
-            return
+        else:
+            self._encode(image)
+        self.n_frames += 1
+        if self._sync_fd is not None and time.monotonic() - self._synced_at >= self._sync_every_s:
+            os.fdatasync(self._sync_fd)  # what the muxer handed to the kernel is on the disk
+            self._synced_at = time.monotonic()
+
+    def _encode(self, image: np.ndarray) -> None:
         frame = av.VideoFrame.from_ndarray(image, format="gray")
         frame.color_range = FULL_RANGE
         if self._convert:
@@ -111,7 +136,6 @@ class VideoWriter:
                                    dst_color_range=FULL_RANGE)
         frame.pts = self.n_frames
         self._container.mux(self._stream.encode(frame))
-        self.n_frames += 1
 
     def close(self) -> None:
         """Flush the encoder and finish the file; safe to call more than once."""
@@ -123,6 +147,11 @@ class VideoWriter:
                 self._container.mux(self._stream.encode(None))
         finally:
             self._container.close()
+            if self._sync_fd is not None:
+                try:
+                    os.fdatasync(self._sync_fd)
+                finally:
+                    os.close(self._sync_fd)
 
 
 def count_video_frames(path: str | Path) -> int:
@@ -130,3 +159,21 @@ def count_video_frames(path: str | Path) -> int:
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         return sum(1 for packet in container.demux(stream) if packet.size)
+
+
+def disk_write_mb_s(folder: str | Path, n_bytes: float = 1e9, block_bytes: int = 1440 * 1080) -> float:
+    """Sustained write speed of the disk under ``folder`` in MB/s: ``n_bytes`` in frame-sized blocks, then
+    fsync (the page cache alone would show memory speed)."""
+    block = np.full(block_bytes, 7, np.uint8).data
+    path = Path(folder) / f".ratpose-disk-speed-{os.getpid()}.bin"
+    t0 = time.perf_counter()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        for _ in range(max(int(n_bytes // block_bytes), 1)):
+            os.write(fd, block)
+        os.fsync(fd)
+        size = os.fstat(fd).st_size
+    finally:
+        os.close(fd)
+        path.unlink(missing_ok=True)
+    return size / (time.perf_counter() - t0) / 1e6

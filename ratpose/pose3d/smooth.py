@@ -10,7 +10,6 @@ variances come from each part's banded Cholesky factor (Takahashi's recursion).
 """
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -165,10 +164,11 @@ def _neighbour_prediction(X: np.ndarray, reach: int = 3) -> np.ndarray:
     def at(offset):
         return P[pad + offset:pad + offset + n]
 
-    guesses = [(at(-k) + at(k)) / 2 for k in range(1, reach + 1)] + [2 * at(-1) - at(-2), 2 * at(1) - at(2)]
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN where a frame has no neighbours
-        return np.nanmedian(np.stack(guesses), axis=0)
+    guesses = np.sort([(at(-k) + at(k)) / 2 for k in range(1, reach + 1)] + [2 * at(-1) - at(-2), 2 * at(1) - at(2)],
+                      axis=0)  # NaN (no such neighbour) sorts last
+    count = np.isfinite(guesses).sum(axis=0)
+    lo, hi = (np.take_along_axis(guesses, np.maximum(i, 0)[None], axis=0)[0] for i in ((count - 1) // 2, count // 2))
+    return np.where(count > 0, (lo + hi) / 2, np.nan)  # the median of the finite guesses
 
 
 def _initial(points2d, rig, likelihood, min_likelihood):
@@ -254,10 +254,15 @@ def _gauss_newton_step(accel_w: np.ndarray, blocks: np.ndarray, g: np.ndarray) -
         return _solve_banded(normal, g.reshape(-1)).reshape(g.shape)
     step = np.empty_like(g)
     for p in range(P):
-        normal = _add_blocks(_second_difference_band(np.repeat(accel_w[..., p:p + 1], 3, axis=-1)),
-                             blocks[:, :, p].reshape(-1, 3, 3))
-        step[:, :, p] = _solve_banded(normal, g[:, :, p].reshape(-1)).reshape(K, n, 3)
+        step[:, :, p] = _solve_banded(_part_normal(accel_w, blocks, p), g[:, :, p].reshape(-1)).reshape(K, n, 3)
     return step
+
+
+def _part_normal(accel_w: np.ndarray, blocks: np.ndarray, p: int) -> np.ndarray:
+    """Upper band of part ``p``'s own normal matrix: its acceleration prior (weights accel_w[..., p]) plus its
+    frames' 3x3 blocks (blocks[:, :, p])."""
+    return _add_blocks(_second_difference_band(np.repeat(accel_w[..., p:p + 1], 3, axis=-1)),
+                       blocks[:, :, p].reshape(-1, 3, 3))
 
 
 def _second_differences(X: np.ndarray) -> np.ndarray:
@@ -444,9 +449,7 @@ def smooth(points2d, rig: Rig, likelihood, *, fps: float, limbs=None, limb_lengt
         # it sits (a mirrored pose fits as well), so limbs are not counted as evidence; without them the
         # parts decouple and each has its own band
         variance_w = np.broadcast_to(lam_variance, accel_w.shape)
-        factors = [_cholesky_banded(_add_blocks(_second_difference_band(np.repeat(variance_w[..., p:p + 1], 3, -1)),
-                                                diag[:, :, p].reshape(-1, 3, 3)))
-                   for p in range(n_parts)]
+        factors = [_cholesky_banded(_part_normal(variance_w, diag, p)) for p in range(n_parts)]
 
         # the jitter is correlated in time (rho: the lag-1 correlation of the inlier residuals), which the
         # variance above ignores: inflate it as for an average over the frames that the point's estimate

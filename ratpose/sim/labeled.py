@@ -11,7 +11,7 @@ import pandas as pd
 from ratpose.pose2d.labeling import collected_data
 from ratpose.rig import Camera
 from .cameras import rig_and_lab_frame
-from .render import in_image, render_background, render_frame
+from .render import SensorNoise, in_image, render_background, render_frame
 from .scene import BODYPARTS, PHASES, make_scene
 
 #: Camera pose perturbation per labeled image (rotation deg, translation mm), so models generalise.
@@ -35,7 +35,8 @@ def write_labeled_frames(path, n_frames: int, size: tuple[int, int] = (160, 128)
     """Write a DeepLabCut labeled-data folder at ``path`` (its name is the 'video' name):
     img0000.png... and CollectedData_<scorer>.h5/.csv, from poses drawn evenly over the trial phases
     (idle ... turned ... withdraw), seen by each camera of the simulated rig in turn, slightly
-    perturbed. Occluded/out-of-image keypoints are NaN.
+    perturbed, on the default sensor with ``noise_std`` DN of read noise (0: noise-free). Occluded/out-of-image
+    keypoints are NaN.
     Returns ``path``. Body parts are ``ratpose.sim.BODYPARTS``."""
     path = Path(path)
     if n_frames < 1:
@@ -53,12 +54,13 @@ def write_labeled_frames(path, n_frames: int, size: tuple[int, int] = (160, 128)
     path.mkdir(parents=True, exist_ok=True)
     coords = np.full((n_frames, len(BODYPARTS), 2), np.nan)
     names = [f"img{i:04d}.png" for i in range(n_frames)]
+    sensor = SensorNoise.with_read_noise(noise_std)
     for i in range(n_frames):
         camera = _perturbed(rig[(i // len(PHASES)) % len(rig)], rng)
         uv = camera.project(points3d[i])
         visible = in_image(uv, camera.size) & (rng.random(len(BODYPARTS)) >= occlusion_prob)
-        background = render_background(camera, scene, seed=int(rng.integers(2**31)))
-        image = render_frame(background, uv, visible, noise_std, rng)
+        background = render_background(camera, scene, seed=int(rng.integers(2**31)), sensor=sensor)
+        image = render_frame(background, uv, visible, sensor, rng)
         if not cv2.imwrite(str(path / names[i]), image):
             raise OSError(f"could not write {path / names[i]}")
         coords[i][visible] = uv[visible]

@@ -13,7 +13,7 @@ from tqdm import tqdm
 from .cameras import LENS_MM, PIXEL_SIZE_UM, rig_and_lab_frame
 from .clocks import TICK_WRAP, CameraClockConfig, simulate_clocks
 from .neural import default_units, knob_angle_log, knob_events, simulate_spikes
-from .render import in_image, random_occlusions, render_background, render_frame
+from .render import SensorNoise, in_image, random_occlusions, render_background, render_frame
 from .scene import make_scene
 from .truth import GroundTruth
 
@@ -27,7 +27,8 @@ class SessionConfig:
     """Knobs of a simulated session (simple types only, so a CLI can fill them).
 
     size is (width, height) in pixels; drift_ppm is the primary camera's clock drift (secondaries get
-    a different one); wrap starts the Pi's tick counter so it wraps mid-session.
+    a different one); wrap starts the Pi's tick counter so it wraps mid-session; noise_std is the sensor's
+    read noise in DN on top of its shot noise and fixed pattern (``SensorNoise``; 0: noise-free frames).
     """
 
     seconds: float = 5.0
@@ -123,7 +124,9 @@ def _background_seed(seed: int, camera_index: int) -> int:
 def session_backgrounds(truth: GroundTruth) -> list[np.ndarray]:
     """The static float backgrounds (one per camera) that a written session's frames were drawn on."""
     seed = int(truth.config["seed"])
-    return [render_background(cam, truth.scene, seed=_background_seed(seed, c)) for c, cam in enumerate(truth.rig)]
+    sensor = SensorNoise.with_read_noise(float(truth.config["noise_std"]))
+    return [render_background(cam, truth.scene, seed=_background_seed(seed, c), sensor=sensor)
+            for c, cam in enumerate(truth.rig)]
 
 
 def write_session(path, config: SessionConfig = SessionConfig()) -> GroundTruth:
@@ -144,11 +147,12 @@ def write_session(path, config: SessionConfig = SessionConfig()) -> GroundTruth:
     visible = np.moveaxis(in_image(points2d, config.size), 0, 1) & ~occluded  # (N, C, P)
 
     cameras_toml = []
+    sensor = SensorNoise.with_read_noise(config.noise_std)
     for c, cam in enumerate(rig):
         frames = clocks.cameras[cam.name]
-        background = render_background(cam, scene, seed=_background_seed(config.seed, c))
+        background = render_background(cam, scene, seed=_background_seed(config.seed, c), sensor=sensor)
         frame_rng = np.random.default_rng([config.seed, c])
-        images = (render_frame(background, points2d[c, p], visible[p, c], config.noise_std, frame_rng)
+        images = (render_frame(background, points2d[c, p], visible[p, c], sensor, frame_rng)
                   for p in frames.pulse_index)
         _write_video(path / f"{cam.name}.avi", images, config.size, config.fps, len(frames.pulse_index),
                      config.progress)
