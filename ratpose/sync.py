@@ -317,6 +317,19 @@ def _summarise(pulse, residual_us, pulse_abs_us, pulse_us, camera_us, cam_ns, fi
     )
 
 
+def pulse_rows(frame_pulses, pulses) -> tuple[np.ndarray, np.ndarray]:
+    """Where each of ``pulses`` is among a camera's ``frame_pulses`` (the pulse index of each of its video
+    frames, as SyncedFrames stores them; any order): (row (n,) int64, found (n,) bool); a pulse the camera
+    has no frame for gets row -1. The one pulse -> frame lookup of the project."""
+    frame_pulses, pulses = np.asarray(frame_pulses), np.asarray(pulses)
+    if not frame_pulses.size:
+        return np.full(pulses.shape, -1, np.int64), np.zeros(pulses.shape, bool)
+    order = np.argsort(frame_pulses, kind="stable")
+    rows = order[np.searchsorted(frame_pulses, pulses, sorter=order).clip(0, len(order) - 1)]
+    found = frame_pulses[rows] == pulses
+    return np.where(found, rows, -1).astype(np.int64), found
+
+
 def match_cameras(pulse_indices: Mapping[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Pulses delivered by every camera and, per camera, the frame row of each of those pulses."""
     if not pulse_indices:
@@ -330,7 +343,7 @@ def match_cameras(pulse_indices: Mapping[str, np.ndarray]) -> tuple[np.ndarray, 
     common = None
     for arr in arrays.values():
         common = arr if common is None else np.intersect1d(common, arr, assume_unique=True)
-    rows = {name: np.searchsorted(arr, common).astype(np.int64) for name, arr in arrays.items()}
+    rows = {name: pulse_rows(arr, common)[0] for name, arr in arrays.items()}
     return common, rows
 
 
@@ -343,6 +356,10 @@ def sync_qc(alignment: FrameAlignment, *, max_drop_fraction: float = 0.01,
                         f"pulses dropped ({alignment.drop_fraction:.2%} > {max_drop_fraction:.2%}: "
                         f"{alignment.lost_in_transfer} lost in transfer, {alignment.missed_trigger} "
                         f"missed triggers)")
+    trailing = alignment.n_pulses - 1 - alignment.last_pulse
+    if trailing > max(10, max_drop_fraction * alignment.n_pulses):
+        problems.append(f"frames end {trailing} pulses before the trigger log does (after pulse "
+                        f"{alignment.last_pulse} of {alignment.n_pulses}): the camera stopped delivering")
     if alignment.residual_max_s > max_residual_s:
         problems.append(f"frames sit up to {alignment.residual_max_s * 1e6:.1f} us from their pulse "
                         f"(> {max_residual_s * 1e6:.1f} us)")

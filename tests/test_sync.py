@@ -333,3 +333,17 @@ def test_sync_qc_flags_drops_and_residuals():
     assert len(problems) == 1 and "pulses dropped" in problems[0] and "lost in transfer" in problems[0]
     tight = sync_qc(align(good, "cam0"), max_drop_fraction=0.01, max_residual_s=1e-9)
     assert len(tight) == 1 and "from their pulse" in tight[0]
+
+
+def test_pulse_rows_finds_each_pulses_frame_or_none():
+    """The one pulse -> frame lookup: any order of frames, pulses without a frame, an empty camera."""
+    from ratpose.sync import pulse_rows
+    rng = np.random.default_rng(0)
+    frame_pulses = rng.permutation(np.flatnonzero(rng.random(400) > 0.3))  # a camera's frames, shuffled
+    pulses = rng.integers(-5, 410, 300)
+    rows, found = pulse_rows(frame_pulses, pulses)
+    expected = {int(p): i for i, p in enumerate(frame_pulses)}
+    np.testing.assert_array_equal(rows, [expected.get(int(p), -1) for p in pulses])
+    np.testing.assert_array_equal(found, [int(p) in expected for p in pulses])
+    rows, found = pulse_rows([], [1, 2])
+    assert rows.tolist() == [-1, -1] and not found.any()

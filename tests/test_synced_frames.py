@@ -33,3 +33,29 @@ def test_synced_frames_match_truth(clean_db, tmp_path, config):
     session_qc = (clean_db["sync"].SessionSync & key).to_dicts()[0]
     common = np.intersect1d(truth.cameras["cam0"].pulse_index, truth.cameras["cam1"].pulse_index)
     assert session_qc["n_common_frames"] == len(common)
+
+
+def test_a_recording_whose_camera_stopped_ingests_and_says_so(clean_db, tmp_path):
+    """A camera unplugged mid-recording: the folder ingests, SyncedFrames places its frames before the stop
+    and SessionSync names the loss."""
+    from ratpose.acquisition import record, rig_config_from_dict
+    from ratpose.acquisition.recorder import build_simulated_backends
+    cfg = rig_config_from_dict({
+        "session": {"subject": "rat_unplug"}, "trigger": {"backend": "simulated", "rate_hz": 100.0},
+        "storage": {"codec": "ffv1"}, "simulation": {"duration_s": 6.0},
+        "camera": [{"name": c, "role": r, "roi": [0, 0, 64, 48], "exposure_us": 1000}
+                   for c, r in (("cam0", "primary"), ("cam1", "secondary"))]})
+    cameras, trigger = build_simulated_backends(cfg)
+    cameras[1].unplug_after_frames = 150
+    result = record(cfg, tmp_path / "s", cameras=cameras, trigger=trigger, handle_sigint=False)
+    assert result.status == "camera_error"
+    key, _ = clean_db["raw"].insert_session(read_session_folder(tmp_path / "s"))
+    results = populate(schema.computed_tables({s: clean_db[s] for s in ("raw", "sync")}))
+    assert all(not r["error_list"] for r in results.values()), results
+    truth = trigger.truth.cameras["cam1"]
+    row = (clean_db["sync"].SyncedFrames & key & {"camera": "cam1"}).to_dicts()[0]
+    np.testing.assert_array_equal(row["pulse_index"], truth.pulse_index[:150])
+    session_qc = (clean_db["sync"].SessionSync & key).to_dicts()[0]
+    assert not session_qc["passed"]
+    assert f"cam1: frames end {row['n_pulses'] - 1 - row['last_pulse']} pulses before" in session_qc["problems"]
+    assert "cam0" not in session_qc["problems"]

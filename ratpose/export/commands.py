@@ -10,6 +10,7 @@ import numpy as np
 
 from ..behaviour import touch_intervals, turn_intervals
 from ..rig import time_zone
+from ..sync import pulse_rows
 from . import to_csv, to_dlc_h5, to_movement, to_nwb
 
 PARTS = ("pose2d", "units", "knob", "cameras")
@@ -19,12 +20,9 @@ FORMATS = ("nwb", "csv", "dlc", "movement")
 def views_on_pose3d(pose3d_pulses, camera_pulses, x, y, likelihood):
     """One camera's 2D pose (rows = its video frames) on the Pose3D rows: (frame index (n,), xy (n, parts, 2),
     likelihood (n, parts)); a pulse the camera has no frame for gets frame -1 and NaN."""
-    order = np.argsort(camera_pulses)
-    where = np.searchsorted(camera_pulses, pose3d_pulses, sorter=order).clip(0, len(order) - 1)
-    frame = order[where]
-    found = camera_pulses[frame] == pose3d_pulses
+    frame, found = pulse_rows(camera_pulses, pose3d_pulses)
     pick = lambda a: np.where(found[:, None], np.asarray(a, dtype=np.float64)[frame], np.nan)  # noqa: E731
-    return np.where(found, frame, -1), np.stack([pick(x), pick(y)], axis=-1), pick(likelihood)
+    return frame, np.stack([pick(x), pick(y)], axis=-1), pick(likelihood)
 
 
 def lowest_used_likelihood(likelihoods, min_likelihood: float):

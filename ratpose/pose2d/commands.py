@@ -176,7 +176,7 @@ def _cmd_label_extract(args) -> int:
     from ..pose3d import triangulate
     from ..pose3d.reconstruct import matched_2d
     from ..schema import calibration, raw, sync
-    from ..sync import match_cameras
+    from ..sync import match_cameras, pulse_rows
     from . import labeling
 
     pose = _pose()
@@ -209,7 +209,7 @@ def _cmd_label_extract(args) -> int:
         chosen = common[candidates[labeling.kmeans_picks(features, args.n, args.seed)]]
     stamp = f"{session['subject']}_{session['session_datetime']:%Y%m%d-%H%M%S}"
     for c in cameras:
-        rows_c = np.searchsorted(pulses[c], chosen)
+        rows_c, _ = pulse_rows(pulses[c], chosen)  # chosen among the pulses every camera saw
         video = raw.video_path({**session, "camera": c})
         x, y, lik = (a[rows_c] for a in pose2d[c])
         labeling.write_labeled_data(args.out / f"{stamp}_{Path(video).stem}", _video_frames(video, rows_c, np.asarray),

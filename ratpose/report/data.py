@@ -8,6 +8,7 @@ import numpy as np
 
 from ..calibration.qc import CameraQuality
 from ..behaviour.validation import KnobValidationResult
+from ..sync import pulse_rows
 
 
 @dataclass(frozen=True)
@@ -113,9 +114,7 @@ def reproject_to_frames(frame_pulses, pose: Pose3DTrack, camera) -> np.ndarray:
 
     frame_pulses: the pulse index of each video frame (SyncedFrames); frames without a 3D pose get NaN.
     """
-    frame_pulses = np.asarray(frame_pulses)
     out = np.full((len(frame_pulses), pose.xyz.shape[1], 2), np.nan)
-    rows = np.clip(np.searchsorted(frame_pulses, pose.pulse_index), 0, max(len(frame_pulses) - 1, 0))
-    found = frame_pulses[rows] == pose.pulse_index if len(frame_pulses) else np.zeros(len(rows), bool)
+    rows, found = pulse_rows(frame_pulses, pose.pulse_index)
     out[rows[found]] = camera.project(pose.xyz[found])
     return out

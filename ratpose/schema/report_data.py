@@ -172,7 +172,7 @@ def _examples(session_key: dict, report: SessionReport, n_examples: int) -> list
     examples = []
     for track in report.tracks:
         frame_pulses = (sync.SyncedFrames & session_key & {"camera": track.camera}).fetch1("pulse_index")
-        rows = np.searchsorted(frame_pulses, pulses)
+        rows, _ = sync_lib.pulse_rows(frame_pulses, pulses)  # every camera has a frame at these pulses
         images = read_frames(raw.video_path({**session_key, "camera": track.camera}), rows)
         examples += [ExampleFrame(track.camera, int(pulse), float(track.time_s[row]), image, track.points[row],
                                   track.likelihood[row], rig[track.camera].project(report.pose3d.xyz[instant]))
