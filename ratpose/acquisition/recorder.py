@@ -214,8 +214,8 @@ class _CameraPipeline:
                     continue
                 self._pulses_at_last_frame = len(rec.pulses)
                 if rec.draining.is_set() and self.report.exposed() > len(rec.pulses) + rec.cfg.trigger.rate_hz:
-                    rec.warnings.append(f"camera {self.name!r}: frames kept coming after the trigger was stopped "
-                                        "(is the Pi still pulsing?); the drain stopped there")
+                    rec.warn(f"camera {self.name!r}: frames kept coming after the trigger was stopped "
+                             "(is the Pi still pulsing?); the drain stopped there")
                     break
                 if self._last_frame_id is not None:
                     self.report.transfer_lost += max(frame.frame_id - self._last_frame_id - 1, 0)
@@ -553,7 +553,10 @@ class Recorder:
             try:
                 p.backend.stop()
             except Exception as err:  # a camera that stopped delivering is expected to fail here as well
-                (self.warnings if p.report.stopped else problems).append(f"stopping camera {p.name} failed: {err}")
+                if p.report.stopped:
+                    self.warn(f"stopping camera {p.name} failed: {err}")
+                else:
+                    problems.append(f"stopping camera {p.name} failed: {err}")
         for p in started:
             p.process_thread.join()
         n_pulses = len(self.pulses)
