@@ -26,7 +26,7 @@ import tomli_w
 from ratpose.acquisition.commands import compress_session
 from ratpose.acquisition.writers import VideoWriter, nvenc_available
 from ratpose.pose2d import dlc
-from ratpose.pose2d.frames import decode_gray
+from ratpose.video import decode_gray
 from ratpose.pose2d.workspace import Workspace, crop_for_camera
 
 from bench_pose2d import FPS, SIZE, _session, _train  # the same frames and model recipe

@@ -27,7 +27,7 @@ import numpy as np
 
 from ratpose.acquisition.writers import VideoWriter
 from ratpose.pose2d import dlc
-from ratpose.pose2d.frames import decode_gray
+from ratpose.video import decode_gray
 from ratpose.pose2d.workspace import CropBox, Workspace, crop_for_camera
 from ratpose.sim import BODYPARTS, write_labeled_frames
 from ratpose.sim.cameras import rig_and_lab_frame

@@ -29,3 +29,16 @@ def check_unique_serials(cameras: Iterable[tuple[str, str]]) -> None:
         if serial and owner.setdefault(serial, name) != name:
             raise ValueError(f"{serial!r} is given to cameras {owner[serial]!r} and {name!r} "
                              "(one camera under two names?)")
+
+
+CAMERA_NAME = re.compile(r"[a-z][a-z0-9_]*")  # raw.Camera.camera: also a folder and column-prefix name
+
+
+def camera_name_from(name: str) -> str:
+    """The ratpose camera name for another tool's (``camera-1`` -> ``camera_1``, ``Cam A`` -> ``cam_a``,
+    ``1`` -> ``cam_1``): lower case, other characters as '_'. ValueError when nothing usable is left."""
+    clean = re.sub(r"[^a-z0-9_]+", "_", str(name).lower()).strip("_")
+    clean = clean if clean[:1].isalpha() else f"cam_{clean}"
+    if not CAMERA_NAME.fullmatch(clean) or clean == "cam_":
+        raise ValueError(f"camera {name!r} has no usable name ({CAMERA_NAME.pattern})")
+    return clean

@@ -99,7 +99,8 @@ def _random_video(path, n_frames: int, codec: str, seed: int) -> np.ndarray:
 
 
 def test_decode_cropped_and_prefetched_matches_frames(tmp_path):
-    from ratpose.pose2d.frames import batches, decode_gray, prefetch
+    from ratpose.pose2d.frames import batches, prefetch
+    from ratpose.video import decode_gray
 
     frames = _random_video(tmp_path / "v.mkv", 7, "ffv1", seed=1)
     crop = CropBox(8, 16, 32, 24)
@@ -148,7 +149,7 @@ def test_h264_luma_plane_equals_swscale_grey(tmp_path):
     """decode_gray reads H.264's full-range Y plane directly: the same pixels as PyAV's grey conversion."""
     import av
 
-    from ratpose.pose2d.frames import decode_gray
+    from ratpose.video import decode_gray
 
     frames = _random_video(tmp_path / "v.mkv", 5, "h264", seed=2)
     with av.open(str(tmp_path / "v.mkv")) as container:

@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import tomli_w
+import yaml
 
 from .._toml import tomllib
 
@@ -123,13 +124,18 @@ def save_rig(rig: Rig, path, metadata: dict | None = None) -> Path:
     A fisheye camera is written as aniposelib's FisheyeCamera (``fisheye = true``, 4 coefficients).
     """
     path = Path(path)
+    path.write_text(rig_to_anipose_text(rig, metadata))
+    return path
+
+
+def rig_to_anipose_text(rig: Rig, metadata: dict | None = None) -> str:
+    """The text of ``save_rig``'s calibration.toml."""
     data = {f"cam_{i}": {"name": cam.name, "size": list(cam.size), "matrix": cam.K.tolist(),
                          "distortions": cam.dist.tolist(), "rotation": cam.rvec.tolist(),
                          "translation": cam.t.tolist(), **({"fisheye": True} if cam.fisheye else {})}
             for i, cam in enumerate(rig)}
     data["metadata"] = dict(metadata or {})
-    path.write_text(tomli_w.dumps(data))
-    return path
+    return tomli_w.dumps(data)
 
 
 def load_dlc_stereo_pickle(path, camera_names: list[str], square_mm: float = 1.0) -> Rig:
@@ -164,3 +170,23 @@ def load_dlc_stereo_pickle(path, camera_names: list[str], square_mm: float = 1.0
         cams.append(Camera(name=name, size=tuple(pair["image_shape"][i]), K=pair[f"cameraMatrix{i + 1}"],
                            dist=dist, R=R, t=t))
     return Rig(tuple(cams))
+
+
+DLC3D_PICKLE = Path("camera_matrix") / "stereo_params.pickle"
+
+
+def load_dlc3d_project(path, square_mm: float) -> Rig:
+    """Two-camera rig of a DeepLabCut 3D project folder (its config.yaml's ``camera_names`` and
+    ``camera_matrix/stereo_params.pickle``); translations in mm given the board's ``square_mm``."""
+    path = Path(path)
+    config = path / "config.yaml"
+    try:
+        cameras = (yaml.safe_load(config.read_text()) or {}).get("camera_names")
+    except (OSError, yaml.YAMLError, UnicodeDecodeError, AttributeError) as exc:
+        raise CalibrationError(f"{config}: cannot read a DeepLabCut 3D config: {exc}") from None
+    if not isinstance(cameras, list) or len(cameras) != 2:
+        raise CalibrationError(f"{config}: 'camera_names' must list the project's 2 cameras, got {cameras!r}")
+    if not square_mm or square_mm <= 0:
+        raise CalibrationError(f"{path}: DeepLabCut 3D measures its board in squares; give the square size "
+                               "(--square-mm) to get millimetres")
+    return load_dlc_stereo_pickle(path / DLC3D_PICKLE, [str(c) for c in cameras], square_mm)

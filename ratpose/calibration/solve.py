@@ -23,6 +23,7 @@ from threadpoolctl import threadpool_limits
 
 from ..rig import Camera, Rig
 from .boards import Board
+from .coverage import choose_instants, keep_instants
 from .detect import BoardDetection, CalibrationError, detect_board, to_gray
 from .qc import CalibrationReport, CameraQuality, corner_coverage
 
@@ -48,6 +49,8 @@ class CalibrationSettings:
     ``lens_model``: "auto" (per camera, lowest k-fold held-out error over views; FEW_VIEWS_LENS_MODEL
     below ``folds`` + 2 views) or a LENS_MODELS key.
     ``f_scale_px``: the bundle adjustment's Huber threshold.
+    ``max_instants``: shared instants kept (``coverage.choose_instants``: those covering the images and
+    board tilts best) when there are more, as board videos give.
     """
 
     lens_model: str = "auto"
@@ -55,12 +58,15 @@ class CalibrationSettings:
     min_views: int = 4
     min_corners: int | None = None
     f_scale_px: float = 1.0
+    max_instants: int = 60
 
     def __post_init__(self):
         if self.lens_model != "auto" and self.lens_model not in LENS_MODELS:
             raise CalibrationError(f"lens_model {self.lens_model!r}: expected 'auto' or one of {list(LENS_MODELS)}")
         if self.folds < 2:
             raise CalibrationError(f"folds must be >= 2, got {self.folds}")
+        if self.max_instants < 2:
+            raise CalibrationError(f"max_instants must be >= 2, got {self.max_instants}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -161,6 +167,7 @@ def calibrate_from_detections(views: ViewSet, board: Board, settings: Calibratio
                               **overrides) -> tuple[Rig, CalibrationReport]:
     """The solver behind ``calibrate_rig``, on detections (see ``detect_views``)."""
     settings = replace(settings or CalibrationSettings(), **overrides)
+    views = keep_instants(views, choose_instants(views.shared, board, settings.max_instants))
     cams = list(views.shared)
     heldout = {cam: heldout_errors(cam, views, board, settings.folds) if settings.lens_model == "auto" else {}
                for cam in cams}

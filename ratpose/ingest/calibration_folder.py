@@ -10,12 +10,12 @@ import cv2
 import numpy as np
 
 from .._toml import tomllib
+from ..names import CAMERA_NAME
 
 from ..calibration.boards import Board, BoardError, board_from_dict
 from .session_folder import FUTURE_MARGIN, file_checksums
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-CAMERA_NAME = re.compile(r"[a-z][a-z0-9_]*")
 VIEW_NAME = re.compile(r"(sync|single)_(\d+)")
 
 
@@ -39,9 +39,12 @@ class CalibrationMaterial:
     intrinsics_frames: dict[str, list[np.ndarray]]
     camera_names: list[str]
     checksums: dict[str, str] = field(default_factory=dict)  # relative file name -> sha256
+    layout: str = "ratpose"  # which layout was read (ratpose.ingest.calibration_layouts)
+    media: str = "images"  # "images" or "videos" (board videos, frames sampled)
 
 
-def _read_meta(path: Path) -> dict:
+def read_calibration_meta(path: Path) -> dict:
+    """The validated calibration.toml of a ratpose calibration folder (its [board] as a Board)."""
     meta_path = path / "calibration.toml"
     if not meta_path.is_file():
         raise CalibrationFolderError(f"{meta_path}: missing (every calibration folder needs it)")
@@ -122,18 +125,18 @@ def _load(file: Path) -> np.ndarray:
     return image
 
 
-def _load_camera(camera_dir: Path, files: list[Path]) -> list[np.ndarray]:
-    """The images of one camera, which must all have the same size."""
+def load_camera_images(path: Path, camera: str, files: list[Path]) -> list[np.ndarray]:
+    """The images (greyscale) of one camera of the calibration folder ``path``; all must have one size."""
     images = [_load(f) for f in files]
     for file, image in zip(files, images):
         if image.shape != images[0].shape:
             raise CalibrationFolderError(f"{file}: image is {image.shape[1]}x{image.shape[0]} but {files[0].name} is "
                                          f"{images[0].shape[1]}x{images[0].shape[0]} (all images of camera "
-                                         f"{camera_dir.name} must have the same size)")
+                                         f"{camera} must have the same size)")
     return images
 
 
-def _inside(root: Path, paths) -> None:
+def inside_folder(root: Path, paths) -> None:
     """Refuse files or folders that link outside the calibration folder (their content could change unseen)."""
     for path in paths:
         if not path.resolve().is_relative_to(root):
@@ -154,12 +157,12 @@ def _read_calibration_folder(path: Path) -> CalibrationMaterial:
     if not path.is_dir():
         raise CalibrationFolderError(f"{path}: not a folder")
     root = path.resolve()
-    _inside(root, [path / "calibration.toml"])
-    meta = _read_meta(path)
+    inside_folder(root, [path / "calibration.toml"])
+    meta = read_calibration_meta(path)
     names = _camera_names(path, meta)
-    _inside(root, [path / name for name in names])
+    inside_folder(root, [path / name for name in names])
     views = {name: _views(path / name) for name in names}
-    _inside(root, [f for v in views.values() for kind in v.values() for f in kind.values()])
+    inside_folder(root, [f for v in views.values() for kind in v.values() for f in kind.values()])
     empty = [name for name in names if not views[name]["sync"] and not views[name]["single"]]
     if empty:
         raise CalibrationFolderError(f"{path / empty[0]}: no sync_NNNN or single_NNNN images (camera {empty[0]!r} "
@@ -169,7 +172,7 @@ def _read_calibration_folder(path: Path) -> CalibrationMaterial:
     for name in names:
         sync, single = sorted(views[name]["sync"].items()), sorted(views[name]["single"].items())
         images = dict(zip([("sync", i) for i, _ in sync] + [("single", i) for i, _ in single],
-                          _load_camera(path / name, [f for _, f in sync + single])))
+                          load_camera_images(path, name, [f for _, f in sync + single])))
         frames[name] = [images.get(("sync", i)) for i in instants]
         intrinsics_frames[name] = [images["single", i] for i, _ in single]
     files = ["calibration.toml", *(str(f.relative_to(path)) for name in names for kind in views[name].values()

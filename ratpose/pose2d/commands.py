@@ -161,7 +161,7 @@ def _session_model(pose, session: dict, name: str | None) -> dict:
 
 def _video_frames(path, rows: np.ndarray, convert) -> dict[int, np.ndarray]:
     """convert(frame) for the video frames at rows (sorted), decoded in one pass."""
-    from .frames import decode_gray
+    from ..video import decode_gray
 
     wanted, out = set(rows.tolist()), {}
     for i, frame in enumerate(decode_gray(path)):

@@ -643,7 +643,8 @@ def analyze_crop(trained: TrainedModel, video_path: str | Path, crop, *, batch_s
     from deeplabcut.pose_estimation_pytorch.apis.utils import get_pose_inference_runner
     from deeplabcut.pose_estimation_pytorch.config import read_config_as_dict
 
-    from .frames import BATCH_SIZES, batches, decode_gray, fastest_batch_size, prefetch
+    from ..video import decode_gray
+    from .frames import BATCH_SIZES, batches, fastest_batch_size, prefetch
 
     def runner_for(size: int, dynamic=None):
         return get_pose_inference_runner(model_config=read_config_as_dict(trained.pytorch_config),

@@ -1,4 +1,4 @@
-"""Feeding Pose2D: decode grey frames with PyAV's threads, optionally cropped, ahead of the network.
+"""Feeding Pose2D: decoded grey frames (``ratpose.video.decode_gray``) ahead of the network.
 
 ``prefetch`` runs any frame iterator in a thread behind a bounded queue, so decoding overlaps with
 inference (the network never waits while the decoder keeps up) and memory stays bounded;
@@ -10,42 +10,10 @@ import queue
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 
-import av
 import numpy as np
 
-from .workspace import CropBox
-
 _END = object()
-
-
-def decode_gray(path: str | Path, *, crop: CropBox | None = None, threads: int = 0) -> Iterator[np.ndarray]:
-    """Frames of a video as (height, width) uint8 arrays (the crop only, when given), in file order.
-
-    ``threads``: decoder threads (0 = FFmpeg's choice); frame threading for H.264, slices for FFV1.
-    """
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        stream.thread_count = threads
-        for frame in container.decode(stream):
-            image = _luma(frame)
-            yield np.ascontiguousarray(crop.cut(image)) if crop is not None else image
-
-
-_FULL_RANGE_LUMA = ("gray", "yuvj420p", "yuvj422p", "yuvj444p")
-
-
-def _luma(frame: av.VideoFrame) -> np.ndarray:
-    """The grey image of a decoded frame: its first plane as is where that plane holds full-range
-    luma (Mono8, H.264 of Mono8 decodes as yuvj420p), skipping swscale's copy (H.264 342 -> 546 frames/s);
-    otherwise (limited-range YUV, other formats) swscale's grey conversion."""
-    name = frame.format.name
-    if name in _FULL_RANGE_LUMA or (name.startswith("yuv") and getattr(frame, "color_range", 0) == 2):
-        plane = frame.planes[0]
-        return np.frombuffer(plane, np.uint8).reshape(frame.height, plane.line_size)[:, :frame.width]
-    return frame.to_ndarray(format="gray")
 
 
 def prefetch(items: Iterable, maxsize: int = 64) -> Iterator:

@@ -4,7 +4,7 @@
 ``write_labeled_video(...)`` draws pose on a video. The command-line shell (`ratpose report`,
 `ratpose labeled-video`) is ``ratpose.report.commands``.
 """
-from .build import write_report
+from .build import write_calibration_report, write_report
 from .video import draw_pose, write_labeled_video
 
-__all__ = ["draw_pose", "write_labeled_video", "write_report"]
+__all__ = ["draw_pose", "write_calibration_report", "write_labeled_video", "write_report"]

@@ -61,11 +61,33 @@ def _calibration_body(report: SessionReport, out_dir: Path) -> str:
     summary = CalibrationReport({q.name: q for q in report.calibration}, report.calibration_rms_px,
                                 n_joint_instants=report.calibration_joint_instants,
                                 n_evaluations=0, converged=True)
-    plot_report(summary, out_dir / "calibration.png")
-    rows = [[q.name, round(q.rms_px, 3), round(q.p95_px, 3), f"{q.coverage:.0%}", q.n_shared_views, q.n_single_views]
-            for q in report.calibration]
-    return (html.table(["camera", "RMS (px)", "p95 (px)", "coverage", "shared views", "single views"], rows)
-            + html.image("calibration.png", "calibration corners and residuals per camera"))
+    return _calibration_html(summary, out_dir, "calibration.png")
+
+
+def _calibration_html(summary: CalibrationReport, out_dir: Path, png: str) -> str:
+    """Per-camera quality table (held-out error of the chosen lens model beside OpenCV's default) and the
+    corners/residuals figure, drawn into ``out_dir / png``."""
+    plot_report(summary, out_dir / png)
+    number = lambda value: "-" if value is None else round(value, 3)  # noqa: E731
+    rows = [[q.name, q.lens_model, round(q.rms_px, 3), round(q.p95_px, 3), number(q.heldout_px.get(q.lens_model)),
+             number(q.heldout_px.get("opencv")), f"{q.coverage:.0%}", q.n_shared_views, q.n_single_views]
+            for q in summary.cameras.values()]
+    return (html.table(["camera", "lens model", "RMS (px)", "p95 (px)", "held-out (px)", "OpenCV default held-out (px)",
+                        "coverage", "shared views", "single views"], rows)
+            + html.image(png, "calibration corners and residuals per camera"))
+
+
+def write_calibration_report(summary: CalibrationReport, path, title: str, subtitle: str = "") -> Path:
+    """A calibration's QC page at ``path`` (.html), its figure beside it (same name, .png); returns ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    overall = html.table(["measure", "value"], [["RMS after bundle adjustment (px)", round(summary.rms_px, 3)],
+                                                ["instants seen by 2+ cameras", summary.n_joint_instants],
+                                                ["converged", str(summary.converged)]])
+    body = _calibration_html(summary, path.parent, path.with_suffix(".png").name)
+    path.write_text(html.page(title, subtitle, [html.Section("calibration", "Calibration", overall + body)]),
+                    encoding="utf-8")
+    return path
 
 
 def _trajectories_body(report: SessionReport, out_dir: Path) -> str:

@@ -9,10 +9,13 @@ import datajoint as dj
 import numpy as np
 
 from ..calibration import CalibrationError, CalibrationSettings, board_from_dict, calibrate_rig, rig_from_anipose_text
+from ..calibration.interop import DLC3D_PICKLE, load_dlc3d_project, rig_to_anipose_text
 from ..calibration.drift import camera_drift
 from ..calibration.selection import select_calibration
-from ..ingest.calibration_folder import CAMERA_NAME, check_rig_cameras, read_calibration_folder
-from ..ingest.session_folder import FUTURE_MARGIN, file_checksums
+from ..ingest.calibration_folder import CalibrationMaterial, check_rig_cameras
+from ..ingest.calibration_layouts import calibration_datetime, read_calibration
+from ..ingest.session_folder import file_checksums
+from ..names import CAMERA_NAME, camera_name_from
 from ..rig import Camera as CameraModel
 from ..rig import Rig
 from . import raw
@@ -23,14 +26,16 @@ schema = dj.Schema()
 
 @schema
 class CalibrationRecording(dj.Manual):
-    definition = """  # a calibration folder (docs/calibration-format.md) or an imported calibration file of one rig
+    definition = """  # a calibration folder (any layout of ingest.calibration_layouts) or an imported calibration file
     rig : varchar(64)
     calibration_date : datetime
     ---
-    source = 'folder' : enum('folder', 'anipose')  # 'anipose': an imported calibration.toml, no images
+    source = 'folder' : enum('folder', 'anipose', 'dlc3d')  # 'anipose', 'dlc3d': an imported calibration, no images
     calib_dir : varchar(1024)     # absolute path (of the folder, or of the imported file) when registered
+    layout = 'ratpose' : varchar(16)  # the folder's layout: ratpose, anipose, sleap-anipose, dlc3d, named files
+    media = 'images' : enum('images', 'videos')  # what was read: images, or frames sampled from board videos
     board = null : <blob>         # board definition (ratpose.calibration board_from_dict); null when imported
-    imported = null : <blob>      # the imported file's text (source 'anipose')
+    imported = null : <blob>      # the imported calibration as Anipose calibration.toml text
     camera_names : <blob>         # camera order; the first defines the world frame
     settings : <blob>             # CalibrationSettings.to_dict() (every calibration setting)
     notes = '' : varchar(1024)
@@ -73,12 +78,13 @@ class Calibration(dj.Computed):
         """
 
     def make_fetch(self, key):
-        return tuple((CalibrationRecording & key).fetch1("source", "calib_dir", "settings", "imported"))
+        return tuple((CalibrationRecording & key).fetch1("source", "calib_dir", "settings", "imported", "board",
+                                                        "media"))
 
-    def make_compute(self, key, source, calib_dir, settings, imported):
-        if source == "anipose":
+    def make_compute(self, key, source, calib_dir, settings, imported, board, media):
+        if source != "folder":
             return rig_from_anipose_text(imported, calib_dir), None
-        material = read_calibration_folder(calib_dir)
+        material = read_calibration(calib_dir, key["rig"], key["calibration_date"], board_from_dict(board), media)
         return calibrate_rig(material.frames, material.board, material.intrinsics_frames,
                              CalibrationSettings.from_dict(settings))
 
@@ -149,21 +155,24 @@ class SessionCalibration(dj.Computed):
 
 
 def register_calibration(calib_dir: str | Path, notes: str = "", settings: CalibrationSettings | None = None,
-                         **overrides) -> tuple[dict, bool]:
+                         material: CalibrationMaterial | None = None, **overrides) -> tuple[dict, bool]:
     """Validate a calibration folder and insert it as a CalibrationRecording (idempotent).
 
-    ``settings`` (default ``CalibrationSettings()``, as ``calibrate_rig``) with ``overrides`` of its fields.
+    ``material``: the folder as read (``read_calibration``, for a layout that needs --rig/--date/--board);
+    default: read as a ratpose calibration folder. ``settings`` (default ``CalibrationSettings()``, as
+    ``calibrate_rig``) with ``overrides`` of its fields.
     """
     settings = replace(settings or CalibrationSettings(), **overrides)
-    material = read_calibration_folder(calib_dir)
+    material = material or read_calibration(calib_dir)
     when = material.date if isinstance(material.date, _dt.datetime) else _dt.datetime.fromisoformat(str(material.date))
     key = {"rig": material.rig_name, "calibration_date": when}
     folder = Path(calib_dir).resolve()
     check_rig_cameras(folder, material.rig_name, material.camera_names, rig_cameras(material.rig_name, when))
-    row = {**key, "calib_dir": str(folder), "board": material.board.to_dict(),
+    row = {**key, "calib_dir": str(folder), "layout": material.layout, "media": material.media,
+           "board": material.board.to_dict(),
            "camera_names": list(material.camera_names), "settings": settings.to_dict(), "notes": notes,
            "checksums": material.checksums}
-    return _insert_recording(row, folder, folder / "calibration.toml")
+    return _insert_recording(row, folder, folder / "calibration.toml" if material.layout == "ratpose" else folder)
 
 
 def rig_cameras(rig: str, when: _dt.datetime) -> set[str]:
@@ -187,21 +196,38 @@ def import_anipose_calibration(toml_path: str | Path, rig: str, date, notes: str
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path}: cannot read Anipose calibration: {exc}") from None
+    rig_from_anipose_text(text, path)  # refuses what Calibration could not use
+    return _import(path, text, rig, date, notes, "anipose", [path])
+
+
+def import_dlc3d_calibration(project: str | Path, rig: str, date, square_mm: float,
+                             notes: str = "") -> tuple[dict, bool]:
+    """Register a DeepLabCut 3D project's stereo calibration (config.yaml + camera_matrix/stereo_params.pickle)
+    as the calibration of ``rig`` on ``date`` (idempotent); cameras renamed as ratpose names
+    (``camera-1`` -> ``camera_1``), translations in mm from the board's ``square_mm``."""
+    path = Path(project).resolve()
+    dlc = load_dlc3d_project(path, square_mm)
+    try:
+        renamed = Rig(tuple(replace(cam, name=camera_name_from(cam.name)) for cam in dlc))
+    except ValueError as exc:
+        raise CalibrationError(f"{path / 'config.yaml'}: {exc}") from None
+    text = rig_to_anipose_text(renamed, {"imported_from": "DeepLabCut 3D", "square_mm": square_mm})
+    return _import(path, text, rig, date, notes, "dlc3d", [path / "config.yaml", path / DLC3D_PICKLE])
+
+
+def _import(path: Path, text: str, rig: str, date, notes: str, source: str, files: list[Path]) -> tuple[dict, bool]:
+    """Insert an imported calibration (Anipose text) as a CalibrationRecording of ``rig`` on ``date``."""
     cameras = rig_from_anipose_text(text, path).names
     for name in cameras:
         if not CAMERA_NAME.fullmatch(name):
             raise CalibrationError(f"{path}: bad camera name {name!r} ([a-z][a-z0-9_]*)")
-    try:
-        when = date if isinstance(date, _dt.datetime) else _dt.datetime.fromisoformat(str(date))
-    except ValueError:
-        raise ValueError(f"{path}: date {date!r} is not a valid ISO 8601 date") from None
-    if when > _dt.datetime.now() + FUTURE_MARGIN:
-        raise ValueError(f"{path}: date {when.isoformat()} is in the future")
+    when = calibration_datetime(path, date)
     if not str(rig).strip():
         raise ValueError(f"{path}: rig name is empty")
-    row = {"rig": rig, "calibration_date": when, "source": "anipose", "calib_dir": str(path), "board": None,
+    root = files[0].parent
+    row = {"rig": rig, "calibration_date": when, "source": source, "calib_dir": str(path), "board": None,
            "imported": text, "camera_names": list(cameras), "settings": CalibrationSettings().to_dict(),
-           "notes": notes, "checksums": file_checksums(path.parent, [path.name])}
+           "notes": notes, "checksums": file_checksums(root, [str(f.relative_to(root)) for f in files])}
     return _insert_recording(row, path, path)
 
 
@@ -215,8 +241,11 @@ def _insert_recording(row: dict, origin: Path, where: Path) -> tuple[dict, bool]
     if existing:
         if existing[0]["checksums"] != row["checksums"]:
             when = key["calibration_date"].isoformat()
-            again = (f"ratpose ingest {origin}" if row.get("source") != "anipose" else
-                     f"ratpose calibrate --import-anipose {origin} --rig {key['rig']} --date {when}")
+            again = {"anipose": f"ratpose calibrate --import-anipose {origin} --rig {key['rig']} --date {when}",
+                     "dlc3d": f"ratpose calibrate --import-dlc3d {origin} --rig {key['rig']} --date {when} "
+                              "--square-mm MM"}.get(row.get("source"),
+                                                    f"ratpose ingest {origin}" if row.get("layout") == "ratpose"
+                                                    else f"ratpose calibrate {origin} --rig {key['rig']} --date {when}")
             raise ValueError(f"{origin}: rig {key['rig']!r} already has a calibration dated {when} "
                              f"from {existing[0]['calib_dir']} with other content "
                              f"({raw.describe_changes(existing[0]['checksums'], row['checksums'])}); to replace it "
@@ -289,4 +318,5 @@ def calibration_summary(key: dict) -> dict:
         cameras.append({**{f: r[f] for f in ("camera", "lens_model", "rms_px", "p95_px", "heldout_px")}, "drift": drift})
     return {"key": {k: key[k] for k in ("rig", "calibration_date")}, "rms_px": overall["rms_px"],
             "n_joint_instants": overall["n_joint_instants"], "source": recording["source"],
+            "layout": recording["layout"], "media": recording["media"],
             "calib_dir": recording["calib_dir"], "previous": previous, "cameras": cameras}
