@@ -12,7 +12,16 @@ from .boards import (
     save_printable_board,
 )
 from .detect import BoardDetection, CalibrationError, detect_board
-from .interop import load_anipose_board, load_dlc_stereo_pickle, load_rig, rig_from_anipose_text, save_rig
+from .coverage import choose_instants
+from .interop import (
+    load_anipose_board,
+    load_dlc3d_project,
+    load_dlc_stereo_pickle,
+    load_rig,
+    rig_from_anipose_text,
+    rig_to_anipose_text,
+    save_rig,
+)
 from .qc import (
     CalibrationReport,
     CameraQuality,
@@ -32,8 +41,10 @@ from .solve import (
 )
 
 __all__ = [
-    "BoardDetection", "BoardError", "CalibrationError", "CalibrationReport", "CalibrationSettings", "CameraQuality", "LENS_MODELS", "CharucoBoard",
-    "Checkerboard", "ViewSet", "board_from_dict", "board_label", "calibrate_from_detections", "calibrate_rig",
-    "corner_coverage", "detect_board", "detect_views", "heldout_errors", "heldout_line", "load_anipose_board", "load_dlc_stereo_pickle", "load_rig", "rig_from_anipose_text",
-    "plot_camera_residuals", "plot_report", "render_board", "save_printable_board", "save_rig",
+    "board_from_dict", "board_label", "BoardDetection", "BoardError", "calibrate_from_detections", "calibrate_rig",
+    "CalibrationError", "CalibrationReport", "CalibrationSettings", "CameraQuality", "CharucoBoard", "Checkerboard",
+    "choose_instants", "corner_coverage", "detect_board", "detect_views", "heldout_errors", "heldout_line",
+    "LENS_MODELS", "load_anipose_board", "load_dlc3d_project", "load_dlc_stereo_pickle", "load_rig",
+    "plot_camera_residuals", "plot_report", "render_board", "rig_from_anipose_text", "rig_to_anipose_text",
+    "save_printable_board", "save_rig", "ViewSet",
 ]
