@@ -157,6 +157,31 @@ def test_board_videos_of_different_lengths_need_frame_offsets(board_videos):
     assert abs(np.linalg.norm(rig[1].center - rig[0].center) / baseline - 1) < 0.01
 
 
+def test_anipose_project_calibration_folder_with_videos_named_by_cam_regex(board_videos, tmp_path):
+    """Anipose's own layout: config.toml at the project root ([calibration] board, [triangulation] cam_regex),
+    the board videos in <session>/calibration/ named by camera."""
+    from test_calibration import BOARD
+
+    folder, _, _ = board_videos
+    (tmp_path / "config.toml").write_text(
+        f"[calibration]\nboard_type = 'charuco'\nboard_size = [{BOARD.squares_x}, {BOARD.squares_y}]\n"
+        f"board_marker_bits = 4\nboard_marker_dict_number = 50\nboard_marker_length = {BOARD.marker_mm}\n"
+        f"board_square_side_length = {BOARD.square_mm}\n\n[triangulation]\ncam_regex = '-cam([A-Z])'\n")
+    calibration = tmp_path / "session1" / "calibration"
+    calibration.mkdir(parents=True)
+    for letter, cam in (("A", "cam0"), ("B", "cam1")):
+        shutil.copy(folder / f"cam {cam}" / "board.mkv", calibration / f"calib-cam{letter}.mkv")
+    (calibration / "frame_offsets.toml").write_text("[frame_offsets]\nA = 0\nB = 3\n")
+    material = read_calibration(calibration, "rig", "2026-01-02")
+    assert (material.layout, material.media, material.camera_names) == ("anipose", "videos", ["a", "b"])
+    assert material.board.to_dict() == {**BOARD.to_dict(), "legacy": True}
+    assert {cam: len(frames) for cam, frames in material.frames.items()} == {"a": 40, "b": 40}
+    assert "../../config.toml" in material.checksums and "calib-camB.mkv" in material.checksums
+    shared = detect_views(material.frames, material.board).shared
+    # the offset skips camera b's 3 blank lead frames: the board is in every sampled frame of both cameras
+    assert sum(d is not None for d in shared["a"]) == sum(d is not None for d in shared["b"]) == 40
+
+
 def test_chosen_instants_cover_more_than_the_first_ones(board_videos):
     from test_calibration import BOARD
 

@@ -6,7 +6,8 @@
 - **dlc3d**: a DeepLabCut 3D project: ``config.yaml`` with ``camera_names`` and
   ``calibration_images/<camera>-<N>.jpg`` (a checkerboard; DeepLabCut takes its size as arguments, so give
   ``board``, e.g. ``--checkerboard 9x6 --square-mm 30``);
-- **anipose** / **sleap-anipose**: ``board.toml`` or a ``config.toml`` with a [calibration] table, and per camera
+- **anipose** / **sleap-anipose**: ``board.toml`` or a ``config.toml`` with a [calibration] table (the folder's, or
+  the Anipose project's a few levels up), and per camera
   a folder of images or one board video (sleap-anipose: inside ``<camera>/calibration_images/``), or files
   in the folder named by camera (Anipose's ``cam_regex`` from config.toml [triangulation], default ``-cam([A-Z])``);
 - **named files**: no configuration, images or videos named ``<camera><N>`` (``left01.jpg``, ``right01.jpg``),
@@ -20,6 +21,7 @@ sampled evenly from the common span (the solver then keeps the views that cover 
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import re
 from pathlib import Path
 
@@ -46,6 +48,7 @@ from .session_folder import FUTURE_MARGIN, file_checksums
 
 VIDEO_SAMPLES = 150  # instants sampled from board videos (memory: VIDEO_SAMPLES frames per camera)
 ANIPOSE_CAM_REGEX = r"-cam([A-Z])"  # Anipose's default [triangulation] cam_regex
+ANIPOSE_DEPTH = 3  # folders above a calibration folder searched for an Anipose project's config.toml
 EXPECTED = ("a ratpose calibration folder (calibration.toml with rig, date and [board]), an Anipose or sleap-anipose "
             "folder (board.toml or config.toml [calibration]; a folder per camera or files named by camera), a "
             "DeepLabCut 3D project (config.yaml with camera_names; calibration_images/), or images/videos named "
@@ -148,12 +151,12 @@ def _foreign_folder(path: Path, rig, date, board, media) -> CalibrationMaterial:
         rig_name=str(rig), date=calibration_datetime(path, date).isoformat(), board=board,
         frames={names[cam]: v for cam, v in frames.items()}, intrinsics_frames={names[cam]: [] for cam in frames},
         camera_names=[names[cam] for cam in frames], layout=layout, media="videos" if use_videos else "images",
-        checksums=file_checksums(path, [str(f.relative_to(path)) for f in used]))
+        checksums=file_checksums(path, [os.path.relpath(f, path) for f in used]))  # an Anipose config above: ../
 
 
 def _layout(path: Path) -> tuple[str, Board | None, list[Path], dict[str, list[Path]]]:
     """(layout name, the folder's board or None, its configuration files, camera -> media files)."""
-    config_yaml, board_toml, config_toml = path / "config.yaml", path / "board.toml", path / "config.toml"
+    config_yaml, board_toml, config_toml = path / "config.yaml", path / "board.toml", _anipose_config_file(path)
     if config_yaml.is_file():
         cameras = _dlc3d_cameras(config_yaml)
         folder = path / "calibration_images"
@@ -161,7 +164,7 @@ def _layout(path: Path) -> tuple[str, Board | None, list[Path], dict[str, list[P
             raise CalibrationFolderError(f"{folder}: missing (a DeepLabCut 3D project keeps its calibration images "
                                          "there)")
         return "dlc3d", None, [config_yaml], _files_by_prefix(folder, cameras)
-    anipose_config = _anipose_config(config_toml) if config_toml.is_file() else None
+    anipose_config = _anipose_config(config_toml) if config_toml is not None else None
     if board_toml.is_file() or (anipose_config is not None and "calibration" in anipose_config):
         source = board_toml if board_toml.is_file() else config_toml
         try:
@@ -192,6 +195,18 @@ def _dlc3d_cameras(config_yaml: Path) -> list[str]:
         raise CalibrationFolderError(f"{config_yaml}: 'camera_names' missing or not a list of 2+ names (a "
                                      "DeepLabCut 3D project's config.yaml lists its cameras there)")
     return cameras
+
+
+def _anipose_config_file(path: Path) -> Path | None:
+    """The folder's config.toml, else the nearest one above it (up to ANIPOSE_DEPTH levels) with a [calibration]
+    table: Anipose keeps it at the project root, above ``<session>/calibration/``."""
+    if (path / "config.toml").is_file():
+        return path / "config.toml"
+    for folder in path.resolve().parents[:ANIPOSE_DEPTH]:
+        candidate = folder / "config.toml"
+        if candidate.is_file() and "calibration" in _anipose_config(candidate):
+            return candidate
+    return None
 
 
 def _anipose_config(config_toml: Path) -> dict:
