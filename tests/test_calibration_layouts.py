@@ -278,3 +278,39 @@ def test_import_dlc3d_stereo_calibration(clean_db, tmp_path, capsys):
     np.testing.assert_allclose(rows["camera_1"]["camera_matrix"], K1)
     assert cli([*args, "--square-mm", "30"]) == 0  # idempotent
     assert len(calib.CalibrationRecording & {"rig": "stereo"}) == 1
+
+
+def _anipose_folder(root: Path) -> Path:
+    root.mkdir()
+    (root / "board.toml").write_text("board_x = 5\nboard_y = 4\nsquare_length = 4.0\nmarker_length = 3.0\n"
+                                     "marker_bits = 4\ndict_size = 50\n")
+    for cam in ("left", "right"):
+        (root / cam).mkdir()
+        for i in range(3):
+            cv2.imwrite(str(root / cam / f"{cam}-{i}.png"), np.full((48, 64), 30 * i, np.uint8))
+    return root
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda r: (r / "right" / "right-1.png").write_bytes(b"not a png"), "right-1.png: unreadable image"),
+    (lambda r: cv2.imwrite(str(r / "right" / "right-2.png"), np.zeros((10, 10), np.uint8)),
+     "right-2.png: image is 10x10 but right-0.png is 64x48"),
+    (lambda r: cv2.imwrite(str(r / "left" / "left-01.png"), np.zeros((48, 64), np.uint8)),
+     "left-01.png: number 1 already used by left-1.png"),
+    (lambda r: (r / "right" / "board.mp4").write_bytes(b"\x00" * 1000), "board.mp4: cannot be read as a video"),
+    (lambda r: (r / "left" / "outside.png").symlink_to(r.parent / "elsewhere.png"), "points outside"),
+    (lambda r: [f.unlink() for f in (r / "right").iterdir()] and (r / "right" / "notes.txt").write_text("x"),
+     "only camera folder 'left' holds images or videos (without any: ['right']); a rig calibration needs 2"),
+], ids=["corrupt image", "image size", "number twice", "corrupt video", "link outside", "camera emptied"])
+def test_damaged_foreign_folder_is_refused_in_one_line_naming_the_file(tmp_path, capsys, damage, message):
+    folder = _anipose_folder(tmp_path / "calib")
+    cv2.imwrite(str(tmp_path / "elsewhere.png"), np.zeros((48, 64), np.uint8))
+    damage(folder)
+    media = "videos" if (folder / "right" / "board.mp4").exists() else "auto"
+    if media == "videos":
+        shutil.copy(folder / "right" / "board.mp4", folder / "left" / "board.mp4")
+    args = ["calibrate", str(folder), "--media", media, "--out", str(tmp_path / "out.toml")]
+    assert cli(args) == 1
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err, err
+    assert not (tmp_path / "out.toml").exists()

@@ -172,6 +172,10 @@ def _layout(path: Path) -> tuple[str, Board | None, list[Path], dict[str, list[P
         except CalibrationError as exc:
             raise CalibrationFolderError(str(exc)) from None
         folders = _camera_folders(path)
+        if len(folders) == 1:
+            empty = sorted(f.name for f in path.iterdir() if f.is_dir() and f.name not in folders)
+            raise CalibrationFolderError(f"{path}: only camera folder {next(iter(folders))!r} holds images or videos "
+                                         f"(without any: {empty or 'none'}); a rig calibration needs 2 or more")
         if folders:
             nested = any((f / "calibration_images").is_dir() for f in folders.values())
             return ("sleap-anipose" if nested else "anipose"), board, [source], {
