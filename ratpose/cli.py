@@ -61,6 +61,22 @@ def _cmd_ingest(args) -> int:
     return 1 if failures else 0
 
 
+def _cmd_subject(args) -> int:
+    from . import schema
+    from .ingest.session_folder import check_subject_info
+
+    given = {"species": args.species, "sex": args.sex, "date_of_birth": args.date_of_birth, "age": args.age}
+    values = check_subject_info({k: v for k, v in given.items() if v is not None}, Path("ratpose subject set"))
+    if not values:
+        raise ValueError("ratpose subject set: give at least one of --species, --sex, --date-of-birth, --age")
+    subject = schema.activate()["raw"].Subject
+    if not subject & {"subject": args.subject}:
+        raise LookupError(f"no subject {args.subject!r} in the database (ingest one of its sessions first)")
+    subject.update1({"subject": args.subject, **values})
+    print(f"subject {args.subject}: " + ", ".join(f"{k} {v}" for k, v in values.items()))
+    return 0
+
+
 def _selected_tables(names: list[str]):
     from .schema.ops import pipeline_tables
 
@@ -123,6 +139,16 @@ def build_parser() -> argparse.ArgumentParser:
                                            "idempotent)")
     ingest.add_argument("session_dirs", nargs="+", type=Path)
     ingest.set_defaults(func=_cmd_ingest)
+
+    subject = sub.add_parser("subject", help="a subject's details (what NWB and DANDI need)")
+    subject_sub = subject.add_subparsers(dest="subject_command", required=True)
+    subject_set = subject_sub.add_parser("set", help="set species, sex, date of birth or age of a subject")
+    subject_set.add_argument("subject")
+    subject_set.add_argument("--species", help="Latin binomial (default of a new subject: Rattus norvegicus)")
+    subject_set.add_argument("--sex", choices=["M", "F", "U", "O"])
+    subject_set.add_argument("--date-of-birth", help="YYYY-MM-DD")
+    subject_set.add_argument("--age", help="ISO 8601 duration at the sessions, e.g. P90D (without a date of birth)")
+    subject_set.set_defaults(func=_cmd_subject)
 
     demo = sub.add_parser("demo", help="simulate a session, run every stage on it, PASS/FAIL against the truth "
                                        "(exit 1 on a FAIL; a few minutes, CPU)")

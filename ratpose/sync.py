@@ -330,6 +330,26 @@ def pulse_rows(frame_pulses, pulses) -> tuple[np.ndarray, np.ndarray]:
     return np.where(found, rows, -1).astype(np.int64), found
 
 
+def pulse_slots(pulse_time_s, rate_hz: float) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """Trigger pulses (neural-clock times, s, increasing) on a fixed-rate grid fitted to them: (slot (m,) int64 of
+    each pulse kept, kept (n,) bool, time of slot 0 s, period s); slot k's time is start + k * period, as
+    readers that count frames at a rate assume. A pause leaves slots empty; pulses before the last interval
+    that is no whole number of periods (the Pi's start pattern) are left out, as are any off the grid by more
+    than a quarter period."""
+    times = np.asarray(pulse_time_s, dtype=np.float64)
+    steps = np.diff(times) * rate_hz
+    irregular = np.flatnonzero((np.abs(steps - np.rint(steps)) > 0.25) | (np.rint(steps) < 1))
+    first = irregular[-1] + 1 if irregular.size else 0
+    regular = times[first:]
+    slots = np.rint((regular - regular[0]) * rate_hz)
+    period, start = np.polyfit(slots, regular, 1) if slots[-1] > 0 else (1.0 / rate_hz, regular[0])
+    position = (times - start) / period
+    slot = np.rint(position).astype(np.int64)
+    kept = (np.abs(position - slot) <= 0.25) & (np.arange(len(times)) >= first)
+    slot = slot[kept]
+    return slot - slot[0], kept, float(start + slot[0] * period), float(period)
+
+
 def match_cameras(pulse_indices: Mapping[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Pulses delivered by every camera and, per camera, the frame row of each of those pulses."""
     if not pulse_indices:

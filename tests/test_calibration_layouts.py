@@ -38,7 +38,7 @@ needs_stereo = pytest.mark.skipif(not STEREO.is_dir(), reason=f"{STEREO} absent"
 
 def run_ratpose(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     """The installed command in a folder with no database configuration and an unreachable server."""
-    env = {**os.environ, "DJ_HOST": "127.0.0.1:9", "DJ_USER": "nobody", "DJ_PASS": "wrong"}
+    env = {**os.environ, "DJ_HOST": "127.0.0.1:9"}
     env.pop("RATPOSE_CONFIG", None)
     return subprocess.run([str(Path(sys.executable).with_name("ratpose")), *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=600)

@@ -145,8 +145,11 @@ def test_nwb_round_trip_and_inspector(pose, tmp_path):
     pynwb = pytest.importorskip("pynwb")
     pytest.importorskip("ndx_pose")
     rig = RIG
-    pose2d = {cam.name: (cam.project(pose["points"].reshape(-1, 3)).reshape(len(pose["points"]), -1, 2),
-                         pose["scores"]) for cam in rig}
+    # each camera's own frames on its own times: cam1 dropped frames 10-12
+    kept = {"cam0": np.arange(len(pose["times"])), "cam1": np.delete(np.arange(len(pose["times"])), [10, 11, 12])}
+    projected = {cam.name: cam.project(pose["points"].reshape(-1, 3)).reshape(len(pose["points"]), -1, 2)
+                 for cam in rig}
+    pose2d = {cam: (projected[cam][rows], pose["scores"][rows], pose["times"][rows]) for cam, rows in kept.items()}
     spikes = np.sort(np.random.default_rng(1).uniform(4000.1, 4000.5, 30))
     touches = np.array([[4000.05, 4000.1], [4000.3, 4000.4]])
     path = to_nwb(tmp_path / "pose.nwb", pose["points"], pose["times"], BODYPARTS, session_start_time=START,
@@ -171,6 +174,8 @@ def test_nwb_round_trip_and_inspector(pose, tmp_path):
             for cam in rig:
                 series2d = estimation.pose_estimations[f"PoseEstimation_{cam.name}"].pose_estimation_series[part]
                 np.testing.assert_array_equal(series2d.data[:], pose2d[cam.name][0][:, j])
+                np.testing.assert_allclose(np.asarray(series2d.get_timestamps()[:]) + 3990.0, pose2d[cam.name][2],
+                                           rtol=0, atol=1e-9)
                 assert series2d.unit == "pixels"
         assert estimation.pose_estimations["PoseEstimation_cam1"].device is nwb.devices["cam1"]
         np.testing.assert_array_equal(behavior["reprojection_error"].data[:], pose["errors"])
@@ -236,14 +241,43 @@ def test_to_movement_without_movement_says_so(pose, monkeypatch):
         to_movement(pose["points"], BODYPARTS)
 
 
-def test_views_on_pose3d_rows_and_lowest_used_likelihood():
-    from ratpose.export.commands import lowest_used_likelihood, views_on_pose3d
+def test_on_pulses_and_lowest_used_likelihood():
+    from ratpose.export.commands import lowest_used_likelihood, on_pulses
 
     camera_pulses = np.array([10, 11, 13, 14])  # pulse 12 dropped by this camera
     x = np.arange(8.0).reshape(4, 2)
-    frame, xy, likelihood = views_on_pose3d(np.array([11, 12, 14]), camera_pulses, x, x + 100, x / 10)
-    np.testing.assert_array_equal(frame, [1, -1, 3])
+    xy, counts = on_pulses(camera_pulses, np.array([11, 12, 14, 15]), np.stack([x, x + 100], -1), x, fill=0)
     np.testing.assert_array_equal(xy[[0, 2], :, 0], x[[1, 3]])
-    assert np.isnan(xy[1]).all() and np.isnan(likelihood[1]).all()
+    np.testing.assert_array_equal(xy[[0, 2], :, 1], x[[1, 3]] + 100)
+    assert (xy[[1, 3]] == 0).all() and (counts[[1, 3]] == 0).all()
     lik = np.array([[[0.9, 0.5]], [[0.7, 0.4]]])  # 2 cameras, 1 frame, 2 parts
     np.testing.assert_array_equal(lowest_used_likelihood(lik, 0.6), [[0.7, np.nan]])
+
+
+def test_nwb_times_from_the_rate_on_a_pulse_grid(tmp_path):
+    """Trigger pulses at 226 Hz on the Pi's microsecond ticks with 20 us jitter: written as starting_time + rate,
+    so readers that build time from the rate (movement) get every frame within 0.1 ms, even an hour in."""
+    from ratpose.export import REGULAR_TOLERANCE_S, _timing
+
+    jitter = np.random.default_rng(2).uniform(-20, 20, 226 * 3600)
+    ticks = np.round(np.arange(226 * 3600) * 1e6 / 226 + jitter)  # pigpio: integer microseconds
+    times = 4000.0 + ticks / 1e6
+    timing = _timing(times)
+    assert set(timing) == {"starting_time", "rate"}
+    rebuilt = timing["starting_time"] + np.arange(len(times)) / timing["rate"]
+    assert np.abs(rebuilt - times).max() <= REGULAR_TOLERANCE_S
+    assert np.abs(rebuilt - times).max() > 1e-5  # the jitter is there, and within the tolerance
+    assert set(_timing(np.delete(times, 500))) == {"timestamps"}  # a gap: the real times
+
+
+def test_skeleton_edges_from_the_limbs_else_the_dlc_project(tmp_path):
+    from ratpose.export.commands import skeleton_edges
+
+    parts = ["snout", "paw", "digit", "tail_base"]
+    assert skeleton_edges(parts, "paw-digit,snout-tail_base,paw-elbow", None) == [(1, 2), (0, 3)]  # elbow: not a part
+    labeled = tmp_path / "project" / "labeled-data"
+    labeled.mkdir(parents=True)
+    (tmp_path / "project" / "config.yaml").write_text("skeleton:\n- [snout, paw]\n- [paw, digit]\n")
+    assert skeleton_edges(parts, "", str(labeled)) == [(0, 1), (1, 2)]
+    assert skeleton_edges(parts, "digit-paw", str(labeled)) == [(2, 1)]  # the limbs first
+    assert skeleton_edges(parts, "", str(tmp_path / "elsewhere")) == []

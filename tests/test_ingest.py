@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import shutil
 from pathlib import Path
 
@@ -72,7 +73,11 @@ def _prepend_toml(folder, text):
 
 
 def _append_toml(folder, text):
-    (folder / "session.toml").write_text((folder / "session.toml").read_text() + "\n" + text + "\n")
+    """Add ``text`` to session.toml; a table it declares replaces the simulator's (e.g. [subject_info])."""
+    meta = tomllib.loads((folder / "session.toml").read_text())
+    for table in re.findall(r"^\[(\w+)\]", text, re.M):
+        meta.pop(table, None)
+    (folder / "session.toml").write_text(tomli_w.dumps(meta) + "\n" + text + "\n")
 
 
 def test_time_zone_and_subject_come_from_session_toml(clean_db, sim_session, tmp_path):

@@ -158,15 +158,49 @@ def test_export_command_writes_every_format_with_the_stored_pose(pipeline, tmp_p
     model = {"training_set": "sim", "pose_params": "external", "pose3d_params": "default"}
     stored = db["pose"].fetch_pose3d({**session, **model})
     paw = stored["bodyparts"].index("paw")
-    db["raw"].Subject.update1({"subject": session["subject"], "sex": "F", "date_of_birth": "2026-06-01"})
     common = ["export", "--subject", session["subject"], "--datetime", session["session_datetime"].isoformat(),
               "--training-set", "sim", "--pose-params", "external"]
+    from movement.io import load_poses
+
+    from ratpose.sim.clocks import _START_INTERVALS
+    from ratpose.sync import pulse_rows, unwrap_ticks
+
+    pulse_time = unwrap_ticks((db["raw"].TriggerLog & session).fetch1("tick_us"))
+    rate = (db["raw"].Session & session).fetch1("trigger_rate_hz")
+    synced = {r["camera"]: r for r in (db["sync"].SyncedFrames & session).to_dicts()}
+
+    def within_1ms(times_s) -> float:
+        """Fraction of the rows holding a pulse that a reader puts within 1 ms of the pulse's neural-clock time."""
+        return float(np.mean(np.abs(np.asarray(times_s)[has] - pulse_time[row_pulse[has]]) < 1e-3))
+
     assert cli([*common, "--format", "csv", "--out", str(tmp_path / "pose.csv")]) == 0
-    table = pd.read_csv(tmp_path / "pose.csv")
-    np.testing.assert_allclose(table["paw_x"], stored["points3d"][:, paw, 0], rtol=1e-6)
-    reference = db["sync"].SyncedFrames & {**session, "camera": stored_cameras(db, stored)[0]}
-    frames = np.searchsorted(reference.fetch1("pulse_index"), stored["pulse_index"])
-    np.testing.assert_array_equal(table["fnum"], frames)  # frame index in the reference camera's video
+    table = pd.read_csv(tmp_path / "pose.csv")  # a row per slot of the trigger rate, NaN where no 3D
+    times_csv = pd.read_csv(tmp_path / "pose_times.csv")  # the exact times beside it
+    row_pulse = times_csv["pulse_index"].to_numpy()
+    has = row_pulse >= 0
+    np.testing.assert_array_equal(table["fnum"], np.arange(len(table)))
+    np.testing.assert_allclose(times_csv["time_s"][has], pulse_time[row_pulse[has]], rtol=0, atol=1e-9)
+    # every pulse from the first frame to the last is a row, but the Pi's start pattern (not at the rate)
+    pattern = len(_START_INTERVALS)  # its irregular intervals end at this pulse
+    first, last = min(r["first_pulse"] for r in synced.values()), max(r["last_pulse"] for r in synced.values())
+    assert set(row_pulse[has]) == set(range(max(first, pattern), last + 1))
+    rows, found = pulse_rows(row_pulse, stored["pulse_index"])
+    assert found.mean() > 0.99 and len(table) > len(stored["pulse_index"])  # drops and gaps: rows of NaN
+    np.testing.assert_allclose(table["paw_x"].to_numpy()[rows[found]], stored["points3d"][found, paw, 0], rtol=1e-6)
+    ds = load_poses.from_anipose_file(tmp_path / "pose.csv", fps=rate)  # time = row / rate
+    assert within_1ms(ds["time"].values + times_csv["time_s"][0]) >= 0.999
+    np.testing.assert_allclose(ds["position"].sel(keypoints="paw").values[rows[found], :, 0],
+                               stored["points3d"][found, paw],
+                               rtol=1e-6)
+    assert cli([*common, "--format", "csv", "--rows", "reconstructed", "--out", str(tmp_path / "r.csv")]) == 0
+    np.testing.assert_array_equal(pd.read_csv(tmp_path / "r_times.csv")["pulse_index"], stored["pulse_index"])
+    subject = (db["raw"].Subject & session).fetch1()  # `ratpose sim` wrote what DANDI requires
+    assert (subject["species"], subject["sex"], str(subject["date_of_birth"])) == ("Rattus norvegicus", "M",
+                                                                                  "2026-08-25")
+    db["raw"].Subject.update1({"subject": session["subject"], "date_of_birth": None, "age": ""})
+    assert cli([*common, "--format", "nwb", "--out", str(tmp_path / "no_age.nwb")]) == 1
+    assert not (tmp_path / "no_age.nwb").exists()
+    assert cli(["subject", "set", session["subject"], "--sex", "F", "--date-of-birth", "2026-06-01"]) == 0
     db["raw"].Session.update1({**session, "timezone": "Europe/Berlin"})  # the rig's zone, as ingest stores it
     assert cli([*common, "--format", "nwb", "--out", str(tmp_path / "s.nwb")]) == 0
     with NWBHDF5IO(str(tmp_path / "s.nwb"), "r") as io:
@@ -175,11 +209,22 @@ def test_export_command_writes_every_format_with_the_stored_pose(pipeline, tmp_p
         assert set(nwb.devices) == set(stored_cameras(db, stored)) and set(nwb.intervals) == {"knob_touches",
                                                                                                 "knob_turns"}
         assert len(nwb.processing["behavior"]["PoseEstimation"].pose_estimations) == 2
-        series = nwb.processing["behavior"]["PoseEstimation"].pose_estimation_series["paw"]
+        estimation = nwb.processing["behavior"]["PoseEstimation"]
+        series = estimation.pose_estimation_series["paw"]
         offset = float(re.search(r"neural clock time - (\S+) s", nwb.notes).group(1))
-        times = np.asarray(series.get_timestamps()[:])  # timestamps, or starting_time + rate when regular
-        np.testing.assert_allclose(times + offset, stored["time_s"], rtol=0, atol=1e-9)
+        times = np.asarray(series.get_timestamps()[:])  # starting_time + rate: the pulses are regular
+        assert series.rate is not None and np.abs(times[has] + offset - pulse_time[row_pulse[has]]).max() < 1e-4
+        pulses = nwb.processing["behavior"]["trigger_pulses"]  # the exact times too
+        np.testing.assert_array_equal(pulses.data[:], row_pulse[has])
+        np.testing.assert_allclose(pulses.timestamps[:] + offset, pulse_time[row_pulse[has]], rtol=0, atol=1e-9)
+        np.testing.assert_allclose(series.data[:][rows[found]], stored["points3d"][found, paw], rtol=1e-6)
         assert times[0] >= 0 and nwb.session_start_time.utcoffset() is not None
+        for camera, view in estimation.pose_estimations.items():  # every frame the camera delivered, its times
+            frames = synced[camera.removeprefix("PoseEstimation_")]
+            series2d = view.pose_estimation_series["paw"]
+            assert len(series2d.data) == frames["n_frames"]
+            np.testing.assert_allclose(np.asarray(series2d.get_timestamps()[:]) + offset, frames["time_s"],
+                                       rtol=0, atol=1e-9)
         spikes = db["raw"].Unit & session
         assert len(nwb.units) == len(spikes)
     import nwbinspector
@@ -200,20 +245,24 @@ def test_export_command_writes_every_format_with_the_stored_pose(pipeline, tmp_p
             assert not nwb.processing["behavior"]["PoseEstimation"].pose_estimations  # no 2D without cameras
     assert cli([*common, "--format", "nwb", "--timezone", "Mars/Olympus", "--out", str(tmp_path / "x.nwb")]) == 1
     assert not (tmp_path / "x.nwb").exists()
+    ds = load_poses.from_nwb_file(tmp_path / "s.nwb")
+    assert within_1ms(ds["time"].values + times[0] + offset) >= 0.999
     assert cli([*common, "--format", "dlc", "--out", str(tmp_path / "dlc")]) == 0
-    from movement.io import load_poses
-
     scorer = "DLC_ratpose_sim_external"  # DeepLabCut's <video stem><scorer>.h5
-    ds = load_poses.from_dlc_file(tmp_path / "dlc" / f"{stored_cameras(db, stored)[0]}{scorer}.h5")
-    assert ds.sizes["time"] == len(stored["time_s"])
+    camera = stored_cameras(db, stored)[0]
+    ds = load_poses.from_dlc_file(tmp_path / "dlc" / f"{camera}{scorer}.h5")
+    assert ds.sizes["time"] == synced[camera]["n_frames"]  # a row per video frame, as DeepLabCut writes them
+    pose3d = pd.read_hdf(tmp_path / "dlc" / "pose3d.h5")
+    np.testing.assert_array_equal(pose3d.index, np.arange(len(table)))
     assert cli([*common, "--format", "dlc", "--without", "pose2d", "--out", str(tmp_path / "dlc3d")]) == 0
     assert [p.name for p in (tmp_path / "dlc3d").iterdir()] == ["pose3d.h5"]
     assert cli([*common, "--format", "movement", "--out", str(tmp_path / "pose.nc")]) == 0
     import xarray
 
     back = xarray.open_dataset(tmp_path / "pose.nc")
-    np.testing.assert_array_equal(back["time"].values, stored["time_s"])
-    np.testing.assert_allclose(back["position"].sel(keypoints="paw").values[:, :, 0], stored["points3d"][:, paw])
+    np.testing.assert_array_equal(back["time"].values, times_csv["time_s"])
+    np.testing.assert_allclose(back["position"].sel(keypoints="paw").values[rows[found], :, 0],
+                               stored["points3d"][found, paw])
     assert cli([*common[:2], "nobody", *common[3:], "--format", "csv", "--out", str(tmp_path / "x.csv")]) == 1
 
 

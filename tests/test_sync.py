@@ -347,3 +347,19 @@ def test_pulse_rows_finds_each_pulses_frame_or_none():
     np.testing.assert_array_equal(found, [int(p) in expected for p in pulses])
     rows, found = pulse_rows([], [1, 2])
     assert rows.tolist() == [-1, -1] and not found.any()
+
+
+def test_pulse_slots_put_pulses_on_one_rate_past_the_start_pattern_and_pauses():
+    """The Pi's train: its irregular start pattern, 20 us jitter, then a pause of 3 periods (a wave restarted)."""
+    from ratpose.sim.clocks import _START_INTERVALS, _pulse_offsets_us
+    from ratpose.sync import pulse_slots
+
+    rate = 226.0
+    times = 4000.0 + _pulse_offsets_us(5000, rate, 20.0, True, np.random.default_rng(4)) / 1e6
+    times[3000:] += 3 / rate  # 3 slots without a pulse
+    slots, kept, start, period = pulse_slots(times, rate)
+    pattern = len(_START_INTERVALS)
+    np.testing.assert_array_equal(kept, np.arange(5000) >= pattern)
+    np.testing.assert_array_equal(np.diff(slots), np.where(np.arange(pattern + 1, 5000) == 3000, 4, 1))
+    assert abs(period * rate - 1) < 1e-6
+    assert np.abs(start + slots * period - times[kept]).max() < 100e-6  # 20 us jitter: within 5 sigma

@@ -126,9 +126,14 @@ def _storage_lines(cfg, bytes_per_frame: dict[str, float], disk_dir: Path, event
         return lines + [f"FAIL disk under {disk_dir}: cannot write there ({err})"], False
     ok = speed >= need
     free_h = shutil.disk_usage(disk_dir).free / 1e6 / max(need * kept, 1e-9) / 3600
-    lines.append(f"{'PASS' if ok else 'FAIL'} disk under {disk_dir}: {speed:.3g} MB/s sustained (fsync) "
-                 f"{'>=' if ok else '<'} {need:.3g} MB/s needed; free space for ~{free_h:.3g} h")
+    lines.append(f"{'PASS' if ok else 'FAIL'} disk under {disk_dir}: {_plain(speed)} MB/s sustained (fsync) "
+                 f"{'>=' if ok else '<'} {_plain(need)} MB/s needed; free space for ~{_plain(free_h)} h")
     return lines, ok
+
+
+def _plain(value: float) -> str:
+    """Three significant digits without an exponent (1234 MB/s, not 1.23e+03)."""
+    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
 
 
 def rig_check(config, cameras=None, trigger=None, disk_dir: Path | None = None,

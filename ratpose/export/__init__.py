@@ -50,9 +50,10 @@ def _per_frame(values, n_frames: int, name: str) -> np.ndarray:
 
 def pose_table(points3d, bodyparts, *, errors=None, n_cameras=None, scores=None, frame_numbers=None) -> pd.DataFrame:
     """The table anipose's ``triangulate`` writes: <part>_x, _y, _z, _error, _ncams, _score per body part,
-    M_ij (identity) and center_i (zero): the points stay in the rig's frame, then fnum, the frame index
-    in the reference camera's video (default 0..n-1). As anipose does, _ncams, _error and _score are NaN
-    where fewer than two cameras saw the point; scores are the lowest 2D score of the cameras used."""
+    M_ij (identity) and center_i (zero): the points stay in the rig's frame, then fnum, the frame number
+    (default 0..n-1; ratpose's exports: the trigger pulse counted from the first). As anipose does, _ncams,
+    _error and _score are NaN where fewer than two cameras saw the point; scores are the lowest 2D score of
+    the cameras used. No other column: movement's reader refuses any."""
     pts, names = _check_pose(points3d, bodyparts)
     shape = pts.shape[:2]
     ncams = _per_point(n_cameras, shape, "n_cameras")
@@ -80,9 +81,9 @@ def to_csv(path, points3d, bodyparts, **columns) -> Path:
     return path
 
 
-def dlc_table(points, bodyparts, *, scorer: str, likelihood=None) -> pd.DataFrame:
-    """DeepLabCut's table: columns (scorer, bodyparts, coords), one row per frame. points (n, parts, 2)
-    gives DLC's 2D layout (x, y, likelihood), points (n, parts, 3) its 3D layout (x, y, z)."""
+def dlc_table(points, bodyparts, *, scorer: str, likelihood=None, index=None) -> pd.DataFrame:
+    """DeepLabCut's table: columns (scorer, bodyparts, coords), one row per frame (``index``: the frame numbers,
+    default 0..n-1). points (n, parts, 2) gives DLC's 2D layout (x, y, likelihood), (n, parts, 3) its 3D one."""
     pts = np.asarray(points, dtype=np.float64)
     if pts.ndim != 3 or pts.shape[-1] not in (2, 3):
         raise ValueError(f"points must have shape (n_frames, n_parts, 2 or 3), got {pts.shape}")
@@ -91,14 +92,15 @@ def dlc_table(points, bodyparts, *, scorer: str, likelihood=None) -> pd.DataFram
     if pts.shape[-1] == 2:
         pts = np.concatenate([pts, _per_point(likelihood, pts.shape[:2], "likelihood")[..., None]], axis=-1)
         coords.append("likelihood")
-    index = pd.MultiIndex.from_product([[scorer], names, coords], names=["scorer", "bodyparts", "coords"])
-    return pd.DataFrame(pts.reshape(len(pts), -1), columns=index)
+    header = pd.MultiIndex.from_product([[scorer], names, coords], names=["scorer", "bodyparts", "coords"])
+    rows = None if index is None else _per_frame(index, len(pts), "index").astype(np.int64)
+    return pd.DataFrame(pts.reshape(len(pts), -1), columns=header, index=rows)
 
 
-def to_dlc_h5(path, points, bodyparts, *, scorer: str, likelihood=None) -> Path:
+def to_dlc_h5(path, points, bodyparts, *, scorer: str, likelihood=None, index=None) -> Path:
     """Write dlc_table(...) as DeepLabCut does: HDF5 key 'df_with_missing', PyTables table format."""
     path = Path(path)
-    dlc_table(points, bodyparts, scorer=scorer, likelihood=likelihood).to_hdf(
+    dlc_table(points, bodyparts, scorer=scorer, likelihood=likelihood, index=index).to_hdf(
         path, key="df_with_missing", format="table", mode="w")
     return path
 
@@ -114,12 +116,17 @@ def _calibrated_cameras(rig: Rig):
             for cam in rig]
 
 
+REGULAR_TOLERANCE_S = 1e-4  # frames this close to a fixed-rate grid are written as starting_time + rate
+
+
 def _timing(times: np.ndarray) -> dict:
-    """NWB timing of frames: starting_time and rate when the intervals are equal to 1 ns (as nwbinspector
-    asks), else the timestamps."""
-    steps = np.unique(np.round(np.diff(times), 9))
-    if len(steps) == 1 and steps[0] > 0:
-        return {"starting_time": float(times[0]), "rate": float((len(times) - 1) / (times[-1] - times[0]))}
+    """NWB timing of frames: starting_time and rate when every frame lies within REGULAR_TOLERANCE_S of a
+    fixed-rate grid (trigger pulses, with the Pi's microsecond jitter: readers that build time from the rate,
+    as movement does, then get every frame's time), else the timestamps."""
+    if len(times) > 1 and times[-1] > times[0]:
+        rate = (len(times) - 1) / (times[-1] - times[0])
+        if np.abs(times - (times[0] + np.arange(len(times)) / rate)).max() <= REGULAR_TOLERANCE_S:
+            return {"starting_time": float(times[0]), "rate": float(rate)}
     return {"timestamps": times}
 
 
@@ -146,7 +153,8 @@ def _linked(series) -> dict:
 
 def to_nwb(path, points3d, times_s, bodyparts, *, session_start_time: datetime, clock_offset_s: float | None = None,
            scores=None, errors=None, n_cameras=None, rig: Rig | None = None, pose2d: dict | None = None,
-           edges=None, subject: dict | None = None, units=None, spike_resolution_s: float | None = None,
+           edges=None, pulse_index=None, subject: dict | None = None, units=None,
+           spike_resolution_s: float | None = None,
            touches=None, turns=None,
            session_description: str = "3D pose of a rat (ratpose)", identifier: str | None = None,
            scorer: str | None = None, source_software_version: str | None = None) -> Path:
@@ -155,9 +163,12 @@ def to_nwb(path, points3d, times_s, bodyparts, *, session_start_time: datetime, 
     All times are seconds on the neural clock; the file holds t - clock_offset_s (the neural-clock time
     of session_start_time, default the earliest frame, spike or interval), recorded in the file's notes. Written:
     processing/behavior/PoseEstimation (3D, millimetres, confidence = scores), one PoseEstimation_<cam>
-    per camera in pose2d ({camera: (xy (n, parts, 2) px, likelihood (n, parts))}) linked to the rig's
-    cameras as CalibratedCamera devices, reprojection_error / n_cameras TimeSeries, a Skeleton with
-    edges (index pairs); subject (dict of pynwb Subject fields, species defaulting to Rattus norvegicus),
+    per camera in pose2d ({camera: (xy (m, parts, 2) px, likelihood (m, parts), times_s (m,))}: every frame the
+    camera delivered, on its own times) linked to the rig's cameras as CalibratedCamera devices,
+    reprojection_error / n_cameras TimeSeries, trigger_pulses (``pulse_index`` of the rows, -1 for none, on
+    their exact times: the pose may be written with a rate, within REGULAR_TOLERANCE_S), a Skeleton with
+    edges (index pairs);
+    subject (dict of pynwb Subject fields, species defaulting to Rattus norvegicus),
     units ([(unit_id, spike_times, {column: value})], with spike_resolution_s, the
     sorter's time resolution), touches and turns ((n, 2) start/stop) as
     TimeIntervals. Leave any part out by passing None. session_start_time must be timezone-aware.
@@ -176,13 +187,14 @@ def to_nwb(path, points3d, times_s, bodyparts, *, session_start_time: datetime, 
     if session_start_time.tzinfo is None:
         raise ValueError("session_start_time must be timezone-aware (e.g. datetime(..., tzinfo=...))")
     starts = [times[0], *(np.min(u[1], initial=np.inf) for u in units or ()),
+              *(np.min(view[2], initial=np.inf) for view in (pose2d or {}).values()),
               *(np.min(i, initial=np.inf) for i in (touches, turns) if i is not None)]
     offset = float(min(starts)) if clock_offset_s is None else float(clock_offset_s)
     if min(starts) < offset:
         raise ValueError(f"clock_offset_s {offset} is after the first event ({min(starts)} s): NWB times must be >= 0")
     shape = pts.shape[:2]
     score = None if scores is None else _per_point(scores, shape, "scores")
-    edge_array = np.zeros((0, 2), dtype=np.uint8) if edges is None else np.asarray(edges)
+    edge_array = np.asarray(edges if edges is not None and len(edges) else np.zeros((0, 2), dtype=np.uint8))
     if edge_array.ndim != 2 or edge_array.shape[1] != 2 or ((edge_array < 0) | (edge_array >= len(names))).any():
         raise ValueError(f"edges must be pairs of body-part indices in [0, {len(names)}), got {edge_array.tolist()}")
 
@@ -205,16 +217,18 @@ def to_nwb(path, points3d, times_s, bodyparts, *, session_start_time: datetime, 
                             confidence_definition="lowest 2D likelihood of the cameras used")
     first = series3d[0]
     views = []
-    for camera, (xy, likelihood) in (pose2d or {}).items():
+    for camera, (xy, likelihood, camera_times) in (pose2d or {}).items():
         if camera not in cameras:
             raise ValueError(f"pose2d camera {camera!r} is not in the rig ({', '.join(cameras) or 'no rig given'})")
         xy = np.asarray(xy, dtype=np.float64)
-        if xy.shape != shape + (2,):
-            raise ValueError(f"pose2d[{camera!r}] must have shape {shape + (2,)}, got {xy.shape}")
+        if xy.ndim != 3 or xy.shape[1:] != (len(names), 2):
+            raise ValueError(f"pose2d[{camera!r}] must have shape (n_frames, {len(names)}, 2), got {xy.shape}")
+        camera_times = _per_frame(camera_times, len(xy), f"pose2d[{camera!r}] times")
         series2d = _pose_series(
-            xy, first, names, unit="pixels", description=f"2D pose in camera {camera}",
+            xy, _timing(camera_times - offset), names, unit="pixels", description=f"2D pose in camera {camera}",
             reference_frame=f"image of camera {camera}: (0, 0) the top-left pixel's centre, x right, y down",
-            confidence=_per_point(likelihood, shape, "likelihood"), confidence_definition="DeepLabCut likelihood")
+            confidence=_per_point(likelihood, xy.shape[:2], "likelihood"),
+            confidence_definition="DeepLabCut likelihood")
         views.append(PoseEstimation(name=f"PoseEstimation_{camera}", pose_estimation_series=series2d,
                                     description=f"2D pose in camera {camera}", device=cameras[camera], **common))
     behavior.add(MultiCameraPoseEstimation(name="PoseEstimation", pose_estimation_series=series3d,
@@ -227,6 +241,12 @@ def to_nwb(path, points3d, times_s, bodyparts, *, session_start_time: datetime, 
         if values is not None:
             behavior.add(TimeSeries(name=name, data=_per_point(values, shape, name), unit=unit,
                                     **_linked(first), description=f"{description}; columns: {', '.join(names)}"))
+    if pulse_index is not None:
+        pulse = _per_frame(pulse_index, n_frames, "pulse_index").astype(np.int64)
+        behavior.add(TimeSeries(name="trigger_pulses", data=pulse[pulse >= 0], unit="pulse",
+                                timestamps=times[pulse >= 0] - offset,
+                                description="the trigger pulse of each pose row (index into the Pi's trigger log) "
+                                            "at its exact time on the neural clock"))
     if units:
         if spike_resolution_s is None:
             raise ValueError("units need spike_resolution_s (the spike sorter's time resolution, seconds)")

@@ -123,7 +123,8 @@ def _foreign_folder(path: Path, rig, date, board, media) -> CalibrationMaterial:
         raise CalibrationFolderError(f"{path}: a {layout} folder does not say which board it shows: give --board "
                                      "BOARD.toml (Anipose keys) or --checkerboard COLSxROWS --square-mm MM")
     if not rig or not str(rig).strip() or date is None:
-        raise CalibrationFolderError(f"{path}: a {layout} folder does not name its rig and date: give --rig and --date")
+        raise CalibrationFolderError(f"{path}: a {layout} folder does not name its rig and date: ratpose calibrate "
+                                     f"{path} --rig R --date YYYY-MM-DD")
     root = path.resolve()
     inside_folder(root, [f for files in camera_files.values() for f in files])
     images = {cam: [f for f in files if f.suffix.lower() in IMAGE_SUFFIXES] for cam, files in camera_files.items()}

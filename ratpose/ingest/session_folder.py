@@ -262,7 +262,7 @@ def _read_metadata(folder: Path) -> dict:
         raise SessionFormatError(path, f"session_datetime {meta['session_datetime']} is in the future")
     if not _toml_number(meta, "trigger_rate_hz", path) > 0:
         raise SessionFormatError(path, "trigger_rate_hz must be positive")
-    meta["subject_info"] = _subject_info(meta.get("subject_info", {}), path)
+    meta["subject_info"] = check_subject_info(meta.get("subject_info", {}), path)
     return meta
 
 
@@ -284,8 +284,10 @@ def _offset(when: _dt.datetime) -> str:
     return f"{'-' if minutes < 0 else '+'}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
 
 
-def _subject_info(info, path: Path) -> dict:
-    """raw.Subject columns from the optional [subject_info] table: species, sex (M/F/U/O), date_of_birth, age."""
+def check_subject_info(info, path: Path) -> dict:
+    """raw.Subject columns from the optional [subject_info] table: species, sex (M/F/U/O), date_of_birth, age.
+
+    SessionFormatError naming ``path`` and the key when a value is not allowed."""
     if not isinstance(info, dict):
         raise SessionFormatError(path, "'subject_info' must be a table")
     unknown = sorted(set(info) - set(SUBJECT_INFO))

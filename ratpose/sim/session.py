@@ -46,6 +46,8 @@ class SessionConfig:
     n_units: int = 6
     knob_rate_hz: float = 100.0
     subject: str = "rat01"
+    subject_sex: str = "M"  # session.toml [subject_info]: what DANDI requires of a subject (with species)
+    subject_date_of_birth: str = "2026-08-25"
     rig: str = "sim-rig-1"
     task: str = "knob-supination"
     session_datetime: str = "2026-11-24T10:00:00"
@@ -177,7 +179,9 @@ def write_session(path, config: SessionConfig = SessionConfig()) -> GroundTruth:
                    zip(spike_ids.tolist(), [f"{v:.6f}" for v in spike_times]))
     meta = {"format_version": 1, "subject": config.subject, "session_datetime": config.session_datetime,
             "rig": config.rig, "task": config.task, "notes": f"simulated by ratpose.sim, seed {config.seed}",
-            "trigger_rate_hz": float(config.fps), "camera": cameras_toml}
+            "trigger_rate_hz": float(config.fps), "camera": cameras_toml,
+            "subject_info": {"species": "Rattus norvegicus", "sex": config.subject_sex,
+                             "date_of_birth": config.subject_date_of_birth}}
     (path / "session.toml").write_text(tomli_w.dumps(meta))
 
     truth = GroundTruth(config=asdict(config), rig=rig, scene=scene, tick_us=clocks.tick_us, pulse_time_s=t,
