@@ -98,8 +98,10 @@ def _ratpose_folder(path, meta, rig, date, board, media) -> CalibrationMaterial:
     if board is not None and board.to_dict() != meta["board"].to_dict():
         raise CalibrationFolderError(f"{path / 'calibration.toml'}: names its own [board]; leave out --board")
     material = read_calibration_folder(path)
-    for given, own, what in ((rig, material.rig_name, "rig"), (calibration_datetime(path, date) if date else None,
-                                                              calibration_datetime(path, material.date), "date")):
+    naive = lambda when: when.replace(tzinfo=None)  # noqa: E731 - the database keeps the folder's local time
+    for given, own, what in ((rig, material.rig_name, "rig"),
+                             (naive(calibration_datetime(path, date)) if date else None,
+                              naive(calibration_datetime(path, material.date)), "date")):
         if given is not None and given != own:
             raise CalibrationFolderError(f"{path / 'calibration.toml'}: says {what} {own!r}, not {given!r}")
     return material
@@ -111,7 +113,7 @@ def calibration_datetime(path: Path, date) -> _dt.datetime:
         when = date if isinstance(date, _dt.datetime) else _dt.datetime.fromisoformat(str(date))
     except ValueError:
         raise CalibrationFolderError(f"{path}: date {date!r} is not a valid ISO 8601 date") from None
-    if when > _dt.datetime.now() + FUTURE_MARGIN:
+    if when > _dt.datetime.now(when.tzinfo) + FUTURE_MARGIN:  # an offset compares as itself
         raise CalibrationFolderError(f"{path}: date {when.isoformat()} is in the future")
     return when
 
