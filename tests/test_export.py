@@ -274,7 +274,9 @@ def test_skeleton_edges_from_the_limbs_else_the_dlc_project(tmp_path):
     from ratpose.export.commands import skeleton_edges
 
     parts = ["snout", "paw", "digit", "tail_base"]
-    assert skeleton_edges(parts, "paw-digit,snout-tail_base,paw-elbow", None) == [(1, 2), (0, 3)]  # elbow: not a part
+    assert skeleton_edges(parts, "paw-digit,snout-tail_base", None) == [(1, 2), (0, 3)]
+    with pytest.raises(ValueError, match="'paw-elbow' is not two different body parts"):  # as Pose3D refuses it
+        skeleton_edges(parts, "paw-digit,paw-elbow", None)
     labeled = tmp_path / "project" / "labeled-data"
     labeled.mkdir(parents=True)
     (tmp_path / "project" / "config.yaml").write_text("skeleton:\n- [snout, paw]\n- [paw, digit]\n")

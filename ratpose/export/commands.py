@@ -11,6 +11,7 @@ import pandas as pd
 import yaml
 
 from ..behaviour import touch_intervals, turn_intervals
+from ..pose3d.reconstruct import Pose3DParams
 from ..rig import time_zone
 from ..sync import pulse_rows, pulse_slots, unwrap_ticks
 from . import to_csv, to_dlc_h5, to_movement, to_nwb
@@ -94,15 +95,17 @@ def times_file(csv: Path) -> Path:
 
 
 def skeleton_edges(bodyparts: list[str], limbs: str, labeled_dir: str | None) -> list[tuple[int, int]]:
-    """Skeleton edges (body-part index pairs): Pose3DParams' limbs ('a-b,c-d'), else the ``skeleton`` of the
-    DeepLabCut project holding the training set (its config.yaml above labeled-data/), else none."""
-    pairs = [tuple(limb.split("-", 1)) for limb in limbs.split(",") if "-" in limb] if limbs else []
-    if not pairs and labeled_dir:
-        config = Path(labeled_dir).parent / "config.yaml"
-        try:
-            pairs = [tuple(p) for p in (yaml.safe_load(config.read_text()) or {}).get("skeleton") or []]
-        except (OSError, yaml.YAMLError, AttributeError, TypeError):
-            pairs = []
+    """Skeleton edges (body-part index pairs): Pose3DParams' limbs ('a-b,c-d', ``Pose3DParams.limb_indices``),
+    else the ``skeleton`` of the DeepLabCut project holding the training set (its config.yaml above
+    labeled-data/; pairs naming other parts left out), else none."""
+    edges = Pose3DParams(limbs=limbs).limb_indices(list(bodyparts))
+    if edges or not labeled_dir:
+        return edges
+    try:
+        config = yaml.safe_load((Path(labeled_dir).parent / "config.yaml").read_text()) or {}
+        pairs = [tuple(p) for p in config.get("skeleton") or []]
+    except (OSError, yaml.YAMLError, AttributeError, TypeError):
+        return []
     index = {name: i for i, name in enumerate(bodyparts)}
     return [(index[a], index[b]) for a, b in (p for p in pairs if len(p) == 2) if a in index and b in index]
 
@@ -206,10 +209,11 @@ def _cmd_export(args) -> int:
             raise
         print(f"ERROR {err}", file=sys.stderr)
         return 1
-    gaps = dandi_subject_gaps((modules["raw"].Subject & {"subject": args.subject}).fetch1())
-    if args.format == "nwb" and gaps:
-        print(f"WARNING {path}: subject {args.subject!r} has no {' and no '.join(gaps)}: DANDI will refuse the file",
-              file=sys.stderr)
+    if args.format == "nwb" and args.incomplete_subject:  # exported although DANDI would refuse it: say so
+        gaps = dandi_subject_gaps((modules["raw"].Subject & {"subject": args.subject}).fetch1())
+        if gaps:
+            print(f"WARNING {path}: subject {args.subject!r} has no {' and no '.join(gaps)}: DANDI will refuse the "
+                  "file", file=sys.stderr)
     print(f"wrote {path}")
     return 0
 
@@ -230,8 +234,8 @@ def add_commands(subparsers) -> None:
     exp.add_argument("--timezone", help="IANA time zone the session's datetime is local time in; None: the rig's "
                                          "(session.toml's timezone, recorded at ingest)")
     exp.add_argument("--rows", choices=ROWS, default="pulses",
-                     help="pulses: a row per trigger pulse from the first to the last frame (NaN where no 3D), so "
-                          "time = first time + row / rate; reconstructed: Pose3D's rows only")
+                     help="pulses: a row per slot of the trigger rate from the first to the last frame (NaN where "
+                          "no 3D), so time = first time + row / rate; reconstructed: Pose3D's rows only")
     exp.add_argument("--incomplete-subject", action="store_true",
                      help="NWB: export a subject lacking what DANDI requires (age or date of birth, sex, species), "
                           "with a warning, instead of refusing")

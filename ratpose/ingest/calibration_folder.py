@@ -43,8 +43,7 @@ class CalibrationMaterial:
     media: str = "images"  # "images" or "videos" (board videos, frames sampled)
 
 
-def read_calibration_meta(path: Path) -> dict:
-    """The validated calibration.toml of a ratpose calibration folder (its [board] as a Board)."""
+def _read_meta(path: Path) -> dict:
     meta_path = path / "calibration.toml"
     if not meta_path.is_file():
         raise CalibrationFolderError(f"{meta_path}: missing (every calibration folder needs it)")
@@ -158,7 +157,7 @@ def _read_calibration_folder(path: Path) -> CalibrationMaterial:
         raise CalibrationFolderError(f"{path}: not a folder")
     root = path.resolve()
     inside_folder(root, [path / "calibration.toml"])
-    meta = read_calibration_meta(path)
+    meta = _read_meta(path)
     names = _camera_names(path, meta)
     inside_folder(root, [path / name for name in names])
     views = {name: _views(path / name) for name in names}

@@ -42,7 +42,6 @@ from .calibration_folder import (
     load_camera_images,
     natural_key,
     read_calibration_folder,
-    read_calibration_meta,
 )
 from .session_folder import FUTURE_MARGIN, file_checksums
 
@@ -71,33 +70,33 @@ def read_calibration(path, rig: str | None = None, date=None, board: Board | Non
     if not path.is_dir():
         raise CalibrationFolderError(f"{path}: not a folder")
     try:
-        meta = read_calibration_meta(path) if _names_itself(path) else None
-        if meta is not None:
-            return _ratpose_folder(path, meta, rig, date, board, media)
+        if _names_itself(path):
+            return _ratpose_folder(path, rig, date, board, media)
         return _foreign_folder(path, rig, date, board, media)
     except PermissionError as err:
         raise CalibrationFolderError(f"{err.filename or path}: permission denied (make it readable)") from err
 
 
 def _names_itself(path: Path) -> bool:
-    """True for a ratpose calibration folder: a calibration.toml that is not Anipose's output ([cam_N])."""
+    """True for a ratpose calibration folder: a calibration.toml that is not Anipose's output ([cam_N]); one
+    that is not valid TOML counts (read_calibration_folder names the problem)."""
     meta = path / "calibration.toml"
     if not meta.is_file():
         return False
     try:
         data = tomllib.loads(meta.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError):
-        return True  # read_calibration_meta names the problem
+        return True
     return not any(re.fullmatch(r"cam_\d+", key) for key in data)
 
 
-def _ratpose_folder(path, meta, rig, date, board, media) -> CalibrationMaterial:
+def _ratpose_folder(path, rig, date, board, media) -> CalibrationMaterial:
     if media == "videos":
         raise CalibrationFolderError(f"{path / 'calibration.toml'}: a ratpose calibration folder holds images, "
                                      "not board videos (docs/calibration-format.md)")
-    if board is not None and board.to_dict() != meta["board"].to_dict():
-        raise CalibrationFolderError(f"{path / 'calibration.toml'}: names its own [board]; leave out --board")
     material = read_calibration_folder(path)
+    if board is not None and board.to_dict() != material.board.to_dict():
+        raise CalibrationFolderError(f"{path / 'calibration.toml'}: names its own [board]; leave out --board")
     naive = lambda when: when.replace(tzinfo=None)  # noqa: E731 - the database keeps the folder's local time
     for given, own, what in ((rig, material.rig_name, "rig"),
                              (naive(calibration_datetime(path, date)) if date else None,

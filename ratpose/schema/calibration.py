@@ -196,7 +196,6 @@ def import_anipose_calibration(toml_path: str | Path, rig: str, date, notes: str
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path}: cannot read Anipose calibration: {exc}") from None
-    rig_from_anipose_text(text, path)  # refuses what Calibration could not use
     return _import(path, text, rig, date, notes, "anipose", [path])
 
 
@@ -216,7 +215,8 @@ def import_dlc3d_calibration(project: str | Path, rig: str, date, square_mm: flo
 
 
 def _import(path: Path, text: str, rig: str, date, notes: str, source: str, files: list[Path]) -> tuple[dict, bool]:
-    """Insert an imported calibration (Anipose text) as a CalibrationRecording of ``rig`` on ``date``."""
+    """Insert an imported calibration (Anipose text) as a CalibrationRecording of ``rig`` on ``date``; refuses
+    text Calibration could not use (``rig_from_anipose_text``: identical cameras, malformed values)."""
     cameras = rig_from_anipose_text(text, path).names
     for name in cameras:
         if not CAMERA_NAME.fullmatch(name):
