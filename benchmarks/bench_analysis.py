@@ -52,7 +52,8 @@ def main():
 
     seconds, paw_speed = best_of(2, lambda: speed(t, points[:, 1]))
     seconds_all, _ = best_of(1, lambda: speed(t, points))
-    print(f"speed (1 part):     {seconds:7.3f} s  {t.size / seconds / 1e6:6.2f} M frames/s;  all {N_PARTS} parts: {seconds_all:.3f} s")
+    print(f"speed (1 part):     {seconds:7.3f} s  {t.size / seconds / 1e6:6.2f} M frames/s;  "
+          f"all {N_PARTS} parts: {seconds_all:.3f} s")
 
     # A unit tuned to paw speed, ~10 Hz mean rate: thinning of a homogeneous Poisson train.
     paw_speed = speed(t, points[:, 1], smooth_s=0.05)
@@ -67,7 +68,8 @@ def main():
     seconds_curve, _ = best_of(3, lambda: tuning_curve(unit, t, paw_speed, bins))
     seconds_test, test = best_of(2, lambda: shuffle_test(unit, t, paw_speed, bins, n_shuffles=N_SHUFFLES, seed=1))
     print(f"tuning_curve:       {seconds_curve:7.3f} s")
-    print(f"shuffle_test x{N_SHUFFLES}: {seconds_test:7.3f} s  ({1e3 * (seconds_test - seconds_curve) / N_SHUFFLES:.2f} ms "
+    print(f"shuffle_test x{N_SHUFFLES}: {seconds_test:7.3f} s  "
+          f"({1e3 * (seconds_test - seconds_curve) / N_SHUFFLES:.2f} ms "
           f"per shuffle; ratio to one curve {seconds_test / seconds_curve:.1f}); p = {test.p_value:.4f}")
     seconds_dir, tuned = best_of(2, lambda: direction_tuning(unit, t, direction, n_shuffles=N_SHUFFLES, seed=2))
     print(f"direction_tuning x{N_SHUFFLES}: {seconds_dir:7.3f} s  p = {tuned.p_value:.3f}")

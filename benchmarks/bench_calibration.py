@@ -17,7 +17,7 @@ from ratpose.calibration import (
     calibrate_from_detections,
     detect_views,
 )
-from ratpose.rig import Camera, Rig
+from ratpose.rig import CameraModel, Rig
 from ratpose.sim.boards import scale_rig, simulate_calibration_views
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -36,8 +36,8 @@ def lab_rig() -> Rig:
     a = np.radians(30.0)
     z, x = np.array([-np.sin(a), 0, np.cos(a)]), np.array([np.cos(a), 0, np.sin(a)])
     R1 = np.vstack([x, np.cross(z, x), z])
-    return Rig((Camera("cam0", (1440, 1080), [[f, 0, 725], [0, f, 532], [0, 0, 1]], dist),
-                Camera("cam1", (1440, 1080), [[f, 0, 712], [0, f, 545], [0, 0, 1]], dist, R1,
+    return Rig((CameraModel("cam0", (1440, 1080), [[f, 0, 725], [0, f, 532], [0, 0, 1]], dist),
+                CameraModel("cam1", (1440, 1080), [[f, 0, 712], [0, f, 545], [0, 0, 1]], dist, R1,
                        -R1 @ (np.array([0, 0, 150.0]) - 150.0 * z))))
 
 

@@ -22,14 +22,12 @@ from pathlib import Path
 
 import numpy as np
 import tomli_w
-
-from ratpose.acquisition.commands import compress_session
-from ratpose.acquisition.writers import VideoWriter, nvenc_available
-from ratpose.pose2d import dlc
-from ratpose.video import decode_gray
-from ratpose.pose2d.workspace import Workspace, crop_for_camera
-
 from bench_pose2d import FPS, SIZE, _session, _train  # the same frames and model recipe
+
+from ratpose.acquisition.compress import compress_session
+from ratpose.pose2d import dlc
+from ratpose.pose2d.workspace import Workspace, crop_for_camera
+from ratpose.video import VideoWriter, decode_gray, nvenc_available
 
 # label -> (codec of VideoWriter, crf, preset, extra encoder options)
 VARIANTS = {

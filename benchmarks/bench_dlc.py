@@ -19,14 +19,14 @@ import numpy as np
 
 from ratpose.pose2d import dlc
 from ratpose.sim import BODYPARTS, write_labeled_frames
+from ratpose.video import VideoWriter
 
 
 def _video_from_frames(frames_dir: Path, video: Path, n_frames: int, size: tuple[int, int]) -> None:
     images = [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in sorted(frames_dir.glob("img*.png"))]
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"FFV1"), 226.0, size)
-    for i in range(n_frames):
-        writer.write(cv2.cvtColor(images[i % len(images)], cv2.COLOR_GRAY2BGR))
-    writer.release()
+    with VideoWriter(video, *size, 226.0, codec="ffv1") as writer:
+        for i in range(n_frames):
+            writer.write(images[i % len(images)])
 
 
 def _best_time(fn, repeats: int) -> float:
@@ -56,7 +56,7 @@ def main() -> None:
         write_labeled_frames(root / "labels" / "labeled-data" / "sim0", 24, size, seed=1)
         config = dlc.build_project(root / "labels", root / "project", BODYPARTS, train_fraction=0.75, seed=0)
         t0 = time.perf_counter()
-        model = dlc.train(config, dlc.TrainParams(net_type=args.net_type, epochs=args.epochs, batch_size=8,
+        model = dlc.train(config, dlc.TrainSettings(net_type=args.net_type, epochs=args.epochs, batch_size=8,
                                                   augmentation=False, device=args.device, init="random",
                                                   save_epochs=args.epochs))
         train_s = time.perf_counter() - t0
@@ -64,7 +64,7 @@ def main() -> None:
         video = root / "clip.avi"
         _video_from_frames(frames, video, args.frames, size)
 
-        device = "cuda" if args.device == "cuda" else dlc._resolve_device(args.device)
+        device = "cuda" if args.device == "cuda" else dlc.resolve_device(args.device)
         dest = root / "dlc_out"
         dest.mkdir()
         pose = dlc.analyze_video(model, video, batch_size=args.batch_size, device=device)  # warm-up

@@ -25,14 +25,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ratpose.acquisition.writers import VideoWriter
 from ratpose.pose2d import dlc
-from ratpose.video import decode_gray
 from ratpose.pose2d.workspace import CropBox, Workspace, crop_for_camera
 from ratpose.sim import BODYPARTS, write_labeled_frames
 from ratpose.sim.cameras import rig_and_lab_frame
 from ratpose.sim.render import render_background, render_frame
 from ratpose.sim.scene import make_scene
+from ratpose.video import VideoWriter, decode_gray
 
 SIZE, FPS, HOUR_FRAMES = (1440, 1080), 226.0, 2 * 813_600
 
@@ -79,7 +78,7 @@ def _train(root: Path, n_labels: int, window: int, epochs: int, device: str) -> 
 
     dlc.crop_labeled_data(root / "full", root / "windows", around_labels, "sim")
     config = dlc.build_project(root / "windows", root / "project", BODYPARTS, train_fraction=0.8, seed=0)
-    return dlc.train(config, dlc.TrainParams(net_type="resnet_10", epochs=epochs, batch_size=8, augmentation=False,
+    return dlc.train(config, dlc.TrainSettings(net_type="resnet_10", epochs=epochs, batch_size=8, augmentation=False,
                                              device=device, init="random", save_epochs=epochs))
 
 

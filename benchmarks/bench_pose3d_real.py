@@ -1,4 +1,4 @@
-"""3D from real 2D without ground truth: ratpose's default reconstruction (Pose3DParams(), through
+"""3D from real 2D without ground truth: ratpose's default reconstruction (Pose3DSettings(), through
 ratpose.pose3d.reconstruct, gates included), ratpose linear (the LINEAR row of Pose3DParams) and aniposelib's
 triangulate (DLT) and triangulate_optim (anipose's default settings) on sleap-anipose's real 4-camera
 minimal session, scored by held-out-camera error (ratpose.pose3d.validation.held_out_errors: for each
@@ -38,12 +38,12 @@ from pathlib import Path
 import numpy as np
 
 from ratpose.calibration.interop import CalibrationError, load_rig
-from ratpose.pose3d import Pose3DParams, reconstruct
+from ratpose.pose3d import Pose3DSettings, reconstruct
 from ratpose.pose3d.validation import held_out_errors
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sleap-anipose-minimal"
 #: ratpose/schema/pose.py Pose3DParams.LINEAR, as the dataclass
-LINEAR = Pose3DParams(method="linear", min_likelihood=0.6, max_reprojection_px=10.0, refine=True, median_window=0)
+LINEAR = Pose3DSettings(method="linear", min_likelihood=0.6, max_reprojection_px=10.0, refine=True, median_window=0)
 #: anipose's DEFAULT_CONFIG['triangulation'] (anipose/anipose.py)
 ANIPOSE = dict(scale_smooth=2, scale_length=2, scale_length_weak=1, reproj_error_threshold=5, n_deriv_smooth=3)
 ANIPOSE_SCORE_THRESHOLD = 0.8
@@ -82,11 +82,11 @@ def load_session(data: Path, names: list[str]):
 
 
 def video_fps(path: Path) -> float:
-    try:
-        import cv2
+    from ratpose.video import VideoError, video_info
 
-        fps = cv2.VideoCapture(str(path)).get(cv2.CAP_PROP_FPS)
-    except ImportError:
+    try:
+        fps = video_info(path, count="header").fps
+    except VideoError:
         fps = 0.0
     if not fps or not np.isfinite(fps):
         print(f"no frame rate from {path}: assuming 30 fps")
@@ -94,7 +94,7 @@ def video_fps(path: Path) -> float:
     return float(fps)
 
 
-def ratpose_method(params: Pose3DParams, fps: float, parts: list[str]):
+def ratpose_method(params: Pose3DSettings, fps: float, parts: list[str]):
     """estimate(points2d, rig, likelihood) through ratpose.pose3d.reconstruct: every camera's frames are
     pulses 0..T-1 at fps."""
     def estimate(points2d, rig, likelihood):
@@ -198,7 +198,7 @@ def main():
           f"2D present {np.isfinite(points2d).all(axis=-1).mean():.1%}, "
           f"likelihood >= {args.min_likelihood:g} {np.mean(likelihood >= args.min_likelihood):.1%}")
 
-    default = Pose3DParams()
+    default = Pose3DSettings()
     print(f"ratpose default = {default}")
     methods = {"ratpose default": ratpose_method(default, fps, parts),
                "ratpose linear": ratpose_method(LINEAR, fps, parts)}

@@ -82,7 +82,8 @@ def scores(estimate, truth):
     e = np.where(np.isfinite(e), e, np.inf)
     d = [np.linalg.norm(estimate[:, i] - estimate[:, j], axis=-1) - np.linalg.norm(truth[:, i] - truth[:, j], axis=-1)
          for i, j in HAND_LIMBS]
-    return np.median(e), np.percentile(e, 95, method="higher"), float(np.sqrt(np.nanmean(np.square(d)))), np.isfinite(e).mean()
+    return (np.median(e), np.percentile(e, 95, method="higher"), float(np.sqrt(np.nanmean(np.square(d)))),
+            np.isfinite(e).mean())
 
 
 def main():

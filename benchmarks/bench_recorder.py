@@ -26,10 +26,10 @@ from pathlib import Path
 import numpy as np
 
 from ratpose.acquisition.config import rig_config_from_dict
+from ratpose.acquisition.disk import disk_write_mb_s
 from ratpose.acquisition.recorder import Recorder, build_simulated_backends, default_writer
 from ratpose.acquisition.ring_buffer import kept_fraction
 from ratpose.acquisition.simulated import SimulatedKnob
-from ratpose.acquisition.writers import disk_write_mb_s
 from ratpose.sim import make_scene, render_background, render_frame, rig_and_lab_frame
 
 W, H, RATE = 1440, 1080, 226.0

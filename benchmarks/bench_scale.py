@@ -18,6 +18,7 @@ import shutil
 import tempfile
 import time
 import uuid
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -55,19 +56,19 @@ def measure(name: str, fn, report: list):
 
 def simulate(minutes: float, n_units: int, folder: Path, seed: int = 0):
     """Clocks, trajectory, DLC .h5 per camera, knob log and spikes; returns (SessionData, rig, scene, h5 paths)."""
+    import pandas as pd
+
     from ratpose.ingest.session_folder import CameraData, SessionData
     from ratpose.sim import BODYPARTS, default_units, dlc_dataframe, make_scene, rig_and_lab_frame, simulate_spikes
-    from ratpose.sim.clocks import TICK_WRAP, CameraClockConfig, simulate_clocks
+    from ratpose.sim.clocks import TICK_WRAP, CameraClockSettings, simulate_clocks
     from ratpose.sim.neural import knob_angle_log, knob_events
-
-    import pandas as pd
 
     rng = np.random.default_rng(seed)
     n_pulses = int(round(minutes * 60 * FPS))
     rig, R_lab, t_lab = rig_and_lab_frame(SIZE, 2)
-    cameras = [CameraClockConfig("cam0", drift_ppm=30.0, loss_rate=2e-3, miss_rate=1e-3, armed_after_pulses=3,
+    cameras = [CameraClockSettings("cam0", drift_ppm=30.0, loss_rate=2e-3, miss_rate=1e-3, armed_after_pulses=3,
                                  clock_offset_ns=10**11),
-               CameraClockConfig("cam1", role="secondary", drift_ppm=-13.0, loss_rate=2e-3, miss_rate=1e-3,
+               CameraClockSettings("cam1", role="secondary", drift_ppm=-13.0, loss_rate=2e-3, miss_rate=1e-3,
                                  armed_after_pulses=5, strobe_delay_us=12.0, clock_offset_ns=3 * 10**11)]
     # the tick counter wraps 10 minutes in, as it does in most sessions longer than 71.6 minutes
     clocks = simulate_clocks(n_pulses, FPS, cameras, start_tick_us=TICK_WRAP - 600_000_000, seed=seed)
@@ -163,8 +164,8 @@ def main(argv=None) -> int:
     modules = schema.activate()
     raw, pose, analysis = modules["raw"], modules["pose"], modules["analysis"]
     try:
-        session, _ = measure("insert raw", lambda: raw.insert_session(data), report)
-        del data
+        session, _ = measure("insert raw", partial(raw.insert_session, data), report)
+        del data  # the session's arrays are in the database now: free them before the populate
         calibration_key = insert_calibration(modules, rig, "bench-rig")
         analysis.set_knob(calibration_key, scene.knob(), up=scene.up)
         pose.register_training_set("bench", str(work / "labeled"), list(bodyparts), "bench")

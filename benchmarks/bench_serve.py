@@ -137,7 +137,7 @@ def main() -> None:
     import datajoint as dj
 
     from ratpose import schema
-    from ratpose.schema import ops
+    from ratpose.schema import grants
 
     dj.config.safemode = False
     modules = schema.activate()
@@ -146,7 +146,7 @@ def main() -> None:
     results = {}
     try:
         keys = _fill(raw, sync)
-        ops.grant(user, "readonly", password=password)
+        grants.grant(user, "readonly", password=password)
         env = {**os.environ, "DJ_USER": user, "DJ_PASS": password}
         for max_age in (0.0, 2.0):
             process, base = _serve(env, max_age, tempfile.mkdtemp(prefix="rpbench-cache-"))

@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from ratpose.sim import SessionConfig, default_rig, make_scene, render_background, render_frame, rig_and_lab_frame
+from ratpose.sim import SessionSettings, default_rig, make_scene, render_background, render_frame, rig_and_lab_frame
 from ratpose.sim.session import write_session
 
 
@@ -44,11 +44,11 @@ def main():
     for size in [(160, 128), (640, 480), (1440, 1080)]:
         fps = bench_render(size, 200 if size[0] < 1000 else 50)
         print(f"render_frame {size[0]}x{size[1]}: {fps:8.1f} frames/s  ({fps / 226:.2f} x one camera at 226 fps)")
-    small = SessionConfig(seconds=5.0, fps=100.0)
+    small = SessionSettings(seconds=5.0, fps=100.0)
     fps, elapsed = bench_session(small)
     print(f"write_session 160x128, 5 s @ 100 fps, 2 cameras: {elapsed:6.2f} s, {fps:7.1f} frames/s, "
           f"{elapsed / small.seconds:.2f} x real time")
-    full = SessionConfig.full_size(seconds=args.seconds, progress=False)
+    full = SessionSettings.full_size(seconds=args.seconds, progress=False)
     fps, elapsed = bench_session(full)
     print(f"write_session 1440x1080, {args.seconds:g} s @ 226 fps, 2 cameras: {elapsed:6.2f} s, {fps:7.1f} frames/s, "
           f"{elapsed / full.seconds:.1f} x real time")

@@ -4,7 +4,7 @@ from functools import partial
 
 import numpy as np
 
-from ratpose.sim.clocks import CameraClockConfig, simulate_clocks
+from ratpose.sim.clocks import CameraClockSettings, simulate_clocks
 from ratpose.sync import align_frames
 
 RATE_HZ = 226.0
@@ -23,12 +23,12 @@ def best_time(fn) -> tuple[float, object]:
 
 def main() -> None:
     cameras = [
-        CameraClockConfig("cam0", drift_ppm=37.0, loss_rate=2e-4, miss_rate=1e-4, armed_after_pulses=5,
+        CameraClockSettings("cam0", drift_ppm=37.0, loss_rate=2e-4, miss_rate=1e-4, armed_after_pulses=5,
                           clock_offset_ns=1_234_567_890_123_456_789),
-        CameraClockConfig("cam1", role="secondary", drift_ppm=-64.0, loss_rate=2e-4, miss_rate=1e-4,
+        CameraClockSettings("cam1", role="secondary", drift_ppm=-64.0, loss_rate=2e-4, miss_rate=1e-4,
                           armed_after_pulses=2, strobe_delay_us=18.0),
         # Armed late: only the last ~30 s are recorded, so the first frame's pulse is searched among 1.6 M.
-        CameraClockConfig("late", drift_ppm=100.0, loss_rate=2e-4, miss_rate=1e-4,
+        CameraClockSettings("late", drift_ppm=100.0, loss_rate=2e-4, miss_rate=1e-4,
                           armed_after_pulses=N_PULSES - 30 * int(RATE_HZ)),
     ]
     t_sim, truth = best_time(lambda: simulate_clocks(N_PULSES, RATE_HZ, cameras, start_tick_us=2**32 - 600_000_000,

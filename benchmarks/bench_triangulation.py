@@ -13,8 +13,8 @@ import time
 import cv2
 import numpy as np
 
-from ratpose.rig import Camera, Rig
 from ratpose.pose3d.triangulation import triangulate
+from ratpose.rig import CameraModel, Rig
 
 FPS = 226
 N_PARTS = 10
@@ -32,7 +32,7 @@ def rig_like_the_lab() -> Rig:
         x = np.cross([0.0, 1.0, 0.0], z)
         x /= np.linalg.norm(x)
         R = np.stack([x, np.cross(z, x), z])
-        cameras.append(Camera(name, (1440, 1080), [[3623, 0, 718], [0, 3623, 541], [0, 0, 1]],
+        cameras.append(CameraModel(name, (1440, 1080), [[3623, 0, 718], [0, 3623, 541], [0, 0, 1]],
                               [-0.08, 0.12, 0.0005, -0.0003, 0.0], R, -R @ center))
     return Rig(tuple(cameras))
 

@@ -13,6 +13,7 @@ Connection settings are DataJoint's own (``datajoint.json`` or ``DJ_HOST``, ``DJ
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -21,6 +22,8 @@ from pathlib import Path
 import datajoint as dj
 from datajoint import heading as _dj_heading
 from datajoint.codecs import resolve_dtype
+
+from .errors import ConfigurationError
 
 STORE = "ratpose"
 DEFAULT_PREFIX = "ratpose"
@@ -31,14 +34,14 @@ def prefix() -> str:
     """The schema prefix in force (``RATPOSE_DB_PREFIX``), validated."""
     value = os.environ.get("RATPOSE_DB_PREFIX", DEFAULT_PREFIX)
     if not re.fullmatch(r"[a-z][a-z0-9_]{0,40}", value):
-        raise ValueError(f"RATPOSE_DB_PREFIX={value!r}: use lower-case letters, digits and '_' (max 41)")
+        raise ConfigurationError(f"RATPOSE_DB_PREFIX={value!r}: use lower-case letters, digits and '_' (max 41)")
     return value
 
 
 def schema_name(stage: str, db_prefix: str | None = None) -> str:
     """Full schema name of a pipeline stage, e.g. ``ratpose_raw``."""
     if stage not in STAGES:
-        raise ValueError(f"unknown stage {stage!r}; stages are {STAGES}")
+        raise ConfigurationError(f"unknown stage {stage!r}; stages are {STAGES}")
     return f"{db_prefix or prefix()}_{stage}"
 
 
@@ -133,3 +136,51 @@ def _patch_mariadb_json_codecs() -> None:
 
 
 _patch_mariadb_json_codecs()
+
+
+USER_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}")
+HOST_NAME = re.compile(r"[A-Za-z0-9%_][A-Za-z0-9%_.:-]{0,59}")  # host name, IP or wildcard pattern
+
+
+def check_name(value: str, pattern: re.Pattern, what: str) -> str:
+    """``value`` if it matches ``pattern`` in full, else ValueError naming ``what``."""
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise ConfigurationError(f"invalid {what} {value!r}: allowed are {pattern.pattern}")
+    return value
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write text to a file only its owner can read (0600, also when it existed)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+
+
+def write_config(folder: Path, *, host: str, port: int | None = None, user: str | None = None,
+                 password: str | None = None, store: str | None = None, overwrite: bool = False) -> list[Path]:
+    """Write ``datajoint.json`` (and ``.secrets/database.password``) in folder, readable by the owner only.
+
+    The password goes to DataJoint's secrets folder, never into datajoint.json. Returns the files written.
+    """
+    config_path = Path(folder) / "datajoint.json"
+    if config_path.exists() and not overwrite:
+        raise FileExistsError(f"{config_path} exists; pass --force to replace it")
+    database = {"host": check_name(host, HOST_NAME, "host")}
+    if port is not None:
+        database["port"] = int(port)
+    if user is not None:
+        database["user"] = check_name(user, USER_NAME, "user name")
+    # the store is always named, so a plain dj.VirtualModule (without ratpose's configure_store) reads its blobs
+    store = store if store is not None else os.environ.get("RATPOSE_STORE", "~/ratpose-data/store")
+    config = {"database": database,
+              "stores": {STORE: {"protocol": "file", "location": str(Path(store).expanduser().resolve())}}}
+    _write_private(config_path, json.dumps(config, indent=2) + "\n")
+    written = [config_path]
+    if password is not None:
+        secrets = Path(folder) / ".secrets"
+        secrets.mkdir(mode=0o700, exist_ok=True)
+        secrets.chmod(0o700)
+        _write_private(secrets / "database.password", password)
+        written.append(secrets / "database.password")
+    return written

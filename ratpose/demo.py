@@ -21,13 +21,14 @@ from typing import TextIO
 import numpy as np
 
 from . import db, schema
+from .behaviour import KnobModel
 from .ingest.session_folder import read_session_folder
+from .poses import positions
 from .report import write_report
 from .schema.jobs import populate
 from .schema.report_data import fetch_report
-from .sim import BODYPARTS, GroundTruth, SessionConfig, write_rig_dataset
+from .sim import BODYPARTS, GroundTruth, SessionSettings, write_rig_dataset
 from .sim.pose2d import HAND_LIMBS
-from .behaviour import Knob
 
 VIDEO_SIZE = (160, 120)
 CALIBRATION_SIZE = (640, 480)
@@ -224,7 +225,7 @@ def swap_camera_folders(calibration_dir: Path, names: tuple[str, str]) -> None:
 
 
 def _run_stages(out: Path, settings: DemoSettings, progress: _Progress) -> DemoSummary:
-    config = SessionConfig(seconds=settings.seconds, fps=settings.fps, size=VIDEO_SIZE, seed=settings.seed,
+    config = SessionSettings(seconds=settings.seconds, fps=settings.fps, size=VIDEO_SIZE, seed=settings.seed,
                            subject=settings.subject, rig=settings.rig)
     if settings.prefix.endswith("_demo"):  # the demo's own prefix: a fresh database each run
         schema.drop_all()
@@ -291,7 +292,8 @@ def compare_with_truth(modules, key: dict, truth: GroundTruth) -> DemoSummary:
     summary = DemoSummary(session={k: key[k] for k in ("subject", "session_datetime")})
     for row in (sync.SyncedFrames & key).to_dicts():
         true = truth.cameras[row["camera"]]
-        exact = np.mean(row["pulse_index"] == true.pulse_index) if len(row["pulse_index"]) == len(true.pulse_index) else 0
+        exact = (np.mean(row["pulse_index"] == true.pulse_index)
+                 if len(row["pulse_index"]) == len(true.pulse_index) else 0)
         summary.add(f"sync {row['camera']}", exact == 1.0,
                     f"{exact:.1%} frames on their pulse, drift {row['drift_ppm']:.2f} ppm",
                     f"{len(true.lost_pulses)} lost in transfer, {len(true.missed_pulses)} missed trigger",
@@ -325,9 +327,9 @@ def compare_with_truth(modules, key: dict, truth: GroundTruth) -> DemoSummary:
                     f"median {np.median(error):.2f} px, 90th pct {np.percentile(error, 90):.2f} px",
                     f"{error.size} visible keypoints", **{f"pose2d_median_px_{row['camera']}": float(np.median(error))})
     if pose.Pose3D & key:
-        data = pose.fetch_pose3d(key)
-        pulses = data["pulse_index"]
-        xyz = data["points3d"][:, [data["bodyparts"].index(b) for b in BODYPARTS]]
+        poses = pose.fetch_pose3d(key)
+        pulses = poses.pulse_index.values
+        xyz = positions(poses, BODYPARTS)
         error = np.linalg.norm(xyz - truth.points3d[pulses], axis=-1)
         median, fraction = float(np.nanmedian(error)), float(np.isfinite(error).mean())
         summary.add("pose3d", median < LIMITS["pose3d_median_mm"] and fraction > LIMITS["pose3d_fraction"],
@@ -335,7 +337,7 @@ def compare_with_truth(modules, key: dict, truth: GroundTruth) -> DemoSummary:
                     f"{len(pulses)} frames seen by both cameras", pose3d_median_mm=median, pose3d_fraction=fraction)
         marker = xyz[:, BODYPARTS.index("knob_marker")].astype(np.float64)
         try:
-            knob = Knob.from_keypoint(marker)
+            knob = KnobModel.from_keypoint(marker)
             estimate = (f"centre off by {np.linalg.norm(knob.centre - truth.knob_center):.2f} mm, "
                         f"radius {knob.radius_mm:.2f} mm")
         except ValueError as err:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from .errors import InputError
+
 SUBJECT_MAX_LEN = 32  # raw.Subject.subject is varchar(32)
 SUBJECT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")  # also a safe file and folder name
 
@@ -18,7 +20,7 @@ def check_subject(name) -> None:
     separators, spaces, control or bidi characters, and never '.' or '..'.
     """
     if not isinstance(name, str) or len(name) > SUBJECT_MAX_LEN or not SUBJECT_NAME.fullmatch(name):
-        raise ValueError(f"{name!r} is not a plain name: use 1 to {SUBJECT_MAX_LEN} ASCII letters, digits, '_', '-' "
+        raise InputError(f"{name!r} is not a plain name: use 1 to {SUBJECT_MAX_LEN} ASCII letters, digits, '_', '-' "
                          "or '.', not starting with '.' or '-'")
 
 
@@ -27,7 +29,7 @@ def check_unique_serials(cameras: Iterable[tuple[str, str]]) -> None:
     owner: dict[str, str] = {}
     for name, serial in cameras:
         if serial and owner.setdefault(serial, name) != name:
-            raise ValueError(f"{serial!r} is given to cameras {owner[serial]!r} and {name!r} "
+            raise InputError(f"{serial!r} is given to cameras {owner[serial]!r} and {name!r} "
                              "(one camera under two names?)")
 
 
@@ -40,5 +42,5 @@ def camera_name_from(name: str) -> str:
     clean = re.sub(r"[^a-z0-9_]+", "_", str(name).lower()).strip("_")
     clean = clean if clean[:1].isalpha() else f"cam_{clean}"
     if not CAMERA_NAME.fullmatch(clean) or clean == "cam_":
-        raise ValueError(f"camera {name!r} has no usable name ({CAMERA_NAME.pattern})")
+        raise InputError(f"camera {name!r} has no usable name ({CAMERA_NAME.pattern})")
     return clean

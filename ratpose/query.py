@@ -16,6 +16,8 @@ import pandas as pd
 
 from . import schema
 from .behaviour import kinematics
+from .errors import InputError
+from .poses import keypoint_names, positions
 
 
 def _modules():
@@ -26,7 +28,7 @@ def _one_pose3d(session_key: dict, model: dict | None, pose3d_params: str) -> di
     pose = _modules()["pose"]
     rows = (pose.Pose3D & session_key & (model or {}) & {"pose3d_params": pose3d_params}).proj().to_dicts()
     if len(rows) != 1:
-        raise ValueError(f"{len(rows)} Pose3D rows match {session_key} {model or ''} ({pose3d_params}); "
+        raise InputError(f"{len(rows)} Pose3D rows match {session_key} {model or ''} ({pose3d_params}); "
                          "give model={'training_set': ..., 'pose_params': ...}")
     return rows[0]
 
@@ -38,14 +40,10 @@ def pose_at(times_s, session_key: dict, bodyparts=None, *, model: dict | None = 
     Columns time_s and <part>_x/_y/_z; NaN where the pose is unknown (outside it, over gaps).
     """
     key = _one_pose3d(session_key, model, pose3d_params)
-    data = _modules()["pose"].fetch_pose3d(key)
-    names = list(data["bodyparts"]) if bodyparts is None else list(bodyparts)
-    unknown = sorted(set(names) - set(data["bodyparts"]))
-    if unknown:
-        raise ValueError(f"unknown body part(s) {unknown}; this pose has {list(data['bodyparts'])}")
-    columns = [data["bodyparts"].index(b) for b in names]
+    poses = _modules()["pose"].fetch_pose3d(key)
+    names = keypoint_names(poses) if bodyparts is None else list(bodyparts)
     times = np.asarray(times_s, dtype=np.float64)
-    xyz = kinematics.pose_at(times, data["time_s"], data["points3d"][:, columns], max_gap_s=max_gap_s)
+    xyz = kinematics.pose_at(times, poses.time.values, positions(poses, names), max_gap_s=max_gap_s)
     table = {"time_s": times}
     for i, part in enumerate(names):
         table.update({f"{part}_{axis}": xyz[:, i, a] for a, axis in enumerate("xyz")})

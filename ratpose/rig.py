@@ -14,19 +14,58 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import cv2
 import numpy as np
 
-PROJECTIONS = ("pinhole", "fisheye")  # Camera.model: OpenCV's pinhole-with-distortion or cv2.fisheye
+from .errors import ConfigurationError
+
+PROJECTIONS = ("pinhole", "fisheye")  # CameraModel.model: OpenCV's pinhole-with-distortion or cv2.fisheye
 
 def time_zone(name: str) -> ZoneInfo:
-    """The rig's IANA time zone (its clock's session times are local times in it); ValueError if unknown."""
+    """The rig's IANA time zone (its clock's session times are local times in it); ValueError if unknown.
+
+    Parameters
+    ----------
+    name : str
+        An IANA time-zone name, e.g. "Europe/London".
+
+    Returns
+    -------
+    zoneinfo.ZoneInfo
+
+    Raises
+    ------
+    ConfigurationError
+        (a ValueError) If ``name`` is not an IANA time zone.
+    """
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, TypeError, OSError):  # OSError: a folder such as "Etc"
-        raise ValueError(f"time zone {name!r} is not an IANA time zone (e.g. Europe/London)") from None
+        raise ConfigurationError(f"time zone {name!r} is not an IANA time zone (e.g. Europe/London)") from None
 
 
 @dataclass(frozen=True)
-class Camera:
-    """One calibrated camera: name, image size (width, height), intrinsics and pose."""
+class CameraModel:
+    """One calibrated camera: name, image size (width, height), intrinsics and pose.
+
+    Attributes
+    ----------
+    name : str
+    size : tuple of int, (width, height), px
+    K : numpy.ndarray, (3, 3)
+        The pinhole matrix, px.
+    dist : numpy.ndarray, (n,)
+        Distortion coefficients: (k1, k2, p1, p2, k3[, k4, k5, k6]) for "pinhole", (k1, k2, k3, k4) for
+        "fisheye". Default five zeros.
+    R : numpy.ndarray, (3, 3)
+        World-to-camera rotation (``x_cam = R @ X + t``). Default identity.
+    t : numpy.ndarray, (3,), mm
+        World-to-camera translation. Default zero.
+    model : {"pinhole", "fisheye"}
+        OpenCV's pinhole-with-distortion model or cv2.fisheye's equidistant one.
+
+    Raises
+    ------
+    ConfigurationError
+        If ``model`` is unknown, or a fisheye camera has other than 4 distortion coefficients.
+    """
 
     name: str
     size: tuple[int, int]
@@ -43,9 +82,10 @@ class Camera:
         object.__setattr__(self, "R", np.asarray(self.R, dtype=np.float64).reshape(3, 3))
         object.__setattr__(self, "t", np.asarray(self.t, dtype=np.float64).reshape(3))
         if self.model not in PROJECTIONS:
-            raise ValueError(f"camera {self.name!r}: model {self.model!r}, expected one of {PROJECTIONS}")
+            raise ConfigurationError(f"camera {self.name!r}: model {self.model!r}, expected one of {PROJECTIONS}")
         if self.fisheye and self.dist.size != 4:
-            raise ValueError(f"camera {self.name!r}: a fisheye camera has 4 distortion coefficients, got {self.dist.size}")
+            raise ConfigurationError(f"camera {self.name!r}: a fisheye camera has 4 distortion coefficients, "
+                                     f"got {self.dist.size}")
 
     @property
     def fisheye(self) -> bool:
@@ -68,7 +108,18 @@ class Camera:
         return np.hstack([self.R, self.t[:, None]])
 
     def project(self, points3d: np.ndarray) -> np.ndarray:
-        """Project world points (..., 3) to distorted pixel coordinates (..., 2); NaN stays NaN."""
+        """Project world points (..., 3) to distorted pixel coordinates (..., 2); NaN stays NaN.
+
+        Parameters
+        ----------
+        points3d : numpy.ndarray, (..., 3), mm
+            Points in the world frame.
+
+        Returns
+        -------
+        numpy.ndarray, (..., 2), px
+            Distorted pixel coordinates; NaN where a point has a NaN coordinate.
+        """
         pts = np.asarray(points3d, dtype=np.float64)
         flat = pts.reshape(-1, 3)
         out = np.full((flat.shape[0], 2), np.nan)
@@ -91,7 +142,8 @@ class Camera:
         if self.fisheye:
             return 40
         w, h = self.size
-        r = np.hypot(max(self.K[0, 2], w - self.K[0, 2]) / self.K[0, 0], max(self.K[1, 2], h - self.K[1, 2]) / self.K[1, 1])
+        r = np.hypot(max(self.K[0, 2], w - self.K[0, 2]) / self.K[0, 0],
+                     max(self.K[1, 2], h - self.K[1, 2]) / self.K[1, 1])
         k1, k2, p1, p2, k3, k4, k5, k6 = (list(self.dist) + [0.0] * 8)[:8]
         rho = np.linspace(0.0, r, 256)
         q = rho**2
@@ -110,6 +162,16 @@ class Camera:
         OpenCV inverts the distortion by fixed-point iteration; its default 5 steps are exact for narrow
         lenses but leave ~0.1 px in the corners of wide, strongly distorted ones, so the step count is
         chosen from the lens (see ``undistort_iterations``).
+
+        Parameters
+        ----------
+        points2d : numpy.ndarray, (..., 2), px
+            Distorted pixel coordinates.
+
+        Returns
+        -------
+        numpy.ndarray, (..., 2)
+            Undistorted normalised image coordinates (x/z, y/z in the camera frame); NaN where a point has a NaN.
         """
         pts = np.asarray(points2d, dtype=np.float64)
         flat = pts.reshape(-1, 2)
@@ -121,7 +183,8 @@ class Camera:
             steps = self.undistort_iterations
             if self.fisheye:
                 und = cv2.fisheye.undistortPoints(src.reshape(-1, 1, 2), self.K, self.dist,
-                                                  criteria=(cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, steps, 1e-12))
+                                                  criteria=(cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS,
+                                                            steps, 1e-12))
             elif steps <= 5:  # OpenCV's default: 5 steps, its fastest path
                 und = cv2.undistortPoints(src.reshape(-1, 1, 2), self.K, self.dist)
             else:
@@ -130,8 +193,19 @@ class Camera:
             out[ok if not everything else slice(None)] = und.reshape(-1, 2)
         return out.reshape(pts.shape)
 
-    def scaled(self, size: tuple[int, int]) -> "Camera":
-        """The same camera imaging at another resolution (binning/resizing): K scaled about pixel centres."""
+    def scaled(self, size: tuple[int, int]) -> "CameraModel":
+        """The same camera imaging at another resolution (binning/resizing): K scaled about pixel centres.
+
+        Parameters
+        ----------
+        size : tuple of int, (width, height), px
+            The new image size.
+
+        Returns
+        -------
+        CameraModel
+            A copy with ``size`` and ``K`` replaced (distortion and pose unchanged).
+        """
         sx, sy = size[0] / self.size[0], size[1] / self.size[1]
         K = self.K.copy()
         K[0, 0], K[1, 1] = K[0, 0] * sx, K[1, 1] * sy
@@ -144,22 +218,40 @@ class Camera:
                 "dist": self.dist.tolist(), "R": self.R.tolist(), "t": self.t.tolist(), "model": self.model}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Camera":
+    def from_dict(cls, d: dict) -> "CameraModel":
+        """The camera of a ``to_dict`` representation.
+
+        Parameters
+        ----------
+        d : dict
+            Keys name, size, K, dist, R, t and optionally model (default "pinhole").
+
+        Returns
+        -------
+        CameraModel
+        """
         return cls(name=d["name"], size=tuple(d["size"]), K=d["K"], dist=d["dist"], R=d["R"], t=d["t"],
                    model=d.get("model", "pinhole"))
 
 
 @dataclass(frozen=True)
 class Rig:
-    """An ordered set of calibrated cameras sharing one world frame."""
+    """An ordered set of calibrated cameras sharing one world frame.
 
-    cameras: tuple[Camera, ...]
+    Attributes
+    ----------
+    cameras : tuple of CameraModel
+        The cameras, in order; their names must be unique (else ConfigurationError). A rig is also indexed by
+        position or camera name (KeyError for an unknown name).
+    """
+
+    cameras: tuple[CameraModel, ...]
 
     def __post_init__(self):
         object.__setattr__(self, "cameras", tuple(self.cameras))
         names = [c.name for c in self.cameras]
         if len(set(names)) != len(names):
-            raise ValueError(f"camera names must be unique, got {names}")
+            raise ConfigurationError(f"camera names must be unique, got {names}")
 
     @property
     def names(self) -> list[str]:
@@ -171,7 +263,7 @@ class Rig:
     def __iter__(self):
         return iter(self.cameras)
 
-    def __getitem__(self, key: int | str) -> Camera:
+    def __getitem__(self, key: int | str) -> CameraModel:
         if isinstance(key, str):
             for cam in self.cameras:
                 if cam.name == key:
@@ -180,15 +272,51 @@ class Rig:
         return self.cameras[key]
 
     def subset(self, names: list[str]) -> "Rig":
-        """The rig restricted to (and ordered as) the given camera names."""
+        """The rig restricted to (and ordered as) the given camera names.
+
+        Parameters
+        ----------
+        names : list of str
+            Camera names of this rig.
+
+        Returns
+        -------
+        Rig
+
+        Raises
+        ------
+        KeyError
+            If a name is not a camera of this rig.
+        """
         return Rig(tuple(self[n] for n in names))
 
     def scaled(self, sizes: dict[str, tuple[int, int]]) -> "Rig":
-        """The rig with each named camera rescaled to the given (width, height) (see Camera.scaled)."""
+        """The rig with each named camera rescaled to the given (width, height) (see CameraModel.scaled).
+
+        Parameters
+        ----------
+        sizes : dict of str to tuple of int, (width, height), px
+            New image size per camera name; cameras not named stay as they are.
+
+        Returns
+        -------
+        Rig
+        """
         return Rig(tuple(cam.scaled(sizes[cam.name]) if cam.name in sizes else cam for cam in self.cameras))
 
     def project(self, points3d: np.ndarray) -> np.ndarray:
-        """Project world points (..., 3) into every camera: (n_cameras, ..., 2)."""
+        """Project world points (..., 3) into every camera: (n_cameras, ..., 2).
+
+        Parameters
+        ----------
+        points3d : numpy.ndarray, (..., 3), mm
+            Points in the world frame.
+
+        Returns
+        -------
+        numpy.ndarray, (n_cameras, ..., 2), px
+            Distorted pixel coordinates in each camera, in the rig's order; NaN stays NaN.
+        """
         return np.stack([cam.project(points3d) for cam in self.cameras])
 
     def to_dict(self) -> dict:
@@ -196,4 +324,15 @@ class Rig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Rig":
-        return cls(tuple(Camera.from_dict(c) for c in d["cameras"]))
+        """The rig of a ``to_dict`` representation.
+
+        Parameters
+        ----------
+        d : dict
+            ``{"cameras": [camera dict, ...]}``, each camera as ``CameraModel.from_dict`` takes it.
+
+        Returns
+        -------
+        Rig
+        """
+        return cls(tuple(CameraModel.from_dict(c) for c in d["cameras"]))

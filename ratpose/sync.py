@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import DataError
+
 TICK_WRAP = 2**32
 _STALL_STEPS = 64
 # How much the camera clock's rate may change (e.g. with temperature) beyond what the last fit measured;
@@ -35,11 +37,32 @@ WRAP_MAX_PERIODS = 1000
 class FrameAlignment:
     """Result of aligning one camera's delivered frames to the trigger log.
 
-    pulse_index / time_s: per delivered frame, the pulse that exposed it and that pulse's neural time (s).
-    dropped_pulses: pulses between the first and last delivered frame with no delivered frame; of these,
-    ``lost_in_transfer`` were exposed (FrameID jumps) and ``missed_trigger`` never exposed.
-    drift_ppm, clock_offset_s: camera clock = clock_offset_s + (1 + drift_ppm 1e-6) * neural time.
-    residual_*: how far frames sit from their pulse after a local linear clock fit (s).
+    ``dropped_pulses`` are the pulses between the first and last delivered frame with no delivered frame; of
+    these, ``lost_in_transfer`` were exposed (FrameID jumps) and ``missed_trigger`` never exposed. The camera
+    clock is ``clock_offset_s + (1 + drift_ppm 1e-6) * neural time``.
+
+    Attributes
+    ----------
+    pulse_index : numpy.ndarray, (n_frames,) int64
+        Per delivered frame, the pulse that exposed it (index into the trigger log).
+    time_s : numpy.ndarray, (n_frames,) float64, s
+        Per delivered frame, that pulse's neural time.
+    dropped_pulses : numpy.ndarray, (n_dropped,) int64
+        Pulses in ``first_pulse..last_pulse`` with no delivered frame.
+    lost_in_transfer : int
+        Dropped pulses that were exposed but lost in transfer (FrameID jumps).
+    missed_trigger : int
+        Dropped pulses that never exposed a frame.
+    drift_ppm : float, ppm
+        The camera clock's rate error against the neural clock.
+    clock_offset_s : float, s
+        The camera clock's reading at neural time 0.
+    residual_rms_s, residual_max_s : float, s
+        How far frames sit from their pulse after a local linear clock fit (RMS and largest).
+    first_pulse, last_pulse : int
+        Pulse indices of the first and last delivered frame.
+    n_pulses : int
+        Pulses in the trigger log.
     """
 
     pulse_index: np.ndarray
@@ -65,16 +88,16 @@ def _as_int64(name: str, values) -> np.ndarray:
     """A 1-D int64 array from integer-valued input, or a ValueError naming the argument."""
     arr = np.asarray(values)
     if arr.ndim != 1:
-        raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
+        raise DataError(f"{name} must be 1-D, got shape {arr.shape}")
     if arr.dtype.kind in "iu":
         if arr.dtype == np.uint64 and arr.size and arr.max() > np.iinfo(np.int64).max:
-            raise ValueError(f"{name} has values beyond the int64 range")
+            raise DataError(f"{name} has values beyond the int64 range")
         return arr.astype(np.int64)
     if arr.dtype.kind == "f":
         if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
-            raise ValueError(f"{name} must hold integers, got non-integer or non-finite values")
+            raise DataError(f"{name} must hold integers, got non-integer or non-finite values")
         return arr.astype(np.int64)
-    raise ValueError(f"{name} must be an integer array, got dtype {arr.dtype}")
+    raise DataError(f"{name} must be an integer array, got dtype {arr.dtype}")
 
 
 def _unwrap_us(ticks_us) -> np.ndarray:
@@ -86,7 +109,7 @@ def _unwrap_us(ticks_us) -> np.ndarray:
     """
     ticks = _as_int64("ticks_us", ticks_us)
     if ticks.size and (ticks.min() < 0 or ticks.max() >= TICK_WRAP):
-        raise ValueError("ticks_us must be unsigned 32-bit values in [0, 2**32)")
+        raise DataError("ticks_us must be unsigned 32-bit values in [0, 2**32)")
     if ticks.size == 0:
         return ticks
     raw_steps = np.diff(ticks)
@@ -96,7 +119,7 @@ def _unwrap_us(ticks_us) -> np.ndarray:
         bad = np.flatnonzero((raw_steps < 0) & (steps > limit))
         if bad.size:
             i = int(bad[0])
-            raise ValueError(f"ticks go backwards at pulse index {i + 1}: tick {ticks[i + 1]} after {ticks[i]} is no "
+            raise DataError(f"ticks go backwards at pulse index {i + 1}: tick {ticks[i + 1]} after {ticks[i]} is no "
                              f"counter wrap (it would mean a {steps[i] / 1e6:.3f} s interval; a wrap allows at "
                              f"most {limit / 1e6:.3f} s): pulses out of order or the tick set back?")
     return np.concatenate([ticks[:1], ticks[0] + np.cumsum(steps)])
@@ -107,6 +130,22 @@ def unwrap_ticks(ticks_us) -> np.ndarray:
 
     The first pulse is at ``ticks_us[0] / 1e6``. A forward step may be any interval below 2**32 us; a
     backward step must be a plausible wrap (see ``_unwrap_us``), else ValueError names the pulse and ticks.
+
+    Parameters
+    ----------
+    ticks_us : array_like, (n_pulses,) integer, us
+        pigpio ticks, unsigned 32-bit values in [0, 2**32) (integer-valued floats are accepted).
+
+    Returns
+    -------
+    numpy.ndarray, (n_pulses,) float64, s
+        Monotonic times, counted from the same origin as the first tick.
+
+    Raises
+    ------
+    DataError
+        (a ValueError) If the ticks are not 1-D integers in [0, 2**32), or a backward step is no plausible
+        counter wrap (pulses out of order or the tick set back).
     """
     return _unwrap_us(ticks_us) / 1e6
 
@@ -164,7 +203,7 @@ def _first_pulse(pulse_us, frame_ids, camera_us, *, period_us, tolerance_us, max
     n_frames, n_pulses = len(frame_ids), len(pulse_us)
     n_starts = n_pulses - int(frame_ids[-1] - frame_ids[0])
     if n_starts < 1:
-        raise ValueError(f"frame_ids span {frame_ids[-1] - frame_ids[0] + 1} FrameIDs but the trigger log "
+        raise DataError(f"frame_ids span {frame_ids[-1] - frame_ids[0] + 1} FrameIDs but the trigger log "
                          f"has only {n_pulses} pulses")
     starts = np.arange(n_starts)
     current = starts.copy()
@@ -179,7 +218,7 @@ def _first_pulse(pulse_us, frame_ids, camera_us, *, period_us, tolerance_us, max
         min_step = frame_ids[checked + 1] - frame_ids[checked]
         ok = (np.abs(pulse_us[nxt] - target) <= tol) & (nxt - current >= min_step)
         if not ok.any():
-            raise ValueError(f"frames cannot be placed: the camera interval between frames {checked} and "
+            raise DataError(f"frames cannot be placed: the camera interval between frames {checked} and "
                              f"{checked + 1} ({interval:.1f} us) matches no sequence of trigger pulses "
                              f"within {tol:.1f} us")
         stalled = stalled + 1 if ok.all() else 0
@@ -187,7 +226,7 @@ def _first_pulse(pulse_us, frame_ids, camera_us, *, period_us, tolerance_us, max
         checked += 1
     if len(starts) > 1:
         shown = ", ".join(str(s) for s in starts[:5])
-        raise ValueError(f"ambiguous alignment: the first {checked} frame intervals fit {len(starts)} "
+        raise DataError(f"ambiguous alignment: the first {checked} frame intervals fit {len(starts)} "
                          f"different first pulses equally well (e.g. {shown}); neither a start pattern nor "
                          f"jitter in the trigger log identifies the camera's first frame")
     return int(starts[0])
@@ -198,38 +237,64 @@ def align_frames(frame_ids, camera_ts_ns, pulse_ticks_us, *, rate_hz: float | No
                  max_pattern_frames: int = 512) -> FrameAlignment:
     """Assign every delivered frame of one camera to the trigger pulse that exposed it.
 
-    frame_ids, camera_ts_ns: per delivered frame (strictly increasing integers); pulse_ticks_us: the Pi's
-    trigger log (uint32 ticks, may wrap). rate_hz, if given, is checked against the log. tolerance_us: how
-    far a frame may sit from its pulse once the camera clock is mapped (timestamp noise + tick resolution);
-    max_drift_ppm bounds the camera clock's rate error before it is measured. Raises ValueError on
-    inconsistent input, on frames no pulse explains, and when the first frame's pulse is ambiguous.
+    Parameters
+    ----------
+    frame_ids : array_like, (n_frames,) integer
+        FrameID of every delivered frame, strictly increasing.
+    camera_ts_ns : array_like, (n_frames,) integer, ns
+        Camera-clock timestamp of every delivered frame, strictly increasing.
+    pulse_ticks_us : array_like, (n_pulses,) integer, us
+        The Pi's trigger log (uint32 pigpio ticks, may wrap).
+    rate_hz : float, optional, Hz
+        If given, checked against the trigger log's median rate (within 10 %).
+    tolerance_us : float, us
+        How far a frame may sit from its pulse once the camera clock is mapped (timestamp noise + tick
+        resolution); must be > 0.
+    max_drift_ppm : float, ppm
+        Bounds the camera clock's rate error before it is measured; must be >= 0.
+    fit_window_s : float, s
+        How far back the local linear clock fit reaches (at least 100 frames).
+    max_pattern_frames : int
+        At most this many frame intervals are followed to find the first frame's pulse.
+
+    Returns
+    -------
+    FrameAlignment
+        Each frame's pulse and neural time, drop counts, the camera clock's drift and offset, residuals.
+
+    Raises
+    ------
+    DataError
+        (a ValueError) On inconsistent input (empty, lengths that differ, not strictly increasing, more frames
+        than pulses, repeated ticks, a rate that does not match), on frames no pulse explains, and when the first
+        frame's pulse is ambiguous.
     """
     fid = _as_int64("frame_ids", frame_ids)
     cam_ns = _as_int64("camera_ts_ns", camera_ts_ns)
     pulse_abs_us = _unwrap_us(pulse_ticks_us)
     if len(fid) == 0 or len(pulse_abs_us) == 0:
-        raise ValueError(f"empty input: {len(fid)} frames, {len(pulse_abs_us)} trigger pulses")
+        raise DataError(f"empty input: {len(fid)} frames, {len(pulse_abs_us)} trigger pulses")
     if len(fid) != len(cam_ns):
-        raise ValueError(f"frame_ids ({len(fid)}) and camera_ts_ns ({len(cam_ns)}) differ in length")
+        raise DataError(f"frame_ids ({len(fid)}) and camera_ts_ns ({len(cam_ns)}) differ in length")
     if np.any(np.diff(fid) <= 0):
         i = int(np.flatnonzero(np.diff(fid) <= 0)[0])
-        raise ValueError(f"frame_ids must be strictly increasing: frame {i + 1} has FrameID {fid[i + 1]} "
+        raise DataError(f"frame_ids must be strictly increasing: frame {i + 1} has FrameID {fid[i + 1]} "
                          f"after {fid[i]}")
     if np.any(np.diff(cam_ns) <= 0):
         i = int(np.flatnonzero(np.diff(cam_ns) <= 0)[0])
-        raise ValueError(f"camera_ts_ns must be strictly increasing: frame {i + 1} is stamped {cam_ns[i + 1]} "
+        raise DataError(f"camera_ts_ns must be strictly increasing: frame {i + 1} is stamped {cam_ns[i + 1]} "
                          f"after {cam_ns[i]}")
     if len(fid) > len(pulse_abs_us):
-        raise ValueError(f"more frames ({len(fid)}) than trigger pulses ({len(pulse_abs_us)})")
+        raise DataError(f"more frames ({len(fid)}) than trigger pulses ({len(pulse_abs_us)})")
     if np.any(np.diff(pulse_abs_us) == 0):
-        raise ValueError("pulse_ticks_us holds repeated ticks (zero interval between pulses)")
+        raise DataError("pulse_ticks_us holds repeated ticks (zero interval between pulses)")
     if tolerance_us <= 0 or max_drift_ppm < 0:
-        raise ValueError("tolerance_us must be > 0 and max_drift_ppm >= 0")
+        raise DataError("tolerance_us must be > 0 and max_drift_ppm >= 0")
 
     pulse_us = (pulse_abs_us - pulse_abs_us[0]).astype(np.float64)
     period_us = float(np.median(np.diff(pulse_us))) if len(pulse_us) > 1 else np.inf
     if rate_hz is not None and len(pulse_us) > 1 and abs(period_us * rate_hz / 1e6 - 1) > 0.1:
-        raise ValueError(f"the trigger log's median rate {1e6 / period_us:.2f} Hz does not match "
+        raise DataError(f"the trigger log's median rate {1e6 / period_us:.2f} Hz does not match "
                          f"rate_hz={rate_hz}")
     camera_us = (cam_ns - cam_ns[0]) / 1e3
     max_drift = max_drift_ppm * 1e-6
@@ -243,7 +308,7 @@ def align_frames(frame_ids, camera_ts_ns, pulse_ticks_us, *, rate_hz: float | No
     bad = np.flatnonzero(pulse_steps < fid_steps)
     if len(bad):
         i = int(bad[0])
-        raise ValueError(f"frames cannot be placed: FrameID advances by {fid_steps[i]} between frames {i} and "
+        raise DataError(f"frames cannot be placed: FrameID advances by {fid_steps[i]} between frames {i} and "
                          f"{i + 1} but their camera times span only {pulse_steps[i]} pulses")
     return _summarise(pulse, residual, pulse_abs_us, pulse_us, camera_us, cam_ns, fid_steps)
 
@@ -266,7 +331,7 @@ def _place_frames(pulse_us, camera_us, p0, *, period_us, tolerance_us, max_drift
         budget_us = period_us / 4 - tolerance_us - model.uncertainty0
         reach = model.ref + budget_us / model.uncertainty_per_us if model.uncertainty_per_us > 0 else np.inf
         if camera_us[start] > reach:
-            raise ValueError(f"frames cannot be placed: the camera gap of "
+            raise DataError(f"frames cannot be placed: the camera gap of "
                              f"{(camera_us[start] - camera_us[start - 1]) / 1e6:.3f} s before frame {start} "
                              f"is too long to bridge with the clock fit so far")
         limit = max(min(reach, camera_us[start - 1] + fit_span), camera_us[start])
@@ -276,7 +341,7 @@ def _place_frames(pulse_us, camera_us, p0, *, period_us, tolerance_us, max_drift
         excess = np.abs(pulse_us[idx] - predicted) - tolerance_us - model.uncertainty(camera_us[start:end])
         if np.any(excess > 0):
             i = int(np.argmax(excess > 0))
-            raise ValueError(f"frames cannot be placed: frame {start + i} is "
+            raise DataError(f"frames cannot be placed: frame {start + i} is "
                              f"{abs(pulse_us[idx[i]] - predicted[i]):.1f} us from the nearest trigger pulse")
         pulse[start:end] = idx
         window = min(int(np.searchsorted(camera_us, camera_us[end - 1] - fit_window_us)),
@@ -318,9 +383,22 @@ def _summarise(pulse, residual_us, pulse_abs_us, pulse_us, camera_us, cam_ns, fi
 
 
 def pulse_rows(frame_pulses, pulses) -> tuple[np.ndarray, np.ndarray]:
-    """Where each of ``pulses`` is among a camera's ``frame_pulses`` (the pulse index of each of its video
-    frames, as SyncedFrames stores them; any order): (row (n,) int64, found (n,) bool); a pulse the camera
-    has no frame for gets row -1. The one pulse -> frame lookup of the project."""
+    """Where each of ``pulses`` is among a camera's ``frame_pulses``: the one pulse -> frame lookup of the project.
+
+    Parameters
+    ----------
+    frame_pulses : array_like, (n_camera_frames,) int
+        The pulse index of each of a camera's video frames, as SyncedFrames stores them; any order.
+    pulses : array_like, (n,) int
+        The pulses to look up.
+
+    Returns
+    -------
+    row : numpy.ndarray, (n,) int64
+        The frame row of each pulse; -1 for a pulse the camera has no frame for.
+    found : numpy.ndarray, (n,) bool
+        Whether the camera has a frame for each pulse.
+    """
     frame_pulses, pulses = np.asarray(frame_pulses), np.asarray(pulses)
     if not frame_pulses.size:
         return np.full(pulses.shape, -1, np.int64), np.zeros(pulses.shape, bool)
@@ -331,11 +409,30 @@ def pulse_rows(frame_pulses, pulses) -> tuple[np.ndarray, np.ndarray]:
 
 
 def pulse_slots(pulse_time_s, rate_hz: float) -> tuple[np.ndarray, np.ndarray, float, float]:
-    """Trigger pulses (neural-clock times, s, increasing) on a fixed-rate grid fitted to them: (slot (m,) int64 of
-    each pulse kept, kept (n,) bool, time of slot 0 s, period s); slot k's time is start + k * period, as
-    readers that count frames at a rate assume. A pause leaves slots empty; pulses before the last interval
-    that is no whole number of periods (the Pi's start pattern) are left out, as are any off the grid by more
-    than a quarter period."""
+    """Trigger pulses on a fixed-rate grid fitted to them; slot k's time is start + k * period.
+
+    This is the grid that readers which count frames at a rate assume. A pause leaves slots empty; pulses
+    before the last interval that is no whole number of periods (the Pi's start pattern) are left out, as are
+    any off the grid by more than a quarter period.
+
+    Parameters
+    ----------
+    pulse_time_s : array_like, (n,) float, s
+        Neural-clock times of the trigger pulses, increasing.
+    rate_hz : float, Hz
+        The nominal trigger rate.
+
+    Returns
+    -------
+    slot : numpy.ndarray, (m,) int64
+        The slot of each pulse kept, counted from the first kept pulse's (0).
+    kept : numpy.ndarray, (n,) bool
+        Which pulses are on the grid.
+    start : float, s
+        Time of slot 0.
+    period : float, s
+        The fitted period.
+    """
     times = np.asarray(pulse_time_s, dtype=np.float64)
     steps = np.diff(times) * rate_hz
     irregular = np.flatnonzero((np.abs(steps - np.rint(steps)) > 0.25) | (np.rint(steps) < 1))
@@ -351,14 +448,32 @@ def pulse_slots(pulse_time_s, rate_hz: float) -> tuple[np.ndarray, np.ndarray, f
 
 
 def match_cameras(pulse_indices: Mapping[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Pulses delivered by every camera and, per camera, the frame row of each of those pulses."""
+    """Pulses delivered by every camera and, per camera, the frame row of each of those pulses.
+
+    Parameters
+    ----------
+    pulse_indices : mapping of str to array_like, (n_frames,) integer
+        Per camera, the pulse index of each of its frames, strictly increasing.
+
+    Returns
+    -------
+    common : numpy.ndarray, (n_common,) int64
+        The pulses every camera delivered a frame for, increasing.
+    rows : dict of str to numpy.ndarray, (n_common,) int64
+        Per camera, the frame row of each of the common pulses.
+
+    Raises
+    ------
+    DataError
+        If there is no camera, or a camera's pulse indices are not strictly increasing integers.
+    """
     if not pulse_indices:
-        raise ValueError("match_cameras needs at least one camera")
+        raise DataError("match_cameras needs at least one camera")
     arrays = {}
     for name, values in pulse_indices.items():
         arr = _as_int64(f"pulse_indices[{name!r}]", values)
         if np.any(np.diff(arr) <= 0):
-            raise ValueError(f"pulse_indices[{name!r}] must be strictly increasing")
+            raise DataError(f"pulse_indices[{name!r}] must be strictly increasing")
         arrays[name] = arr
     common = None
     for arr in arrays.values():
@@ -369,7 +484,23 @@ def match_cameras(pulse_indices: Mapping[str, np.ndarray]) -> tuple[np.ndarray, 
 
 def sync_qc(alignment: FrameAlignment, *, max_drop_fraction: float = 0.01,
             max_residual_s: float = 20e-6) -> list[str]:
-    """Problems with one camera's alignment (empty when fine)."""
+    """Problems with one camera's alignment (empty when fine).
+
+    Parameters
+    ----------
+    alignment : FrameAlignment
+        One camera's alignment, from ``align_frames``.
+    max_drop_fraction : float
+        The largest acceptable fraction of dropped pulses in the recording span; also bounds (with at least
+        10 pulses) how many pulses the trigger log may run on after the camera's last frame.
+    max_residual_s : float, s
+        The largest acceptable distance of a frame from its pulse.
+
+    Returns
+    -------
+    list of str
+        One message per problem found.
+    """
     problems = []
     if alignment.drop_fraction > max_drop_fraction:
         problems.append(f"{len(alignment.dropped_pulses)} of {alignment.last_pulse - alignment.first_pulse + 1} "

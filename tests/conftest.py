@@ -27,6 +27,14 @@ def chromium() -> Path:
     return CHROMIUM
 
 
+def pytest_collection_modifyitems(config, items):
+    """Mark every test that uses the database (the ``db`` fixture, directly or through ``clean_db``) ``db``,
+    so ``-m "not db"`` runs the tests that need no server."""
+    for item in items:
+        if "db" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.db)
+
+
 @pytest.fixture(scope="session")
 def db(tmp_path_factory):
     """Activate every schema under a fresh prefix on the real server; drop them afterwards."""

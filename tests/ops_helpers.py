@@ -19,7 +19,8 @@ import pymysql
 import pytest
 
 from ratpose import db
-from ratpose.schema import ops
+from ratpose.cli import jobs as jobs_cli
+from ratpose.schema import recovery
 
 schema = dj.Schema()
 BEFORE_PARTS = []  # in-process hooks called inside make() between the master and the part insert
@@ -85,7 +86,7 @@ def test_tables(names=()) -> dict[str, type]:
     """Activate the test schema under the current prefix; the worker loader for these tables."""
     if not schema.is_activated():
         schema.activate(f"{db.prefix()}_opstest", connection=db.connect())
-    return ops.select_tables({"Slow": Slow}, names)
+    return recovery.select_tables({"Slow": Slow}, names)
 
 
 test_tables.__test__ = False  # not a pytest test
@@ -149,7 +150,7 @@ def wait_for(condition, timeout: float, what: str) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser()
-    ops.add_commands(parser.add_subparsers(dest="command", required=True))
+    jobs_cli.add_commands(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     return args.func(args, loader=test_tables)
 

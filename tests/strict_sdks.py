@@ -10,6 +10,10 @@ with -1010 (``unplug_as="error"``: GetNextImage raises -1010 too, as after a fir
 pigpio: ``pigpio.exceptions = True`` so failures raise ``pigpio.error``.
 Pulses from the fake Pi reach the primary's trigger line; the secondary sees them only through the
 primary's strobe (Line1 open drain: needs Line2's V3_3Enable or an external pull-up).
+Input GPIOs are driven by a ``ScriptedKnob`` (``StrictRig(knob=...)``): pigpio samples them every 5 us
+(changes within one sample share a tick, reported in GPIO order), applies ``set_glitch_filter`` (a
+change is reported only once stable for ``steady`` us, stamped ``steady`` us after it began), reads an
+unconnected input as its pull, and calls EITHER/RISING/FALLING callbacks with uint32 ticks that wrap.
 """
 from __future__ import annotations
 
@@ -479,8 +483,9 @@ class System:
 class StrictRig:
     """Two fake cameras wired as on the bench, a fake Pi, and the fake SDK modules to install."""
 
-    def __init__(self, serials=("21000001", "21000002"), *, external_pullup=False, **camera_kw):
+    def __init__(self, serials=("21000001", "21000002"), *, external_pullup=False, knob=None, **camera_kw):
         self.external_pullup = external_pullup
+        self.knob = knob
         self.cameras = [Camera(self, s, **camera_kw.get(s, {})) for s in serials]
         self.system = None
         self.instances = 0
@@ -511,11 +516,78 @@ class StrictRig:
                 cam.trigger_in("Line3", t_ns)
 
 
+SAMPLE_US = 5  # pigpiod's default sampling period
+
+
+class ScriptedKnob:
+    """A knob wired to the Pi as rig.toml's [knob] defaults say: a touch sensor pulling GPIO ``touch`` low
+    (contact bounce at every contact and release), a quadrature encoder on ``a``/``b``.
+
+    ``touches``: (on_s, off_s) and ``turns``: (start_s, end_s, degrees) in seconds from the trigger's first
+    pulse; a turn is a smooth (raised-cosine) move by ``degrees`` (the angle stays after it). Or ``angle``:
+    a function of those seconds giving the knob's angle (deg), sampled every 2 us over ``angle_span_s``.
+    """
+
+    def __init__(self, touches=(), turns=(), *, angle=None, angle_span_s=(0.0, 0.0), counts_per_rev=2400,
+                 bounces=3, bounce_us=1500, touch=17, a=22, b=23, seed=0):
+        self.touches, self.turns = [tuple(t) for t in touches], [tuple(t) for t in turns]
+        self._angle, self._span = angle, angle_span_s
+        self.counts_per_rev, self.gpios = counts_per_rev, {"touch": touch, "a": a, "b": b}
+        self.initial = {touch: 1, a: 0, b: 0}  # released (the pull-up), encoder at 00
+        rng = np.random.default_rng(seed)
+        edges = []  # (elapsed_us, gpio, level)
+        for on_s, off_s in self.touches:
+            for t_s, level in ((on_s, 0), (off_s, 1)):
+                t = t_s * 1e6
+                # bounce: the contact opens and closes a few times within bounce_us before it settles
+                flips = np.sort(rng.uniform(50, bounce_us, 2 * bounces))
+                edges.append((t, touch, level))
+                edges += [(t + f, touch, level if k % 2 else 1 - level) for k, f in enumerate(flips)]
+        gray = [0b00, 0b01, 0b11, 0b10]
+        count, state = 0, gray[0]
+        for t_us, c in self._count_changes():
+            for step in range(abs(c - count)):
+                count += 1 if c > count else -1
+                new = gray[count % 4]
+                changed = state ^ new
+                edges.append((t_us, a if changed & 0b10 else b, (new >> (1 if changed & 0b10 else 0)) & 1))
+                state = new
+        self.edges = sorted(edges)
+
+    def _count_changes(self):
+        """(elapsed_us, count) at every change of the encoder's count."""
+        spans = [(start, end) for start, end, _ in self.turns] + ([self._span] if self._angle is not None else [])
+        out = []
+        for start_s, end_s in spans:
+            t = np.arange(start_s * 1e6, end_s * 1e6, 2.0)  # 2 us resolution
+            counts = np.floor(self.angle_deg(t / 1e6) / 360 * self.counts_per_rev + 0.5).astype(int)
+            change = np.flatnonzero(np.diff(counts, prepend=out[-1][1] if out else 0))
+            out += [(float(t[i]), int(counts[i])) for i in change]
+        return out
+
+    def touch_intervals_s(self) -> np.ndarray:
+        return np.asarray(self.touches, dtype=float).reshape(-1, 2)
+
+    def angle_deg(self, t_s) -> np.ndarray:
+        """The knob's true angle (deg, 0 at the start) at times t_s from the first pulse."""
+        t_s = np.asarray(t_s, dtype=float)
+        if self._angle is not None:
+            return np.asarray(self._angle(t_s), dtype=float)
+        angle = np.zeros_like(t_s)
+        for start_s, end_s, degrees in self.turns:
+            phase = np.clip((t_s - start_s) / (end_s - start_s), 0, 1)
+            angle += degrees * (1 - np.cos(np.pi * phase)) / 2
+        return angle
+
+
+
 def make_pigpio(rig, *, fail_wave=False, connected=True):
     """A pigpio module: ``exceptions`` True, so every failure raises ``pigpio.error``."""
     mod = types.ModuleType("pigpio")
     mod.exceptions = True
-    mod.OUTPUT, mod.RISING_EDGE = 1, 0
+    mod.INPUT, mod.OUTPUT = 0, 1
+    mod.PUD_OFF, mod.PUD_DOWN, mod.PUD_UP = 0, 1, 2
+    mod.RISING_EDGE, mod.FALLING_EDGE, mod.EITHER_EDGE = 0, 1, 2
 
     class error(Exception):
         pass
@@ -529,6 +601,8 @@ def make_pigpio(rig, *, fail_wave=False, connected=True):
         def __init__(self, host="localhost", port=8888):
             self.connected = state.connected
             self.waves, self.pending, self.callbacks, self.thread = {}, [], [], None
+            self.modes, self.pulls, self.glitch, self.levels = {}, {}, {}, {}
+            self.inputs = None  # the knob's edges as pigpio reports them (sampled, filtered), built at the start
             self.running = threading.Event()
             self.stopped = False
             state.pis.append(self)
@@ -539,6 +613,29 @@ def make_pigpio(rig, *, fail_wave=False, connected=True):
 
         def set_mode(self, gpio, mode):
             self._live()
+            if not 0 <= gpio <= 53 or mode not in (mod.INPUT, mod.OUTPUT):
+                raise error("'GPIO not 0-53'" if not 0 <= gpio <= 53 else "'mode not 0-7'")
+            self.modes[gpio] = mode
+
+        def set_pull_up_down(self, gpio, pud):
+            self._live()
+            if pud not in (mod.PUD_OFF, mod.PUD_DOWN, mod.PUD_UP):
+                raise error("'pud not 0-2'")  # PI_BAD_PUD
+            self.pulls[gpio] = pud
+
+        def set_glitch_filter(self, gpio, steady):
+            self._live()
+            if not 0 <= steady <= 300000:
+                raise error("'bad filter parameter'")  # PI_BAD_FILTER
+            self.glitch[gpio] = int(steady)
+
+        def read(self, gpio):
+            self._live()
+            if gpio in self.levels:
+                return self.levels[gpio]
+            if rig.knob is not None and gpio in rig.knob.initial:  # driven by the knob's wiring
+                return rig.knob.initial[gpio]
+            return 1 if self.pulls.get(gpio) == mod.PUD_UP else 0  # unconnected: its pull
 
         def write(self, gpio, level):
             self._live()
@@ -569,7 +666,11 @@ def make_pigpio(rig, *, fail_wave=False, connected=True):
 
         def callback(self, gpio, edge, func):
             self._live()
-            cb = types.SimpleNamespace(func=func, active=True)
+            if edge not in (mod.RISING_EDGE, mod.FALLING_EDGE, mod.EITHER_EDGE):
+                raise error("'edge not 0-2'")  # PI_BAD_EDGE
+            if self.modes.get(gpio) == mod.INPUT and self.inputs is None:
+                self.inputs = self._input_edges()  # the wiring is set up (pulls, glitch filters): edges from now
+            cb = types.SimpleNamespace(func=func, active=True, gpio=gpio, edge=edge)
             cb.cancel = lambda: setattr(cb, "active", False)
             self.callbacks.append(cb)
             return cb
@@ -602,12 +703,53 @@ def make_pigpio(rig, *, fail_wave=False, connected=True):
                     delay = t0 + elapsed_us / 1e6 - time.monotonic()
                     if delay > 0:
                         time.sleep(delay)
+                    inputs = self.inputs or []
+                    while inputs and inputs[0][0] <= elapsed_us:  # the knob's edges up to this pulse
+                        at, gpio, level = inputs.pop(0)
+                        self.levels[gpio] = level
+                        self._emit(gpio, level, (tick + at) % 2**32)
                     rig.pulse(int((t0 + elapsed_us / 1e6) * 1e9))
-                    for cb in list(self.callbacks):
-                        if cb.active and self.connected:  # callbacks come over pigpiod's socket
-                            cb.func(4, 1, (tick + elapsed_us) % 2**32)
+                    for gpio, mode in self.modes.items():
+                        if mode == mod.OUTPUT:
+                            self._emit(gpio, 1, (tick + elapsed_us) % 2**32)
                     elapsed_us += period
                 periods = self._period_list(regular)
+
+        def _emit(self, gpio, level, tick):
+            for cb in list(self.callbacks):
+                wanted = cb.edge == mod.EITHER_EDGE or cb.edge == (mod.RISING_EDGE if level else mod.FALLING_EDGE)
+                if cb.active and self.connected and cb.gpio == gpio and wanted:  # over pigpiod's socket
+                    cb.func(gpio, level, tick)
+
+        def _input_edges(self):
+            """The knob's edges as pigpiod reports them: each change seen at the next 5 us sample, changes
+            within one sample reported together in GPIO order; a glitch-filtered GPIO reports a level only
+            once stable for ``steady`` us, stamped then."""
+            knob = rig.knob
+            if knob is None:
+                return []
+            sampled = {}
+            for t_us, gpio, level in knob.edges:  # the level at each sample: the last change before it wins
+                sample = int(-(-t_us // SAMPLE_US)) * SAMPLE_US
+                sampled[(sample, gpio)] = level
+            out, reported = [], {g: self.read(g) for g in knob.gpios.values()}
+            pending = {}
+            for (sample, gpio), level in sorted(sampled.items()):
+                steady = self.glitch.get(gpio, 0)
+                if not steady:
+                    if level != reported[gpio]:
+                        out.append((sample, gpio, level))
+                        reported[gpio] = level
+                    continue
+                since = pending.get(gpio)
+                if since is not None and sample - since[0] >= steady and since[1] != reported[gpio]:
+                    out.append((since[0] + steady, gpio, since[1]))  # stable long enough: reported
+                    reported[gpio] = since[1]
+                pending[gpio] = (sample, level)
+            for gpio, (sample, level) in pending.items():
+                if level != reported[gpio]:
+                    out.append((sample + self.glitch[gpio], gpio, level))
+            return sorted(out)
 
         def wave_tx_stop(self):
             if state.lose_link_at_stop:  # pigpiod's socket is gone: the Pi's DMA keeps sending the chain

@@ -13,13 +13,20 @@ import av
 import numpy as np
 import pytest
 
-from ratpose.acquisition import CameraSettings, RigConfig, RigConfigError, load_rig_config, record, rig_config_from_dict
+from ratpose.acquisition import (
+    CameraSettings,
+    RigConfigError,
+    RigSettings,
+    load_rig_config,
+    record,
+    rig_config_from_dict,
+)
 from ratpose.acquisition.recorder import build_simulated_backends, default_writer
 from ratpose.acquisition.ring_buffer import EventWindows, FrameRing, RingSegmenter, kept_fraction, merge_windows
 from ratpose.acquisition.simulated import SimulatedKnob
-from ratpose.acquisition.writers import VideoWriter, count_video_frames, resolve_codec
 from ratpose.ingest.session_folder import read_session_folder
 from ratpose.sync import align_frames
+from ratpose.video import VideoWriter, count_frames, resolve_codec
 
 ROOT = Path(__file__).resolve().parents[1]
 W, H, RATE = 160, 128, 200.0
@@ -135,7 +142,7 @@ def test_writers_roundtrip(tmp_path, codec, container, min_psnr):
     for f in frames:
         writer.write(f)
     writer.close()
-    assert count_video_frames(path) == 12
+    assert count_frames(path) == 12
     with av.open(str(path)) as c:
         decoded = [f.to_ndarray(format="gray") for f in c.decode(video=0)]
     assert len(decoded) == 12
@@ -147,7 +154,7 @@ def test_writers_roundtrip(tmp_path, codec, container, min_psnr):
 
 
 def test_nvenc_falls_back_to_libx264_without_gpu():
-    from ratpose.acquisition.writers import nvenc_available
+    from ratpose.video import nvenc_available
     assert resolve_codec("h264_nvenc") == ("h264_nvenc" if nvenc_available() else "h264")
     with pytest.raises(ValueError, match="codec must be one of"):
         resolve_codec("mjpeg")
@@ -160,7 +167,7 @@ def test_example_config_loads_and_bad_configs_are_named():
     assert [c.role for c in cfg.cameras] == ["primary", "secondary"]
     assert cfg.primary.strobe_line and cfg.cameras[1].trigger_line
     with pytest.raises(RigConfigError, match="exposure_us"):
-        RigConfig(cameras=(CameraSettings(name="cam0", exposure_us=5000.0),),
+        RigSettings(cameras=(CameraSettings(name="cam0", exposure_us=5000.0),),
                   trigger=cfg.trigger)  # 5 ms does not fit in a 226 Hz period (4425 us)
     with pytest.raises(RigConfigError, match="unknown key"):
         rig_config_from_dict({"camera": [{"name": "cam0", "exposure": 100}]})
@@ -373,6 +380,7 @@ def _cli_config(tmp_path, extra=""):
 def test_record_command_shows_live_status_and_what_was_written(tmp_path, capsys):
     import re
     import shutil
+
     from ratpose.cli import main
     assert main(["record", "--config", str(_cli_config(tmp_path)), str(tmp_path / "s")]) == 0
     captured = capsys.readouterr()
@@ -407,7 +415,7 @@ def test_record_command_warns_when_the_ring_has_no_event_source(tmp_path, capsys
     cfg = _cli_config(tmp_path, '[ring_buffer]\nenabled = true\npre_s = 0.5\npost_s = 0.2\npolicy = ["knob"]\n')
     assert main(["record", "--config", str(cfg), str(tmp_path / "s")]) == 0
     captured = capsys.readouterr()
-    assert f"WARNING {cfg}: the ring buffer is on with policy ['knob'] but no event source is connected: no " \
+    assert f"WARNING {cfg}: the ring buffer is on with policy ['knob'] but [knob] source is \"none\": no " \
            "segment will be kept, nothing will be written" in captured.err
     assert "0 segment(s) kept" in captured.err  # the status line counts the ring's segments
     assert "cam0: 0 frames written" in captured.out and "250 outside ring segments" in captured.out

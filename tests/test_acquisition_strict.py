@@ -3,22 +3,22 @@ from __future__ import annotations
 
 import errno
 import gc
-import re
 import os
+import re
 import signal
 import threading
 import time
-import tomllib
 
 import numpy as np
 import pytest
+import tomllib
+from strict_sdks import StrictRig, make_pigpio
 
 from ratpose.acquisition import CameraSettings, record, rig_config_from_dict
 from ratpose.acquisition.backends import CameraError
 from ratpose.acquisition.recorder import build_hardware_backends, default_writer
 from ratpose.ingest.session_folder import read_session_folder
-from ratpose.acquisition.commands import _frames
-from strict_sdks import StrictRig, make_pigpio
+from ratpose.video import decode_gray
 
 RATE, W, H = 100.0, 160, 128
 
@@ -69,7 +69,7 @@ def test_normal_stop_writes_every_frame_and_stats(rig, tmp_path):
         # every exposed frame reached the file: nothing left in the stream when acquisition ended
         assert cam.n_frames == fake.frame_id + 1 == rig.pulses_sent
         np.testing.assert_array_equal(cam.frame_id, np.arange(cam.n_frames))
-        pixels = [int(f[0, 0]) for f in _frames(cam.video)]  # copied out before the buffer went back
+        pixels = [int(f[0, 0]) for f in decode_gray(cam.video)]  # copied out before the buffer went back
         assert pixels == [i % 251 for i in range(cam.n_frames)]
         assert fake.held == 0
         assert status["cameras"][cam.name]["missed_triggers"] == 0
@@ -126,7 +126,7 @@ def test_unplugged_secondary_is_named_and_the_primary_records_on(monkeypatch, tm
     assert abs(after - (result.n_pulses - 60)) <= 2 and f"{after} of {result.n_pulses} triggers" in result.message
     accounted(status, result.n_pulses)
     cam1 = next(c for c in session.cameras if c.name == "cam1")
-    assert cam1.n_frames == 60 and [int(f[0, 0]) for f in _frames(cam1.video)] == list(range(60))
+    assert cam1.n_frames == 60 and [int(f[0, 0]) for f in decode_gray(cam1.video)] == list(range(60))
 
 
 def test_unplugged_secondary_is_detected_within_a_second(monkeypatch, tmp_path):
@@ -289,7 +289,7 @@ def test_get_next_image_before_begin_is_not_a_timeout(rig):
 
 
 def test_rig_check_on_strict_fakes_and_simulation(rig, tmp_path, capsys):
-    from ratpose.acquisition.commands import rig_check
+    from ratpose.acquisition.rig_check import rig_check
     from ratpose.cli import main
     cfg = config()
     lines, ok = rig_check(cfg, *build_hardware_backends(cfg), disk_dir=tmp_path)
@@ -317,28 +317,63 @@ def test_rig_check_on_strict_fakes_and_simulation(rig, tmp_path, capsys):
     assert "INFO the SDK sees 2 camera(s)" in out and out.count("(simulated)") == 2 and "WARN" not in out
 
 
-def test_compress_is_lossless_and_atomic(tmp_path, capsys):
+def _record_raw(tmp_path, duration_s: float):
+    """A simulated one-camera session of raw video in tmp_path/s; its camera's folder entry."""
     from ratpose.cli import main
+
     cfg_path = tmp_path / "rig.toml"
     cfg_path.write_text('[trigger]\nbackend = "simulated"\nrate_hz = 100\n[storage]\ncodec = "raw"\ncontainer = "avi"\n'
-                        '[simulation]\nduration_s = 1\n'
+                        f'[simulation]\nduration_s = {duration_s}\n'
                         '[[camera]]\nname = "cam0"\nrole = "primary"\nroi = [0, 0, 64, 48]\nexposure_us = 1000\n')
     assert main(["record", "--config", str(cfg_path), str(tmp_path / "s")]) == 0
-    before = read_session_folder(tmp_path / "s").cameras[0]
-    from ratpose.acquisition.commands import _frames
-    raw_frames = list(_frames(before.video))
+    return read_session_folder(tmp_path / "s").cameras[0]
+
+
+def test_compress_is_lossless_and_atomic(tmp_path, capsys):
+    from ratpose.cli import main
+
+    before = _record_raw(tmp_path, 1)
+    raw_frames = list(decode_gray(before.video))
     assert main(["compress", str(tmp_path / "s")]) == 0
     after = read_session_folder(tmp_path / "s").cameras[0]
     assert after.video.name == "cam0.magicyuv.avi" and not before.video.exists()
-    new_frames = list(_frames(after.video))
+    new_frames = list(decode_gray(after.video))
     assert len(new_frames) == len(raw_frames) == after.n_frames > 50
     assert all(np.array_equal(a, b) for a, b in zip(raw_frames, new_frames))
     assert "frames verified identical" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("fault", ["pixel", "dropped"])
+def test_compress_keeps_the_raw_video_when_the_new_file_differs(tmp_path, capsys, monkeypatch, fault):
+    """A codec that changes one pixel, or loses the last frame, is caught: exit 1 naming the frame, raw kept."""
+    from ratpose.acquisition import compress
+    from ratpose.cli import main
+
+    before = _record_raw(tmp_path, 0.5)
+    n_frames = before.n_frames
+    write, written = compress.VideoWriter.write, []
+
+    def faulty(self, image):
+        written.append(1)
+        if fault == "pixel" and len(written) == 7:
+            image = image.copy()
+            image[3, 5] ^= 1
+        if fault == "dropped" and len(written) == n_frames:
+            return None
+        return write(self, image)
+
+    monkeypatch.setattr(compress.VideoWriter, "write", faulty)
+    assert main(["compress", str(tmp_path / "s")]) == 1
+    wrong = 6 if fault == "pixel" else n_frames - 1
+    assert f"frame {wrong} differs after magicyuv encoding; raw video kept" in capsys.readouterr().err
+    assert before.video.exists() and read_session_folder(tmp_path / "s").cameras[0].video == before.video
+    assert not list((tmp_path / "s").glob("*.part.*"))
+
+
 def test_rig_check_lists_every_camera_and_flags_the_config(monkeypatch, tmp_path):
-    from ratpose.acquisition.commands import rig_check
     import dataclasses
+
+    from ratpose.acquisition.rig_check import rig_check
     rig = StrictRig(("21000001", "21000002", "21000003"))
     rig.install(monkeypatch)
     cfg = config()
@@ -370,9 +405,9 @@ def test_rig_check_lists_every_camera_and_flags_the_config(monkeypatch, tmp_path
 
 
 def test_rig_check_fails_a_disk_slower_than_the_rig(rig, monkeypatch, tmp_path):
-    from ratpose.acquisition import writers
-    from ratpose.acquisition.commands import rig_check
-    monkeypatch.setattr(writers, "disk_write_mb_s", lambda folder, n_bytes: 0.001)  # a 1 kB/s disk
+    from ratpose.acquisition import disk
+    from ratpose.acquisition.rig_check import rig_check
+    monkeypatch.setattr(disk, "disk_write_mb_s", lambda folder, n_bytes: 0.001)  # a 1 kB/s disk
     cfg = config()  # FFV1 of the fake's flat 160x128 frames at 100 Hz on two cameras: tens of kB/s
     lines, ok = rig_check(cfg, *build_hardware_backends(cfg), disk_dir=tmp_path)
     assert not ok and lines[-1] == "FAIL rig check"
@@ -382,7 +417,8 @@ def test_rig_check_fails_a_disk_slower_than_the_rig(rig, monkeypatch, tmp_path):
 
 def test_rig_check_without_pyspin_is_one_fail_line(monkeypatch):
     import sys
-    from ratpose.acquisition.commands import rig_check
+
+    from ratpose.acquisition.rig_check import rig_check
     monkeypatch.setitem(sys.modules, "PySpin", None)  # import fails as when the SDK is not installed
     lines, ok = rig_check(config())
     assert not ok and lines[0].startswith("FAIL cameras cannot be listed: PySpin is not installed")

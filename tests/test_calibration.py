@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from calibration_helpers import opencv_heldout_px
 
 from ratpose.calibration import (
     LENS_MODELS,
@@ -16,6 +17,7 @@ from ratpose.calibration import (
     CharucoBoard,
     Checkerboard,
     board_from_dict,
+    board_label,
     calibrate_from_detections,
     calibrate_rig,
     detect_board,
@@ -23,7 +25,6 @@ from ratpose.calibration import (
     load_dlc_stereo_pickle,
     load_rig,
     plot_report,
-    board_label,
     render_board,
     save_rig,
 )
@@ -32,15 +33,13 @@ from ratpose.ingest.calibration_folder import (
     natural_key,
     read_calibration_folder,
 )
-from ratpose.rig import Camera, Rig
+from ratpose.rig import CameraModel, Rig
 from ratpose.sim.boards import (
     render_board_view,
     scale_rig,
     simulate_calibration_views,
     write_calibration_folder,
 )
-
-from calibration_helpers import opencv_heldout_px
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SIZE = (640, 480)
@@ -56,12 +55,12 @@ def blackfly_rig(angle_deg: float = 30.0, working_mm: float = 150.0) -> Rig:
     """Two Blackfly S 1440x1080 (3.45 um) with 12.5 mm lenses, converging on a point 150 mm away."""
     f = 12.5 / 3.45e-3
     dist = np.array([-0.12, 0.15, 0.0, 0.0, 0.0])  # radial only: a well-centred machine-vision lens
-    cam0 = Camera("cam0", (1440, 1080), [[f, 0, 725.0], [0, f * 1.0005, 532.0], [0, 0, 1]], dist)
+    cam0 = CameraModel("cam0", (1440, 1080), [[f, 0, 725.0], [0, f * 1.0005, 532.0], [0, 0, 1]], dist)
     a = np.radians(angle_deg)
     z, x = np.array([-np.sin(a), 0, np.cos(a)]), np.array([np.cos(a), 0, np.sin(a)])
     R1 = np.vstack([x, np.cross(z, x), z])
     centre1 = np.array([0, 0, working_mm]) - working_mm * z
-    cam1 = Camera("cam1", (1440, 1080), [[f * 0.998, 0, 712.0], [0, f * 0.998, 545.0], [0, 0, 1]],
+    cam1 = CameraModel("cam1", (1440, 1080), [[f * 0.998, 0, 712.0], [0, f * 0.998, 545.0], [0, 0, 1]],
                   dist * [0.8, 1.3, 1, 1, 0], R1, -R1 @ centre1)
     return Rig((cam0, cam1))
 
@@ -164,7 +163,7 @@ def test_calibration_folder_errors(tmp_path):
         read_calibration_folder(tmp_path)
 
 
-def _frontal_views(camera: Camera, n: int, tilt_deg: float = 0.0) -> list[np.ndarray]:
+def _frontal_views(camera: CameraModel, n: int, tilt_deg: float = 0.0) -> list[np.ndarray]:
     """Board views at 150 mm facing ``camera`` (tilted about x by ``tilt_deg``), shifted across the image."""
     rng = np.random.default_rng(0)
     R = cv2.Rodrigues(np.array([np.radians(tilt_deg), 0.0, 0.0]))[0]
@@ -334,7 +333,7 @@ def test_rational_lens_model_meets_the_accuracy_bars():
     """A rational-model lens (k4 != 0) rendered, calibrated with the rational model forced and with 'auto'."""
     base = blackfly_rig()
     lens = np.array([-0.05, 0.1, 0.0, 0.0, 0.0, 0.4, 0.05, 0.0])
-    rig_true = Rig(tuple(Camera(c.name, c.size, c.K, lens, c.R, c.t) for c in base))
+    rig_true = Rig(tuple(CameraModel(c.name, c.size, c.K, lens, c.R, c.t) for c in base))
     truth = scale_rig(rig_true, SIZE)
     frames, singles = simulate_calibration_views(rig_true, BOARD, 10, 24, seed=5, image_size=SIZE)
     views = detect_views(frames, BOARD, singles)

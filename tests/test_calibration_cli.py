@@ -12,7 +12,7 @@ import pytest
 from ratpose.calibration import LENS_MODELS, CharucoBoard, detect_board
 from ratpose.cli import main as cli
 from ratpose.ingest.session_folder import read_session_folder
-from ratpose.sim import SessionConfig, default_rig, write_session
+from ratpose.sim import SessionSettings, default_rig, write_session
 from ratpose.sim.boards import simulate_calibration_views, write_calibration_folder
 
 BOARD = CharucoBoard(9, 7, 4.0, 3.0, "DICT_4X4_50")
@@ -70,7 +70,8 @@ def test_calibrate_import_anipose(clean_db, tmp_path):
                  for c in default_rig()]).dump(str(tmp_path / "calibration.toml"))
     out = ratpose("calibrate", "--import-anipose", tmp_path / "calibration.toml", "--rig", "rig-a",
                   "--date", "2026-11-21T09:30").stdout
-    assert f"calibration of rig 'rig-a' on 2026-11-21 09:30: imported from anipose ({tmp_path / 'calibration.toml'})" in out
+    assert (f"calibration of rig 'rig-a' on 2026-11-21 09:30: imported from anipose "
+            f"({tmp_path / 'calibration.toml'})") in out
     assert re.search(r"cam1\s+imported\s+-\s+-\s+-\s+-\s+-", out)
     rows = (clean_db["calib"].Calibration.Camera).to_dicts(order_by="camera_order")
     np.testing.assert_allclose(rows[1]["translation"], default_rig()[1].t)
@@ -95,7 +96,7 @@ def test_board_command_writes_a_true_scale_sheet(tmp_path):
 
 def test_calibration_missing_a_camera_of_the_rig_is_refused(clean_db, tmp_path, capsys):
     raw, calib = clean_db["raw"], clean_db["calib"]
-    write_session(tmp_path / "s", SessionConfig(seconds=1.0, fps=30.0, size=(32, 32), seed=3))
+    write_session(tmp_path / "s", SessionSettings(seconds=1.0, fps=30.0, size=(32, 32), seed=3))
     raw.insert_session(read_session_folder(tmp_path / "s"))
     image = np.random.default_rng(0).integers(0, 256, (24, 32), dtype=np.uint8)
     folder = write_calibration_folder(tmp_path / "c", "sim-rig-1", CharucoBoard(5, 4, 4.0, 3.0),

@@ -7,7 +7,7 @@ import pytest
 
 from ratpose.calibration import CharucoBoard, calibrate_from_detections, detect_views, load_rig, save_rig
 from ratpose.pose3d.triangulation import triangulate
-from ratpose.rig import Camera, Rig
+from ratpose.rig import CameraModel, Rig
 from ratpose.sim.boards import scale_rig, simulate_calibration_views
 
 SIZE = (640, 480)
@@ -19,12 +19,12 @@ BOARD = CharucoBoard(7, 5, 16.0, 12.0, "DICT_4X4_50")
 
 def fisheye_rig(f_px: float = 270.0, angle_deg: float = 30.0, working_mm: float = 150.0) -> Rig:
     """Two 640x480 fisheye cameras (~170 deg diagonal) converging on a point ``working_mm`` away."""
-    cam0 = Camera("cam0", SIZE, [[f_px, 0, 322.0], [0, f_px * 1.0005, 238.5], [0, 0, 1]], LENS, model="fisheye")
+    cam0 = CameraModel("cam0", SIZE, [[f_px, 0, 322.0], [0, f_px * 1.0005, 238.5], [0, 0, 1]], LENS, model="fisheye")
     a = np.radians(angle_deg)
     z, x = np.array([-np.sin(a), 0, np.cos(a)]), np.array([np.cos(a), 0, np.sin(a)])
     R1 = np.vstack([x, np.cross(z, x), z])
     centre1 = np.array([0, 0, working_mm]) - working_mm * z
-    cam1 = Camera("cam1", SIZE, [[f_px * 1.01, 0, 317.0], [0, f_px * 1.01, 243.0], [0, 0, 1]],
+    cam1 = CameraModel("cam1", SIZE, [[f_px * 1.01, 0, 317.0], [0, f_px * 1.01, 243.0], [0, 0, 1]],
                   LENS * [1.2, 0.8, 1.0, 1.0], R1, -R1 @ centre1, model="fisheye")
     return Rig((cam0, cam1))
 
@@ -43,11 +43,12 @@ def test_project_and_undistort_equal_cv2_fisheye():
     np.testing.assert_allclose(cam.undistort(ours[inside]), in_cam[inside, :2] / in_cam[inside, 2:], atol=1e-9)
     theirs_und = cv2.fisheye.undistortPoints(ours[inside].reshape(-1, 1, 2), cam.K, cam.dist).reshape(-1, 2)
     np.testing.assert_allclose(cam.undistort(ours[inside]), theirs_und, atol=1e-6)
-    assert np.isnan(cam.project(np.full((1, 3), np.nan))).all() and np.isnan(cam.undistort(np.full((1, 2), np.nan))).all()
-    assert Camera.from_dict(cam.to_dict()).model == "fisheye"
+    assert (np.isnan(cam.project(np.full((1, 3), np.nan))).all()
+            and np.isnan(cam.undistort(np.full((1, 2), np.nan))).all())
+    assert CameraModel.from_dict(cam.to_dict()).model == "fisheye"
     assert cam.scaled((320, 240)).model == "fisheye"
     with pytest.raises(ValueError, match="4 distortion coefficients"):
-        Camera("bad", SIZE, cam.K, np.zeros(5), model="fisheye")
+        CameraModel("bad", SIZE, cam.K, np.zeros(5), model="fisheye")
 
 
 def test_aniposelib_fisheye_group_imported_triangulates_like_aniposelib(tmp_path):
@@ -89,7 +90,8 @@ def test_simulated_fisheye_rig_auto_selects_fisheye_and_meets_the_accuracy_bars(
         np.testing.assert_allclose(np.diag(est.K)[:2], np.diag(true.K)[:2], rtol=0.005)
         np.testing.assert_allclose(est.K[:2, 2], true.K[:2, 2], atol=2.0)
     baseline_true = np.linalg.norm(truth[1].center - truth[0].center)
-    print("focal %:", [np.round(100 * (np.diag(e.K)[:2] / np.diag(t.K)[:2] - 1), 3).tolist() for e, t in zip(rig, truth)],
+    print("focal %:", [np.round(100 * (np.diag(e.K)[:2] / np.diag(t.K)[:2] - 1), 3).tolist()
+                       for e, t in zip(rig, truth)],
           "principal point px:", [np.round(e.K[:2, 2] - t.K[:2, 2], 2).tolist() for e, t in zip(rig, truth)],
           "baseline %:", round(100 * (np.linalg.norm(rig[1].center) / baseline_true - 1), 4))
     assert abs(np.linalg.norm(rig[1].center) / baseline_true - 1) < 0.005

@@ -8,7 +8,7 @@ import pytest
 from conftest import build_simulated_pipeline
 
 from ratpose.calibration import CalibrationError
-from ratpose.sim import SessionConfig
+from ratpose.sim import SessionSettings
 
 IMPORT_DATE = dt.datetime(2026, 11, 23, 9, 0)
 
@@ -30,7 +30,7 @@ def imported(db, tmp_path_factory):
                                                                 IMPORT_DATE.isoformat())
         assert inserted and key == {"rig": truth.config["rig"], "calibration_date": IMPORT_DATE}
 
-    config = SessionConfig(seconds=20.0, fps=30.0, size=(640, 480), seed=5, subject="rat_import", n_units=2)
+    config = SessionSettings(seconds=20.0, fps=30.0, size=(640, 480), seed=5, subject="rat_import", n_units=2)
     truth, session, results = build_simulated_pipeline(db, root, config, exact_2d=True, register_calibration=register)
     return truth, session, results, root
 

@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 import pytest
 import scipy.io
+from calibration_helpers import opencv_heldout_px
 
 from ratpose.calibration import (
     CalibrationError,
@@ -20,8 +21,6 @@ from ratpose.calibration import (
     save_rig,
 )
 from ratpose.pose3d.triangulation import triangulate
-
-from calibration_helpers import opencv_heldout_px
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 STEREO = DATA / "stereo-checkerboard"

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import datajoint as dj
 import pytest
-
 from conftest import wipe
 
 from ratpose import schema
+from ratpose.cli.maintenance import add_commands
 from ratpose.ingest.session_folder import read_session_folder
 from ratpose.schema.jobs import populate
-from ratpose.schema.maintenance import add_commands, collect_garbage, delete_session
-from ratpose.sim import BODYPARTS, SessionConfig, write_dlc_outputs, write_rig_dataset, write_session
+from ratpose.schema.maintenance import collect_garbage, delete_session
+from ratpose.sim import BODYPARTS, SessionSettings, write_dlc_outputs, write_rig_dataset, write_session
 
 PER_SESSION = ("raw.Recording", "raw.TriggerLog", "raw.KnobLog", "raw.Unit", "sync.SyncedFrames",
                "sync.SessionSync", "calib.SessionCalibration", "pose.Pose2DTask", "pose.Pose2D",
@@ -57,7 +57,7 @@ def _add_session(db, folder: Path, truth, model: dict) -> dict:
 def two_sessions(db, tmp_path_factory):
     """Session 'keep' fully populated (store snapshot taken), then session 'drop' on top of it."""
     root = tmp_path_factory.mktemp("deletion")
-    config = SessionConfig(seconds=30.0, fps=30.0, size=(640, 480), seed=4, subject="rat_drop", n_units=2)
+    config = SessionSettings(seconds=30.0, fps=30.0, size=(640, 480), seed=4, subject="rat_drop", n_units=2)
     truth_drop = write_rig_dataset(root, config, n_labeled=2)
     truth_keep = write_session(root / "keep", replace(config, seed=5, subject="rat_keep"))
     wipe(db)

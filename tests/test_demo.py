@@ -43,7 +43,8 @@ def test_summary_fits_100_columns_and_a_failed_stage_fails_the_command(monkeypat
     from ratpose.demo import DemoSummary, tuning_row
 
     summary = DemoSummary(session={})
-    summary.add("sync cam0", True, "100.0% frames on their pulse, drift 10.00 ppm", "3 lost in transfer, 2 missed trigger")
+    summary.add("sync cam0", True, "100.0% frames on their pulse, drift 10.00 ppm",
+                "3 lost in transfer, 2 missed trigger")
     summary.add("calibration", False, "RMS 0.30 px at 640x480, baseline 150.00 mm " * 3, "cameras swapped " * 5)
     summary.add("knob marker", None, "centre off by 1.00 mm", "radius 10.00 mm")
     ok, found, truth = tuning_row({1: "speed", 2: "direction", 3: "untuned"},

@@ -19,7 +19,7 @@ N_LABELED = 80
 N_VIDEO = 30
 # resnet_18 on 160x128 frames, no augmentation: the smallest setting that reliably learns the
 # blobs on 2 CPU cores in about a minute (see the report / benchmarks/bench_dlc.py).
-PARAMS = dlc.TrainParams(net_type="resnet_18", epochs=25, batch_size=8, augmentation=False, device="cpu",
+PARAMS = dlc.TrainSettings(net_type="resnet_18", epochs=25, batch_size=8, augmentation=False, device="cpu",
                          init="random", save_epochs=25, seed=0)
 # Thresholds (px, 160x128 frames): labels are exact projections; the heatmap stride is 8 px and
 # DLC's location refinement brings errors well under it. A model that has not learned the blobs
@@ -200,9 +200,9 @@ def test_build_project_rejects_bad_input(small_labels, tmp_path):
 
 def test_train_params_are_validated():
     with pytest.raises(dlc.DLCError, match="device"):
-        dlc.TrainParams(device="tpu")
+        dlc.TrainSettings(device="tpu")
     with pytest.raises(dlc.DLCError, match="epochs"):
-        dlc.TrainParams(epochs=0)
+        dlc.TrainSettings(epochs=0)
 
 
 def test_imagenet_init_offline_is_a_clear_error(small_labels, tmp_path, monkeypatch):
@@ -214,9 +214,9 @@ def test_imagenet_init_offline_is_a_clear_error(small_labels, tmp_path, monkeypa
     config = dlc.build_project(small_labels, tmp_path / "project", BODYPARTS, train_fraction=0.5, seed=0,
                                scorer="sim")
     with pytest.raises(dlc.DLCError, match="init='random'"):
-        dlc.train(config, dlc.TrainParams(init="imagenet", epochs=1, device="cpu"))
+        dlc.train(config, dlc.TrainSettings(init="imagenet", epochs=1, device="cpu"))
     with pytest.raises(dlc.DLCError, match="does not exist"):
-        dlc.train(config, dlc.TrainParams(init=str(tmp_path / "absent.pt"), epochs=1, device="cpu"))
+        dlc.train(config, dlc.TrainSettings(init=str(tmp_path / "absent.pt"), epochs=1, device="cpu"))
     assert not list((config.parent / "dlc-models-pytorch").rglob("snapshot-*.pt"))
 
 

@@ -7,12 +7,12 @@ import pandas as pd
 import pytest
 
 from ratpose.export import pose_table, to_csv, to_movement, to_nwb
-from ratpose.rig import Camera, Rig
+from ratpose.rig import CameraModel, Rig
 
 BODYPARTS = ["snout", "paw_left", "paw_right", "tail_base"]
 START = datetime(2026, 11, 24, 10, 0, tzinfo=timezone.utc)
-RIG = Rig((Camera("cam0", (1440, 1080), [[3600, 0, 720], [0, 3600, 540], [0, 0, 1]], [-0.1, 0.05, 0, 0, 0]),
-           Camera("cam1", (1440, 1080), np.diag([2400.0, 2400.0, 1.0]), R=np.eye(3), t=[-80.0, 0.0, 20.0])))
+RIG = Rig((CameraModel("cam0", (1440, 1080), [[3600, 0, 720], [0, 3600, 540], [0, 0, 1]], [-0.1, 0.05, 0, 0, 0]),
+           CameraModel("cam1", (1440, 1080), np.diag([2400.0, 2400.0, 1.0]), R=np.eye(3), t=[-80.0, 0.0, 20.0])))
 
 
 @pytest.fixture(scope="module")
@@ -66,9 +66,9 @@ def test_anipose_csv_as_anipose_writes_it(pose, tmp_path):
 def test_anipose_reads_the_csv_with_its_own_code(pose, tmp_path):
     """anipose's project_2d.get_projected_points (M, center, _error, _score) and compute_angles (x/y/z, fnum)."""
     pytest.importorskip("anipose")
-    from aniposelib.cameras import CameraGroup
     from anipose.compute_angles import compute_angles
     from anipose.project_2d import get_projected_points
+    from aniposelib.cameras import CameraGroup
 
     from ratpose.calibration.interop import save_rig
 
@@ -156,7 +156,8 @@ def test_nwb_round_trip_and_inspector(pose, tmp_path):
                   clock_offset_s=3990.0, scores=pose["scores"], errors=pose["errors"],
                   n_cameras=pose["n_cameras"], rig=rig, pose2d=pose2d, edges=[[0, 1], [0, 2], [0, 3]],
                   subject={"subject_id": "rat01", "sex": "M", "age": "P90D"},
-                  units=[(3, spikes, {"tetrode": 2})], spike_resolution_s=1 / 30000, touches=touches, turns=touches[:1] + 0.01, scorer="dlc-model")
+                  units=[(3, spikes, {"tetrode": 2})], spike_resolution_s=1 / 30000, touches=touches,
+                  turns=touches[:1] + 0.01, scorer="dlc-model")
     with pynwb.NWBHDF5IO(str(path), "r") as io:
         nwb = io.read()
         behavior = nwb.processing["behavior"]
@@ -232,17 +233,8 @@ def test_to_movement(pose):
     np.testing.assert_array_equal(ds["confidence"].sel(individuals="rat").values, pose["scores"])
 
 
-def test_to_movement_without_movement_says_so(pose, monkeypatch):
-    import sys
-
-    monkeypatch.setitem(sys.modules, "movement", None)  # makes `import movement...` raise ImportError
-    monkeypatch.setitem(sys.modules, "movement.io", None)
-    with pytest.raises(ImportError, match="movement"):
-        to_movement(pose["points"], BODYPARTS)
-
-
 def test_on_pulses_and_lowest_used_likelihood():
-    from ratpose.export.commands import lowest_used_likelihood, on_pulses
+    from ratpose.export.session import lowest_used_likelihood, on_pulses
 
     camera_pulses = np.array([10, 11, 13, 14])  # pulse 12 dropped by this camera
     x = np.arange(8.0).reshape(4, 2)
@@ -271,7 +263,7 @@ def test_nwb_times_from_the_rate_on_a_pulse_grid(tmp_path):
 
 
 def test_skeleton_edges_from_the_limbs_else_the_dlc_project(tmp_path):
-    from ratpose.export.commands import skeleton_edges
+    from ratpose.export.session import skeleton_edges
 
     parts = ["snout", "paw", "digit", "tail_base"]
     assert skeleton_edges(parts, "paw-digit,snout-tail_base", None) == [(1, 2), (0, 3)]

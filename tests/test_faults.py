@@ -15,7 +15,8 @@ import ops_helpers
 import pytest
 from ops_helpers import Double, Item, Slow, dirty_rows, root_query, slow_table  # noqa: F401 (fixture)
 
-from ratpose.schema import ops
+from ratpose.cli import jobs as jobs_cli
+from ratpose.schema import recovery, workers
 from ratpose.schema.jobs import print_errors
 
 
@@ -42,7 +43,7 @@ def test_connection_killed_between_master_and_parts_rolls_back_and_populate_reco
     message = Slow.jobs.errors.fetch1("error_message")
     assert message.startswith("LostConnectionError") or "(2013" in message or "(1927" in message, message
 
-    assert ops.retry_errors({"Slow": Slow}) == 1
+    assert recovery.retry_errors({"Slow": Slow}) == 1
     result = Slow.populate(reserve_jobs=True, suppress_errors=True)  # DataJoint has reconnected
     assert result["success_count"] == 1
     assert Slow.fetch1("square") == 25 and len(Slow.Piece()) == 3
@@ -51,7 +52,7 @@ def test_connection_killed_between_master_and_parts_rolls_back_and_populate_reco
 def test_worker_retries_a_key_whose_connection_was_killed(slow_table, hooks):
     Item.insert([{"item": i, "fail": 0} for i in (2, 3)])
     hooks.append(_kill_own_connection_once)
-    run = ops.run_worker({"Slow": Slow}, ops.WorkerOptions(poll_s=0.1))
+    run = workers.run_worker({"Slow": Slow}, workers.WorkerSettings(poll_s=0.1))
     assert run.computed["Slow"] == 2
     assert sorted(Slow.to_arrays("square")) == [4, 9] and len(Slow.Piece()) == 6
     assert len(Slow.jobs) == 0
@@ -82,13 +83,13 @@ def test_connection_killed_during_a_large_insert_leaves_nothing(slow_table, monk
     assert dirty_rows(Slow) == 0 and dirty_rows(Slow.Piece) == 0
 
     monkeypatch.setenv("OPSTEST_PIECES", "1000")
-    assert ops.retry_errors({"Slow": Slow}) == 1
+    assert recovery.retry_errors({"Slow": Slow}) == 1
     assert Slow.populate(reserve_jobs=True, suppress_errors=True)["success_count"] == 1
     assert len(Slow.Piece()) == 1000
 
 
 # ---------------------------------------------------------------------------------------------
-# `ratpose populate` (ops.populate_recovering) under faults: a second table must still run
+# `ratpose populate` (recovery.populate_recovering) under faults: a second table must still run
 
 def _kill_running_sleep(connection_id: int) -> None:
     """From a second connection: KILL QUERY the SLEEP that connection is running (waits up to 10 s)."""
@@ -147,13 +148,14 @@ def _rows() -> tuple[int, int, int]:
 def test_populate_retries_a_killed_key_and_runs_the_other_tables(two_tables, hooks, kill, reserve_jobs):
     made, calls = _killing(1, kill)
     hooks.extend(made)
-    results = ops.populate_recovering(two_tables, reserve_jobs=reserve_jobs)
+    results = recovery.populate_recovering(two_tables, reserve_jobs=reserve_jobs)
     assert {n: (r["success_count"], r["error_list"]) for n, r in results.items()} == {
         "Slow": (2, []), "Double": (2, [])}
     assert len(calls) == 3  # the killed key was made once more
     assert _rows() == (2, 6, 2) and len(Slow.jobs) == len(Double.jobs) == 0
     assert sorted(Slow.to_arrays("square")) == [4, 9]
-    again = ops.populate_recovering(two_tables, reserve_jobs=reserve_jobs)  # idempotent: nothing left to do, nothing added
+    # idempotent: nothing left to do, nothing added
+    again = recovery.populate_recovering(two_tables, reserve_jobs=reserve_jobs)
     assert all(r["success_count"] == 0 and not r["error_list"] for r in again.values())
     assert _rows() == (2, 6, 2)
 
@@ -165,16 +167,16 @@ def test_populate_gives_up_on_a_key_killed_every_time(two_tables, capsys, hooks,
     """A key whose make() is killed on every try ends in error after a bounded number of tries."""
     made, calls = _killing(10**6, kill)
     hooks.extend(made)
-    results = ops.populate_recovering(two_tables)
+    results = recovery.populate_recovering(two_tables)
     assert results["Slow"]["success_count"] == 0 and len(results["Slow"]["error_list"]) == 2
     assert results["Double"] == {"success_count": 2, "error_list": []}
-    assert len(calls) == 2 * (ops.TRANSIENT_RETRIES + 1)
+    assert len(calls) == 2 * (recovery.TRANSIENT_RETRIES + 1)
     assert _rows() == (0, 0, 2) and len(Slow.jobs.reserved) == 0  # no half-written rows, no stale reservation
     assert print_errors(two_tables) == 2
     out = capsys.readouterr().out
     assert "ERROR Slow item=2" in out and "ratpose jobs retry Slow" in out, out
 
     hooks.clear()  # the cause is fixed: the printed command makes the keys pending again
-    assert ops.jobs_retry_command(argparse.Namespace(tables=["Slow"]), loader=lambda names: two_tables) == 0
-    assert ops.populate_recovering(two_tables)["Slow"] == {"success_count": 2, "error_list": []}
+    assert jobs_cli.jobs_retry_command(argparse.Namespace(tables=["Slow"]), loader=lambda names: two_tables) == 0
+    assert recovery.populate_recovering(two_tables)["Slow"] == {"success_count": 2, "error_list": []}
     assert _rows() == (2, 6, 2)

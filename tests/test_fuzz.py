@@ -17,7 +17,7 @@ from ratpose._toml import tomllib
 from ratpose.calibration import CharucoBoard
 from ratpose.ingest.calibration_folder import CalibrationFolderError, read_calibration_folder
 from ratpose.ingest.session_folder import SessionFormatError, read_session_folder
-from ratpose.sim import SessionConfig, write_session
+from ratpose.sim import SessionSettings, write_session
 from ratpose.sim.boards import write_calibration_folder
 
 FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -39,7 +39,7 @@ toml_values = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st
 @pytest.fixture(scope="module")
 def session_template(tmp_path_factory):
     folder = tmp_path_factory.mktemp("fuzz") / "session"
-    write_session(folder, SessionConfig(seconds=1.0, fps=30.0, size=(32, 32), seed=5, n_units=2))
+    write_session(folder, SessionSettings(seconds=1.0, fps=30.0, size=(32, 32), seed=5, n_units=2))
     shutil.rmtree(folder / "ground_truth")
     return folder
 
@@ -135,7 +135,8 @@ def _raw_mutations(files):
         st.tuples(st.sampled_from(files), st.just("delete"), st.none()),
         st.tuples(st.sampled_from(files), st.just("empty"), st.none()),
         st.tuples(st.sampled_from(files), st.just("truncate"), st.floats(0.0, 0.99)),
-        st.tuples(st.sampled_from(files), st.just("bytes"), st.tuples(st.floats(0.0, 1.0), st.binary(min_size=1, max_size=16))),
+        st.tuples(st.sampled_from(files), st.just("bytes"),
+                  st.tuples(st.floats(0.0, 1.0), st.binary(min_size=1, max_size=16))),
     )
 
 

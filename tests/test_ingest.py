@@ -18,7 +18,7 @@ from ratpose.cli import main as cli
 from ratpose.ingest.calibration_folder import CalibrationFolderError, check_rig_cameras
 from ratpose.ingest.session_folder import SessionFormatError, read_session_folder
 from ratpose.names import SUBJECT_MAX_LEN
-from ratpose.sim import SessionConfig, write_session
+from ratpose.sim import SessionSettings, write_session
 from ratpose.sim.boards import write_calibration_folder
 from ratpose.sync import unwrap_ticks
 
@@ -26,7 +26,7 @@ from ratpose.sync import unwrap_ticks
 @pytest.fixture(scope="module")
 def sim_session(tmp_path_factory):
     folder = tmp_path_factory.mktemp("ingest") / "session"
-    truth = write_session(folder, SessionConfig(seconds=2.0, fps=100.0, seed=3, subject="rat_ingest"))
+    truth = write_session(folder, SessionSettings(seconds=2.0, fps=100.0, seed=3, subject="rat_ingest"))
     return folder, truth
 
 
@@ -220,7 +220,7 @@ def test_a_serial_the_database_knows_under_another_name_is_refused(clean_db, sim
 
 def test_genuine_tick_wrap_is_ingested_unwrapped(clean_db, tmp_path):
     raw = clean_db["raw"]
-    config = SessionConfig(seconds=2.0, fps=100.0, seed=5, subject="rat_wrap", wrap=True)
+    config = SessionSettings(seconds=2.0, fps=100.0, seed=5, subject="rat_wrap", wrap=True)
     truth = write_session(tmp_path / "wrap", config)
     assert np.sum(np.diff(truth.tick_us.astype(np.int64)) < 0) == 1
     key, _ = raw.insert_session(read_session_folder(tmp_path / "wrap"))

@@ -4,6 +4,7 @@ import pytest
 from scipy.ndimage import gaussian_filter1d
 from scipy.optimize import brentq
 
+from ratpose.behaviour import KnobModel
 from ratpose.behaviour.kinematics import (
     as_intervals,
     detect_events,
@@ -15,7 +16,6 @@ from ratpose.behaviour.kinematics import (
     turn_intervals,
     velocity,
 )
-from ratpose.behaviour import Knob
 
 FPS = 226.0
 
@@ -137,7 +137,7 @@ def minimum_jerk_speed(tau):
 class ReachTrials:
     """Reach (minimum jerk) from a rest point 50 mm from a knob to its rim, hold, turn, return."""
 
-    knob = Knob(centre=[0.0, 0.0, 0.0], radius_mm=10.0, axis=[0.0, 0.0, 1.0])
+    knob = KnobModel(centre=[0.0, 0.0, 0.0], radius_mm=10.0, axis=[0.0, 0.0, 1.0])
     rest = np.array([60.0, 0.0, 0.0])
     rim = np.array([10.0, 0.0, 0.0])
     reach_s, turn_s, turn_deg = 0.3, 0.25, 60.0
@@ -197,7 +197,7 @@ def test_detect_events_recovers_analytic_event_times():
 def test_events_left_out_when_paw_never_arrives_or_knob_never_turns():
     trials = ReachTrials(n_trials=2)
     t = frame_times(trials.duration_s, seed=6)
-    far_knob = Knob(centre=[0.0, 0.0, 30.0], radius_mm=10.0)  # 20 mm from the paw at the rim
+    far_knob = KnobModel(centre=[0.0, 0.0, 30.0], radius_mm=10.0)  # 20 mm from the paw at the rim
     angle_t = np.arange(0.0, trials.duration_s, 1e-3)
     events = detect_events(t, trials.paw(t), far_knob, trials.touch_intervals, angle_t, np.zeros_like(angle_t))
     assert set(events["event"]) == {"reach_onset", "touch", "release"}

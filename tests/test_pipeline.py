@@ -15,14 +15,14 @@ import pytest
 from conftest import build_simulated_pipeline
 
 from ratpose import query
-from ratpose.sim import BODYPARTS, SessionConfig, dlc_dataframe
+from ratpose.sim import BODYPARTS, SessionSettings, dlc_dataframe
 
 
 @pytest.fixture(scope="module")
 def pipeline(db, tmp_path_factory):
     """Ingest + populate once for all the checks below."""
     root = tmp_path_factory.mktemp("pipeline")
-    config = SessionConfig(seconds=100.0, fps=100.0, size=(640, 480), seed=21, subject="rat_pipe", n_units=6)
+    config = SessionSettings(seconds=100.0, fps=100.0, size=(640, 480), seed=21, subject="rat_pipe", n_units=6)
     truth, session, results = build_simulated_pipeline(db, root, config, {"swapped": _swapped_camera_outputs})
     return truth, session, db, results
 
@@ -156,8 +156,10 @@ def test_export_command_writes_every_format_with_the_stored_pose(pipeline, tmp_p
 
     _, session, db, _ = pipeline
     model = {"training_set": "sim", "pose_params": "external", "pose3d_params": "default"}
-    stored = db["pose"].fetch_pose3d({**session, **model})
-    paw = stored["bodyparts"].index("paw")
+    from ratpose.poses import position_of
+
+    poses = db["pose"].fetch_pose3d({**session, **model})
+    stored_pulses, stored_paw = poses.pulse_index.values, position_of(poses, "paw")
     common = ["export", "--subject", session["subject"], "--datetime", session["session_datetime"].isoformat(),
               "--training-set", "sim", "--pose-params", "external"]
     from movement.io import load_poses
@@ -184,16 +186,16 @@ def test_export_command_writes_every_format_with_the_stored_pose(pipeline, tmp_p
     pattern = len(_START_INTERVALS)  # its irregular intervals end at this pulse
     first, last = min(r["first_pulse"] for r in synced.values()), max(r["last_pulse"] for r in synced.values())
     assert set(row_pulse[has]) == set(range(max(first, pattern), last + 1))
-    rows, found = pulse_rows(row_pulse, stored["pulse_index"])
-    assert found.mean() > 0.99 and len(table) > len(stored["pulse_index"])  # drops and gaps: rows of NaN
-    np.testing.assert_allclose(table["paw_x"].to_numpy()[rows[found]], stored["points3d"][found, paw, 0], rtol=1e-6)
+    rows, found = pulse_rows(row_pulse, stored_pulses)
+    assert found.mean() > 0.99 and len(table) > len(stored_pulses)  # drops and gaps: rows of NaN
+    np.testing.assert_allclose(table["paw_x"].to_numpy()[rows[found]], stored_paw[found, 0], rtol=1e-6)
     ds = load_poses.from_anipose_file(tmp_path / "pose.csv", fps=rate)  # time = row / rate
     assert within_1ms(ds["time"].values + times_csv["time_s"][0]) >= 0.999
     np.testing.assert_allclose(ds["position"].sel(keypoints="paw").values[rows[found], :, 0],
-                               stored["points3d"][found, paw],
+                               stored_paw[found],
                                rtol=1e-6)
     assert cli([*common, "--format", "csv", "--rows", "reconstructed", "--out", str(tmp_path / "r.csv")]) == 0
-    np.testing.assert_array_equal(pd.read_csv(tmp_path / "r_times.csv")["pulse_index"], stored["pulse_index"])
+    np.testing.assert_array_equal(pd.read_csv(tmp_path / "r_times.csv")["pulse_index"], stored_pulses)
     subject = (db["raw"].Subject & session).fetch1()  # `ratpose sim` wrote what DANDI requires
     assert (subject["species"], subject["sex"], str(subject["date_of_birth"])) == ("Rattus norvegicus", "M",
                                                                                   "2026-08-25")
@@ -206,7 +208,7 @@ def test_export_command_writes_every_format_with_the_stored_pose(pipeline, tmp_p
     with NWBHDF5IO(str(tmp_path / "s.nwb"), "r") as io:
         nwb = io.read()
         assert nwb.session_start_time == session["session_datetime"].replace(tzinfo=ZoneInfo("Europe/Berlin"))
-        assert set(nwb.devices) == set(stored_cameras(db, stored)) and set(nwb.intervals) == {"knob_touches",
+        assert set(nwb.devices) == set(stored_cameras(db, poses)) and set(nwb.intervals) == {"knob_touches",
                                                                                                 "knob_turns"}
         assert len(nwb.processing["behavior"]["PoseEstimation"].pose_estimations) == 2
         estimation = nwb.processing["behavior"]["PoseEstimation"]
@@ -217,7 +219,7 @@ def test_export_command_writes_every_format_with_the_stored_pose(pipeline, tmp_p
         pulses = nwb.processing["behavior"]["trigger_pulses"]  # the exact times too
         np.testing.assert_array_equal(pulses.data[:], row_pulse[has])
         np.testing.assert_allclose(pulses.timestamps[:] + offset, pulse_time[row_pulse[has]], rtol=0, atol=1e-9)
-        np.testing.assert_allclose(series.data[:][rows[found]], stored["points3d"][found, paw], rtol=1e-6)
+        np.testing.assert_allclose(series.data[:][rows[found]], stored_paw[found], rtol=1e-6)
         assert times[0] >= 0 and nwb.session_start_time.utcoffset() is not None
         for camera, view in estimation.pose_estimations.items():  # every frame the camera delivered, its times
             frames = synced[camera.removeprefix("PoseEstimation_")]
@@ -249,7 +251,7 @@ def test_export_command_writes_every_format_with_the_stored_pose(pipeline, tmp_p
     assert within_1ms(ds["time"].values + times[0] + offset) >= 0.999
     assert cli([*common, "--format", "dlc", "--out", str(tmp_path / "dlc")]) == 0
     scorer = "DLC_ratpose_sim_external"  # DeepLabCut's <video stem><scorer>.h5
-    camera = stored_cameras(db, stored)[0]
+    camera = stored_cameras(db, poses)[0]
     ds = load_poses.from_dlc_file(tmp_path / "dlc" / f"{camera}{scorer}.h5")
     assert ds.sizes["time"] == synced[camera]["n_frames"]  # a row per video frame, as DeepLabCut writes them
     pose3d = pd.read_hdf(tmp_path / "dlc" / "pose3d.h5")
@@ -262,9 +264,9 @@ def test_export_command_writes_every_format_with_the_stored_pose(pipeline, tmp_p
     back = xarray.open_dataset(tmp_path / "pose.nc")
     np.testing.assert_array_equal(back["time"].values, times_csv["time_s"])
     np.testing.assert_allclose(back["position"].sel(keypoints="paw").values[rows[found], :, 0],
-                               stored["points3d"][found, paw])
+                               stored_paw[found])
     assert cli([*common[:2], "nobody", *common[3:], "--format", "csv", "--out", str(tmp_path / "x.csv")]) == 1
 
 
-def stored_cameras(db, stored):
-    return list((db["pose"].Pose3D & stored["key"]).fetch1("cameras"))
+def stored_cameras(db, poses):
+    return list((db["pose"].Pose3D & poses.attrs["source_key"]).fetch1("cameras"))

@@ -24,19 +24,20 @@ from ops_helpers import Item, slow_table  # noqa: F401 (fixture)
 
 from ratpose._toml import tomllib
 from ratpose.cli import main as cli
-from ratpose.sim import SessionConfig, write_session
+from ratpose.sim import SessionSettings, write_session
 
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory):
     folder = tmp_path_factory.mktemp("reliability") / "session"
-    write_session(folder, SessionConfig(seconds=1.0, fps=30.0, size=(32, 32), seed=5, n_units=2, subject="rat_rel"))
+    write_session(folder, SessionSettings(seconds=1.0, fps=30.0, size=(32, 32), seed=5, n_units=2, subject="rat_rel"))
     shutil.rmtree(folder / "ground_truth")
     return folder
 
 
 def _edit_toml(name, changes, locate):
-    """A mutation setting (or, for None, deleting) fields of a folder's TOML; ``locate(meta, key)`` -> (table, field)."""
+    """A mutation setting (or, for None, deleting) fields of a folder's TOML; ``locate(meta, key)`` ->
+    (table, field)."""
     def mutate(folder: Path):
         meta = tomllib.loads((folder / name).read_text())
         for key, value in changes.items():
@@ -298,7 +299,7 @@ def ingested(db, template):
 
 def test_populate_reclaims_reservation_of_dead_connection(db, ingested):
     """A key reserved by a killed process (its connection gone) is computed by a plain populate."""
-    from ratpose.schema.ops import pipeline_tables, reclaim
+    from ratpose.schema.recovery import pipeline_tables, reclaim
 
     tables = pipeline_tables([])
     name, table = next((n, t) for n, t in tables.items() if t.key_source - t.proj())
@@ -317,9 +318,9 @@ def test_populate_reclaims_reservation_of_dead_connection(db, ingested):
 @pytest.fixture
 def populate_cli(slow_table, monkeypatch):
     """`ratpose populate` over the test tables (ops_helpers: Slow fails on items marked ``fail``)."""
-    from ratpose.schema import ops
+    from ratpose.cli import jobs
 
-    monkeypatch.setattr(ops, "pipeline_tables", ops_helpers.test_tables)
+    monkeypatch.setattr(jobs, "pipeline_tables", ops_helpers.test_tables)
     return lambda *args: cli(["populate", *args, "Slow"])
 
 
@@ -343,7 +344,7 @@ def test_populate_prints_a_data_error_once_with_what_replaces_the_input(populate
 def test_populate_suggests_retrying_only_a_passing_failure(populate_cli, capsys, monkeypatch):
     """A make() that keeps hitting a lock wait timeout (1205) is tried 1 + TRANSIENT_RETRIES times, then
     reported once with the retry."""
-    from ratpose.schema.ops import TRANSIENT_RETRIES
+    from ratpose.schema.recovery import TRANSIENT_RETRIES
 
     calls = []
 
@@ -435,7 +436,8 @@ def _link(name, target):
     def mutate(folder: Path):
         outside = folder.parent / f"outside-{target}"
         shutil.move(folder / name, outside)
-        (folder / name).symlink_to(outside if target == "absolute" else os.path.relpath(outside, (folder / name).parent))
+        (folder / name).symlink_to(outside if target == "absolute"
+                                   else os.path.relpath(outside, (folder / name).parent))
     return mutate
 
 

@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 from conftest import build_simulated_pipeline, chromium
 
+from ratpose.cli.report import add_commands
 from ratpose.figures import read_panels
 from ratpose.report import draw_pose, write_labeled_video
-from ratpose.report.commands import add_commands
 from ratpose.report.video import marker_radius, part_colour
-from ratpose.sim import SessionConfig
+from ratpose.sim import SessionSettings
 
 SECTIONS = ("qc", "sync", "calibration", "trajectories", "pose3d", "frames", "validation", "units")
 
@@ -32,7 +32,7 @@ def run_cli(*argv) -> int:
 def session(db, tmp_path_factory):
     """A 40 s simulated session populated through every stage, and its report."""
     root = tmp_path_factory.mktemp("report")
-    config = SessionConfig(seconds=40.0, fps=30.0, size=(320, 240), seed=5, subject="rat_report", n_units=3)
+    config = SessionSettings(seconds=40.0, fps=30.0, size=(320, 240), seed=5, subject="rat_report", n_units=3)
     truth, key, results = build_simulated_pipeline(db, root, config)
     assert not any(r["error_list"] for r in results.values())
     assert run_cli("report", root / "session", "--out", root / "report") == 0
@@ -117,7 +117,8 @@ def test_every_panel_has_a_title_axis_labels_and_units(session):
             labels = [panel["xlabel"], panel["ylabel"]] + ([panel["zlabel"]] if panel["zlabel"] else [])
             assert all(re.search(r"\(.+\)$", label) for label in labels), (name, panel)  # a unit in brackets
             assert panel["title"], (name, panel)
-    assert len(panels["sync.png"]) == 2 and all(p["xlabel"] == "time from session start (s)" for p in panels["sync.png"])
+    assert len(panels["sync.png"]) == 2 and all(p["xlabel"] == "time from session start (s)"
+                                                for p in panels["sync.png"])
     assert "frame interval" in panels["sync.png"][0]["legend"]
     for camera in truth.cameras:
         assert len(panels[f"trajectories_{camera}.png"]) == 3

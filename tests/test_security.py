@@ -13,7 +13,8 @@ import datajoint as dj
 import pytest
 from ops_helpers import Item, slow_table  # noqa: F401 (fixture)
 
-from ratpose.schema import ops
+from ratpose.cli import db as db_cli
+from ratpose.schema import grants
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -26,7 +27,7 @@ def users(slow_table):
     def connect_as(role: str) -> dj.Connection:
         user, password = f"rp_{role[:4]}_{secrets.token_hex(4)}", secrets.token_urlsafe(12)
         created.append(user)
-        ops.grant(user, role, host="%", password=password)
+        grants.grant(user, role, host="%", password=password)
         return dj.Connection(os.environ["DJ_HOST"], user, password)
 
     yield connect_as
@@ -62,13 +63,13 @@ def test_worker_user_can_insert_and_delete(users):
                                         ("bob", "%' OR '1'='1"), ("", "%"), ("bob`", "localhost"), ("x" * 40, "%")])
 def test_grant_rejects_names_with_quotes_or_sql(user, host):
     with pytest.raises(ValueError, match="invalid"):
-        ops.grant(user, "readonly", host=host, password=secrets.token_hex(8))
+        grants.grant(user, "readonly", host=host, password=secrets.token_hex(8))
 
 
 def test_grant_to_a_missing_user_without_password_is_a_clear_error(db):
     user = f"rp_none_{secrets.token_hex(4)}"
     with pytest.raises(ValueError, match="does not exist; to create it give a password"):
-        ops.grant(user, "worker")
+        grants.grant(user, "worker")
     assert not dj.conn().query("SELECT 1 FROM mysql.user WHERE User=%s", args=(user,)).fetchone()
 
 
@@ -76,7 +77,7 @@ def test_config_write_is_owner_only_and_keeps_the_password_out_of_datajoint_json
     password = secrets.token_urlsafe(12)
     monkeypatch.setenv("RP_TEST_PASSWORD", password)
     parser = argparse.ArgumentParser()
-    ops.add_commands(parser.add_subparsers())
+    db_cli.add_commands(parser.add_subparsers())
     args = parser.parse_args(["db", "config", "--write", "--dir", str(tmp_path), "--host", "db.lab.local",
                               "--user", "alice", "--password-env", "RP_TEST_PASSWORD", "--store", str(tmp_path)])
     assert args.func(args) == 0

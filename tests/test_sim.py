@@ -2,17 +2,24 @@
 from __future__ import annotations
 
 import csv
-import tomllib
 
 import cv2
 import numpy as np
 import pandas as pd
 import pytest
+import tomllib
 
-from ratpose.sim import (BODYPARTS, SensorNoise, default_rig, make_scene, render_frame, rig_and_lab_frame,
-                         write_labeled_frames)
+from ratpose.sim import (
+    BODYPARTS,
+    SensorNoise,
+    default_rig,
+    make_scene,
+    render_frame,
+    rig_and_lab_frame,
+    write_labeled_frames,
+)
 from ratpose.sim.neural import default_units, simulate_spikes, unit_rates
-from ratpose.sim.session import SessionConfig, session_backgrounds, write_session
+from ratpose.sim.session import SessionSettings, session_backgrounds, write_session
 from ratpose.sim.truth import load_ground_truth
 from ratpose.sync import align_frames, unwrap_ticks
 
@@ -40,7 +47,7 @@ def _video(path):
 @pytest.fixture(scope="module")
 def session(tmp_path_factory):
     path = tmp_path_factory.mktemp("sim") / "session"
-    config = SessionConfig(**SMALL, seed=3, wrap=True, loss_rate=0.02, miss_rate=0.01, noise_std=0.0,
+    config = SessionSettings(**SMALL, seed=3, wrap=True, loss_rate=0.02, miss_rate=0.01, noise_std=0.0,
                            occlusion_rate_hz=1.0)
     return path, config, write_session(path, config)
 
@@ -53,7 +60,7 @@ def test_same_seed_same_session_other_seed_differs(tmp_path, session):
     for name in ("trigger.csv", "cam0.frames.csv", "cam1.frames.csv", "knob_events.csv", "spikes.csv"):
         assert (tmp_path / "a" / name).read_bytes() == (path / name).read_bytes(), name
     np.testing.assert_array_equal(_video(tmp_path / "a" / "cam1.avi")[1], _video(path / "cam1.avi")[1])
-    other = write_session(tmp_path / "b", SessionConfig(**SMALL, seed=4, wrap=True, noise_std=0.0))
+    other = write_session(tmp_path / "b", SessionSettings(**SMALL, seed=4, wrap=True, noise_std=0.0))
     assert np.nanmax(np.abs(other.points3d[:50] - truth.points3d[:50])) > 0.5
 
 
@@ -323,9 +330,9 @@ def test_labeled_frames_in_deeplabcut_layout(tmp_path):
 
 def test_bad_input_is_rejected(tmp_path):
     with pytest.raises(ValueError, match="seconds"):
-        SessionConfig(seconds=0)
+        SessionSettings(seconds=0)
     with pytest.raises(ValueError, match="size"):
-        SessionConfig(size=(8, 8))
+        SessionSettings(size=(8, 8))
     with pytest.raises(ValueError, match="n_frames"):
         write_labeled_frames(tmp_path / "x", 0)
     with pytest.raises(ValueError, match="t_start"):

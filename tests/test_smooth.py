@@ -103,29 +103,29 @@ def test_two_cameras_at_one_place_give_no_3d_certainty_and_no_crash():
 
 
 def test_reconstruct_dispatches_to_smooth():
-    """Pose3DParams(method='smooth'): every frame in 3D, closer to the truth than per-frame triangulation."""
-    from ratpose.pose3d import Pose3DParams, reconstruct
+    """Pose3DSettings(method='smooth'): every frame in 3D, closer to the truth than per-frame triangulation."""
+    from ratpose.pose3d import Pose3DSettings, reconstruct
 
     rig, truth, points, likelihood, _ = messy_pose2d(4.0, 2, seed=3)
     n = truth.shape[0]
     frames = {name: (np.arange(n), np.arange(n) / FPS) for name in rig.names}
     pose2d = {name: (points[c, ..., 0], points[c, ..., 1], likelihood[c]) for c, name in enumerate(rig.names)}
-    linear = reconstruct(rig, frames, pose2d, Pose3DParams(min_likelihood=0.6, method="linear"))
-    limbs = Pose3DParams(limbs="wrist-paw, paw-digit1,paw-digit2,digit1-digit2")
+    linear = reconstruct(rig, frames, pose2d, Pose3DSettings(min_likelihood=0.6, method="linear"))
+    limbs = Pose3DSettings(limbs="wrist-paw, paw-digit1,paw-digit2,digit1-digit2")
     smoothed = reconstruct(rig, frames, pose2d, limbs, BODYPARTS)
     assert np.isfinite(smoothed.points3d).mean() > 0.99 and np.isfinite(linear.points3d).mean() < 0.9
     lin, ours = _errors(linear.points3d, truth), _errors(smoothed.points3d, truth)
     assert np.median(ours) < np.median(lin[lin < 1e9])
-    no_limbs = reconstruct(rig, frames, pose2d, Pose3DParams()).points3d
+    no_limbs = reconstruct(rig, frames, pose2d, Pose3DSettings()).points3d
     assert _limb_rms(smoothed.points3d, truth) < _limb_rms(no_limbs, truth)
     assert smoothed.sigma_mm.shape == truth.shape[:2] and smoothed.outliers.shape == likelihood.shape
     assert linear.sigma_mm is None
     with pytest.raises(ValueError, match="'paw-elbow' is not two different body parts"):
-        reconstruct(rig, frames, pose2d, Pose3DParams(limbs="paw-elbow"), BODYPARTS)
+        reconstruct(rig, frames, pose2d, Pose3DSettings(limbs="paw-elbow"), BODYPARTS)
     assert smoothed.part_summary(0)["fraction_triangulated"] == 1.0
     assert np.isfinite(smoothed.triangulation.reprojection_error).mean() > 0.9
     with pytest.raises(ValueError, match="method must be one of"):
-        Pose3DParams(method="spline")
+        Pose3DSettings(method="spline")
 
 
 def _random_walks(rng, n_runs: int, frames: int, accel_per_frame: float, start: np.ndarray) -> np.ndarray:
@@ -203,15 +203,15 @@ def test_sigma_is_calibrated_and_a_too_large_one_is_not(n_cameras, seed):
 
 def test_default_pose3d_covers_at_least_what_linear_does():
     """No fixed pixel gate: every point the per-frame triangulation gives, the default gives too (and more)."""
-    from ratpose.pose3d import Pose3DParams, reconstruct
+    from ratpose.pose3d import Pose3DSettings, reconstruct
 
     rig, truth, points, likelihood, _ = messy_pose2d(4.0, 2, seed=5)
     n = truth.shape[0]
     frames = {name: (np.arange(n), np.arange(n) / FPS) for name in rig.names}
     pose2d = {name: (points[c, ..., 0], points[c, ..., 1], likelihood[c]) for c, name in enumerate(rig.names)}
-    linear = reconstruct(rig, frames, pose2d, Pose3DParams(min_likelihood=0.6, max_reprojection_px=10.0,
+    linear = reconstruct(rig, frames, pose2d, Pose3DSettings(min_likelihood=0.6, max_reprojection_px=10.0,
                                                            method="linear")).points3d
-    default = reconstruct(rig, frames, pose2d, Pose3DParams()).points3d
+    default = reconstruct(rig, frames, pose2d, Pose3DSettings()).points3d
     given = np.isfinite(linear[..., 0])
     assert np.isfinite(default[..., 0])[given].all() and np.isfinite(default[..., 0]).mean() >= given.mean()
     assert np.isfinite(default[..., 0]).mean() > 0.99

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ratpose.sim.clocks import CameraClockConfig, simulate_clocks
+from ratpose.sim.clocks import CameraClockSettings, simulate_clocks
 from ratpose.sync import align_frames, match_cameras, sync_qc, unwrap_ticks
 
 RATE = 226.0
@@ -113,8 +113,8 @@ def test_unwrap_refuses_backward_ticks_that_are_no_wrap(case):
 
 
 def test_simulator_truth_is_consistent():
-    cfgs = [CameraClockConfig("cam0", loss_rate=0.02, miss_rate=0.01, armed_after_pulses=5, first_frame_id=7),
-            CameraClockConfig("cam1", role="secondary", strobe_delay_us=12.0, miss_rate=0.01, loss_rate=0.02,
+    cfgs = [CameraClockSettings("cam0", loss_rate=0.02, miss_rate=0.01, armed_after_pulses=5, first_frame_id=7),
+            CameraClockSettings("cam1", role="secondary", strobe_delay_us=12.0, miss_rate=0.01, loss_rate=0.02,
                               drift_ppm=-40.0, clock_offset_ns=-10**15)]
     truth = simulate_clocks(N_PULSES, RATE, cfgs, start_tick_us=2**32 - 30_000_000, seed=4)
     ticks = truth.tick_us.astype(np.int64)
@@ -156,7 +156,7 @@ CASES = {
 
 @pytest.mark.parametrize("case", CASES)
 def test_align_single_condition(case):
-    cfg = CameraClockConfig("cam0", **CASES[case])
+    cfg = CameraClockSettings("cam0", **CASES[case])
     truth = simulate_clocks(N_PULSES, RATE, [cfg], seed=11)
     result = check_against_truth(truth, "cam0", cfg)
     if "rate" in case:
@@ -164,7 +164,7 @@ def test_align_single_condition(case):
 
 
 def test_align_across_tick_wrap():
-    cfg = CameraClockConfig("cam0")
+    cfg = CameraClockSettings("cam0")
     truth = simulate_clocks(N_PULSES, RATE, [cfg], start_tick_us=2**32 - 40_000_000, seed=12)
     assert truth.tick_us[0] > truth.tick_us[-1]  # wrapped ~40 s in
     result = check_against_truth(truth, "cam0", cfg)
@@ -172,13 +172,13 @@ def test_align_across_tick_wrap():
 
 
 def test_align_pre_arm_identified_by_jitter_alone():
-    cfg = CameraClockConfig("cam0", armed_after_pulses=777, miss_rate=0.01)
+    cfg = CameraClockSettings("cam0", armed_after_pulses=777, miss_rate=0.01)
     truth = simulate_clocks(N_PULSES, RATE, [cfg], start_pattern=False, jitter_us=5.0, seed=13)
     check_against_truth(truth, "cam0", cfg)
 
 
 def test_align_pre_arm_identified_by_start_pattern_without_jitter():
-    cfg = CameraClockConfig("cam0", armed_after_pulses=4)
+    cfg = CameraClockSettings("cam0", armed_after_pulses=4)
     truth = simulate_clocks(N_PULSES, 200.0, [cfg], jitter_us=0.0, seed=14)
     cam = truth.cameras["cam0"]
     result = align_frames(cam.frame_id, cam.camera_ts_ns, truth.tick_us, rate_hz=200.0)
@@ -187,9 +187,9 @@ def test_align_pre_arm_identified_by_start_pattern_without_jitter():
 
 
 def test_align_everything_together_two_cameras():
-    cfgs = [CameraClockConfig("cam0", drift_ppm=100.0, clock_offset_ns=987_654_321_987_654_321, loss_rate=0.01,
+    cfgs = [CameraClockSettings("cam0", drift_ppm=100.0, clock_offset_ns=987_654_321_987_654_321, loss_rate=0.01,
                               miss_rate=0.01, armed_after_pulses=2, first_frame_id=50),
-            CameraClockConfig("cam1", role="secondary", drift_ppm=-60.0, clock_offset_ns=3, loss_rate=0.01,
+            CameraClockSettings("cam1", role="secondary", drift_ppm=-60.0, clock_offset_ns=3, loss_rate=0.01,
                               miss_rate=0.01, armed_after_pulses=900, strobe_delay_us=25.0)]
     truth = simulate_clocks(N_PULSES, RATE, cfgs, start_tick_us=2**32 - 20_000_000, seed=15)
     results = {cfg.name: check_against_truth(truth, cfg.name, cfg) for cfg in cfgs}
@@ -206,7 +206,7 @@ def test_align_everything_together_two_cameras():
        loss=st.floats(0, 0.05), miss=st.floats(0, 0.05), pattern=st.booleans(), jitter=st.floats(10, 40),
        start=st.integers(0, 2**32 - 1), rate=st.sampled_from([30.0, 100.0, 226.0]))
 def test_align_random_conditions(seed, drift, armed, loss, miss, pattern, jitter, start, rate):
-    cfg = CameraClockConfig("cam0", drift_ppm=drift, armed_after_pulses=armed, loss_rate=loss, miss_rate=miss,
+    cfg = CameraClockSettings("cam0", drift_ppm=drift, armed_after_pulses=armed, loss_rate=loss, miss_rate=miss,
                             clock_offset_ns=seed * 10**9)
     truth = simulate_clocks(5_000, rate, [cfg], start_tick_us=start, jitter_us=jitter,
                             start_pattern=pattern, seed=seed)
@@ -220,7 +220,7 @@ def test_align_random_conditions(seed, drift, armed, loss, miss, pattern, jitter
 
 def test_align_follows_changing_drift():
     """The clock map is fitted locally, so a drift that changes during the session is followed."""
-    cfg = CameraClockConfig("cam0", drift_ppm=0.0, miss_rate=0.01)
+    cfg = CameraClockSettings("cam0", drift_ppm=0.0, miss_rate=0.01)
     truth = simulate_clocks(N_PULSES, RATE, [cfg], seed=19)
     cam = truth.cameras["cam0"]
     t = truth.pulse_time_s[cam.pulse_index] - truth.pulse_time_s[cam.pulse_index[0]]
@@ -242,7 +242,7 @@ def _keep_ends(truth, name, seconds):
 
 
 def test_align_bridges_long_gap():
-    cfg = CameraClockConfig("cam0", drift_ppm=-90.0, armed_after_pulses=3)
+    cfg = CameraClockSettings("cam0", drift_ppm=-90.0, armed_after_pulses=3)
     truth = simulate_clocks(200_000, RATE, [cfg], seed=20)  # 14.7 min, gap of ~14.4 min
     frame_ids, camera_ts, pulses = _keep_ends(truth, "cam0", 10.0)
     result = align_frames(frame_ids, camera_ts, truth.tick_us)
@@ -252,7 +252,7 @@ def test_align_bridges_long_gap():
 
 def test_align_refuses_gap_too_long_to_bridge():
     """Beyond ~18 min at 226 Hz a 1 ppm change of drift could shift frames by a quarter period."""
-    truth = simulate_clocks(300_000, RATE, [CameraClockConfig("cam0", armed_after_pulses=3)], seed=21)
+    truth = simulate_clocks(300_000, RATE, [CameraClockSettings("cam0", armed_after_pulses=3)], seed=21)
     frame_ids, camera_ts, _ = _keep_ends(truth, "cam0", 10.0)
     with pytest.raises(ValueError, match=r"camera gap of 1307\.\d+ s before frame \d+ is too long"):
         align_frames(frame_ids, camera_ts, truth.tick_us)
@@ -260,7 +260,7 @@ def test_align_refuses_gap_too_long_to_bridge():
 
 def test_ambiguous_offset_raises():
     """A jitter-free regular train without start pattern cannot say which pulse the first frame had."""
-    cfg = CameraClockConfig("cam0", armed_after_pulses=50)
+    cfg = CameraClockSettings("cam0", armed_after_pulses=50)
     truth = simulate_clocks(5_000, 200.0, [cfg], jitter_us=0.0, start_pattern=False, seed=16)
     cam = truth.cameras["cam0"]
     with pytest.raises(ValueError, match=r"ambiguous alignment.*51 different first pulses"):
@@ -269,7 +269,7 @@ def test_ambiguous_offset_raises():
 
 @pytest.fixture(scope="module")
 def small():
-    truth = simulate_clocks(2_000, RATE, [CameraClockConfig("cam0", armed_after_pulses=10)], seed=17)
+    truth = simulate_clocks(2_000, RATE, [CameraClockSettings("cam0", armed_after_pulses=10)], seed=17)
     cam = truth.cameras["cam0"]
     return cam.frame_id, cam.camera_ts_ns, truth.tick_us
 
@@ -326,8 +326,8 @@ def test_match_cameras_rows_and_errors():
 
 
 def test_sync_qc_flags_drops_and_residuals():
-    good = simulate_clocks(5_000, RATE, [CameraClockConfig("cam0", loss_rate=0.001)], seed=18)
-    bad = simulate_clocks(5_000, RATE, [CameraClockConfig("cam0", loss_rate=0.04, miss_rate=0.02)], seed=18)
+    good = simulate_clocks(5_000, RATE, [CameraClockSettings("cam0", loss_rate=0.001)], seed=18)
+    bad = simulate_clocks(5_000, RATE, [CameraClockSettings("cam0", loss_rate=0.04, miss_rate=0.02)], seed=18)
     assert sync_qc(align(good, "cam0"), max_drop_fraction=0.01, max_residual_s=20e-6) == []
     problems = sync_qc(align(bad, "cam0"), max_drop_fraction=0.01, max_residual_s=20e-6)
     assert len(problems) == 1 and "pulses dropped" in problems[0] and "lost in transfer" in problems[0]

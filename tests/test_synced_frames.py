@@ -7,12 +7,12 @@ import pytest
 from ratpose import schema
 from ratpose.ingest.session_folder import read_session_folder
 from ratpose.schema.jobs import populate
-from ratpose.sim import SessionConfig, write_session
+from ratpose.sim import SessionSettings, write_session
 
 
 @pytest.mark.parametrize("config", [
-    SessionConfig(seconds=2.0, fps=100.0, seed=11, subject="rat_sync", loss_rate=0.01, miss_rate=0.005),
-    SessionConfig(seconds=2.0, fps=226.0, seed=12, subject="rat_wrap", wrap=True, drift_ppm=95.0,
+    SessionSettings(seconds=2.0, fps=100.0, seed=11, subject="rat_sync", loss_rate=0.01, miss_rate=0.005),
+    SessionSettings(seconds=2.0, fps=226.0, seed=12, subject="rat_wrap", wrap=True, drift_ppm=95.0,
                   armed_after_pulses=17),
 ], ids=["drops", "wrap-drift-prearm"])
 def test_synced_frames_match_truth(clean_db, tmp_path, config):
@@ -25,7 +25,8 @@ def test_synced_frames_match_truth(clean_db, tmp_path, config):
         row = (synced & key & {"camera": camera}).to_dicts()[0]
         np.testing.assert_array_equal(row["pulse_index"], frames.pulse_index)
         assert np.max(np.abs(row["time_s"] - truth.pulse_time_s[frames.pulse_index])) < 1e-6
-        in_span = lambda p: p[(p >= frames.pulse_index[0]) & (p <= frames.pulse_index[-1])]
+        def in_span(p):
+            return p[(p >= frames.pulse_index[0]) & (p <= frames.pulse_index[-1])]
         assert row["lost_in_transfer"] == len(in_span(frames.lost_pulses))
         assert row["missed_trigger"] == len(in_span(frames.missed_pulses))
     drift = (synced & key & {"camera": "cam0"}).fetch1("drift_ppm")

@@ -1,4 +1,4 @@
-"""Triangulation against ground truth on hand-built rigs (ratpose.rig.Camera), cv2 and aniposelib."""
+"""Triangulation against ground truth on hand-built rigs (ratpose.rig.CameraModel), cv2 and aniposelib."""
 import cv2
 import numpy as np
 import pytest
@@ -11,8 +11,8 @@ from ratpose.pose3d.filtering import (
     median_filter,
     savgol_filter,
 )
-from ratpose.rig import Camera, Rig
 from ratpose.pose3d.triangulation import Triangulation, triangulate
+from ratpose.rig import CameraModel, Rig
 
 TARGET = np.array([0.0, 0.0, 150.0])  # working point, ~150 mm in front of camera 0
 DIST = (-0.12, 0.05, 0.0008, -0.0005, 0.0)
@@ -28,7 +28,7 @@ def make_camera(name, azimuth_deg, elevation_deg=0.0, f=3600.0, dist=DIST, dista
     x /= np.linalg.norm(x)
     R = np.stack([x, np.cross(z, x), z])
     K = [[f, 0, 712.3], [0, f * 1.002, 547.8], [0, 0, 1]]
-    return Camera(name, (1440, 1080), K, dist, R, -R @ center)
+    return CameraModel(name, (1440, 1080), K, dist, R, -R @ center)
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +61,7 @@ def test_noise_free_points_recovered(rig2, rig3):
 
 
 def test_agrees_with_cv2_triangulate_points(rig2):
-    rig = Rig(tuple(Camera(c.name, c.size, c.K, np.zeros(5), c.R, c.t) for c in rig2))  # undistorted input
+    rig = Rig(tuple(CameraModel(c.name, c.size, c.K, np.zeros(5), c.R, c.t) for c in rig2))  # undistorted input
     truth = random_points(300, 4, seed=1)
     pixels = rig.project(truth)
     ours = triangulate(pixels, rig).points3d.reshape(-1, 3)
@@ -76,7 +76,7 @@ def test_agrees_with_aniposelib(rig2, rig3):
     cameras = pytest.importorskip("aniposelib.cameras")
     truth = random_points(200, 3, seed=2)
     for rig in (rig2, rig3):
-        undistorted = Rig(tuple(Camera(c.name, c.size, c.K, np.zeros(5), c.R, c.t) for c in rig))
+        undistorted = Rig(tuple(CameraModel(c.name, c.size, c.K, np.zeros(5), c.R, c.t) for c in rig))
         group = cameras.CameraGroup([cameras.Camera(matrix=c.K, dist=c.dist, size=c.size, rvec=c.rvec, tvec=c.t,
                                                     name=c.name) for c in undistorted])
         pixels = undistorted.project(truth)

@@ -191,7 +191,8 @@ def test_on_simulated_units():
     scene = scene_module.make_scene(0.0, 240.0, seed=2)
     t = np.arange(0.0, 240.0, 1 / FPS)
     paw = scene.keypoints(t)[:, scene_module.BODYPARTS.index("paw")]
-    units = (neural.UnitModel(1, 1, "speed", base_hz=3.0, gain_hz=40.0, preferred_speed_mm_s=60.0, speed_width_mm_s=20.0),
+    units = (neural.UnitModel(1, 1, "speed", base_hz=3.0, gain_hz=40.0, preferred_speed_mm_s=60.0,
+                              speed_width_mm_s=20.0),
              neural.UnitModel(2, 1, "untuned", base_hz=5.0))
     ids, times = neural.simulate_spikes(units, scene, 0.0, 240.0, np.random.default_rng(3))
     speed = paw_speed(t, paw)
@@ -256,9 +257,9 @@ def test_short_session_stores_unit_tuning_without_p_values(db, tmp_path, capsys)
     from conftest import build_simulated_pipeline
 
     from ratpose.cli import main as cli
-    from ratpose.sim import SessionConfig
+    from ratpose.sim import SessionSettings
 
-    config = SessionConfig(seconds=8.0, fps=30.0, size=(320, 240), seed=3, n_units=2, subject="rat_short")
+    config = SessionSettings(seconds=8.0, fps=30.0, size=(320, 240), seed=3, n_units=2, subject="rat_short")
     _, session, results = build_simulated_pipeline(db, tmp_path, config)
     assert not any(r["error_list"] for r in results.values()), results
     rows = (db["analysis"].UnitTuning & session).to_dicts()

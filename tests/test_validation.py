@@ -7,8 +7,8 @@ from scipy.spatial.transform import Rotation
 from test_kinematics import ReachTrials, frame_times, minimum_jerk
 
 from ratpose.behaviour.validation import (
-    Knob,
-    ValidationThresholds,
+    KnobModel,
+    ValidationSettings,
     plot_knob_validation,
     validate_against_knob,
 )
@@ -42,7 +42,8 @@ def session():
     t = frame_times(trials.duration_s, seed=11, drop_fraction=0.005)
     angle_t = np.arange(0.0, trials.duration_s, 1e-3)
     rng = np.random.default_rng(12)
-    noise = lambda: rng.normal(0.0, 0.3, (t.size, 3))  # DLC + triangulation noise, mm
+    def noise():  # DLC + triangulation noise, mm
+        return rng.normal(0.0, 0.3, (t.size, 3))
     return {"trials": trials, "t": t, "paw": trials.paw(t) + noise(), "digit": trials.digit(t) + noise(),
             "angle_t": angle_t, "angle": trials.angle(angle_t)}
 
@@ -92,7 +93,7 @@ def test_touch_log_delay_recovered_as_latency(session):
     late = validate(session, intervals=trials.contact_intervals + 0.080)
     assert any("latency" in check for check in late.failed_checks)
     lenient = validate(session, intervals=trials.contact_intervals + 0.080,
-                       thresholds=ValidationThresholds(max_abs_median_latency_s=0.1))
+                       thresholds=ValidationSettings(max_abs_median_latency_s=0.1))
     assert not any("latency" in check for check in lenient.failed_checks)
 
 
@@ -115,7 +116,7 @@ def test_digit_not_turning_fails_rotation(session):
 def test_knob_from_keypoint_recovers_circle_with_outliers():
     rng = np.random.default_rng(4)
     axis = Rotation.from_euler("xyz", [25, -40, 10], degrees=True).apply([0.0, 0.0, 1.0])
-    truth = Knob(centre=[5.0, -12.0, 150.0], radius_mm=9.0, axis=axis)
+    truth = KnobModel(centre=[5.0, -12.0, 150.0], radius_mm=9.0, axis=axis)
     e1 = np.cross(axis, [1.0, 0, 0])
     e1 /= np.linalg.norm(e1)
     e2 = np.cross(axis, e1)
@@ -124,24 +125,25 @@ def test_knob_from_keypoint_recovers_circle_with_outliers():
     marker += rng.normal(0, 0.2, marker.shape)
     marker[::25] += rng.normal(0, 15.0, (24, 3))  # 4 % wild DLC errors
     marker[::40] = np.nan
-    fitted = Knob.from_keypoint(marker)
+    fitted = KnobModel.from_keypoint(marker)
     # 0.2 mm noise on a 9.4 mm chord with ~560 points: centre and radius to a few tenths of a mm.
     assert np.linalg.norm(fitted.centre - truth.centre) < 0.5
     assert abs(fitted.radius_mm - truth.radius_mm) < 0.3
     assert np.degrees(np.arccos(abs(fitted.axis @ axis))) < 3.0
-    assert Knob.from_dict(fitted.to_dict()).radius_mm == fitted.radius_mm
+    assert KnobModel.from_dict(fitted.to_dict()).radius_mm == fitted.radius_mm
 
 
 def test_knob_rejects_bad_input():
     with pytest.raises(ValueError, match="did not move along an arc"):
-        Knob.from_keypoint(np.tile([1.0, 2.0, 3.0], (50, 1)) + np.random.default_rng(0).normal(0, 0.01, (50, 3)))
+        KnobModel.from_keypoint(np.tile([1.0, 2.0, 3.0], (50, 1)) + np.random.default_rng(0).normal(0, 0.01, (50, 3)))
     with pytest.raises(ValueError, match="need >= 5"):
-        Knob.from_keypoint(np.full((50, 3), np.nan))
+        KnobModel.from_keypoint(np.full((50, 3), np.nan))
     with pytest.raises(ValueError, match="centre"):
-        Knob(centre=[0, 0], radius_mm=5)
+        KnobModel(centre=[0, 0], radius_mm=5)
     with pytest.raises(ValueError, match="no axis"):
-        Knob(centre=[0, 0, 0], radius_mm=5).rotation_angle(np.ones(3))
-    np.testing.assert_allclose(Knob([0, 0, 0], 5.0).distance([[0, 0, 8.0], [1, 0, 0], [np.nan] * 3]), [3.0, 0.0, np.nan])
+        KnobModel(centre=[0, 0, 0], radius_mm=5).rotation_angle(np.ones(3))
+    np.testing.assert_allclose(KnobModel([0, 0, 0], 5.0).distance([[0, 0, 8.0], [1, 0, 0], [np.nan] * 3]),
+                               [3.0, 0.0, np.nan])
 
 
 def test_validate_rejects_mismatched_shapes(session):
@@ -150,12 +152,13 @@ def test_validate_rejects_mismatched_shapes(session):
 
 
 def test_image_regions_contain_the_projected_knob():
-    from ratpose.rig import Camera, Rig
+    from ratpose.rig import CameraModel, Rig
     K = [[1000.0, 0, 720], [0, 1000.0, 540], [0, 0, 1]]
-    rig = Rig((Camera("cam0", (1440, 1080), K), Camera("cam1", (1440, 1080), K, t=[-50.0, 0, 0])))
-    knob = Knob(centre=[0.0, 0.0, 150.0], radius_mm=10.0, axis=[0, 0, 1]).with_image_regions(rig, margin_px=5)
+    rig = Rig((CameraModel("cam0", (1440, 1080), K), CameraModel("cam1", (1440, 1080), K, t=[-50.0, 0, 0])))
+    knob = KnobModel(centre=[0.0, 0.0, 150.0], radius_mm=10.0, axis=[0, 0, 1]).with_image_regions(rig, margin_px=5)
     # A 10 mm radius at 150 mm depth and f = 1000 px spans 66.7 px each way from the projected centre.
-    np.testing.assert_allclose(knob.image_regions["cam0"], [720 - 71.67, 540 - 71.67, 720 + 71.67, 540 + 71.67], atol=0.1)
+    np.testing.assert_allclose(knob.image_regions["cam0"], [720 - 71.67, 540 - 71.67, 720 + 71.67, 540 + 71.67],
+                               atol=0.1)
     assert knob.image_regions["cam1"][0] == pytest.approx(720 - 333.33 - 71.67, abs=0.1)
 
 
@@ -179,7 +182,7 @@ def test_on_simulated_scene():
     t, keypoints = t[keep], keypoints[keep]
     part = {name: keypoints[:, i] for i, name in enumerate(sim.BODYPARTS)}
     angle_t, angle = neural.knob_angle_log(scene, 0.0, 40.0)
-    fitted = Knob.from_keypoint(part["knob_marker"])
+    fitted = KnobModel.from_keypoint(part["knob_marker"])
     # The marker sweeps 30-70 deg arcs of the 10 mm rim exactly: the fit is exact to ~1e-6 mm.
     np.testing.assert_allclose(fitted.centre, scene.knob_center, atol=1e-3)
     assert abs(fitted.radius_mm - scene.knob_radius_mm) < 1e-3 and abs(fitted.axis @ scene.knob_axis) > 1 - 1e-6
@@ -203,6 +206,7 @@ def test_default_hand_roll_survives_demo_sized_noise():
     sim = pytest.importorskip("ratpose.sim.scene")
     neural = pytest.importorskip("ratpose.sim.neural")
     from ratpose.behaviour.analyses import AnalysisSettings, validate_session
+    from ratpose.poses import pose_dataset
 
     R = Rotation.from_euler("xyz", [100, 10, -20], degrees=True).as_matrix()
     scene = sim.make_scene(0.0, 40.0, seed=3, lab_to_world_R=R, lab_to_world_t=[10.0, -5.0, 160.0])
@@ -212,11 +216,11 @@ def test_default_hand_roll_survives_demo_sized_noise():
     t = t[t < touches[-1, 1] + 0.2]
     rng = np.random.default_rng(0)
     sigma_mm = 0.7  # per axis: median 3D error 1.1 mm
-    parts = {name: xyz + rng.normal(0.0, sigma_mm, xyz.shape)
-             for name, xyz in zip(sim.BODYPARTS, np.moveaxis(scene.keypoints(t), 1, 0))}
+    noisy = [xyz + rng.normal(0.0, sigma_mm, xyz.shape) for xyz in np.moveaxis(scene.keypoints(t), 1, 0)]
+    poses = pose_dataset(np.stack(noisy, axis=1), sim.BODYPARTS, t)
     angle_t, angle = neural.knob_angle_log(scene, 0.0, 40.0)
     log = {"touch_on_s": touches[:, 0], "touch_off_s": touches[:, 1], "angle_time_s": angle_t, "angle_deg": angle}
-    result = validate_session(t, parts, scene.knob(), log, AnalysisSettings(distance_mm=scene.touch_margin_mm))
+    result = validate_session(poses, scene.knob(), log, AnalysisSettings(distance_mm=scene.touch_margin_mm))
     assert abs(result.digit_rotation.corr) > 0.85, result.digit_rotation
     assert abs(result.marker_rotation.corr) > 0.9, result.marker_rotation
 
@@ -278,6 +282,7 @@ def _sleap_anipose_session():
     """The real sleap-anipose minimal session (mouse, 4 cameras, 120 frames): rig, points2d, scores."""
     import h5py
     from conftest import SHARED_DATA
+
     from ratpose.calibration.interop import load_rig
     data = SHARED_DATA / "sleap-anipose-minimal"
     if not (data / "calibration.toml").is_file():
@@ -293,7 +298,7 @@ def _sleap_anipose_session():
 
 def test_held_out_error_of_the_default_on_a_real_session():
     from ratpose.calibration.interop import CalibrationError, load_rig
-    from ratpose.pose3d import Pose3DParams, reconstruct
+    from ratpose.pose3d import Pose3DSettings, reconstruct
     from ratpose.pose3d.validation import held_out_error
     data, rig, points2d, scores = _sleap_anipose_session()
     # The session's 'side' calibration is a copy of 'top' (its board corners reproject ~125 px off), so
@@ -311,8 +316,8 @@ def test_held_out_error_of_the_default_on_a_real_session():
             return reconstruct(r, frames, pose2d, params).points3d
         return estimate
 
-    default = method(Pose3DParams())
-    linear = method(Pose3DParams(method="linear", min_likelihood=0.6, max_reprojection_px=10.0, refine=True))
+    default = method(Pose3DSettings())
+    linear = method(Pose3DSettings(method="linear", min_likelihood=0.6, max_reprojection_px=10.0, refine=True))
     errors = held_out_error(points2d, rig, scores, default)
     per_camera = np.nanmedian(errors, axis=1)
     # Measured (benchmarks/bench_pose3d_real.py: learned priors and 2D noise per likelihood): back 7.1, mid 9.6,

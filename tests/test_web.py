@@ -16,7 +16,7 @@ from conftest import build_simulated_pipeline, chromium
 from web_helpers import reader_account, running_server
 
 from ratpose.calibration.drift import camera_drift
-from ratpose.sim import SessionConfig
+from ratpose.sim import SessionSettings
 
 EVIL = "<script>alert(1)</script>"
 EVIL_SESSION = {"subject": EVIL, "session_datetime": datetime(2026, 3, 4, 9, 30)}
@@ -27,7 +27,7 @@ def server(db, tmp_path_factory):
     """A populated simulated session, a second bare session of subject EVIL, an injected job error, and
     the server running as a fresh read-only user; yields (base URL, session key, truth, root)."""
     root = tmp_path_factory.mktemp("web")
-    config = SessionConfig(seconds=20.0, fps=30.0, size=(240, 180), seed=3, subject="rat_web", n_units=2)
+    config = SessionSettings(seconds=20.0, fps=30.0, size=(240, 180), seed=3, subject="rat_web", n_units=2)
     truth, key, results = build_simulated_pipeline(db, root, config)
     assert not any(r["error_list"] for r in results.values())
     raw, sync = db["raw"], db["sync"]
@@ -94,7 +94,8 @@ def test_session_page_shows_the_report_and_refreshes_it(db, server, tmp_path):
     assert "Not available" not in dom
     images = re.findall(r'<img src="([^"]+)"', dom)
     assert images and all(httpx.get(httpx.URL(first.headers["location"]).join(i)).status_code == 200 for i in images)
-    assert httpx.get(base + "/session/report", params=params, timeout=120).headers["location"] == first.headers["location"]
+    assert (httpx.get(base + "/session/report", params=params, timeout=120).headers["location"]
+            == first.headers["location"])
     (db["analysis"].KnobValidation & key).delete(prompt=False)  # a stage's rows change: the report is redrawn
     again = httpx.get(base + "/session/report", params=params, timeout=120).headers["location"]
     assert again != first.headers["location"]
@@ -132,7 +133,8 @@ def test_pipeline_page_lists_the_injected_error(server, tmp_path):
     assert "SessionSync" in errors[0] and "sync_qc=strict" in errors[0] and "subject=rat_web" in errors[0]
     assert "injected failure &lt;script&gt;alert(1)&lt;/script&gt;" in errors[0] and EVIL not in dom
     row = re.search(r"<tr><td>SessionSync</td>(.*?)</tr>", dom, re.S).group(1)
-    assert [int(v) for v in re.findall(r">(\d+)<", row)] == [1, 0, 0, 1]  # done, pending (errors not counted twice), reserved, error
+    # done, pending (errors not counted twice), reserved, error
+    assert [int(v) for v in re.findall(r">(\d+)<", row)] == [1, 0, 0, 1]
 
 
 def test_rigs_models_and_units_pages(server, tmp_path):

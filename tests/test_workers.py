@@ -18,7 +18,7 @@ from ops_helpers import (  # noqa: F401 (fixture)
 )
 
 from ratpose.ingest.session_folder import read_session_folder
-from ratpose.sim import SessionConfig, write_session
+from ratpose.sim import SessionSettings, write_session
 
 FAST = ("--poll", "0.3")
 
@@ -100,15 +100,15 @@ def test_errors_are_reported_and_retried_after_the_fix(slow_table):
     assert len(Slow.jobs) == 0
 
 
-CLI = ("import argparse, sys; from ratpose.schema import ops; p = argparse.ArgumentParser(); "
-       "ops.add_commands(p.add_subparsers()); a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))")
+CLI = ("import argparse, sys; from ratpose.cli import jobs; p = argparse.ArgumentParser(); "
+       "jobs.add_commands(p.add_subparsers()); a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))")
 
 
 def test_pipeline_workers_sync_several_sessions(clean_db, tmp_path):
     """`ratpose worker --processes 4` on the real SyncedFrames/SessionSync tables: right numbers, one job each."""
     sessions = []
     for i in range(3):
-        config = SessionConfig(seconds=2.0, fps=100.0, seed=40 + i, subject=f"rat_w{i}", loss_rate=0.01)
+        config = SessionSettings(seconds=2.0, fps=100.0, seed=40 + i, subject=f"rat_w{i}", loss_rate=0.01)
         truth = write_session(tmp_path / f"s{i}", config)
         key, _ = clean_db["raw"].insert_session(read_session_folder(tmp_path / f"s{i}"))
         sessions.append((key, truth))

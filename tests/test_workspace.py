@@ -88,7 +88,7 @@ def test_workspace_outside_image_or_behind_camera_is_refused(rig_and_workspace):
 
 def _random_video(path, n_frames: int, codec: str, seed: int) -> np.ndarray:
     """Write n_frames random 64x48 Mono8 frames with codec; returns them."""
-    from ratpose.acquisition.writers import VideoWriter
+    from ratpose.video import VideoWriter
 
     frames = np.random.default_rng(seed).integers(0, 256, (n_frames, 48, 64), dtype=np.uint8)
     writer = VideoWriter(path, 64, 48, 226.0, codec=codec)
@@ -205,12 +205,13 @@ def test_rig_defaults_give_new_pose2d_tasks_their_workspace(clean_db, tmp_path, 
     """`ratpose defaults --workspace ... --dynamic-margin ...`: the rig's next Pose2DTask rows infer on
     that box's crops with DLC's dynamic cropping; a box with high <= low is one clear error."""
     from conftest import build_simulated_pipeline
+
     from ratpose import cli
     from ratpose.pose2d import model_to_row
-    from ratpose.sim import SessionConfig
+    from ratpose.sim import SessionSettings
 
     db = clean_db
-    _, session, _ = build_simulated_pipeline(db, tmp_path, SessionConfig(seconds=4.0, fps=30.0, size=(640, 480)))
+    _, session, _ = build_simulated_pipeline(db, tmp_path, SessionSettings(seconds=4.0, fps=30.0, size=(640, 480)))
     pose, raw = db["pose"], db["raw"]
     rig = (raw.Session & session).fetch1("rig")
     pose.PoseModelParams.insert1({"pose_params": "cropnet", "mode": "register", "model_path": "elsewhere"})
@@ -261,12 +262,13 @@ def test_pose2d_on_a_workspace_keeps_the_crop_the_network_saw(clean_db, tmp_path
     """Pose2D with a workspace: each camera's network runs on the box's crop (corner on the network's
     grid), the row keeps that crop, and keypoints come back in full-frame px inside it or NaN, likelihood 0."""
     from conftest import build_simulated_pipeline
+
     from ratpose.pose2d import input_stride, model_from_row
     from ratpose.schema.jobs import populate
-    from ratpose.sim import SessionConfig
+    from ratpose.sim import SessionSettings
 
     db = clean_db
-    truth, session, _ = build_simulated_pipeline(db, tmp_path, SessionConfig(seconds=1.0, fps=30.0, size=(640, 480)))
+    truth, session, _ = build_simulated_pipeline(db, tmp_path, SessionSettings(seconds=1.0, fps=30.0, size=(640, 480)))
     pose, calib = db["pose"], db["calib"]
     pose.PoseModelParams.insert1({"pose_params": "quick", "mode": "train", "net_type": "resnet_10", "epochs": 1,
                                   "augmentation": False, "device": "cpu", "init": "random"})

@@ -14,7 +14,8 @@ import datajoint as dj
 import httpx
 import pytest
 
-from ratpose.schema import ops
+from ratpose.schema import grants
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -29,7 +30,7 @@ def reader_account(**env):
     with pytest.MonkeyPatch.context() as patch:
         for name, value in env.items():
             patch.setenv(name, value)
-        ops.grant(user, "readonly", host="%", password=password)
+        grants.grant(user, "readonly", host="%", password=password)
     try:
         yield {"DJ_USER": user, "DJ_PASS": password}
     finally:

@@ -7,10 +7,12 @@ from typing import Callable
 
 import numpy as np
 
+from ..errors import RatposeError
+
 TICK_WRAP = 2**32
 
 
-class AcquisitionError(RuntimeError):
+class AcquisitionError(RatposeError, RuntimeError):
     """Acquisition hardware failed in a way that ends the recording."""
 
 
@@ -28,7 +30,37 @@ class FrameTimeout(Exception):
 
 @dataclass(frozen=True)
 class CameraSettings:
-    """How one camera is set up: identity, role in the trigger chain, exposure, gain, ROI, I/O lines."""
+    """How one camera is set up: identity, role in the trigger chain, exposure, gain, ROI, I/O lines.
+
+    Attributes
+    ----------
+    name : str
+        ``[a-z][a-z0-9_]*``: the file stem of the camera's video and frames.csv.
+    serial : str
+        Serial number (required for PySpin).
+    role : {"primary", "secondary"}
+        "primary": triggered by the Pi, drives the strobe; "secondary": triggered by the primary's strobe.
+    model : str
+    pixel_size_um : float, um
+    lens_mm : float, mm
+        Model, pixel size and lens focal length, copied to session.toml.
+    exposure_us : float, us
+        Fixed exposure; must fit in the trigger period minus the readout margin.
+    gain_db : float, dB
+        Fixed gain.
+    width, height, offset_x, offset_y : int, px
+        The region of interest on the sensor.
+    pixel_format : str
+        Only "Mono8" is supported end to end.
+    trigger_line : str
+        The input line of the trigger, e.g. "Line0" (opto-isolated) or "Line3" (GPIO).
+    strobe_line : str
+        The output line carrying ExposureActive to the secondary ("" for none).
+    buffer_count : int
+        Driver stream buffers.
+    buffer_handling : str
+        Must be "OldestFirst" (frames in order).
+    """
 
     name: str
     serial: str = ""
@@ -52,7 +84,21 @@ class CameraSettings:
 
 @dataclass(frozen=True)
 class Frame:
-    """One delivered image and its chunk metadata (camera clock, ns)."""
+    """One delivered image and its chunk metadata (camera clock, ns).
+
+    Attributes
+    ----------
+    image : numpy.ndarray, (height, width) uint8
+        The image, the receiver's to keep.
+    frame_id : int
+        The camera's FrameID (a jump of k means k-1 frames lost in transfer).
+    timestamp_ns : int, ns
+        Exposure timestamp on the camera clock.
+    exposure_us : float, us
+        The exposure the camera reports.
+    incomplete : bool
+        The image arrived incomplete.
+    """
 
     image: np.ndarray
     frame_id: int
@@ -68,7 +114,22 @@ class CameraBackend(ABC):
 
     @abstractmethod
     def configure(self, settings: CameraSettings, rate_hz: float) -> None:
-        """Apply exposure, gain, ROI, pixel format, trigger/strobe lines and stream buffering."""
+        """Apply exposure, gain, ROI, pixel format, trigger/strobe lines and stream buffering.
+
+        Parameters
+        ----------
+        settings : CameraSettings
+            The camera's settings from the rig config.
+        rate_hz : float, Hz
+            The trigger rate (the exposure must fit in its period).
+
+        Raises
+        ------
+        InputError
+            If a setting cannot work on this camera (e.g. an exposure that does not fit in the trigger period).
+        CameraError
+            If the device fails while being configured.
+        """
 
     @abstractmethod
     def start(self) -> None:
@@ -76,8 +137,26 @@ class CameraBackend(ABC):
 
     @abstractmethod
     def get_frame(self, timeout_s: float) -> Frame:
-        """Next delivered frame, its image the caller's to keep (the ring holds it without a copy);
-        raises FrameTimeout when none arrives in time, CameraError on failure."""
+        """Next delivered frame, its image the caller's to keep (the ring holds it without a copy).
+
+        Raises FrameTimeout when none arrives in time, CameraError on failure.
+
+        Parameters
+        ----------
+        timeout_s : float, s
+            How long to wait for a frame.
+
+        Returns
+        -------
+        Frame
+
+        Raises
+        ------
+        FrameTimeout
+            When no frame arrives within ``timeout_s``.
+        CameraError
+            On failure of the camera or its stream.
+        """
 
     @abstractmethod
     def stop(self) -> None:
@@ -108,7 +187,18 @@ class TriggerBackend(ABC):
 
     @abstractmethod
     def start(self, on_pulse: Callable[[int], None]) -> None:
-        """Start the pulse train; ``on_pulse(tick_us)`` is called for every pulse, in order."""
+        """Start the pulse train; ``on_pulse(tick_us)`` is called for every pulse, in order.
+
+        Parameters
+        ----------
+        on_pulse : callable
+            ``on_pulse(tick_us: int)``, called with the pigpio tick (uint32 us) of every rising edge.
+
+        Raises
+        ------
+        TriggerError
+            If the trigger source cannot start.
+        """
 
     @abstractmethod
     def stop(self) -> None:
@@ -121,3 +211,21 @@ class TriggerBackend(ABC):
 
     def close(self) -> None:
         """Release the trigger device (default: nothing to release)."""
+
+    def attach_knob(self, knob) -> None:
+        """Read a knob's GPIO inputs (``acquisition.knob_gpio.GpioKnob``) on the trigger's clock.
+
+        Only the pigpio trigger can; this default raises.
+
+        Parameters
+        ----------
+        knob : GpioKnob
+            The knob whose inputs to read.
+
+        Raises
+        ------
+        TriggerError
+            Always here: this trigger has no GPIO inputs ([knob] source = "gpio" needs the pigpio trigger).
+        """
+        raise TriggerError(f"{type(self).__name__} has no GPIO inputs: [knob] source = \"gpio\" needs the pigpio "
+                           "trigger")

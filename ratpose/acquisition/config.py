@@ -6,19 +6,22 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ratpose.acquisition.backends import CameraSettings
+
 from .._toml import tomllib
+from ..errors import ConfigurationError, InputError
 from ..names import check_subject, check_unique_serials
 from ..rig import time_zone
-
-from ratpose.acquisition.backends import CameraSettings
-from ratpose.acquisition.writers import AVI_ONLY, CODECS, CONTAINERS
+from ..sim.clocks import CameraClockSettings
+from ..video import AVI_ONLY, CODECS, CONTAINERS
 
 CAMERA_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
 POLICIES = ("knob", "motion", "manual")
+_PULLS = ("up", "down", "off")
 MIN_READOUT_GAP_US = 50.0  # trigger period must exceed exposure by this much (sensor readout overlap)
 
 
-class RigConfigError(ValueError):
+class RigConfigError(ConfigurationError):
     """The rig configuration is wrong; the message names the file/section and the problem."""
 
 
@@ -70,17 +73,52 @@ class RingSettings:
 
 
 @dataclass(frozen=True)
-class SimulatedCameraClock:
-    """Clock and drop behaviour of one simulated camera (see ratpose.sim.clocks.CameraClockConfig)."""
+class KnobSettings:
+    """rig.toml ``[knob]``: where the knob's events come from (``acquisition.knob_gpio``,
+    ``acquisition.knob_network``) and how its inputs are wired (docs/rig-config.md)."""
 
-    clock_offset_ns: int = 5_000_000_000
-    drift_ppm: float = 20.0
-    loss_rate: float = 0.0
-    miss_rate: float = 0.0
-    armed_after_pulses: int = 0
-    strobe_delay_us: float = 2.0
-    first_frame_id: int = 0
-    timestamp_jitter_ns: float = 100.0
+    source: str = "none"              # "gpio" (this module), "network" (events from a real-time system), "none"
+    touch_gpio: int = 17
+    touch_pull: str = "up"            # the Pi's internal pull on the touch input: up, down, off
+    touch_active: str = "low"         # level while touched (a sensor pulling a pulled-up input low)
+    glitch_us: int = 300              # pigpio glitch filter on the touch input
+    debounce_us: int = 20_000         # a release shorter than this is contact bounce
+    encoder_a_gpio: int = 22          # -1: no encoder
+    encoder_b_gpio: int = 23
+    encoder_pull: str = "up"
+    counts_per_rev: int = 2400        # quadrature counts (each edge of A and B) per revolution
+    angle_rate_hz: float = 100.0      # knob_angle.csv rows per second
+    listen: str = "0.0.0.0:5556"      # source "network": the UDP address events arrive at
+
+    def check(self, where: str = "[knob]") -> None:
+        """Raise RigConfigError for settings that cannot work, naming the key."""
+        if self.source not in ("gpio", "network", "none"):
+            raise RigConfigError(f"{where}: source must be gpio, network or none, got {self.source!r}")
+        for key in ("touch_pull", "encoder_pull"):
+            if getattr(self, key) not in _PULLS:
+                raise RigConfigError(f"{where}: {key} must be one of {_PULLS}, got {getattr(self, key)!r}")
+        if self.touch_active not in ("low", "high"):
+            raise RigConfigError(f"{where}: touch_active must be low or high, got {self.touch_active!r}")
+        gpios = [self.touch_gpio] + ([self.encoder_a_gpio, self.encoder_b_gpio] if self.has_encoder else [])
+        if any(not 0 <= g <= 53 for g in gpios) or len(set(gpios)) != len(gpios):
+            raise RigConfigError(f"{where}: the knob's GPIOs must be distinct BCM numbers 0-53, got {gpios}")
+        if self.has_encoder != (self.encoder_b_gpio >= 0):
+            raise RigConfigError(f"{where}: give both encoder_a_gpio and encoder_b_gpio, or -1 for both")
+        if not 0 <= self.glitch_us <= 300_000 or self.debounce_us < 0:
+            raise RigConfigError(f"{where}: glitch_us must be 0-300000 (pigpio's limit) and debounce_us >= 0")
+        if self.counts_per_rev <= 0 or not self.angle_rate_hz > 0:
+            raise RigConfigError(f"{where}: counts_per_rev and angle_rate_hz must be > 0")
+        if self.source == "network":
+            from .knob_network import parse_address
+
+            try:
+                parse_address(self.listen, f"{where} listen")
+            except InputError as err:
+                raise RigConfigError(str(err)) from None
+
+    @property
+    def has_encoder(self) -> bool:
+        return self.encoder_a_gpio >= 0
 
 
 @dataclass(frozen=True)
@@ -90,17 +128,45 @@ class SimulationSettings:
     jitter_us: float = 20.0
     start_tick_us: int = 0
     seed: int = 0
-    cameras: dict = field(default_factory=dict)  # camera name -> SimulatedCameraClock
+    cameras: dict = field(default_factory=dict)  # camera name -> sim.clocks.CameraClockSettings
 
 
 @dataclass(frozen=True)
-class RigConfig:
+class RigSettings:
+    """A validated rig configuration (rig.toml, docs/rig-config.md): cameras and the settings tables.
+
+    The tables are rig.toml's [session], [trigger], [storage], [ring_buffer], [simulation] and [knob].
+
+    Attributes
+    ----------
+    cameras : tuple of CameraSettings
+        One per [[camera]] table; exactly one has role "primary" (the ``primary`` property).
+    session : SessionInfo
+        Subject, rig, task, notes and the rig's IANA time zone.
+    trigger : TriggerSettings
+        Trigger backend ("pigpio" or "simulated"), GPIO, rate (Hz), pulse width, pigpiod address.
+    storage : StorageSettings
+        Codec, container and writer queue of the videos.
+    ring : RingSettings
+        The pre-event ring buffer (the [ring_buffer] table).
+    simulation : SimulationSettings
+        Settings of a simulated recording, including camera name -> sim.clocks.CameraClockSettings.
+    knob : KnobSettings
+        Where the knob's events come from (the Pi's GPIOs, the network, none) and its wiring.
+
+    Raises
+    ------
+    RigConfigError
+        On construction, if the fields do not fit together (names, roles, exposure vs rate, codec, ring policy).
+    """
+
     cameras: tuple[CameraSettings, ...]
     session: SessionInfo = SessionInfo()
     trigger: TriggerSettings = TriggerSettings()
     storage: StorageSettings = StorageSettings()
     ring: RingSettings = RingSettings()
     simulation: SimulationSettings = SimulationSettings()
+    knob: KnobSettings = KnobSettings()
 
     def __post_init__(self):
         validate(self)
@@ -142,6 +208,13 @@ def _build(cls, table, where: str):
     return cls(**values)
 
 
+def _clock(name: str, table, where: str) -> CameraClockSettings:
+    """A simulated camera's clock from its [simulation.camera.NAME] table (name and role are the camera's own)."""
+    if isinstance(table, dict) and {"name", "role"} & set(table):
+        raise RigConfigError(f"{where}: 'name' and 'role' come from the camera's [[camera]] table")
+    return dataclasses.replace(_build(CameraClockSettings, table, where), name=name)
+
+
 def _camera_from_toml(table: dict, where: str) -> CameraSettings:
     table = dict(table)
     roi = table.pop("roi", None)
@@ -156,8 +229,24 @@ def _camera_from_toml(table: dict, where: str) -> CameraSettings:
     return _build(CameraSettings, table, where)
 
 
-def load_rig_config(path: str | Path) -> RigConfig:
-    """Read and validate a rig TOML file."""
+def load_rig_config(path: str | Path) -> RigSettings:
+    """Read and validate a rig TOML file.
+
+    Parameters
+    ----------
+    path : str or Path
+        A rig TOML file (layout of examples/rig.toml, docs/rig-config.md).
+
+    Returns
+    -------
+    RigSettings
+
+    Raises
+    ------
+    RigConfigError
+        If the file is not found, is not valid TOML, or its settings are wrong (the message names the file,
+        section and key).
+    """
     path = Path(path)
     try:
         doc = tomllib.loads(path.read_text())
@@ -168,9 +257,27 @@ def load_rig_config(path: str | Path) -> RigConfig:
     return rig_config_from_dict(doc, str(path))
 
 
-def rig_config_from_dict(doc: dict, source: str = "rig config") -> RigConfig:
-    """Build a RigConfig from the parsed TOML structure (same layout as examples/rig.toml)."""
-    allowed = {"session", "trigger", "storage", "ring_buffer", "camera", "simulation"}
+def rig_config_from_dict(doc: dict, source: str = "rig config") -> RigSettings:
+    """Build a RigSettings from the parsed TOML structure (same layout as examples/rig.toml).
+
+    Parameters
+    ----------
+    doc : dict
+        The parsed TOML: sections session, trigger, storage, ring_buffer, simulation and a list of camera tables.
+    source : str
+        What the structure came from (e.g. the file's path), named in error messages.
+
+    Returns
+    -------
+    RigSettings
+
+    Raises
+    ------
+    RigConfigError
+        On an unknown section or key, a value of the wrong type, no [[camera]] table, or settings that do not
+        fit together.
+    """
+    allowed = {"session", "trigger", "storage", "ring_buffer", "camera", "simulation", "knob"}
     unknown = sorted(set(doc) - allowed)
     if unknown:
         raise RigConfigError(f"{source}: unknown section(s) {unknown}; allowed: {sorted(allowed)}")
@@ -182,16 +289,15 @@ def rig_config_from_dict(doc: dict, source: str = "rig config") -> RigConfig:
     sim_cams = sim.pop("camera", {})
     if not isinstance(sim_cams, dict):
         raise RigConfigError(f"{source} [simulation.camera]: expected tables named after cameras")
-    clocks = {name: _build(SimulatedCameraClock, t, f"{source} [simulation.camera.{name}]")
-              for name, t in sim_cams.items()}
+    clocks = {name: _clock(name, t, f"{source} [simulation.camera.{name}]") for name, t in sim_cams.items()}
     simulation = dataclasses.replace(_build(SimulationSettings, sim, f"{source} [simulation]"), cameras=clocks)
     try:
-        return RigConfig(cameras=cameras,
+        return RigSettings(cameras=cameras,
                          session=_build(SessionInfo, doc.get("session", {}), f"{source} [session]"),
                          trigger=_build(TriggerSettings, doc.get("trigger", {}), f"{source} [trigger]"),
                          storage=_build(StorageSettings, doc.get("storage", {}), f"{source} [storage]"),
                          ring=_build(RingSettings, doc.get("ring_buffer", {}), f"{source} [ring_buffer]"),
-                         simulation=simulation)
+                         simulation=simulation, knob=_build(KnobSettings, doc.get("knob", {}), f"{source} [knob]"))
     except RigConfigError as err:
         raise RigConfigError(f"{source}: {err}") from None
 
@@ -205,7 +311,7 @@ def check_exposure(exposure_us: float, rate_hz: float, camera: str) -> None:
                              f"minus {MIN_READOUT_GAP_US:.0f} us readout)")
 
 
-def validate(cfg: RigConfig) -> None:
+def validate(cfg: RigSettings) -> None:
     """Cross-field checks: camera names/roles, exposure vs rate, codec, ring policy."""
     names = [c.name for c in cfg.cameras]
     if len(set(names)) != len(names):
@@ -269,3 +375,10 @@ def validate(cfg: RigConfig) -> None:
     unknown = sorted(set(cfg.simulation.cameras) - set(names))
     if unknown:
         raise RigConfigError(f"[simulation.camera] names {unknown} are not cameras of the rig {names}")
+    cfg.knob.check()
+    if cfg.knob.source == "gpio" and cfg.trigger.backend != "pigpio":
+        raise RigConfigError("[knob] source = \"gpio\" reads the knob through the trigger's pigpio connection: it "
+                             f"needs [trigger] backend = \"pigpio\", got {cfg.trigger.backend!r}")
+    if cfg.knob.source == "gpio" and cfg.trigger.gpio in (cfg.knob.touch_gpio, cfg.knob.encoder_a_gpio,
+                                                          cfg.knob.encoder_b_gpio):
+        raise RigConfigError(f"[knob] uses GPIO {cfg.trigger.gpio}, the trigger's output ([trigger] gpio)")

@@ -17,6 +17,8 @@ from ratpose.acquisition.backends import TriggerBackend, TriggerError
 from ratpose.acquisition.config import TriggerSettings
 from ratpose.sim.clocks import simulate_clocks
 
+from ..errors import InputError
+
 START_PULSES = 32  # pulses sent by the start wave (the pattern plus a few regular ones)
 
 
@@ -36,7 +38,7 @@ def pulse_train_intervals_us(rate_hz: float, start_pattern: bool = True) -> tupl
     regular intervals sum to round(rate_hz) periods, so the long-run rate is rate_hz.
     """
     if not 0 < rate_hz <= 10_000:
-        raise ValueError(f"rate_hz must be in (0, 10000], got {rate_hz}")
+        raise InputError(f"rate_hz must be in (0, 10000], got {rate_hz}")
     schedule = simulate_clocks(START_PULSES + 1, rate_hz, (), jitter_us=0.0, start_pattern=start_pattern)
     start = np.diff(schedule.tick_us.astype(np.int64))
     n = max(1, round(rate_hz))
@@ -52,7 +54,7 @@ class PigpioTrigger(TriggerBackend):
         self.rate_hz = float(settings.rate_hz)
         self.start_intervals, self.regular_intervals = pulse_train_intervals_us(self.rate_hz, settings.start_pattern)
         if settings.pulse_width_us >= min(self.start_intervals.min(), self.regular_intervals.min()):
-            raise ValueError(f"[trigger] pulse_width_us={settings.pulse_width_us} must be shorter than the "
+            raise InputError(f"[trigger] pulse_width_us={settings.pulse_width_us} must be shorter than the "
                              f"trigger period at {self.rate_hz} Hz")
         self._pi = None
         self._callback = None
@@ -92,6 +94,16 @@ class PigpioTrigger(TriggerBackend):
         status = self._pi.wave_chain([start_wave, 255, 0, regular_wave, 255, 3])
         if status is not None and status < 0:
             raise TriggerError(f"pigpio wave_chain failed (error {status})")
+
+    def attach_knob(self, knob) -> None:
+        """Read the knob's inputs through this pigpiod connection: their ticks are the trigger's clock."""
+        pigpio = _import_pigpio()
+        if self._pi is None:
+            raise TriggerError("the knob's inputs are attached after the trigger has started")
+        try:
+            knob.attach(self._pi, pigpio)
+        except pigpio.error as err:
+            raise TriggerError(f"pigpio failed while setting up the knob's inputs: {err}") from err
 
     def stop(self) -> None:
         if self._pi is None:

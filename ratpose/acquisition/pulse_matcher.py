@@ -11,6 +11,8 @@ import numpy as np
 
 from ratpose.acquisition.backends import TICK_WRAP, AcquisitionError
 
+from ..errors import InputError
+
 
 class PulseLog:
     """Thread-safe log of trigger ticks as they arrive: raw uint32 ticks and unwrapped microseconds."""
@@ -26,7 +28,7 @@ class PulseLog:
         """Record one pulse's pigpio tick (0..2^32-1)."""
         tick = int(tick_us)
         if not 0 <= tick < TICK_WRAP:
-            raise ValueError(f"trigger tick {tick} is not a uint32 pigpio tick")
+            raise InputError(f"trigger tick {tick} is not a uint32 pigpio tick")
         with self._cond:
             if self.raw and tick < self.raw[-1]:
                 self._wraps += 1

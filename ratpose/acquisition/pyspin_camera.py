@@ -14,7 +14,15 @@ import threading
 
 import numpy as np
 
-from ratpose.acquisition.backends import CameraBackend, CameraError, CameraSettings, Frame, FrameTimeout
+from ratpose.acquisition.backends import (
+    CameraBackend,
+    CameraError,
+    CameraSettings,
+    Frame,
+    FrameTimeout,
+)
+
+from ..errors import InputError
 
 TRIGGER_LINES = ("Line0", "Line2", "Line3")  # Line0 opto-isolated in, Line2/3 GPIO
 STROBE_LINES = ("Line1", "Line2")  # Line1 opto-isolated (open drain) out, Line2 GPIO
@@ -122,7 +130,7 @@ class PySpinCamera(CameraBackend):
 
     def __init__(self, serial: str, name: str, save_user_set: bool = False):
         if not serial:
-            raise ValueError(f"camera {name!r}: a PySpin camera needs its serial number in the rig config")
+            raise InputError(f"camera {name!r}: a PySpin camera needs its serial number in the rig config")
         self.serial, self.name, self.save_user_set = str(serial), name, save_user_set
         self._spin = self._system = self._cam = None
         self._streaming = False
@@ -155,14 +163,14 @@ class PySpinCamera(CameraBackend):
         node = self._node(nodemap, name, kind)
         lo, hi = node.GetMin(), node.GetMax()
         if not lo <= value <= hi:
-            raise ValueError(f"camera {self.name!r} ({self.serial}): {name}={value} outside the camera's "
+            raise InputError(f"camera {self.name!r} ({self.serial}): {name}={value} outside the camera's "
                              f"range [{lo}, {hi}]")
         if kind == "CIntegerPtr":
             inc = int(node.GetInc())
             if (int(value) - lo) % inc:
                 below = lo + (int(value) - lo) // inc * inc
                 allowed = [v for v in (below, below + inc) if lo <= v <= hi]
-                raise ValueError(f"camera {self.name!r} ({self.serial}): {name}={value} is not allowed: it moves "
+                raise InputError(f"camera {self.name!r} ({self.serial}): {name}={value} is not allowed: it moves "
                                  f"in steps of {inc} from {lo}; nearest allowed {allowed}")
         node.SetValue(int(value) if kind == "CIntegerPtr" else float(value))
 
@@ -212,11 +220,11 @@ class PySpinCamera(CameraBackend):
 
     def configure(self, settings: CameraSettings, rate_hz: float) -> None:
         if settings.trigger_line not in TRIGGER_LINES:
-            raise ValueError(f"camera {self.name!r}: trigger_line must be one of {TRIGGER_LINES}")
+            raise InputError(f"camera {self.name!r}: trigger_line must be one of {TRIGGER_LINES}")
         if settings.strobe_line and settings.strobe_line not in STROBE_LINES:
-            raise ValueError(f"camera {self.name!r}: strobe_line must be one of {STROBE_LINES} or empty")
+            raise InputError(f"camera {self.name!r}: strobe_line must be one of {STROBE_LINES} or empty")
         if settings.buffer_handling != "OldestFirst":
-            raise ValueError(f"camera {self.name!r}: only OldestFirst keeps frames in order")
+            raise InputError(f"camera {self.name!r}: only OldestFirst keeps frames in order")
         self._open()
         nm = self._cam.GetNodeMap()
         # a known state first: the factory user set, then the rig config on top
@@ -236,7 +244,7 @@ class PySpinCamera(CameraBackend):
         self._set_bool(nm, "AcquisitionFrameRateEnable", True)
         max_rate = self._node(nm, "AcquisitionFrameRate", "CFloatPtr", writable=False).GetMax()
         if rate_hz > max_rate:
-            raise ValueError(f"camera {self.name!r}: {rate_hz} Hz exceeds the camera's {max_rate:.1f} fps at "
+            raise InputError(f"camera {self.name!r}: {rate_hz} Hz exceeds the camera's {max_rate:.1f} fps at "
                              f"exposure {settings.exposure_us} us and ROI {settings.width}x{settings.height}")
         self._set_bool(nm, "AcquisitionFrameRateEnable", False)
         self._set_enum(nm, "TriggerMode", "Off")  # source/activation are only writable with the trigger off

@@ -28,14 +28,33 @@ from typing import Callable, Sequence
 import numpy as np
 import tomli_w
 
-from ratpose.acquisition.backends import (AcquisitionError, CameraBackend, CameraError, CameraSettings,
-                                          FrameTimeout, TriggerBackend)
-from ratpose.acquisition.config import RigConfig, SimulatedCameraClock, StorageSettings, load_rig_config
+from ratpose.acquisition.backends import (
+    AcquisitionError,
+    CameraBackend,
+    CameraError,
+    CameraSettings,
+    FrameTimeout,
+    TriggerBackend,
+)
+from ratpose.acquisition.config import (
+    RigSettings,
+    StorageSettings,
+    load_rig_config,
+)
 from ratpose.acquisition.events import EventSource, ManualKeySource
+from ratpose.acquisition.knob_gpio import GpioKnob
+from ratpose.acquisition.knob_network import NetworkKnobSource
 from ratpose.acquisition.pulse_matcher import OnlinePulseMatcher, PulseLog
-from ratpose.acquisition.ring_buffer import EventWindows, FrameRing, MotionEnergy, RingSegmenter
-from ratpose.acquisition.writers import VideoWriter, count_video_frames
+from ratpose.acquisition.ring_buffer import (
+    EventWindows,
+    FrameRing,
+    MotionEnergy,
+    RingSegmenter,
+)
 from ratpose.rig import time_zone
+from ratpose.video import VideoWriter, count_frames
+
+from ..errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +71,35 @@ def default_writer(path: Path, width: int, height: int, fps: float, storage: Sto
 
 @dataclass
 class CameraReport:
-    """What happened to one camera's frames."""
+    """What happened to one camera's frames.
+
+    Attributes
+    ----------
+    name : str
+        The camera's name.
+    delivered : int
+        Complete frames the backend delivered.
+    written : int
+        Frames written to the video (and frames.csv).
+    ring_dropped : int
+        Delivered frames the ring buffer did not keep (outside every event window).
+    transfer_lost : int
+        Frames exposed but lost in transfer (FrameID gaps).
+    incomplete : int
+        Frames that arrived incomplete and were skipped.
+    queue_dropped : int
+        Delivered frames dropped because the writer's queue was full.
+    missed_triggers : int
+        Pulses without an exposed frame.
+    max_match_residual_us : float, us
+        Largest residual of the online frame-to-pulse matching (ring buffer on).
+    max_writer_lag : int
+        Most frames ever waiting for the writer.
+    stream : dict
+        The driver's lost/dropped/incomplete counters at stop.
+    stopped : dict
+        Set when the camera stopped delivering mid-recording: reason, last_frame_id, pulses_logged, time_s.
+    """
 
     name: str
     delivered: int = 0
@@ -72,8 +119,21 @@ class CameraReport:
         return self.delivered + self.incomplete + self.transfer_lost
 
     def pulses(self, n_pulses: int) -> dict[str, int]:
-        """Where each of the session's ``n_pulses`` trigger pulses went for this camera (the counts sum to it
-        unless the camera delivered more frames than pulses were logged)."""
+        """Where each of the session's ``n_pulses`` trigger pulses went for this camera.
+
+        The counts sum to ``n_pulses`` unless the camera delivered more frames than pulses were logged.
+
+        Parameters
+        ----------
+        n_pulses : int
+            Trigger pulses the session logged.
+
+        Returns
+        -------
+        dict of str to int
+            Keys "recorded", "outside_ring_segments", "dropped_by_camera", "lost_by_ratpose" and
+            "after_camera_stopped".
+        """
         answered = max(self.stopped.get("pulses_logged", n_pulses), self.exposed())
         after_stop = max(n_pulses - answered, 0)
         missed = max(n_pulses - after_stop - self.exposed(), 0)
@@ -86,7 +146,27 @@ class CameraReport:
 @dataclass
 class RecordingResult:
     """Outcome of a recording: status is completed | interrupted | camera_error | disk_full | disk_too_slow |
-    write_error | trigger_error | error; ``message`` explains anything but 'completed'."""
+    write_error | trigger_error | error; ``message`` explains anything but 'completed'.
+
+    Attributes
+    ----------
+    session_dir : Path
+        The session folder written.
+    status : str
+        One of the statuses above; ``ok`` is True for "completed" and "interrupted".
+    message : str
+        What went wrong ("" when completed).
+    n_pulses : int
+        Trigger pulses logged.
+    cameras : dict of str to CameraReport
+        Per camera, what happened to its frames.
+    segments : numpy.ndarray, (n_segments, 2), s
+        The ring buffer's kept windows (start, end) on the neural clock (empty without the ring buffer).
+    events : list
+        The events that opened windows: (time_s, source).
+    wall_s : float, s
+        Wall-clock duration of the whole run, setup included.
+    """
 
     session_dir: Path
     status: str
@@ -103,23 +183,41 @@ class RecordingResult:
         return self.status in ("completed", "interrupted")
 
 
-def build_simulated_backends(cfg: RigConfig, *, content=None, block_when_full: bool | None = None,
+def build_simulated_backends(cfg: RigSettings, *, content=None, block_when_full: bool | None = None,
                              duration_s: float | None = None):
     """Simulated cameras and trigger for a rig config: (cameras, trigger).
 
     Cameras wait for buffer space (lose nothing extra) unless the simulation runs in real time, where a
     full buffer drops frames like the hardware. ``content(pulse_index, time_s, camera)`` makes images.
+
+    Parameters
+    ----------
+    cfg : RigSettings
+        The rig config; its [simulation] table sets clocks, jitter, seed and duration.
+    content : callable, optional
+        ``content(pulse_index, time_s, camera) -> (height, width) uint8`` image; None: a moving blob on a
+        noisy background.
+    block_when_full : bool, optional
+        Whether a camera waits for buffer space; None: unless the simulation runs in real time.
+    duration_s : float, optional, s
+        Length of the pulse train (at least one pulse); None: ``cfg.simulation.duration_s``.
+
+    Returns
+    -------
+    cameras : list of SimulatedCamera
+        One per configured camera, in the config's order.
+    trigger : SimulatedTrigger
     """
     if block_when_full is None:
         block_when_full = not cfg.simulation.realtime
     from ratpose.acquisition.simulated import SimulatedCamera, SimulatedTrigger
-    from ratpose.sim.clocks import CameraClockConfig
+    from ratpose.sim.clocks import CameraClockSettings
 
     sim = cfg.simulation
     cameras = []
     for cam in cfg.cameras:
-        clock = dataclasses.asdict(sim.cameras.get(cam.name, SimulatedCameraClock()))
-        cameras.append(SimulatedCamera(CameraClockConfig(name=cam.name, role=cam.role, **clock), content,
+        clock = dataclasses.replace(sim.cameras.get(cam.name) or CameraClockSettings(cam.name), role=cam.role)
+        cameras.append(SimulatedCamera(clock, content,
                                        block_when_full=block_when_full))
     n_pulses = max(1, round((duration_s or sim.duration_s) * cfg.trigger.rate_hz))
     trigger = SimulatedTrigger(cfg.trigger.rate_hz, n_pulses, cameras, start_tick_us=sim.start_tick_us,
@@ -127,15 +225,34 @@ def build_simulated_backends(cfg: RigConfig, *, content=None, block_when_full: b
     return cameras, trigger
 
 
-def build_hardware_backends(cfg: RigConfig, save_user_set: bool = False):
-    """PySpin cameras (by serial) and the pigpio trigger for a rig config: (cameras, trigger)."""
+def build_hardware_backends(cfg: RigSettings, save_user_set: bool = False):
+    """PySpin cameras (by serial) and the pigpio trigger for a rig config: (cameras, trigger).
+
+    Parameters
+    ----------
+    cfg : RigSettings
+        The rig config.
+    save_user_set : bool
+        Save each camera's configured state to its UserSet1.
+
+    Returns
+    -------
+    cameras : list of PySpinCamera
+        One per configured camera, in the config's order.
+    trigger : PigpioTrigger
+
+    Raises
+    ------
+    InputError
+        If a camera has no serial number, or the pulse width does not fit in the trigger period.
+    """
     from ratpose.acquisition.pigpio_trigger import PigpioTrigger
     from ratpose.acquisition.pyspin_camera import PySpinCamera
 
     return [PySpinCamera(c.serial, c.name, save_user_set) for c in cfg.cameras], PigpioTrigger(cfg.trigger)
 
 
-def list_connected_cameras(cfg: RigConfig) -> list[dict[str, str]]:
+def list_connected_cameras(cfg: RigSettings) -> list[dict[str, str]]:
     """Every camera the backend sees, configured or not (in simulation: the configured ones)."""
     if cfg.trigger.backend == "simulated":
         return [{"serial": c.serial, "model": f"{c.model} (simulated)", "firmware": "simulated",
@@ -346,7 +463,7 @@ class _CameraPipeline:
         self.frames_csv.close()
         video = self.rec.folder / self.rec.video_name(self.settings)
         if problems or self.writer_broken:
-            n_video = count_video_frames(video) if video.exists() and video.stat().st_size else 0
+            n_video = count_frames(video) if video.exists() and video.stat().st_size else 0
             if n_video < self.report.written:
                 lines = self.frames_csv.path.read_text().splitlines(keepends=True)
                 self.frames_csv.path.write_text("".join(lines[:n_video + 1]))
@@ -357,13 +474,39 @@ class _CameraPipeline:
 
 
 class Recorder:
-    """One recording session; use :func:`record` unless you need to drive it step by step."""
+    """One recording session; use :func:`record` unless you need to drive it step by step.
 
-    def __init__(self, cfg: RigConfig, folder: Path, cameras: Sequence[CameraBackend], trigger: TriggerBackend, *,
+    Parameters
+    ----------
+    cfg : RigSettings
+        The rig config.
+    folder : Path
+        The session folder to write (created by ``run``).
+    cameras : sequence of CameraBackend
+        One backend per configured camera, in the config's order.
+    trigger : TriggerBackend
+    event_sources : sequence of EventSource
+        Sources of knob and manual events, polled as the recording runs; the knob source that the config's
+        [knob] table names is added to them.
+    writer_factory : callable
+        ``writer_factory(path, width, height, fps, storage)`` -> an object with ``write(image)``, ``close()``
+        and ``n_frames`` (default: a :class:`ratpose.video.VideoWriter` with the storage settings).
+    backpressure : bool
+        Cameras wait for the writer instead of dropping frames when its queue is full (simulations).
+
+    Raises
+    ------
+    InputError
+        If the number of camera backends differs from the configured cameras.
+    ConfigurationError
+        If the session's time zone is not an IANA time zone.
+    """
+
+    def __init__(self, cfg: RigSettings, folder: Path, cameras: Sequence[CameraBackend], trigger: TriggerBackend, *,
                  event_sources: Sequence[EventSource] = (), writer_factory: WriterFactory = default_writer,
                  backpressure: bool = False):
         if len(cameras) != len(cfg.cameras):
-            raise ValueError(f"{len(cameras)} camera backends for {len(cfg.cameras)} configured cameras")
+            raise InputError(f"{len(cameras)} camera backends for {len(cfg.cameras)} configured cameras")
         self.cfg, self.folder, self.trigger = cfg, Path(folder), trigger
         self.backends = list(cameras)
         self.event_sources = list(event_sources)
@@ -380,15 +523,39 @@ class Recorder:
         self._status_lock = threading.Lock()
         self._sources_lock = threading.Lock()
         self.knob_events: list[tuple[float, str]] = []
+        self.knob = knob_source(cfg, self.pulses)
+        if self.knob is not None:
+            self.event_sources.append(self.knob)
         self.pipelines: list[_CameraPipeline] = []
         zone = time_zone(self.cfg.session.timezone)  # local time of the rig, whatever the computer's zone
         self.started = _dt.datetime.now(zone).replace(tzinfo=None, microsecond=0)
 
     def video_name(self, settings: CameraSettings) -> str:
+        """The file name of a camera's video in the session folder.
+
+        Parameters
+        ----------
+        settings : CameraSettings
+
+        Returns
+        -------
+        str
+            ``<camera name>.<container>``, e.g. "cam0.mkv".
+        """
         return f"{settings.name}.{self.cfg.storage.container}"
 
     def fail(self, status: str, message: str) -> None:
-        """Record the first problem and stop the recording."""
+        """Record the first problem and stop the recording.
+
+        A camera error after the recording ended normally is only a warning.
+
+        Parameters
+        ----------
+        status : str
+            The recording's status, e.g. "disk_full" (see :class:`RecordingResult`).
+        message : str
+            What went wrong.
+        """
         with self._status_lock:
             if self.stopping.is_set() and status == "camera_error" and not self.failed.is_set():
                 self.warnings.append(message)
@@ -401,13 +568,24 @@ class Recorder:
             self.stop_requested.set()
 
     def warn(self, message: str) -> None:
-        """A problem the recording survives: logged now, listed in session.toml."""
+        """A problem the recording survives: logged now, listed in session.toml.
+
+        Parameters
+        ----------
+        message : str
+        """
         log.warning(message)
         with self._status_lock:
             self.warnings.append(message)
 
     def camera_stopped(self, pipeline: "_CameraPipeline") -> None:
-        """One camera stopped delivering; the recording ends only when no camera is left."""
+        """One camera stopped delivering; the recording ends only when no camera is left.
+
+        Parameters
+        ----------
+        pipeline : _CameraPipeline
+            The camera's pipeline, its ``report.stopped`` set.
+        """
         log.error("CAMERA %r STOPPED DELIVERING after frame %s (%s); the other cameras record on",
                   pipeline.name, pipeline.report.stopped["last_frame_id"], pipeline.report.stopped["reason"])
         if all(p.report.stopped for p in self.pipelines):
@@ -426,7 +604,13 @@ class Recorder:
         return out
 
     def request_stop(self, reason: str = "stop requested") -> None:
-        """Stop at the next opportunity (Ctrl-C lands here); the recording counts as interrupted."""
+        """Stop at the next opportunity (Ctrl-C lands here); the recording counts as interrupted.
+
+        Parameters
+        ----------
+        reason : str
+            The message of the interrupted recording (only the first request's counts).
+        """
         with self._status_lock:
             if not self.stop_requested.is_set():
                 self.status, self.message = "interrupted", reason
@@ -434,7 +618,16 @@ class Recorder:
             self.stop_requested.set()
 
     def poll_sources(self, now_s: float) -> None:
-        """Collect events up to ``now_s`` from every source (knob log, manual key) into the windows."""
+        """Collect events up to ``now_s`` from every source (knob log, manual key) into the windows.
+
+        Knob events go to knob_events.csv and knob angles to knob_angle.csv; events of the ring buffer's
+        policies open windows.
+
+        Parameters
+        ----------
+        now_s : float, s
+            Neural time up to which to collect.
+        """
         ring = self.cfg.ring
         wanted = {"knob": (ring.knob_event,), "manual": ("manual",)}
         kinds = {k for p in ring.policy for k in wanted.get(p, ())} if ring.enabled else set()
@@ -476,10 +669,27 @@ class Recorder:
                          f"{p.queue.maxsize}")
         if self.cfg.ring.enabled:
             parts.append(f"{len(self.windows.windows)} segment(s) kept")
+        if isinstance(self.knob, GpioKnob):
+            parts.append(self.knob.status())
+        elif isinstance(self.knob, NetworkKnobSource):
+            parts.append(f"knob: {self.knob.report.received} network event(s)")
         return " | ".join(parts)
 
     def run(self, duration_s: float | None = None, on_status: Callable[[str], None] | None = None) -> RecordingResult:
-        """Record until the duration (on the trigger clock) is reached, the trigger ends, Ctrl-C or a failure."""
+        """Record until the duration (on the trigger clock) is reached, the trigger ends, Ctrl-C or a failure.
+
+        Parameters
+        ----------
+        duration_s : float, optional, s
+            Cap on the recording on the trigger clock; None: until the trigger ends, Ctrl-C or a failure.
+        on_status : callable, optional
+            Called about once a second with ``status_line()``.
+
+        Returns
+        -------
+        RecordingResult
+            Failures are reported in its status and message, not raised; session.toml is written either way.
+        """
         t_start = t_trigger = time.monotonic()
         cfg = self.cfg
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -498,8 +708,12 @@ class Recorder:
             for p in self.pipelines:
                 p.process_thread.start()
                 p.capture_thread.start()
+            if isinstance(self.knob, NetworkKnobSource):
+                self.knob.start()
             t_trigger = time.monotonic()
             self.trigger.start(self._on_pulse)
+            if isinstance(self.knob, GpioKnob):
+                self.trigger.attach_knob(self.knob)
             self._wait(duration_s, on_status)
         except AcquisitionError as err:
             self.fail("camera_error" if isinstance(err, CameraError) else "trigger_error", str(err))
@@ -544,6 +758,7 @@ class Recorder:
             self.trigger.stop()
         except Exception as err:  # the Pi may still be pulsing: the drain below ends on its own
             self.fail("trigger_error", f"stopping the trigger failed: {err}")
+        self._close_knob()
         self.pulses.close()
         self.draining.set()
         started = [p for p in self.pipelines if p.capture_thread.ident is not None]
@@ -581,6 +796,19 @@ class Recorder:
                 csv.close()
         return problems
 
+    def _close_knob(self) -> None:
+        """No more knob input: its callbacks (or socket) end; what went wrong with it becomes warnings."""
+        if isinstance(self.knob, GpioKnob):
+            self.knob.detach()
+            problems = self.knob.report.warnings(self.cfg.knob)
+        elif isinstance(self.knob, NetworkKnobSource):
+            self.knob.stop()
+            problems = self.knob.report.warnings(self.cfg.ring.latency_s)
+        else:
+            return
+        for problem in problems:
+            self.warn(problem)
+
     def _write_session_toml(self, status: str, message: str) -> None:
         cfg = self.cfg
         doc = {"format_version": 1, "subject": cfg.session.subject, "session_datetime": self.started,
@@ -616,28 +844,71 @@ class Recorder:
             "time_s,source\n" + "".join(f"{t:.6f},{s}\n" for t, s in self.windows.events))
 
 
-def record(config: RigConfig | str | Path, out_dir: str | Path, *, duration_s: float | None = None,
+def knob_source(cfg: RigSettings, pulses: PulseLog):
+    """The knob event source rig.toml's [knob] names (on the trigger's clock through ``pulses``), or None."""
+    if cfg.knob.source == "gpio":
+        return GpioKnob(cfg.knob, pulses)
+    if cfg.knob.source == "network":
+        return NetworkKnobSource(cfg.knob.listen, cfg.ring.latency_s, pulses)
+    return None
+
+
+def record(config: RigSettings | str | Path, out_dir: str | Path, *, duration_s: float | None = None,
            cameras: Sequence[CameraBackend] | None = None, trigger: TriggerBackend | None = None,
            event_sources: Sequence[EventSource] = (), writer_factory: WriterFactory = default_writer,
            handle_sigint: bool = True, on_status: Callable[[str], None] | None = None,
            save_user_set: bool = False) -> RecordingResult:
     """Record one session into ``out_dir`` (created; must be empty) and return how it went.
 
-    ``config`` is a RigConfig or a rig TOML path. Backends come from the config (simulated or
+    ``config`` is a RigSettings or a rig TOML path. Backends come from the config (simulated or
     PySpin + pigpio) unless ``cameras``/``trigger`` are given. ``duration_s`` caps the recording on the
     trigger clock (default: until Ctrl-C, or the simulated duration). With the ring buffer's 'manual'
     policy, pressing Enter on the terminal marks an event.
+
+    Parameters
+    ----------
+    config : RigSettings or str or Path
+        The rig config, or the path of a rig TOML file.
+    out_dir : str or Path
+        The session folder; created, and must not exist or be empty.
+    duration_s : float, optional, s
+        Cap on the recording on the trigger clock.
+    cameras : sequence of CameraBackend, optional
+    trigger : TriggerBackend, optional
+        Backends to use instead of the config's; give both or neither.
+    event_sources : sequence of EventSource
+        Extra sources of knob events (the manual key is added by the 'manual' policy).
+    writer_factory : callable
+        Makes each camera's video writer (see :class:`Recorder`).
+    handle_sigint : bool
+        Ctrl-C (SIGINT) stops the recording cleanly as "interrupted" (only in the main thread).
+    on_status : callable, optional
+        Called about once a second with a one-line status.
+    save_user_set : bool
+        PySpin cameras save their configured state to UserSet1.
+
+    Returns
+    -------
+    RecordingResult
+        Failures during the recording are in its status and message, not raised.
+
+    Raises
+    ------
+    RigConfigError
+        If ``config`` is a path whose file is missing or wrong.
+    InputError
+        If ``out_dir`` is not empty (or not a folder), or only one of ``cameras`` and ``trigger`` is given.
     """
     cfg = load_rig_config(config) if isinstance(config, (str, Path)) else config
     folder = Path(out_dir)
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
-        raise ValueError(f"{folder}: output session folder must not exist or be empty")
+        raise InputError(f"{folder}: output session folder must not exist or be empty")
     simulated = cfg.trigger.backend == "simulated"
     if cameras is None and trigger is None:
         cameras, trigger = (build_simulated_backends(cfg, duration_s=duration_s) if simulated
                             else build_hardware_backends(cfg, save_user_set))
     elif cameras is None or trigger is None:
-        raise ValueError("give both cameras and trigger, or neither")
+        raise InputError("give both cameras and trigger, or neither")
     sources = list(event_sources)
     if cfg.ring.enabled and "manual" in cfg.ring.policy:
         sources.append(ManualKeySource(sys.stdin))

@@ -14,11 +14,13 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from ..errors import InputError
+
 
 def merge_windows(event_times_s, pre_s: float, post_s: float) -> np.ndarray:
     """Merged, sorted windows (n, 2) [start, end] of [t - pre_s, t + post_s] around each event time."""
     if pre_s < 0 or post_s < 0:
-        raise ValueError(f"pre_s and post_s must be >= 0, got {pre_s}, {post_s}")
+        raise InputError(f"pre_s and post_s must be >= 0, got {pre_s}, {post_s}")
     times = np.sort(np.asarray(event_times_s, dtype=np.float64).ravel())
     if times.size == 0:
         return np.zeros((0, 2))
@@ -42,7 +44,7 @@ class EventWindows:
 
     def __init__(self, pre_s: float = 5.0, post_s: float = 2.0, latency_s: float = 0.25):
         if latency_s < 0:
-            raise ValueError(f"latency_s must be >= 0, got {latency_s}")
+            raise InputError(f"latency_s must be >= 0, got {latency_s}")
         merge_windows([], pre_s, post_s)  # validates pre/post
         self.pre_s, self.post_s, self.latency_s = pre_s, post_s, latency_s
         self.events: list[tuple[float, str]] = []
@@ -89,7 +91,7 @@ class FrameRing:
 
     def __init__(self, capacity: int, height: int, width: int):
         if capacity < 2:
-            raise ValueError(f"ring capacity must be >= 2 frames, got {capacity}")
+            raise InputError(f"ring capacity must be >= 2 frames, got {capacity}")
         self.shape = (height, width)
         self.images: list[np.ndarray | None] = [None] * capacity
         self.frame_id = np.zeros(capacity, dtype=np.int64)
@@ -112,7 +114,7 @@ class FrameRing:
         if self.full:
             raise OverflowError("ring is full: pop the oldest frame first")
         if image.shape != self.shape:
-            raise ValueError(f"ring frame is {image.shape}, expected {self.shape}")
+            raise InputError(f"ring frame is {image.shape}, expected {self.shape}")
         slot = (self._head + self._size) % self.capacity
         self.images[slot] = image
         self.frame_id[slot], self.camera_ts_ns[slot] = frame_id, camera_ts_ns
@@ -177,7 +179,7 @@ class MotionEnergy:
 
     def __init__(self, roi: tuple[int, int, int, int] | None, threshold: float, refractory_s: float = 1.0):
         if threshold <= 0:
-            raise ValueError(f"motion threshold must be > 0 (grey levels), got {threshold}")
+            raise InputError(f"motion threshold must be > 0 (grey levels), got {threshold}")
         self.roi, self.threshold, self.refractory_s = roi, threshold, refractory_s
         self._previous: np.ndarray | None = None
         self._above = False

@@ -13,9 +13,17 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ratpose.acquisition.backends import (CameraBackend, CameraError, CameraSettings, Frame, FrameTimeout,
-                                          TriggerBackend)
-from ratpose.sim.clocks import CameraClockConfig, ClockTruth, simulate_clocks
+from ratpose.acquisition.backends import (
+    CameraBackend,
+    CameraError,
+    CameraSettings,
+    Frame,
+    FrameTimeout,
+    TriggerBackend,
+)
+from ratpose.sim.clocks import CameraClockSettings, ClockTruth, simulate_clocks
+
+from ..errors import InputError
 
 # content(pulse_index, time_s, camera_name) -> (height, width) uint8 image
 Content = Callable[[int, float, str], np.ndarray]
@@ -55,7 +63,7 @@ class SimulatedCamera(CameraBackend):
     times out, and the camera takes no more triggers.
     """
 
-    def __init__(self, clock: CameraClockConfig, content: Content | None = None, *,
+    def __init__(self, clock: CameraClockSettings, content: Content | None = None, *,
                  block_when_full: bool = True, unplug_after_frames: int | None = None):
         self.name = clock.name
         self.clock = clock
@@ -75,10 +83,10 @@ class SimulatedCamera(CameraBackend):
 
     def configure(self, settings: CameraSettings, rate_hz: float) -> None:
         if settings.pixel_format != "Mono8":
-            raise ValueError(f"camera {self.name!r}: simulated cameras deliver Mono8 only, "
+            raise InputError(f"camera {self.name!r}: simulated cameras deliver Mono8 only, "
                              f"got pixel_format={settings.pixel_format!r}")
         if settings.exposure_us >= 1e6 / rate_hz:
-            raise ValueError(f"camera {self.name!r}: exposure {settings.exposure_us} us does not fit "
+            raise InputError(f"camera {self.name!r}: exposure {settings.exposure_us} us does not fit "
                              f"in the trigger period at {rate_hz} Hz")
         self.settings = settings
         if self.content is None:
@@ -218,7 +226,7 @@ class SimulatedKnob:
                  turn_deg: float = 60.0):
         on, off = np.asarray(touch_on_s, dtype=float), np.asarray(touch_off_s, dtype=float)
         if on.shape != off.shape or np.any(off < on) or np.any(on[1:] < off[:-1]):
-            raise ValueError("touch_on_s/touch_off_s must pair up as ordered, non-overlapping touches")
+            raise InputError("touch_on_s/touch_off_s must pair up as ordered, non-overlapping touches")
         self.events = sorted([(t, "touch_on") for t in on] + [(t, "touch_off") for t in off],
                              key=lambda e: (e[0], e[1] == "touch_on"))
         self.on, self.off = on, off

@@ -2,7 +2,14 @@
 tracking against the knob's own sensor, neural tuning (PETHs, tuning curves, shuffle tests), and
 what the analysis tables compute. Pure numpy/scipy/pandas; no database.
 """
-from .analyses import AnalysisSettings, UnitAnalysis, analyse_unit, session_events, touch_intervals, validate_session
+from .analyses import (
+    AnalysisSettings,
+    UnitAnalysis,
+    analyse_unit,
+    session_events,
+    touch_intervals,
+    validate_session,
+)
 from .kinematics import (
     EVENT_NAMES,
     as_intervals,
@@ -16,7 +23,7 @@ from .kinematics import (
     turn_intervals,
     velocity,
 )
-from .knob import Knob
+from .knob import KnobModel
 from .tuning import (
     PETH,
     DirectionTuning,
@@ -30,15 +37,15 @@ from .tuning import (
 from .validation import (
     KnobValidationResult,
     RotationAgreement,
-    ValidationThresholds,
+    ValidationSettings,
     plot_knob_validation,
     rotation_agreement,
     validate_against_knob,
 )
 
 __all__ = [
-    "EVENT_NAMES", "PETH", "AnalysisSettings", "DirectionTuning", "Knob", "KnobValidationResult",
-    "RotationAgreement", "ShuffleTest", "TuningCurve", "UnitAnalysis", "ValidationThresholds", "analyse_unit",
+    "EVENT_NAMES", "PETH", "AnalysisSettings", "DirectionTuning", "KnobModel", "KnobValidationResult",
+    "RotationAgreement", "ShuffleTest", "TuningCurve", "UnitAnalysis", "ValidationSettings", "analyse_unit",
     "as_intervals", "as_times", "detect_events", "direction_tuning", "movement_direction", "paw_arrivals", "peth",
     "plane_basis", "plot_knob_validation", "pose_at", "rotation_agreement", "session_events", "shuffle_test",
     "speed", "touch_intervals", "tuning_curve", "turn_intervals", "validate_against_knob", "validate_session",

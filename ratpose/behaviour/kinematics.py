@@ -14,8 +14,10 @@ import numpy as np
 import pandas as pd
 from scipy.ndimage import gaussian_filter1d
 
+from ..errors import DataError
+
 if TYPE_CHECKING:
-    from .knob import Knob
+    from .knob import KnobModel
 
 DEFAULT_MAX_GAP_FRAMES = 2.5
 POSE_AT_CHUNK = 65536  # queries per block: keeps temporaries in cache
@@ -23,33 +25,69 @@ EVENT_NAMES = ("reach_onset", "paw_arrival", "touch", "turn_start", "turn_end", 
 
 
 def as_times(values, name: str, *, strictly_increasing: bool = True) -> np.ndarray:
-    """Validate a 1-D array of finite, sorted times (s) and return it as float64."""
+    """Validate a 1-D array of finite, sorted times (s) and return it as float64.
+
+    Parameters
+    ----------
+    values : array_like, (n,), s
+    name : str
+        The argument's name, for the error message.
+    strictly_increasing : bool
+        Require strictly increasing times; False allows repeats (sorted only).
+
+    Returns
+    -------
+    numpy.ndarray, (n,) float64, s
+
+    Raises
+    ------
+    DataError
+        If the times are not 1-D, not finite, or not (strictly) increasing.
+    """
     times = np.asarray(values, dtype=np.float64)
     if times.ndim != 1:
-        raise ValueError(f"{name} must be 1-D, got shape {times.shape}")
+        raise DataError(f"{name} must be 1-D, got shape {times.shape}")
     if not np.isfinite(times).all():
-        raise ValueError(f"{name} must be finite (found NaN/inf)")
+        raise DataError(f"{name} must be finite (found NaN/inf)")
     steps = np.diff(times)
     bad = steps <= 0 if strictly_increasing else steps < 0
     if bad.any():
         order = "strictly increasing" if strictly_increasing else "sorted"
-        raise ValueError(f"{name} must be {order} (first violation at index {int(np.argmax(bad)) + 1})")
+        raise DataError(f"{name} must be {order} (first violation at index {int(np.argmax(bad)) + 1})")
     return times
 
 
 def as_intervals(values, name: str = "touch_intervals") -> np.ndarray:
-    """Validate (n, 2) [start, end] intervals: finite, start <= end, sorted, non-overlapping."""
+    """Validate (n, 2) [start, end] intervals: finite, start <= end, sorted, non-overlapping.
+
+    Parameters
+    ----------
+    values : array_like, (n, 2), s
+    name : str
+        The argument's name, for the error message.
+
+    Returns
+    -------
+    numpy.ndarray, (n, 2) float64, s
+        (0, 2) when ``values`` is empty.
+
+    Raises
+    ------
+    DataError
+        If the intervals are not (n, 2), not finite, end before they start, or overlap or are unsorted.
+    """
     intervals = np.asarray(values, dtype=np.float64)
     if intervals.size == 0:
         return np.empty((0, 2))
     if intervals.ndim != 2 or intervals.shape[1] != 2:
-        raise ValueError(f"{name} must have shape (n, 2), got {intervals.shape}")
+        raise DataError(f"{name} must have shape (n, 2), got {intervals.shape}")
     if not np.isfinite(intervals).all():
-        raise ValueError(f"{name} must be finite")
+        raise DataError(f"{name} must be finite")
     if (intervals[:, 1] < intervals[:, 0]).any():
-        raise ValueError(f"{name}: an interval ends before it starts (row {int(np.argmax(intervals[:, 1] < intervals[:, 0]))})")
+        raise DataError(f"{name}: an interval ends before it starts "
+                        f"(row {int(np.argmax(intervals[:, 1] < intervals[:, 0]))})")
     if (intervals[1:, 0] < intervals[:-1, 1]).any():
-        raise ValueError(f"{name} must be sorted and non-overlapping")
+        raise DataError(f"{name} must be sorted and non-overlapping")
     return intervals
 
 
@@ -68,7 +106,7 @@ def _max_gap(pose_times_s: np.ndarray, max_gap_s: float | None) -> float:
             return 0.0
         return DEFAULT_MAX_GAP_FRAMES * float(np.median(np.diff(pose_times_s)))
     if not max_gap_s > 0:
-        raise ValueError(f"max_gap_s must be > 0, got {max_gap_s}")
+        raise DataError(f"max_gap_s must be > 0, got {max_gap_s}")
     return float(max_gap_s)
 
 
@@ -77,14 +115,35 @@ def pose_at(times_s, pose_times_s, points3d, max_gap_s: float | None = None) -> 
 
     A result is NaN when the query is outside the pose, when its two bracketing frames are more than
     ``max_gap_s`` apart, or when either of them is NaN (a query exactly on a frame uses that frame).
+
+    Parameters
+    ----------
+    times_s : array_like, (m,), s
+        Query times.
+    pose_times_s : array_like, (n_frames,), s
+        Frame times, strictly increasing.
+    points3d : array_like, (n_frames, ...)
+        Values per frame, e.g. positions (n_frames, n_parts, 3) mm.
+    max_gap_s : float, optional, s
+        Largest frame interval interpolated across; None: 2.5 median frame intervals.
+
+    Returns
+    -------
+    numpy.ndarray, (m, ...) float64
+
+    Raises
+    ------
+    DataError
+        If ``points3d`` has not one row per pose time, ``times_s`` is not 1-D, the pose times are not strictly
+        increasing and finite, or ``max_gap_s`` is not > 0.
     """
     pose_times_s = as_times(pose_times_s, "pose_times_s")
     points = np.asarray(points3d, dtype=np.float64)
     if points.ndim < 1 or points.shape[0] != pose_times_s.size:
-        raise ValueError(f"points3d must have one row per pose time ({pose_times_s.size}), got shape {points.shape}")
+        raise DataError(f"points3d must have one row per pose time ({pose_times_s.size}), got shape {points.shape}")
     query = np.asarray(times_s, dtype=np.float64)
     if query.ndim != 1:
-        raise ValueError(f"times_s must be 1-D, got shape {query.shape}")
+        raise DataError(f"times_s must be 1-D, got shape {query.shape}")
     gap = _max_gap(pose_times_s, max_gap_s)
     trailing = points.shape[1:]
     if pose_times_s.size == 0:
@@ -120,9 +179,9 @@ def _velocity_by_point(times_s, points3d, smooth_s: float, max_gap_s: float | No
     times_s = as_times(times_s, "times_s")
     points = np.asarray(points3d, dtype=np.float64)
     if points.shape[:1] != times_s.shape or points.ndim < 2 or points.shape[-1] != 3:
-        raise ValueError(f"points3d must have shape ({times_s.size}, ..., 3), got {points.shape}")
+        raise DataError(f"points3d must have shape ({times_s.size}, ..., 3), got {points.shape}")
     if smooth_s < 0:
-        raise ValueError(f"smooth_s must be >= 0, got {smooth_s}")
+        raise DataError(f"smooth_s must be >= 0, got {smooth_s}")
     gap = _max_gap(times_s, max_gap_s)
     n = times_s.size
     by_point = np.ascontiguousarray(points.reshape(n, -1, 3).transpose(1, 2, 0))
@@ -157,13 +216,53 @@ def velocity(times_s, points3d, smooth_s: float = 0.02, max_gap_s: float | None 
     a NaN coordinate), averaged onto frames, then Gaussian-smoothed (sigma ``smooth_s``, 0 = off;
     applied over frame index, i.e. assuming nearly regular frames) with missing samples given zero
     weight. A frame with no valid neighbouring difference is NaN.
+
+    Parameters
+    ----------
+    times_s : array_like, (n_frames,), s
+        Frame times, strictly increasing.
+    points3d : array_like, (n_frames, ..., 3), mm
+    smooth_s : float, s
+        Sigma of the Gaussian smoothing (0: off); must be >= 0.
+    max_gap_s : float, optional, s
+        Largest frame interval differentiated across; None: 2.5 median frame intervals.
+
+    Returns
+    -------
+    numpy.ndarray, (n_frames, ..., 3), mm/s
+
+    Raises
+    ------
+    DataError
+        If the shapes do not fit, the times are not strictly increasing, or ``smooth_s`` < 0 or ``max_gap_s`` <= 0.
     """
     by_point = _velocity_by_point(times_s, points3d, smooth_s, max_gap_s)
     return by_point.transpose(2, 0, 1).reshape(np.shape(points3d))
 
 
 def speed(times_s, points3d, smooth_s: float = 0.02, max_gap_s: float | None = None) -> np.ndarray:
-    """Gap-aware speed (mm/s) of ``points3d`` (n_frames, ..., 3) -> (n_frames, ...); see velocity()."""
+    """Gap-aware speed (mm/s) of ``points3d`` (n_frames, ..., 3) -> (n_frames, ...); see velocity().
+
+    Parameters
+    ----------
+    times_s : array_like, (n_frames,), s
+        Frame times, strictly increasing.
+    points3d : array_like, (n_frames, ..., 3), mm
+    smooth_s : float, s
+        Sigma of the velocity's Gaussian smoothing (0: off).
+    max_gap_s : float, optional, s
+        Largest frame interval differentiated across; None: 2.5 median frame intervals.
+
+    Returns
+    -------
+    numpy.ndarray, (n_frames, ...), mm/s
+        NaN where the velocity is unknown.
+
+    Raises
+    ------
+    DataError
+        As velocity().
+    """
     by_point = _velocity_by_point(times_s, points3d, smooth_s, max_gap_s)
     return np.sqrt((by_point ** 2).sum(axis=1)).T.reshape(np.shape(points3d)[:-1])
 
@@ -172,16 +271,33 @@ def plane_basis(normal, reference=(1.0, 0.0, 0.0)) -> tuple[np.ndarray, np.ndarr
     """Orthonormal (e1, e2) spanning the plane perpendicular to ``normal``; e1 follows ``reference``.
 
     Angles measured as atan2(v . e2, v . e1) then turn counter-clockwise seen from the normal's tip.
+
+    Parameters
+    ----------
+    normal : array_like, (3,)
+        Normal of the plane (any length but 0).
+    reference : array_like, (3,)
+        Direction that e1 follows (projected onto the plane).
+
+    Returns
+    -------
+    e1, e2 : numpy.ndarray, (3,)
+        Unit vectors; e2 = normal x e1.
+
+    Raises
+    ------
+    DataError
+        If ``normal`` is zero or ``reference`` is parallel to it.
     """
     normal = np.asarray(normal, dtype=np.float64).reshape(3)
     norm = np.linalg.norm(normal)
     if not norm > 0:
-        raise ValueError(f"normal/axis must be a non-zero 3-vector, got {normal}")
+        raise DataError(f"normal/axis must be a non-zero 3-vector, got {normal}")
     normal = normal / norm
     e1 = np.asarray(reference, dtype=np.float64).reshape(3)
     e1 = e1 - (e1 @ normal) * normal
     if np.linalg.norm(e1) < 1e-6:
-        raise ValueError(f"reference {reference} is parallel to the normal {normal}")
+        raise DataError(f"reference {reference} is parallel to the normal {normal}")
     e1 /= np.linalg.norm(e1)
     return e1, np.cross(normal, e1)
 
@@ -193,6 +309,31 @@ def movement_direction(times_s, points3d, up=(0.0, 0.0, 1.0), reference=(1.0, 0.
 
     ``up`` is the world's vertical (the world frame is camera 0's, so say where up is). NaN where
     the velocity is unknown or the horizontal speed is below ``min_speed_mm_s``.
+
+    Parameters
+    ----------
+    times_s : array_like, (n_frames,), s
+        Frame times, strictly increasing.
+    points3d : array_like, (n_frames, ..., 3), mm
+    up : array_like, (3,)
+        The world's vertical.
+    reference : array_like, (3,)
+        The direction of 0 deg (projected onto the horizontal plane).
+    smooth_s : float, s
+        Sigma of the velocity's Gaussian smoothing (0: off).
+    max_gap_s : float, optional, s
+        Largest frame interval differentiated across; None: 2.5 median frame intervals.
+    min_speed_mm_s : float, mm/s
+        Horizontal speed below which the direction is NaN.
+
+    Returns
+    -------
+    numpy.ndarray, (n_frames, ...), deg
+
+    Raises
+    ------
+    DataError
+        If ``up`` is zero or parallel to ``reference``, or as velocity().
     """
     e1, e2 = plane_basis(up, reference)
     v = velocity(times_s, points3d, smooth_s, max_gap_s)
@@ -236,12 +377,37 @@ def paw_arrivals(times_s, distance_mm, touch_intervals, arrival_distance_mm: flo
 
     The entry closest to touch onset, searched from ``lookback_s`` before the touch (not before the
     previous release) until the touch ends. Entry times are interpolated between frames.
+
+    Parameters
+    ----------
+    times_s : array_like, (n_frames,), s
+        Frame times, strictly increasing.
+    distance_mm : array_like, (n_frames,), mm
+        Paw-to-knob distance per frame (e.g. ``KnobModel.distance``).
+    touch_intervals : array_like, (n_touches, 2), s
+        (start, end) of each touch, sorted and non-overlapping.
+    arrival_distance_mm : float, mm
+        The knob zone's radius.
+    lookback_s : float, s
+        How long before a touch an entry may be.
+    max_gap_s : float, optional, s
+        Largest frame interval interpolated across; None: 2.5 median frame intervals.
+
+    Returns
+    -------
+    numpy.ndarray, (n_touches,), s
+        Arrival time per touch; NaN where none was found.
+
+    Raises
+    ------
+    DataError
+        If ``distance_mm`` does not have one value per frame, or times or intervals are invalid.
     """
     times_s = as_times(times_s, "times_s")
     touch_intervals = as_intervals(touch_intervals)
     distance_mm = np.asarray(distance_mm, dtype=np.float64)
     if distance_mm.shape != times_s.shape:
-        raise ValueError(f"distance_mm must have shape {times_s.shape}, got {distance_mm.shape}")
+        raise DataError(f"distance_mm must have shape {times_s.shape}, got {distance_mm.shape}")
     entries = upward_crossings(times_s, -distance_mm, -arrival_distance_mm, _max_gap(times_s, max_gap_s))
     onsets = touch_intervals[:, 0]
     lower = _trial_windows(touch_intervals, lookback_s)
@@ -261,14 +427,36 @@ def turn_intervals(angle_times, angle_deg, touch_intervals, threshold_deg: float
     Within a touch the excursion is the angle minus its value at touch onset; the turn starts when
     |excursion| first reaches ``threshold_deg`` and ends when it first comes within ``threshold_deg``
     of its peak. Crossing times are interpolated between angle samples.
+
+    Parameters
+    ----------
+    angle_times : array_like, (n_samples,), s
+        Times of the knob's angle samples, strictly increasing.
+    angle_deg : array_like, (n_samples,), deg
+        Knob angle (NaN samples are ignored).
+    touch_intervals : array_like, (n_touches, 2), s
+        (start, end) of each touch, sorted and non-overlapping.
+    threshold_deg : float, deg
+        Must be > 0.
+
+    Returns
+    -------
+    numpy.ndarray, (n_touches, 2), s
+        (turn_start, turn_end) per touch; NaN rows where the knob did not turn.
+
+    Raises
+    ------
+    DataError
+        If ``angle_deg`` does not match ``angle_times``, the times or intervals are invalid, or
+        ``threshold_deg`` is not > 0.
     """
     angle_times = as_times(angle_times, "angle_times")
     angle_deg = np.asarray(angle_deg, dtype=np.float64)
     if angle_deg.shape != angle_times.shape:
-        raise ValueError(f"angle_deg must have shape {angle_times.shape}, got {angle_deg.shape}")
+        raise DataError(f"angle_deg must have shape {angle_times.shape}, got {angle_deg.shape}")
     touch_intervals = as_intervals(touch_intervals)
     if not threshold_deg > 0:
-        raise ValueError(f"threshold_deg must be > 0, got {threshold_deg}")
+        raise DataError(f"threshold_deg must be > 0, got {threshold_deg}")
     result = np.full(touch_intervals.shape, np.nan)
     if angle_times.size == 0:
         return result
@@ -291,7 +479,7 @@ def turn_intervals(angle_times, angle_deg, touch_intervals, threshold_deg: float
     return result
 
 
-def detect_events(times_s, paw_xyz, knob: Knob, touch_intervals, angle_times, angle_deg, *,
+def detect_events(times_s, paw_xyz, knob: KnobModel, touch_intervals, angle_times, angle_deg, *,
                   speed_threshold_mm_s: float = 50.0, lookback_s: float = 1.0,
                   arrival_distance_mm: float = 5.0, turn_threshold_deg: float = 2.0,
                   smooth_s: float = 0.02, max_gap_s: float | None = None) -> pd.DataFrame:
@@ -301,11 +489,46 @@ def detect_events(times_s, paw_xyz, knob: Knob, touch_intervals, angle_times, an
     before arrival/touch, within ``lookback_s`` and after the previous release), ``paw_arrival``
     (see paw_arrivals), ``touch`` (touch on), ``turn_start``/``turn_end`` (see turn_intervals),
     ``release`` (touch off). Events that cannot be found for a trial are left out.
+
+    Parameters
+    ----------
+    times_s : array_like, (n_frames,), s
+        Frame times on the neural clock, strictly increasing.
+    paw_xyz : array_like, (n_frames, 3), mm
+        The paw's position per frame.
+    knob : KnobModel
+        The knob, in the same frame as ``paw_xyz``.
+    touch_intervals : array_like, (n_touches, 2), s
+        (start, end) of each touch, sorted and non-overlapping.
+    angle_times : array_like, (n_samples,), s
+    angle_deg : array_like, (n_samples,), deg
+        The knob's angle samples.
+    speed_threshold_mm_s : float, mm/s
+    lookback_s : float, s
+        How far before a touch reach onset and arrival are searched.
+    arrival_distance_mm : float, mm
+        See paw_arrivals.
+    turn_threshold_deg : float, deg
+        See turn_intervals.
+    smooth_s : float, s
+        Sigma of the paw velocity's Gaussian smoothing.
+    max_gap_s : float, optional, s
+        Largest frame interval bridged; None: 2.5 median frame intervals.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns trial (int, the touch's row), event (str), time_s (float, s), sorted by time.
+
+    Raises
+    ------
+    DataError
+        If ``paw_xyz`` is not (n_frames, 3), or times, intervals or angles are invalid.
     """
     times_s = as_times(times_s, "times_s")
     paw_xyz = np.asarray(paw_xyz, dtype=np.float64)
     if paw_xyz.shape != (times_s.size, 3):
-        raise ValueError(f"paw_xyz must have shape ({times_s.size}, 3), got {paw_xyz.shape}")
+        raise DataError(f"paw_xyz must have shape ({times_s.size}, 3), got {paw_xyz.shape}")
     touch_intervals = as_intervals(touch_intervals)
     gap = _max_gap(times_s, max_gap_s)
 

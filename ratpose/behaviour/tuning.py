@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import DataError
 from .kinematics import as_times, pose_at
 
 SHUFFLE_CHUNK_ELEMENTS = 4_000_000
@@ -19,7 +20,15 @@ SHUFFLE_CHUNK_ELEMENTS = 4_000_000
 
 @dataclass(frozen=True)
 class PETH:
-    """Peri-event time histogram: ``counts`` (n_events, n_bins) over ``bin_edges_s`` relative to events."""
+    """Peri-event time histogram: ``counts`` (n_events, n_bins) over ``bin_edges_s`` relative to events.
+
+    Attributes
+    ----------
+    bin_edges_s : numpy.ndarray, (n_bins + 1,), s
+        Bin edges relative to each event.
+    counts : numpy.ndarray, (n_events, n_bins) int
+        Spikes per event and bin.
+    """
 
     bin_edges_s: np.ndarray
     counts: np.ndarray
@@ -56,17 +65,38 @@ def _spikes(spike_times) -> np.ndarray:
 
 
 def peth(spike_times, event_times, window: tuple[float, float] = (-1.0, 1.0), bin_s: float = 0.02) -> PETH:
-    """Spike counts around each event: bins of ``bin_s`` covering ``window`` (s, relative to events)."""
+    """Spike counts around each event: bins of ``bin_s`` covering ``window`` (s, relative to events).
+
+    Parameters
+    ----------
+    spike_times : array_like, (n_spikes,), s
+        Sorted spike times.
+    event_times : array_like, (n_events,), s
+        Event times (finite).
+    window : tuple of float, (start, stop), s
+        Relative to each event; must be a whole number of bins.
+    bin_s : float, s
+        Bin width, > 0.
+
+    Returns
+    -------
+    PETH
+
+    Raises
+    ------
+    DataError
+        If spike times are not sorted and finite, event times are not finite, or the window and bin do not fit.
+    """
     spikes = _spikes(spike_times)
     events = np.asarray(event_times, dtype=np.float64).reshape(-1)
     if not np.isfinite(events).all():
-        raise ValueError("event_times must be finite")
+        raise DataError("event_times must be finite")
     start, stop = window
     if not (bin_s > 0 and stop > start):
-        raise ValueError(f"need bin_s > 0 and window=(start, stop) with start < stop, got {bin_s}, {window}")
+        raise DataError(f"need bin_s > 0 and window=(start, stop) with start < stop, got {bin_s}, {window}")
     n_bins = (stop - start) / bin_s
     if abs(n_bins - round(n_bins)) > 1e-6:
-        raise ValueError(f"window {window} is not a whole number of bins of {bin_s} s")
+        raise DataError(f"window {window} is not a whole number of bins of {bin_s} s")
     edges = start + bin_s * np.arange(round(n_bins) + 1)
     positions = np.searchsorted(spikes, events[:, None] + edges[None, :], side="left")
     return PETH(edges, np.diff(positions, axis=1))
@@ -74,7 +104,18 @@ def peth(spike_times, event_times, window: tuple[float, float] = (-1.0, 1.0), bi
 
 @dataclass(frozen=True)
 class TuningCurve:
-    """Occupancy-normalised firing rate per bin of a behavioural variable (NaN: too little occupancy)."""
+    """Occupancy-normalised firing rate per bin of a behavioural variable (NaN: too little occupancy).
+
+    Attributes
+    ----------
+    bin_edges : numpy.ndarray, (n_bins + 1,)
+        In the variable's units.
+    occupancy_s : numpy.ndarray, (n_bins,), s
+        Time spent in each bin.
+    spike_counts : numpy.ndarray, (n_bins,) int
+    rate_hz : numpy.ndarray, (n_bins,), Hz
+        NaN where the bin has too little occupancy.
+    """
 
     bin_edges: np.ndarray
     occupancy_s: np.ndarray
@@ -129,12 +170,12 @@ class _CellGrid:
         times_s = as_times(times_s, "times_s")
         variable = np.asarray(variable, dtype=np.float64)
         if variable.shape != times_s.shape:
-            raise ValueError(f"variable must have shape {times_s.shape} (one value per time), got {variable.shape}")
+            raise DataError(f"variable must have shape {times_s.shape} (one value per time), got {variable.shape}")
         if times_s.size < 2:
-            raise ValueError("times_s needs at least 2 samples")
+            raise DataError("times_s needs at least 2 samples")
         step_s = float(np.median(np.diff(times_s))) if step_s is None else float(step_s)
         if not step_s > 0:
-            raise ValueError(f"step_s must be > 0, got {step_s}")
+            raise DataError(f"step_s must be > 0, got {step_s}")
         n_cells = int((times_s[-1] - times_s[0]) // step_s) + 1
         centres = times_s[0] + (np.arange(n_cells) + 0.5) * step_s
         if circular:
@@ -169,7 +210,8 @@ class _CellGrid:
             rows = np.broadcast_to(np.arange(block.size)[:, None], bins.shape)
             known = bins >= 0
             flat = rows[known] * self.n_bins + bins[known]
-            out[first:first + block.size] = np.bincount(flat, minlength=block.size * self.n_bins).reshape(block.size, -1)
+            out[first:first + block.size] = (np.bincount(flat, minlength=block.size * self.n_bins)
+                                             .reshape(block.size, -1))
         return out
 
     def shift_range(self, min_shift_s: float) -> tuple[int, int]:
@@ -180,7 +222,7 @@ class _CellGrid:
     def random_shifts(self, n_shuffles: int, min_shift_s: float, seed) -> np.ndarray:
         """Shifts (cells) uniform in [min_shift_s, duration - min_shift_s]."""
         if n_shuffles < 1:
-            raise ValueError(f"n_shuffles must be >= 1, got {n_shuffles}")
+            raise DataError(f"n_shuffles must be >= 1, got {n_shuffles}")
         lowest, highest = self.shift_range(min_shift_s)
         return np.random.default_rng(seed).integers(lowest, highest, size=n_shuffles, endpoint=True)
 
@@ -191,12 +233,12 @@ def _linear_binner(bins, variable):
         finite = np.asarray(variable, dtype=np.float64)
         finite = finite[np.isfinite(finite)]
         if int(bins) < 1 or finite.size == 0:
-            raise ValueError(f"bins must be >= 1 and variable must have finite values (bins={bins})")
+            raise DataError(f"bins must be >= 1 and variable must have finite values (bins={bins})")
         edges = np.linspace(finite.min(), finite.max(), int(bins) + 1)
     else:
         edges = np.asarray(bins, dtype=np.float64)
         if edges.ndim != 1 or edges.size < 2 or not (np.diff(edges) > 0).all():
-            raise ValueError(f"bins must be an int or increasing edges (>= 2), got {bins}")
+            raise DataError(f"bins must be an int or increasing edges (>= 2), got {bins}")
     n_bins = edges.size - 1
 
     def to_bins(values):
@@ -210,7 +252,7 @@ def _linear_binner(bins, variable):
 def _circular_binner(n_bins: int):
     """Edges over [-180, 180) deg and the matching value -> bin function."""
     if n_bins < 3:
-        raise ValueError(f"n_bins must be >= 3 for direction tuning, got {n_bins}")
+        raise DataError(f"n_bins must be >= 3 for direction tuning, got {n_bins}")
     width = 360.0 / n_bins
     edges = -180.0 + width * np.arange(n_bins + 1)
 
@@ -240,6 +282,31 @@ def tuning_curve(spike_times, times_s, variable, bins=10, *, min_occupancy_s: fl
     ``bins``: number of equal bins over the variable's range, or bin edges. The variable is
     interpolated onto a grid of ``step_s`` (default: the median frame interval) and is unknown over
     gaps > ``max_gap_s`` (kinematics.pose_at). Bins with < ``min_occupancy_s`` get a NaN rate.
+
+    Parameters
+    ----------
+    spike_times : array_like, (n_spikes,), s
+        Sorted spike times.
+    times_s : array_like, (n_frames,), s
+        Sample times of the variable, strictly increasing (at least 2).
+    variable : array_like, (n_frames,)
+        The variable per sample (NaN: unknown).
+    bins : int or array_like
+        Number of equal bins (>= 1) over the variable's finite range, or increasing bin edges.
+    min_occupancy_s : float, s
+    max_gap_s : float, optional, s
+        None: 2.5 median frame intervals.
+    step_s : float, optional, s
+        The grid's cell; None: the median frame interval.
+
+    Returns
+    -------
+    TuningCurve
+
+    Raises
+    ------
+    DataError
+        If the variable does not match ``times_s``, the bins are invalid, or times are not valid.
     """
     edges, to_bins = _linear_binner(bins, variable)
     grid = _CellGrid.build(times_s, variable, step_s, max_gap_s, to_bins, circular=False)
@@ -249,7 +316,20 @@ def tuning_curve(spike_times, times_s, variable, bins=10, *, min_occupancy_s: fl
 @dataclass(frozen=True)
 class ShuffleTest:
     """Tuning curve with its Skaggs information, the circular-shift null and the p-value; a test not run
-    (too little data) has an empty null, p-value NaN and ``note`` saying why."""
+    (too little data) has an empty null, p-value NaN and ``note`` saying why.
+
+    Attributes
+    ----------
+    curve : TuningCurve
+    information_bits_per_spike : float, bits/spike
+        Skaggs information of the curve.
+    null : numpy.ndarray, (n_shuffles,), bits/spike
+        Information of each circularly shifted spike train; empty when the test did not run.
+    p_value : float
+        (1 + #null >= observed) / (1 + n_shuffles); NaN when the test did not run.
+    note : str
+        Why the test did not run ('' when it ran).
+    """
 
     curve: TuningCurve
     information_bits_per_spike: float
@@ -307,6 +387,33 @@ def shuffle_test(spike_times, times_s, variable, bins=10, *, n_shuffles: int = 1
     least ``min_shift_s`` (reproducible with ``seed``); p = (1 + #null >= observed) / (1 + n_shuffles).
     Too little data for the test (see the module): the curve only, ``note`` says why.
     Other arguments as tuning_curve.
+
+    Parameters
+    ----------
+    spike_times : array_like, (n_spikes,), s
+    times_s : array_like, (n_frames,), s
+    variable : array_like, (n_frames,)
+    bins : int or array_like
+        As tuning_curve.
+    n_shuffles : int
+        Must be >= 1.
+    seed : int, optional
+        Seed of the random shifts (numpy.random.default_rng).
+    min_shift_s : float, s
+        Smallest shift each way.
+    min_occupancy_s : float, s
+    max_gap_s : float, optional, s
+    step_s : float, optional, s
+        As tuning_curve.
+
+    Returns
+    -------
+    ShuffleTest
+
+    Raises
+    ------
+    DataError
+        As tuning_curve, or if ``n_shuffles`` < 1.
     """
     edges, to_bins = _linear_binner(bins, variable)
     grid = _CellGrid.build(times_s, variable, step_s, max_gap_s, to_bins, circular=False)
@@ -319,7 +426,23 @@ def shuffle_test(spike_times, times_s, variable, bins=10, *, n_shuffles: int = 1
 @dataclass(frozen=True)
 class DirectionTuning:
     """Direction tuning: binned curve, cosine fit rate = baseline * (1 + depth * cos(theta - preferred)),
-    and the shuffle test of the curve's vector strength (``vector_strength``, its ``null``, ``p_value``)."""
+    and the shuffle test of the curve's vector strength (``vector_strength``, its ``null``, ``p_value``).
+
+    Attributes
+    ----------
+    curve : TuningCurve
+        Over bins of [-180, 180) deg.
+    preferred_deg : float, deg
+    baseline_hz : float, Hz
+    modulation_depth : float
+        Amplitude / baseline of the cosine fit.
+    vector_strength : float
+        Of the rate over the bins with enough occupancy (0..1).
+    null : numpy.ndarray, (n_shuffles,)
+        Vector strength of each circularly shifted spike train; empty when the test did not run.
+    p_value : float
+        NaN when the test did not run.
+    """
 
     curve: TuningCurve
     preferred_deg: float
@@ -361,6 +484,32 @@ def direction_tuning(spike_times, times_s, direction_deg, *, n_bins: int = 12, n
     cover only a narrow arc (a reach task's forward and back), where the fit is ill-conditioned.
     Too little data for the test (fewer than 3 bins with ``min_occupancy_s``, see the module): the curve
     only, ``note`` says why.
+
+    Parameters
+    ----------
+    spike_times : array_like, (n_spikes,), s
+    times_s : array_like, (n_frames,), s
+        Sample times of the direction, strictly increasing (at least 2).
+    direction_deg : array_like, (n_frames,), deg
+    n_bins : int
+        Must be >= 3.
+    n_shuffles : int
+    seed : int
+    min_shift_s : float, s
+    min_occupancy_s : float, s
+    max_gap_s : float, optional, s
+    step_s : float, optional, s
+        As shuffle_test.
+
+    Returns
+    -------
+    DirectionTuning
+        Fit, strength and p-value NaN when the test did not run.
+
+    Raises
+    ------
+    DataError
+        If ``n_bins`` < 3, or as shuffle_test.
     """
     edges, to_bins = _circular_binner(n_bins)
     grid = _CellGrid.build(times_s, direction_deg, step_s, max_gap_s, to_bins, circular=True)

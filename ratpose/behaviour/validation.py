@@ -6,11 +6,12 @@ paw/digit vector rotates with the knob while it is turned (rotation correlation)
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..errors import DataError
 from .kinematics import (
     as_intervals,
     as_times,
@@ -18,12 +19,28 @@ from .kinematics import (
     paw_arrivals,
     turn_intervals,
 )
-from .knob import Knob
+from .knob import KnobModel
 
 
 @dataclass(frozen=True)
-class ValidationThresholds:
-    """Pass/fail limits of validate_against_knob."""
+class ValidationSettings:
+    """Pass/fail limits of validate_against_knob.
+
+    Attributes
+    ----------
+    min_sensitivity : float
+        Fraction of tracked touch frames with the paw at the knob.
+    min_precision : float
+        Fraction of tracked paw-at-knob frames within a touch.
+    min_tracked_fraction : float
+        Fraction of touch frames where the paw is tracked.
+    min_arrival_fraction : float
+        Fraction of touches with a paw arrival found.
+    max_abs_median_latency_s : float, s
+        Largest |median arrival latency|.
+    min_abs_rotation_corr : float
+        Smallest |r| of a rotation agreement.
+    """
 
     min_sensitivity: float = 0.8
     min_precision: float = 0.8
@@ -37,8 +54,14 @@ class ValidationThresholds:
 class RotationAgreement:
     """How a tracked angle follows the knob angle during turns (per-turn means removed).
 
-    ``corr`` is Pearson's r (its sign depends on the axis/angle conventions), ``gain`` the slope of
-    tracked vs knob angle, ``n_frames`` the frames used.
+    Attributes
+    ----------
+    corr : float
+        Pearson's r (its sign depends on the axis/angle conventions); NaN when undefined.
+    gain : float
+        The slope of tracked vs knob angle; NaN when undefined.
+    n_frames : int
+        The frames used.
     """
 
     corr: float
@@ -48,7 +71,28 @@ class RotationAgreement:
 
 @dataclass(frozen=True)
 class KnobValidationResult:
-    """Outcome of validate_against_knob; ``summary()`` gives the scalars for storage."""
+    """Outcome of validate_against_knob; ``summary()`` gives the scalars for storage.
+
+    Attributes
+    ----------
+    sensitivity, precision, tracked_fraction : float
+        See validate_against_knob (NaN where undefined).
+    latencies_s : numpy.ndarray, (n_touches,), s
+        Paw arrival minus touch onset per touch; NaN where no arrival was found.
+    arrival_fraction : float
+        Fraction of touches with an arrival.
+    latency_median_s, latency_iqr_s : float, s
+    digit_rotation, marker_rotation : RotationAgreement or None
+        None where that track was not given.
+    failed_checks : tuple of str
+        One message per failed check (empty: passed).
+    times_s : numpy.ndarray, (n_frames,), s
+    distance_mm : numpy.ndarray, (n_frames,), mm
+        Paw-to-knob distance per frame.
+    touch_intervals : numpy.ndarray, (n_touches, 2), s
+    distance_threshold_mm : float, mm
+        The ``distance_mm`` used.
+    """
 
     sensitivity: float
     precision: float
@@ -72,7 +116,8 @@ class KnobValidationResult:
     def summary(self) -> dict:
         """Scalar results (NaN where not computed) plus passed and the failed checks."""
         out = {name: float(getattr(self, name)) for name in
-               ("sensitivity", "precision", "tracked_fraction", "arrival_fraction", "latency_median_s", "latency_iqr_s")}
+               ("sensitivity", "precision", "tracked_fraction", "arrival_fraction", "latency_median_s",
+                "latency_iqr_s")}
         for name in ("digit_rotation", "marker_rotation"):
             rotation = getattr(self, name)
             out[f"{name}_corr"] = np.nan if rotation is None else float(rotation.corr)
@@ -89,11 +134,35 @@ def _fraction(flags: np.ndarray) -> float:
     return float(flags.mean()) if flags.size else np.nan
 
 
-def rotation_agreement(times_s, vectors, knob: Knob, windows, angle_times, angle_deg) -> RotationAgreement:
+def rotation_agreement(times_s, vectors, knob: KnobModel, windows, angle_times, angle_deg) -> RotationAgreement:
     """Compare the angle of ``vectors`` (n, 3) about the knob axis with the knob angle inside ``windows``.
 
     ``windows`` are (n, 2) turn intervals (rows with NaN are skipped). Each window's mean is removed
     from both angles (the grip orientation is arbitrary), then r and the gain are pooled.
+
+    Parameters
+    ----------
+    times_s : numpy.ndarray, (n,), s
+        Times of the vectors.
+    vectors : array_like, (n, 3)
+        E.g. digit - paw, mm.
+    knob : KnobModel
+        Needs its axis.
+    windows : array_like, (n_windows, 2), s
+        Turn intervals, e.g. from ``turn_intervals``.
+    angle_times : numpy.ndarray, (n_samples,), s
+    angle_deg : numpy.ndarray, (n_samples,), deg
+        The knob's angle samples.
+
+    Returns
+    -------
+    RotationAgreement
+        corr and gain NaN with fewer than 3 usable frames or no spread.
+
+    Raises
+    ------
+    DataError
+        If the knob has no axis, or the windows overlap or are unsorted.
     """
     windows = np.asarray(windows, dtype=np.float64).reshape(-1, 2)
     windows = as_intervals(windows[np.isfinite(windows).all(axis=1)], "turn windows")
@@ -117,11 +186,11 @@ def rotation_agreement(times_s, vectors, knob: Knob, windows, angle_times, angle
     return RotationAgreement(cross / spread, cross / float((knob_centred ** 2).sum()), int(keep.sum()))
 
 
-def validate_against_knob(times_s, paw_xyz, knob: Knob, touch_intervals, angle_times, angle_deg,
+def validate_against_knob(times_s, paw_xyz, knob: KnobModel, touch_intervals, angle_times, angle_deg,
                           digit_xyz=None, *, digit_base_xyz=None, knob_marker_xyz=None, distance_mm: float = 5.0,
                           edge_tolerance_s: float = 0.02, lookback_s: float = 1.0,
                           turn_threshold_deg: float = 2.0, max_gap_s: float | None = None,
-                          thresholds: ValidationThresholds = ValidationThresholds()) -> KnobValidationResult:
+                          thresholds: ValidationSettings = ValidationSettings()) -> KnobValidationResult:
     """Check 3D pose against the knob sensor; every input is on the neural clock.
 
     - sensitivity: fraction of tracked frames during touches with the paw within ``distance_mm``
@@ -131,22 +200,61 @@ def validate_against_knob(times_s, paw_xyz, knob: Knob, touch_intervals, angle_t
     - rotation: during knob turns, the angle about the knob axis of (digit - digit base, the base
       being the paw when ``digit_base_xyz`` is None) and/or of (knob marker - knob centre) must
       correlate with the knob angle (|r|; needs ``knob.axis``).
+
     A check whose metric is undefined (e.g. no tracked frames) fails.
+
+    Parameters
+    ----------
+    times_s : array_like, (n_frames,), s
+        Frame times, strictly increasing.
+    paw_xyz : array_like, (n_frames, 3), mm
+    knob : KnobModel
+    touch_intervals : array_like, (n_touches, 2), s
+    angle_times : array_like, (n_samples,), s
+    angle_deg : array_like, (n_samples,), deg
+    digit_xyz : array_like, (n_frames, 3), optional, mm
+        A digit, for the digit rotation check.
+    digit_base_xyz : array_like, (n_frames, 3), optional, mm
+        The digit vector's base; None: the paw.
+    knob_marker_xyz : array_like, (n_frames, 3), optional, mm
+        A marker on the knob, for the marker rotation check.
+    distance_mm : float, mm
+        Paw-to-knob distance within which the paw is at the knob.
+    edge_tolerance_s : float, s
+        Must be >= 0.
+    lookback_s : float, s
+        See paw_arrivals.
+    turn_threshold_deg : float, deg
+        See turn_intervals.
+    max_gap_s : float, optional, s
+        None: 2.5 median frame intervals.
+    thresholds : ValidationSettings
+        The pass/fail limits.
+
+    Returns
+    -------
+    KnobValidationResult
+
+    Raises
+    ------
+    DataError
+        If a track does not have shape (n_frames, 3), angles do not match their times, times or intervals are
+        invalid, ``edge_tolerance_s`` < 0, or a rotation check needs an axis the knob lacks.
     """
     times_s = as_times(times_s, "times_s")
     touch_intervals = as_intervals(touch_intervals)
     angle_times = as_times(angle_times, "angle_times")
     angle_deg = np.asarray(angle_deg, dtype=np.float64)
     if angle_deg.shape != angle_times.shape:
-        raise ValueError(f"angle_deg must have shape {angle_times.shape}, got {angle_deg.shape}")
+        raise DataError(f"angle_deg must have shape {angle_times.shape}, got {angle_deg.shape}")
     tracks = {"paw_xyz": paw_xyz, "digit_xyz": digit_xyz, "digit_base_xyz": digit_base_xyz,
               "knob_marker_xyz": knob_marker_xyz}
     for name, track in tracks.items():
         if track is not None and np.shape(track) != (times_s.size, 3):
-            raise ValueError(f"{name} must have shape ({times_s.size}, 3), got {np.shape(track)}")
+            raise DataError(f"{name} must have shape ({times_s.size}, 3), got {np.shape(track)}")
     paw_xyz = np.asarray(paw_xyz, dtype=np.float64)
     if edge_tolerance_s < 0:
-        raise ValueError(f"edge_tolerance_s must be >= 0, got {edge_tolerance_s}")
+        raise DataError(f"edge_tolerance_s must be >= 0, got {edge_tolerance_s}")
 
     distance = knob.distance(paw_xyz)
     tracked = np.isfinite(distance)
@@ -174,9 +282,11 @@ def validate_against_knob(times_s, paw_xyz, knob: Knob, touch_intervals, angle_t
         turns = turn_intervals(angle_times, angle_deg, touch_intervals, turn_threshold_deg)
         if digit_xyz is not None:
             base = paw_xyz if digit_base_xyz is None else np.asarray(digit_base_xyz, float)
-            rotations["digit"] = rotation_agreement(times_s, np.asarray(digit_xyz, float) - base, knob, turns, angle_times, angle_deg)
+            rotations["digit"] = rotation_agreement(times_s, np.asarray(digit_xyz, float) - base, knob, turns,
+                                                    angle_times, angle_deg)
         if knob_marker_xyz is not None:
-            rotations["marker"] = rotation_agreement(times_s, np.asarray(knob_marker_xyz, float) - knob.centre, knob, turns, angle_times, angle_deg)
+            rotations["marker"] = rotation_agreement(times_s, np.asarray(knob_marker_xyz, float) - knob.centre, knob,
+                                                     turns, angle_times, angle_deg)
 
     t = thresholds
     checks = [
@@ -191,7 +301,8 @@ def validate_against_knob(times_s, paw_xyz, knob: Knob, touch_intervals, angle_t
     ]
     for name, rotation in rotations.items():
         checks.append((abs(rotation.corr) >= t.min_abs_rotation_corr,
-                       f"{name} rotation |r| {_show(rotation.corr)} < {t.min_abs_rotation_corr} ({rotation.n_frames} frames)"))
+                       f"{name} rotation |r| {_show(rotation.corr)} < {t.min_abs_rotation_corr} "
+                       f"({rotation.n_frames} frames)"))
     return KnobValidationResult(
         sensitivity=sensitivity, precision=precision, tracked_fraction=tracked_fraction,
         latencies_s=latencies, arrival_fraction=arrival_fraction, latency_median_s=float(median),
@@ -205,7 +316,30 @@ def validate_against_knob(times_s, paw_xyz, knob: Knob, touch_intervals, angle_t
 def plot_knob_validation(result: KnobValidationResult, path, time_range: tuple[float, float] | None = None,
                          title: str | None = None, t0_s: float | None = None) -> Path:
     """Plot paw-to-knob distance with touch intervals shaded and arrivals marked; save to ``path``.
-    t0_s: neural-clock time of the session start; the axis then shows time from it (time_range too)."""
+
+    t0_s: neural-clock time of the session start; the axis then shows time from it (time_range too).
+
+    Parameters
+    ----------
+    result : KnobValidationResult
+    path : str or Path
+        The PNG to write.
+    time_range : tuple of float, (start, end), optional, s
+        Only this part is shown.
+    title : str, optional
+        Prefixed to the figure's title.
+    t0_s : float, optional, s
+
+    Returns
+    -------
+    Path
+        The PNG written.
+
+    Raises
+    ------
+    DataError
+        If ``time_range`` does not have start < end.
+    """
     from ..figures import new_figure, save
 
     offset = t0_s or 0.0
@@ -215,7 +349,7 @@ def plot_knob_validation(result: KnobValidationResult, path, time_range: tuple[f
     if time_range is not None:
         lo, hi = time_range
         if not lo < hi:
-            raise ValueError(f"time_range must be (start, end) with start < end, got {time_range}")
+            raise DataError(f"time_range must be (start, end) with start < end, got {time_range}")
         shown = (times >= lo) & (times <= hi)
         times, distance = times[shown], distance[shown]
         intervals = intervals[(intervals[:, 1] >= lo) & (intervals[:, 0] <= hi)]
@@ -231,7 +365,8 @@ def plot_knob_validation(result: KnobValidationResult, path, time_range: tuple[f
     ax.set_xlabel("time (s, neural clock)" if t0_s is None else "time from session start (s)")
     ax.set_ylabel("paw to knob distance (mm)")
     verdict = "passed" if result.passed else "FAILED: " + "; ".join(result.failed_checks)
-    ax.set_title(f"{title + ': ' if title else ''}sensitivity {result.sensitivity:.2f}, precision {result.precision:.2f}, "
+    ax.set_title(f"{title + ': ' if title else ''}sensitivity {result.sensitivity:.2f}, "
+                 f"precision {result.precision:.2f}, "
                  f"median latency {1e3 * result.latency_median_s:.1f} ms, {verdict}", fontsize=9)
     ax.legend(loc="upper right", fontsize=8)
     return save(figure, path)

@@ -11,8 +11,8 @@ from .boards import (
     render_board,
     save_printable_board,
 )
-from .detect import BoardDetection, CalibrationError, detect_board
 from .coverage import choose_instants
+from .detect import BoardDetection, CalibrationError, detect_board
 from .interop import (
     load_anipose_board,
     load_dlc3d_project,

@@ -14,10 +14,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..errors import InputError
+
 MM_PER_INCH = 25.4
 
 
-class BoardError(ValueError):
+class BoardError(InputError):
     """A board description is invalid."""
 
 
@@ -25,11 +27,44 @@ class _Printable:
     """Rendering shared by both board types (needs ``size_mm``, ``square_mm`` and ``_render_grid``)."""
 
     def render(self, dpi: float = 300.0, margin_mm: float = 10.0) -> np.ndarray:
-        """The printable board image (uint8) at ``dpi`` with a white margin of ``margin_mm``."""
+        """The printable board image (uint8) at ``dpi`` with a white margin of ``margin_mm``.
+
+        Parameters
+        ----------
+        dpi : float, dots per inch
+        margin_mm : float, mm
+
+        Returns
+        -------
+        numpy.ndarray, (height, width) uint8
+
+        Raises
+        ------
+        BoardError
+            If ``dpi`` is not > 0 or ``margin_mm`` < 0.
+        """
         return render_board(self, dpi / MM_PER_INCH, margin_mm)[0]
 
     def save_printable(self, path, dpi: float = 300.0, margin_mm: float = 10.0) -> Path:
-        """Write the board as PNG or PDF that prints at true scale (print at 100 %)."""
+        """Write the board as PNG or PDF that prints at true scale (print at 100 %).
+
+        Parameters
+        ----------
+        path : str or Path
+            Ends in .png or .pdf.
+        dpi : float, dots per inch
+        margin_mm : float, mm
+
+        Returns
+        -------
+        Path
+            The file written (see ``save_printable_board``).
+
+        Raises
+        ------
+        BoardError
+            If ``path`` is not .png or .pdf.
+        """
         return save_printable_board(self, path, dpi, margin_mm)
 
 
@@ -39,6 +74,23 @@ class CharucoBoard(_Printable):
 
     ``legacy=True`` selects the pre-4.6 marker layout (``setLegacyPattern``), needed for boards with
     an even number of rows printed by older OpenCV or calib.io.
+
+    Attributes
+    ----------
+    squares_x, squares_y : int
+        Squares across and down (at least 2 each).
+    square_mm : float, mm
+        Side of a square.
+    marker_mm : float, mm
+        Side of an ArUco marker, in (0, square_mm).
+    dictionary : str
+        OpenCV's ArUco dictionary, e.g. "DICT_4X4_50"; it must hold the board's markers.
+    legacy : bool
+
+    Raises
+    ------
+    BoardError
+        On construction, if a field is out of range or the dictionary is unknown or too small.
     """
 
     squares_x: int
@@ -97,7 +149,21 @@ class CharucoBoard(_Printable):
 
 @dataclass(frozen=True)
 class Checkerboard(_Printable):
-    """A checkerboard with ``cols`` x ``rows`` inner corners (so (cols+1) x (rows+1) squares)."""
+    """A checkerboard with ``cols`` x ``rows`` inner corners (so (cols+1) x (rows+1) squares).
+
+    Attributes
+    ----------
+    cols, rows : int
+        Inner corners across and down (at least 2 each, and different: a square board's orientation is
+        ambiguous).
+    square_mm : float, mm
+        Side of a square, > 0.
+
+    Raises
+    ------
+    BoardError
+        On construction, if a field is out of range.
+    """
 
     cols: int
     rows: int
@@ -147,7 +213,22 @@ def _grid_points(nx: int, ny: int, square_mm: float) -> np.ndarray:
 
 
 def board_from_dict(d: dict) -> Board:
-    """Rebuild a board from ``to_dict()`` output (key ``type``: 'charuco' or 'checkerboard')."""
+    """Rebuild a board from ``to_dict()`` output (key ``type``: 'charuco' or 'checkerboard').
+
+    Parameters
+    ----------
+    d : dict
+        ``type`` plus the board's fields (e.g. from a TOML file).
+
+    Returns
+    -------
+    CharucoBoard or Checkerboard
+
+    Raises
+    ------
+    BoardError
+        If ``d`` has no or an unknown type, unknown or missing fields, or values of the wrong type or range.
+    """
     if not isinstance(d, dict) or "type" not in d:
         raise BoardError(f"board description must be a table with a 'type' key, got {d!r}")
     kind = d["type"]
@@ -194,6 +275,24 @@ def render_board(board: Board, px_per_mm: float, margin_mm: float = 10.0) -> tup
 
     Board point (x, y) mm lies at pixel coordinate ``margin_px + (x, y) * px_per_mm`` (continuous
     coordinates, pixel i covering [i, i+1)); sizes are rounded to whole pixels.
+
+    Parameters
+    ----------
+    board : CharucoBoard or Checkerboard
+    px_per_mm : float, px/mm
+        Must be > 0.
+    margin_mm : float, mm
+        Must be >= 0.
+
+    Returns
+    -------
+    image : numpy.ndarray, (height, width) uint8
+    margin_px : float, px
+
+    Raises
+    ------
+    BoardError
+        If ``px_per_mm`` <= 0 or ``margin_mm`` < 0.
     """
     if px_per_mm <= 0 or margin_mm < 0:
         raise BoardError(f"px_per_mm must be > 0 and margin_mm >= 0, got {px_per_mm}, {margin_mm}")
@@ -209,7 +308,17 @@ def render_board(board: Board, px_per_mm: float, margin_mm: float = 10.0) -> tup
 
 
 def board_label(board: Board) -> str:
-    """The board's printed dimensions, e.g. for the sheet (checked with a ruler) and the command line."""
+    """The board's printed dimensions, e.g. for the sheet (checked with a ruler) and the command line.
+
+    Parameters
+    ----------
+    board : CharucoBoard or Checkerboard
+
+    Returns
+    -------
+    str
+        E.g. "checkerboard 8 x 6 squares (7 x 5 inner corners); square 25 mm; board 200 x 150 mm".
+    """
     width, height = board.size_mm
     if isinstance(board, CharucoBoard):
         kind = (f"ChArUco {board.squares_x} x {board.squares_y} squares, marker {board.marker_mm:g} mm, "
@@ -226,6 +335,24 @@ def save_printable_board(board: Board, path, dpi: float = 300.0, margin_mm: floa
     """Write ``board`` to ``path`` (.png or .pdf) at ``dpi`` so it prints at true scale (print at 100 %).
 
     Under the board: its dimensions (``board_label``) and a 50 mm bar to check the print with a ruler.
+
+    Parameters
+    ----------
+    board : CharucoBoard or Checkerboard
+    path : str or Path
+        Ends in .png or .pdf.
+    dpi : float, dots per inch
+    margin_mm : float, mm
+        White margin around the board.
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    BoardError
+        If ``path`` is not .png or .pdf.
     """
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D

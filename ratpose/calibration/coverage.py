@@ -50,8 +50,22 @@ def _tilt_bin(detection: BoardDetection, board: Board) -> tuple[int, int]:
 
 
 def choose_instants(shared: dict[str, list[BoardDetection | None]], board: Board, max_instants: int) -> list[int]:
-    """Indices of at most ``max_instants`` instants (all when there are no more), greedily covering each
-    camera's image cells and board tilts; in increasing order."""
+    """Indices of at most ``max_instants`` instants (all when there are no more) covering the views best.
+
+    The instants are chosen greedily to cover each camera's image cells and board tilts; in increasing order.
+
+    Parameters
+    ----------
+    shared : dict of str to list of BoardDetection or None
+        Per camera, its detection at each shared instant (None: board not seen).
+    board : CharucoBoard or Checkerboard
+    max_instants : int
+
+    Returns
+    -------
+    list of int
+        Indices of instants where some camera saw the board, increasing.
+    """
     n = len(next(iter(shared.values()), []))
     seen = [i for i in range(n) if any(shared[cam][i] is not None for cam in shared)]
     if len(seen) <= max_instants:

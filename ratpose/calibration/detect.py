@@ -6,24 +6,45 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ..errors import DataError
 from .boards import Board, CharucoBoard, Checkerboard
 
 SUBPIX_CRITERIA = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 50, 1e-4)
 
 
-class CalibrationError(ValueError):
+class CalibrationError(DataError):
     """Calibration material is unusable (no board, no shared views, degenerate views, bad sizes)."""
 
 
 @dataclass(frozen=True)
 class BoardDetection:
-    """Corners of one board seen in one image: ids index ``board.object_points``; pixels are (N, 2)."""
+    """Corners of one board seen in one image: ids index ``board.object_points``; pixels are (N, 2).
+
+    Attributes
+    ----------
+    ids : numpy.ndarray, (N,) int64
+        Corner ids (ChArUco ids, or checkerboard detection indices), increasing.
+    image_points : numpy.ndarray, (N, 2) float64, px
+    image_size : tuple of int, (width, height), px
+    """
 
     ids: np.ndarray
     image_points: np.ndarray
     image_size: tuple[int, int]
 
     def object_points(self, board: Board) -> np.ndarray:
+        """The detected corners' positions on the board.
+
+        Parameters
+        ----------
+        board : CharucoBoard or Checkerboard
+            The board that was detected.
+
+        Returns
+        -------
+        numpy.ndarray, (N, 3), mm
+            In the board's frame.
+        """
         return board.object_points[self.ids]
 
 
@@ -50,7 +71,27 @@ def default_min_corners(board: Board) -> int:
 
 def detect_board(image: np.ndarray, board: Board, min_corners: int | None = None,
                  what: str = "image") -> BoardDetection | None:
-    """Detect ``board`` in ``image``; None when fewer than ``min_corners`` usable corners are found."""
+    """Detect ``board`` in ``image``; None when fewer than ``min_corners`` usable corners are found.
+
+    Parameters
+    ----------
+    image : numpy.ndarray, (H, W) or (H, W, 3|4)
+        Grey or colour (BGR) image, integer pixels.
+    board : CharucoBoard or Checkerboard
+    min_corners : int, optional
+        Fewest corners for a detection (at least 4); None: the whole board for a checkerboard, 6 for ChArUco.
+    what : str
+        Names the image in error messages.
+
+    Returns
+    -------
+    BoardDetection or None
+
+    Raises
+    ------
+    CalibrationError
+        If ``image`` is not a grey or colour image of integer pixels.
+    """
     gray = to_gray(image, what)
     size = (gray.shape[1], gray.shape[0])
     min_corners = default_min_corners(board) if min_corners is None else min_corners

@@ -11,8 +11,7 @@ import tomli_w
 import yaml
 
 from .._toml import tomllib
-
-from ..rig import Camera, Rig
+from ..rig import CameraModel, Rig
 from .boards import Board, BoardError, CharucoBoard, Checkerboard
 from .detect import CalibrationError
 
@@ -22,7 +21,7 @@ _BOARD_KEYS = {"x": ("board_x", "board_size"), "square": ("square_length", "boar
                "dict": ("dict_size", "board_marker_dict_number")}
 
 
-def _to_camera(path: Path, section: str, table: dict) -> Camera:
+def _to_camera(path: Path, section: str, table: dict) -> CameraModel:
     missing = {"name", "size", "matrix", "distortions", "rotation", "translation"} - set(table)
     if missing:
         raise CalibrationError(f"{path}: [{section}] lacks {sorted(missing)}")
@@ -30,12 +29,13 @@ def _to_camera(path: Path, section: str, table: dict) -> Camera:
     coeffs = np.asarray(table["distortions"], dtype=np.float64).ravel()
     most = 4 if fisheye else 8
     if len(coeffs) > most:
-        raise CalibrationError(f"{path}: [{section}] has {len(coeffs)} distortion coefficients, at most {most} supported "
+        raise CalibrationError(f"{path}: [{section}] has {len(coeffs)} distortion coefficients, "
+                               f"at most {most} supported "
                                + ("(a fisheye camera's k1..k4)" if fisheye else "(OpenCV's rational model)"))
     dist = np.zeros(4 if fisheye else 5 if len(coeffs) <= 5 else 8)
     dist[: len(coeffs)] = coeffs
     try:
-        return Camera(name=str(table["name"]), size=tuple(table["size"]), K=table["matrix"], dist=dist,
+        return CameraModel(name=str(table["name"]), size=tuple(table["size"]), K=table["matrix"], dist=dist,
                       R=cv2.Rodrigues(np.asarray(table["rotation"], dtype=np.float64).reshape(3, 1))[0],
                       t=table["translation"], model="fisheye" if fisheye else "pinhole")
     except (ValueError, TypeError) as exc:
@@ -46,6 +46,21 @@ def load_rig(path, refuse_identical: bool = True) -> Rig:
     """Rig from an Anipose calibration.toml ([cam_0], [cam_1], ... in index order; units as written).
 
     Refuses a file with two identical cameras unless ``refuse_identical`` is False (for inspection).
+
+    Parameters
+    ----------
+    path : str or Path
+    refuse_identical : bool
+
+    Returns
+    -------
+    Rig
+
+    Raises
+    ------
+    CalibrationError
+        If the file cannot be read, is not an Anipose calibration, holds malformed camera tables, or (with
+        ``refuse_identical``) two identical cameras.
     """
     path = Path(path)
     try:
@@ -56,7 +71,23 @@ def load_rig(path, refuse_identical: bool = True) -> Rig:
 
 
 def rig_from_anipose_text(text: str, path, refuse_identical: bool = True) -> Rig:
-    """``load_rig`` on the text of a calibration.toml; ``path`` names it in errors."""
+    """``load_rig`` on the text of a calibration.toml; ``path`` names it in errors.
+
+    Parameters
+    ----------
+    text : str
+    path : str or Path
+    refuse_identical : bool
+
+    Returns
+    -------
+    Rig
+
+    Raises
+    ------
+    CalibrationError
+        As ``load_rig``.
+    """
     path = Path(path)
     try:
         data = tomllib.loads(text)
@@ -84,6 +115,19 @@ def load_anipose_board(path) -> Board:
 
     Anipose counts squares; a checkerboard of X x Y squares has (X - 1) x (Y - 1) inner corners.
     ChArUco boards use the pre-OpenCV-4.6 layout (``legacy``) that aniposelib drew them with.
+
+    Parameters
+    ----------
+    path : str or Path
+
+    Returns
+    -------
+    CharucoBoard or Checkerboard
+
+    Raises
+    ------
+    CalibrationError
+        If the file cannot be read, lacks a board field, or describes an invalid board.
     """
     path = Path(path)
     try:
@@ -122,6 +166,17 @@ def save_rig(rig: Rig, path, metadata: dict | None = None) -> Path:
     """Write ``rig`` as an Anipose calibration.toml (rotation as a Rodrigues vector) with a [metadata] table.
 
     A fisheye camera is written as aniposelib's FisheyeCamera (``fisheye = true``, 4 coefficients).
+
+    Parameters
+    ----------
+    rig : Rig
+    path : str or Path
+    metadata : dict, optional
+        The [metadata] table (empty when None).
+
+    Returns
+    -------
+    Path
     """
     path = Path(path)
     path.write_text(rig_to_anipose_text(rig, metadata))
@@ -129,7 +184,18 @@ def save_rig(rig: Rig, path, metadata: dict | None = None) -> Path:
 
 
 def rig_to_anipose_text(rig: Rig, metadata: dict | None = None) -> str:
-    """The text of ``save_rig``'s calibration.toml."""
+    """The text of ``save_rig``'s calibration.toml.
+
+    Parameters
+    ----------
+    rig : Rig
+    metadata : dict, optional
+        The [metadata] table (empty when None).
+
+    Returns
+    -------
+    str
+    """
     data = {f"cam_{i}": {"name": cam.name, "size": list(cam.size), "matrix": cam.K.tolist(),
                          "distortions": cam.dist.tolist(), "rotation": cam.rvec.tolist(),
                          "translation": cam.t.tolist(), **({"fisheye": True} if cam.fisheye else {})}
@@ -143,6 +209,23 @@ def load_dlc_stereo_pickle(path, camera_names: list[str], square_mm: float = 1.0
 
     DeepLabCut measures the board in squares, so its translation T is in square units: pass the
     board's ``square_mm`` to get millimetres. The first camera defines the world frame.
+
+    Parameters
+    ----------
+    path : str or Path
+    camera_names : list of str
+        The pair's two camera names, in DLC's order.
+    square_mm : float, mm
+        The board's square size (1: translations stay in squares).
+
+    Returns
+    -------
+    Rig
+
+    Raises
+    ------
+    CalibrationError
+        If ``camera_names`` does not name 2 cameras, the pickle cannot be read, or lacks the pair or its fields.
     """
     path = Path(path)
     if len(camera_names) != 2:
@@ -167,7 +250,7 @@ def load_dlc_stereo_pickle(path, camera_names: list[str], square_mm: float = 1.0
         dist[: len(coeffs)] = coeffs
         R = np.eye(3) if i == 0 else pair["R"]
         t = np.zeros(3) if i == 0 else np.asarray(pair["T"], dtype=np.float64).ravel() * square_mm
-        cams.append(Camera(name=name, size=tuple(pair["image_shape"][i]), K=pair[f"cameraMatrix{i + 1}"],
+        cams.append(CameraModel(name=name, size=tuple(pair["image_shape"][i]), K=pair[f"cameraMatrix{i + 1}"],
                            dist=dist, R=R, t=t))
     return Rig(tuple(cams))
 
@@ -176,8 +259,27 @@ DLC3D_PICKLE = Path("camera_matrix") / "stereo_params.pickle"
 
 
 def load_dlc3d_project(path, square_mm: float) -> Rig:
-    """Two-camera rig of a DeepLabCut 3D project folder (its config.yaml's ``camera_names`` and
-    ``camera_matrix/stereo_params.pickle``); translations in mm given the board's ``square_mm``."""
+    """Two-camera rig of a DeepLabCut 3D project folder; translations in mm given the board's ``square_mm``.
+
+    The cameras are its config.yaml's ``camera_names``, the calibration ``camera_matrix/stereo_params.pickle``.
+
+    Parameters
+    ----------
+    path : str or Path
+        The DeepLabCut 3D project folder.
+    square_mm : float, mm
+        The board's square size, > 0.
+
+    Returns
+    -------
+    Rig
+
+    Raises
+    ------
+    CalibrationError
+        If config.yaml cannot be read or does not list 2 cameras, ``square_mm`` is not > 0, or the pickle is
+        unusable.
+    """
     path = Path(path)
     config = path / "config.yaml"
     try:

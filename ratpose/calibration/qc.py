@@ -14,6 +14,20 @@ class CameraQuality:
     """Reprojection quality of one camera; ``points`` are detections, ``residuals`` projection - detection.
 
     ``coverage``: fraction of an 8 x 6 grid of image cells holding a detected corner.
+
+    Attributes
+    ----------
+    name : str
+    image_size : tuple of int, (width, height), px
+    n_shared_views, n_single_views : int
+        Views at shared instants and single-camera (intrinsics) views.
+    n_points : int
+        Corners used.
+    rms_px, p95_px : float, px
+        RMS and 95th percentile of the reprojection error.
+    coverage : float
+    points : numpy.ndarray, (n_points, 2), px
+    residuals : numpy.ndarray, (n_points, 2), px
     """
 
     name: str
@@ -37,7 +51,18 @@ class CameraQuality:
 
 @dataclass
 class CalibrationReport:
-    """Quality of a rig calibration: per camera and overall reprojection RMS (px, after bundle adjustment)."""
+    """Quality of a rig calibration: per camera and overall reprojection RMS (px, after bundle adjustment).
+
+    Attributes
+    ----------
+    cameras : dict of str to CameraQuality
+    rms_px : float, px
+        Over every camera's corners.
+    n_evaluations : int
+        Residual evaluations of the bundle adjustment.
+    converged : bool
+        Whether the bundle adjustment met its tolerance.
+    """
 
     cameras: dict[str, CameraQuality]
     rms_px: float
@@ -52,7 +77,20 @@ class CalibrationReport:
 
 
 def corner_coverage(points: np.ndarray, image_size: tuple[int, int], grid: tuple[int, int] = COVERAGE_GRID) -> float:
-    """Fraction of the cells of a ``grid`` (across, down) over the image that hold at least one corner."""
+    """Fraction of the cells of a ``grid`` (across, down) over the image that hold at least one corner.
+
+    Parameters
+    ----------
+    points : array_like, (n, 2), px
+        Corner positions; those outside the image are ignored.
+    image_size : tuple of int, (width, height), px
+    grid : tuple of int, (across, down)
+
+    Returns
+    -------
+    float
+        In [0, 1].
+    """
     points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
     width, height = image_size
     inside = (points[:, 0] >= 0) & (points[:, 0] < width) & (points[:, 1] >= 0) & (points[:, 1] < height)
@@ -62,8 +100,17 @@ def corner_coverage(points: np.ndarray, image_size: tuple[int, int], grid: tuple
 
 
 def plot_camera_residuals(quality: CameraQuality, ax, grid: tuple[int, int] = (8, 6)) -> None:
-    """Detected corners (grey) and the mean residual vector of each cell of a grid x grid over the image,
-    drawn to the scale of a 1 px arrow in the key, on ``ax``."""
+    """Draw detected corners and the mean residual vector of each grid cell on ``ax``.
+
+    Corners in grey; the mean residual vector of each cell of a grid x grid over the image, drawn to the
+    scale of a 1 px arrow in the key.
+
+    Parameters
+    ----------
+    quality : CameraQuality
+    ax : matplotlib.axes.Axes
+    grid : tuple of int, (across, down)
+    """
     width, height = quality.image_size
     ax.scatter(quality.points[:, 0], quality.points[:, 1], s=3, color="0.5", label="detected corners")
     cx = np.clip((quality.points[:, 0] * grid[0] / width).astype(int), 0, grid[0] - 1)
@@ -100,7 +147,17 @@ def _nice_length(value: float) -> float:
 
 
 def heldout_line(quality: CameraQuality) -> str:
-    """'lens model k1k2k3 (held out: k1k2 0.303, k1k2k3 0.206, ... px)' for plots and reports."""
+    """'lens model k1k2k3 (held out: k1k2 0.303, k1k2k3 0.206, ... px)' for plots and reports.
+
+    Parameters
+    ----------
+    quality : CameraQuality
+
+    Returns
+    -------
+    str
+        "(forced)" in place of the scores where the model was forced; a note for an imported calibration.
+    """
     if quality.lens_model == "imported":
         return "imported calibration (no images: no held-out comparison)"
     scores = ", ".join(f"{m} {e:.3f}" for m, e in quality.heldout_px.items())
@@ -108,7 +165,17 @@ def heldout_line(quality: CameraQuality) -> str:
 
 
 def plot_report(report: CalibrationReport, path) -> Path:
-    """Save one panel per camera (corners and binned mean residual vectors) to a PNG at ``path``."""
+    """Save one panel per camera (corners and binned mean residual vectors) to a PNG at ``path``.
+
+    Parameters
+    ----------
+    report : CalibrationReport
+    path : str or Path
+
+    Returns
+    -------
+    Path
+    """
     from ..figures import new_figure, save
 
     n = len(report.cameras)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import datetime as _dt
 
+from ..errors import DataError
+
 
 def select_calibration(*, session_rig: str, session_datetime: _dt.datetime, session_cameras: dict,
                        candidates: list[dict], candidate_cameras: list[dict], by_hand: dict | None = None) -> dict:
@@ -20,20 +22,20 @@ def select_calibration(*, session_rig: str, session_datetime: _dt.datetime, sess
         earlier = [c for c in candidates if c["rig"] == session_rig and c["calibration_date"] <= session_datetime]
         if not earlier:
             rigs = sorted({c["rig"] for c in candidates})
-            raise ValueError(f"no calibration of rig {session_rig!r} taken before {session_datetime} "
+            raise DataError(f"no calibration of rig {session_rig!r} taken before {session_datetime} "
                              f"(calibrated rigs: {rigs or 'none'})")
         latest = max(earlier, key=lambda c: c["calibration_date"])
         chosen = {"rig": latest["rig"], "calibration_date": latest["calibration_date"], "chosen_by": "latest"}
     if chosen["rig"] != session_rig:
-        raise ValueError(f"calibration of rig {chosen['rig']!r} chosen for a session on rig {session_rig!r}")
+        raise DataError(f"calibration of rig {chosen['rig']!r} chosen for a session on rig {session_rig!r}")
     sizes = {c["camera"]: (c["width"], c["height"]) for c in candidate_cameras
              if c["rig"] == chosen["rig"] and c["calibration_date"] == chosen["calibration_date"]}
     for camera, size in session_cameras.items():
         if camera not in sizes:
-            raise ValueError(f"calibration {chosen['rig']} {chosen['calibration_date']} has no camera {camera!r} "
+            raise DataError(f"calibration {chosen['rig']} {chosen['calibration_date']} has no camera {camera!r} "
                              f"(it has {sorted(sizes)})")
         if binning_factor(sizes[camera], size) is None:
-            raise ValueError(f"camera {camera!r}: calibrated at {sizes[camera][0]}x{sizes[camera][1]} but the "
+            raise DataError(f"camera {camera!r}: calibrated at {sizes[camera][0]}x{sizes[camera][1]} but the "
                              f"session's video is {size[0]}x{size[1]} (not the same size or an integer binning)")
     return chosen
 

@@ -3,7 +3,8 @@
 Model (``ratpose.rig``): pinhole K with (fx, fy, cx, cy), distortion (k1, k2, p1, p2, k3[, k4, k5, k6]) or cv2.fisheye's
 (k1, k2, k3, k4); per camera the
 lens model (which distortion terms are free, ``LENS_MODELS``) is the one with the lowest error on views
-left out (k-fold over views) unless ``CalibrationSettings.lens_model`` forces one; camera 0 (the first key of ``frames``) defines the world frame;
+left out (k-fold over views) unless ``CalibrationSettings.lens_model`` forces one; camera 0 (the first key of
+``frames``) defines the world frame;
 millimetres throughout.
 
 Steps: per-camera ``cv2.calibrateCamera`` (initial intrinsics and board poses), camera poses chained
@@ -21,7 +22,7 @@ from scipy.optimize import least_squares
 from scipy.sparse import csr_matrix
 from threadpoolctl import threadpool_limits
 
-from ..rig import Camera, Rig
+from ..rig import CameraModel, Rig
 from .boards import Board
 from .coverage import choose_instants, keep_instants
 from .detect import BoardDetection, CalibrationError, detect_board, to_gray
@@ -51,6 +52,24 @@ class CalibrationSettings:
     ``f_scale_px``: the bundle adjustment's Huber threshold.
     ``max_instants``: shared instants kept (``coverage.choose_instants``: those covering the images and
     board tilts best) when there are more, as board videos give.
+
+    Attributes
+    ----------
+    lens_model : str
+    folds : int
+        Folds of the held-out comparison of lens models (>= 2).
+    min_views : int
+        Fewest views with the board per camera.
+    min_corners : int, optional
+        Fewest corners for a view to count (None: see ``detect_board``).
+    f_scale_px : float, px
+    max_instants : int
+        Must be >= 2.
+
+    Raises
+    ------
+    CalibrationError
+        On construction, if ``lens_model`` is unknown, ``folds`` < 2 or ``max_instants`` < 2.
     """
 
     lens_model: str = "auto"
@@ -73,6 +92,21 @@ class CalibrationSettings:
 
     @classmethod
     def from_dict(cls, data: dict | None) -> "CalibrationSettings":
+        """Settings from ``to_dict()`` output (or a subset of its keys; None: the defaults).
+
+        Parameters
+        ----------
+        data : dict, optional
+
+        Returns
+        -------
+        CalibrationSettings
+
+        Raises
+        ------
+        CalibrationError
+            On an unknown key or an invalid value.
+        """
         unknown = set(data or {}) - set(cls.__dataclass_fields__)
         if unknown:
             raise CalibrationError(f"unknown calibration settings {sorted(unknown)}")
@@ -98,16 +132,25 @@ def _calibrate_camera(model: str, obj: list, img: list, size) -> tuple[np.ndarra
     return K, dist, rvecs, tvecs
 
 
-def _camera_of(model: str, K, dist, size, name: str = "") -> Camera:
-    """The Camera of one LENS_MODELS fit (pose identity)."""
+def _camera_of(model: str, K, dist, size, name: str = "") -> CameraModel:
+    """The CameraModel of one LENS_MODELS fit (pose identity)."""
     fisheye = model == "fisheye"
-    return Camera(name, size, K, np.asarray(dist).ravel()[:4] if fisheye else np.asarray(dist).ravel(),
+    return CameraModel(name, size, K, np.asarray(dist).ravel()[:4] if fisheye else np.asarray(dist).ravel(),
                   model="fisheye" if fisheye else "pinhole")
 
 
 @dataclass(frozen=True)
 class ViewSet:
-    """Detections of one calibration: shared[cam][i] is instant i (None: not seen), single[cam] extra views."""
+    """Detections of one calibration: shared[cam][i] is instant i (None: not seen), single[cam] extra views.
+
+    Attributes
+    ----------
+    shared : dict of str to list of BoardDetection or None
+        Per camera, its detection at each shared instant.
+    single : dict of str to list of BoardDetection or None
+        Per camera, single-camera views for the intrinsics.
+    image_sizes : dict of str to tuple of int, (width, height), px
+    """
 
     shared: dict[str, list[BoardDetection | None]]
     single: dict[str, list[BoardDetection | None]]
@@ -116,7 +159,30 @@ class ViewSet:
 
 def detect_views(frames: dict, board: Board, intrinsics_frames: dict | None = None,
                  min_corners: int | None = None) -> ViewSet:
-    """Detect the board in every image; checks that all images of a camera have one size."""
+    """Detect the board in every image; checks that all images of a camera have one size.
+
+    Parameters
+    ----------
+    frames : dict of str to list of numpy.ndarray or None
+        Per camera (the first is camera 0, the world frame), its images at the shared instants, the same
+        number for every camera; None where a camera has no frame. Images are grey (H, W) or colour
+        (H, W, 3|4, BGR), integer pixels.
+    board : CharucoBoard or Checkerboard
+    intrinsics_frames : dict of str to list of numpy.ndarray, optional
+        Per camera, extra single-camera images for the intrinsics.
+    min_corners : int, optional
+        See ``detect_board``.
+
+    Returns
+    -------
+    ViewSet
+
+    Raises
+    ------
+    CalibrationError
+        If ``frames`` is empty or uneven, ``intrinsics_frames`` names unknown cameras, an image is not an image,
+        or a camera's images differ in size.
+    """
     intrinsics_frames = intrinsics_frames or {}
     _check_frame_layout(frames, intrinsics_frames)
     shared, single, sizes = {}, {}, {}
@@ -157,6 +223,30 @@ def calibrate_rig(frames: dict, board: Board, intrinsics_frames: dict | None = N
     ``intrinsics_frames`` (camera -> images) adds single-camera views for the intrinsics; ``settings``
     (default ``CalibrationSettings()``), with ``overrides`` of its fields. Returns the rig (camera 0 =
     world frame, mm) and a quality report. Raises CalibrationError on unusable material.
+
+    Parameters
+    ----------
+    frames : dict of str to list of numpy.ndarray or None
+        Per camera (the first is camera 0, the world frame), its images at the shared instants, the same
+        number for every camera; None where a camera has no frame. Images are grey (H, W) or colour
+        (H, W, 3|4, BGR), integer pixels.
+    board : CharucoBoard or Checkerboard
+    intrinsics_frames : dict of str to list of numpy.ndarray, optional
+    settings : CalibrationSettings, optional
+    **overrides
+        Fields of ``settings`` to replace, e.g. ``lens_model="k1k2"``.
+
+    Returns
+    -------
+    rig : Rig
+        Camera 0 = world frame, mm.
+    report : CalibrationReport
+
+    Raises
+    ------
+    CalibrationError
+        On unusable material: no or too few board views, degenerate (untilted) views, cameras that never see
+        the board together, a bundle adjustment that diverges.
     """
     settings = replace(settings or CalibrationSettings(), **overrides)
     views = detect_views(frames, board, intrinsics_frames, settings.min_corners)
@@ -165,7 +255,27 @@ def calibrate_rig(frames: dict, board: Board, intrinsics_frames: dict | None = N
 
 def calibrate_from_detections(views: ViewSet, board: Board, settings: CalibrationSettings | None = None,
                               **overrides) -> tuple[Rig, CalibrationReport]:
-    """The solver behind ``calibrate_rig``, on detections (see ``detect_views``)."""
+    """The solver behind ``calibrate_rig``, on detections (see ``detect_views``).
+
+    Parameters
+    ----------
+    views : ViewSet
+    board : CharucoBoard or Checkerboard
+    settings : CalibrationSettings, optional
+    **overrides
+        Fields of ``settings`` to replace.
+
+    Returns
+    -------
+    rig : Rig
+        Camera 0 (the first of ``views.shared``) = world frame, mm.
+    report : CalibrationReport
+
+    Raises
+    ------
+    CalibrationError
+        As ``calibrate_rig``.
+    """
     settings = replace(settings or CalibrationSettings(), **overrides)
     views = keep_instants(views, choose_instants(views.shared, board, settings.max_instants))
     cams = list(views.shared)
@@ -196,11 +306,25 @@ def _camera_views(cam: str, views: ViewSet, board: Board):
 
 
 def heldout_errors(cam: str, views: ViewSet, board: Board, folds: int = 5) -> dict[str, float]:
-    """RMS px on views left out (k-fold over views) of each LENS_MODELS model (cv2.calibrateCamera, cv2.fisheye.calibrate).
+    """RMS px on views left out (k-fold over views) of each LENS_MODELS model.
 
+    The models are fitted by cv2.calibrateCamera, or cv2.fisheye.calibrate for "fisheye".
     A held-out view's board pose is fitted (solvePnP) with the training intrinsics fixed. A model whose
     fit fails on some fold scores inf. "fisheye" (cv2.fisheye.calibrate) is left out for a lens narrower than
     WIDE_LENS_DEG. Empty when the camera has fewer than ``folds`` + 2 views.
+
+    Parameters
+    ----------
+    cam : str
+        The camera's name in ``views``.
+    views : ViewSet
+    board : CharucoBoard or Checkerboard
+    folds : int
+
+    Returns
+    -------
+    dict of str to float, px
+        Held-out RMS per lens model.
     """
     obj, img = _camera_views(cam, views, board)
     if len(obj) < folds + 2:
@@ -492,7 +616,7 @@ class _Problem:
                 dist = intr[ci, 4:][FISHEYE_SLOTS]
             else:
                 dist = intr[ci, 4:] if self.free[ci, INTRINSIC_NAMES.index("k4")] else intr[ci, 4:9]  # 8 or 5 terms
-            cameras.append(Camera(name=c, size=sizes[c], K=[[fx, 0, cx], [0, fy, cy], [0, 0, 1]], dist=dist,
+            cameras.append(CameraModel(name=c, size=sizes[c], K=[[fx, 0, cx], [0, fy, cy], [0, 0, 1]], dist=dist,
                                   R=rodrigues(extr[ci, :3])[0], t=extr[ci, 3:],
                                   model="fisheye" if self.fisheye[ci] else "pinhole"))
         return Rig(tuple(cameras))

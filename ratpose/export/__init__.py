@@ -14,53 +14,54 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ratpose.poses import check_points, per_frame_values, per_point_values, pose_dataset
 from ratpose.rig import Rig
+
+from ..errors import InputError
 
 REFERENCE_FRAME = ("world frame of the calibrated rig (camera 0's camera frame: x right, y down, z along its "
                    "optical axis), millimetres")
 
 
-def _check_pose(points3d, bodyparts) -> tuple[np.ndarray, list[str]]:
-    pts = np.asarray(points3d, dtype=np.float64)
-    if pts.ndim != 3 or pts.shape[-1] != 3:
-        raise ValueError(f"points3d must have shape (n_frames, n_parts, 3), got {pts.shape}")
-    names = [str(b) for b in bodyparts]
-    if len(names) != pts.shape[1]:
-        raise ValueError(f"bodyparts has {len(names)} names but points3d has {pts.shape[1]} parts")
-    if len(set(names)) != len(names):
-        raise ValueError(f"bodyparts must be unique, got {names}")
-    return pts, names
-
-
-def _per_point(values, shape: tuple[int, int], name: str, fill=np.nan) -> np.ndarray:
-    if values is None:
-        return np.full(shape, fill, dtype=np.float64)
-    arr = np.asarray(values, dtype=np.float64)
-    if arr.shape != shape:
-        raise ValueError(f"{name} must have shape {shape} (n_frames, n_parts), got {arr.shape}")
-    return arr
-
-
-def _per_frame(values, n_frames: int, name: str) -> np.ndarray:
-    arr = np.asarray(values, dtype=np.float64)
-    if arr.shape != (n_frames,):
-        raise ValueError(f"{name} must have shape ({n_frames},) (one value per frame), got {arr.shape}")
-    return arr
-
-
 def pose_table(points3d, bodyparts, *, errors=None, n_cameras=None, scores=None, frame_numbers=None) -> pd.DataFrame:
-    """The table anipose's ``triangulate`` writes: <part>_x, _y, _z, _error, _ncams, _score per body part,
-    M_ij (identity) and center_i (zero): the points stay in the rig's frame, then fnum, the frame number
+    """The table anipose's ``triangulate`` writes: <part>_x, _y, _z, _error, _ncams, _score per body part.
+
+    Also M_ij (identity) and center_i (zero): the points stay in the rig's frame, then fnum, the frame number
     (default 0..n-1; ratpose's exports: the trigger pulse counted from the first). As anipose does, _ncams,
     _error and _score are NaN where fewer than two cameras saw the point; scores are the lowest 2D score of
-    the cameras used. No other column: movement's reader refuses any."""
-    pts, names = _check_pose(points3d, bodyparts)
+    the cameras used. No other column: movement's reader refuses any.
+
+    Parameters
+    ----------
+    points3d : array_like, (n_frames, n_parts, 3), mm
+    bodyparts : sequence of str
+        One unique name per part.
+    errors : array_like, (n_frames, n_parts), optional, px
+        Reprojection errors; NaN when None.
+    n_cameras : array_like, (n_frames, n_parts), optional
+        Cameras that saw each point; None: unknown (every point counts as unseen).
+    scores : array_like, (n_frames, n_parts), optional
+        Lowest 2D score of the cameras used; NaN when None.
+    frame_numbers : array_like, (n_frames,), optional
+        The fnum column; default 0..n-1.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per frame.
+
+    Raises
+    ------
+    InputError
+        If an array's shape does not fit ``points3d`` or the names are not one unique name per part.
+    """
+    pts, names = check_points(points3d, bodyparts)
     shape = pts.shape[:2]
-    ncams = _per_point(n_cameras, shape, "n_cameras")
+    ncams = per_point_values(n_cameras, shape, "n_cameras")
     unseen = ~(ncams >= 2)  # NaN counts (unknown) also count as unseen
     per_point = {field: np.where(unseen, np.nan, values) for field, values in
-                 (("error", _per_point(errors, shape, "errors")), ("ncams", ncams),
-                  ("score", _per_point(scores, shape, "scores")))}
+                 (("error", per_point_values(errors, shape, "errors")), ("ncams", ncams),
+                  ("score", per_point_values(scores, shape, "scores")))}
     columns = {}
     for j, part in enumerate(names):
         for k, axis in enumerate("xyz"):
@@ -69,36 +70,98 @@ def pose_table(points3d, bodyparts, *, errors=None, n_cameras=None, scores=None,
             columns[f"{part}_{field}"] = values[:, j]
     columns.update({f"M_{i}{j}": np.full(shape[0], float(i == j)) for i in range(3) for j in range(3)})
     columns.update({f"center_{i}": np.zeros(shape[0]) for i in range(3)})
-    fnum = np.arange(shape[0]) if frame_numbers is None else _per_frame(frame_numbers, shape[0], "frame_numbers")
+    fnum = np.arange(shape[0]) if frame_numbers is None else per_frame_values(frame_numbers, shape[0], "frame_numbers")
     columns["fnum"] = fnum.astype(np.int64)
     return pd.DataFrame(columns)
 
 
 def to_csv(path, points3d, bodyparts, **columns) -> Path:
-    """Write pose_table(points3d, bodyparts, **columns) as CSV, as anipose does; returns the path."""
+    """Write pose_table(points3d, bodyparts, **columns) as CSV, as anipose does; returns the path.
+
+    Parameters
+    ----------
+    path : str or Path
+    points3d : array_like, (n_frames, n_parts, 3), mm
+    bodyparts : sequence of str
+    **columns
+        ``errors``, ``n_cameras``, ``scores``, ``frame_numbers``: see ``pose_table``.
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    InputError
+        As ``pose_table``.
+    """
     path = Path(path)
     pose_table(points3d, bodyparts, **columns).to_csv(path, index=False)
     return path
 
 
 def dlc_table(points, bodyparts, *, scorer: str, likelihood=None, index=None) -> pd.DataFrame:
-    """DeepLabCut's table: columns (scorer, bodyparts, coords), one row per frame (``index``: the frame numbers,
-    default 0..n-1). points (n, parts, 2) gives DLC's 2D layout (x, y, likelihood), (n, parts, 3) its 3D one."""
+    """DeepLabCut's table: columns (scorer, bodyparts, coords), one row per frame.
+
+    ``index``: the frame numbers, default 0..n-1. points (n, parts, 2) gives DLC's 2D layout (x, y,
+    likelihood), (n, parts, 3) its 3D one.
+
+    Parameters
+    ----------
+    points : array_like, (n_frames, n_parts, 2), px, or (n_frames, n_parts, 3), mm
+    bodyparts : sequence of str
+        One unique name per part.
+    scorer : str
+        The scorer level of the columns.
+    likelihood : array_like, (n_frames, n_parts), optional
+        The likelihood column of a 2D table (NaN when None); not used in 3D.
+    index : array_like, (n_frames,), optional
+        The frame numbers (int).
+
+    Returns
+    -------
+    pandas.DataFrame
+
+    Raises
+    ------
+    InputError
+        If ``points`` is not (n_frames, n_parts, 2 or 3), or the names, ``likelihood`` or ``index`` do not fit it.
+    """
     pts = np.asarray(points, dtype=np.float64)
     if pts.ndim != 3 or pts.shape[-1] not in (2, 3):
-        raise ValueError(f"points must have shape (n_frames, n_parts, 2 or 3), got {pts.shape}")
-    names = _check_pose(np.zeros(pts.shape[:2] + (3,)), bodyparts)[1]
+        raise InputError(f"points must have shape (n_frames, n_parts, 2 or 3), got {pts.shape}")
+    names = check_points(np.zeros(pts.shape[:2] + (3,)), bodyparts)[1]
     coords = ["x", "y", "z"][:pts.shape[-1]]
     if pts.shape[-1] == 2:
-        pts = np.concatenate([pts, _per_point(likelihood, pts.shape[:2], "likelihood")[..., None]], axis=-1)
+        pts = np.concatenate([pts, per_point_values(likelihood, pts.shape[:2], "likelihood")[..., None]], axis=-1)
         coords.append("likelihood")
     header = pd.MultiIndex.from_product([[scorer], names, coords], names=["scorer", "bodyparts", "coords"])
-    rows = None if index is None else _per_frame(index, len(pts), "index").astype(np.int64)
+    rows = None if index is None else per_frame_values(index, len(pts), "index").astype(np.int64)
     return pd.DataFrame(pts.reshape(len(pts), -1), columns=header, index=rows)
 
 
 def to_dlc_h5(path, points, bodyparts, *, scorer: str, likelihood=None, index=None) -> Path:
-    """Write dlc_table(...) as DeepLabCut does: HDF5 key 'df_with_missing', PyTables table format."""
+    """Write dlc_table(...) as DeepLabCut does: HDF5 key 'df_with_missing', PyTables table format.
+
+    Parameters
+    ----------
+    path : str or Path
+    points : array_like, (n_frames, n_parts, 2), px, or (n_frames, n_parts, 3), mm
+    bodyparts : sequence of str
+    scorer : str
+    likelihood : array_like, (n_frames, n_parts), optional
+    index : array_like, (n_frames,), optional
+        As ``dlc_table``.
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    InputError
+        As ``dlc_table``.
+    """
     path = Path(path)
     dlc_table(points, bodyparts, scorer=scorer, likelihood=likelihood, index=index).to_hdf(
         path, key="df_with_missing", format="table", mode="w")
@@ -163,15 +226,61 @@ def to_nwb(path, points3d, times_s, bodyparts, *, session_start_time: datetime, 
     All times are seconds on the neural clock; the file holds t - clock_offset_s (the neural-clock time
     of session_start_time, default the earliest frame, spike or interval), recorded in the file's notes. Written:
     processing/behavior/PoseEstimation (3D, millimetres, confidence = scores), one PoseEstimation_<cam>
-    per camera in pose2d ({camera: (xy (m, parts, 2) px, likelihood (m, parts), times_s (m,))}: every frame the
-    camera delivered, on its own times) linked to the rig's cameras as CalibratedCamera devices,
-    reprojection_error / n_cameras TimeSeries, trigger_pulses (``pulse_index`` of the rows, -1 for none, on
-    their exact times: the pose may be written with a rate, within REGULAR_TOLERANCE_S), a Skeleton with
-    edges (index pairs);
-    subject (dict of pynwb Subject fields, species defaulting to Rattus norvegicus),
-    units ([(unit_id, spike_times, {column: value})], with spike_resolution_s, the
-    sorter's time resolution), touches and turns ((n, 2) start/stop) as
-    TimeIntervals. Leave any part out by passing None. session_start_time must be timezone-aware.
+    per camera in pose2d (every frame the camera delivered, on its own times) linked to the rig's cameras as
+    CalibratedCamera devices, reprojection_error / n_cameras TimeSeries, trigger_pulses (on their exact times:
+    the pose may be written with a rate, within REGULAR_TOLERANCE_S), a Skeleton with edges, the subject,
+    units, and touches and turns as TimeIntervals. Leave any part out by passing None.
+
+    Parameters
+    ----------
+    path : str or Path
+    points3d : array_like, (n_frames, n_parts, 3), mm
+    times_s : array_like, (n_frames,), s
+        Neural-clock times of the rows, finite and non-decreasing.
+    bodyparts : sequence of str
+    session_start_time : datetime.datetime
+        Must be timezone-aware.
+    clock_offset_s : float, optional, s
+        The neural-clock time of session_start_time; default the earliest frame, spike or interval. No time
+        may lie before it.
+    scores : array_like, (n_frames, n_parts), optional
+        The 3D pose's confidence (lowest 2D likelihood of the cameras used).
+    errors : array_like, (n_frames, n_parts), optional, px
+        Reprojection errors.
+    n_cameras : array_like, (n_frames, n_parts), optional
+        Cameras used per point.
+    rig : Rig, optional
+        Its cameras become CalibratedCamera devices (needed for ``pose2d``).
+    pose2d : dict, optional
+        ``{camera: (xy (m, parts, 2) px, likelihood (m, parts), times_s (m,) s)}``.
+    edges : array_like, (n_edges, 2) int, optional
+        The skeleton's edges as body-part index pairs.
+    pulse_index : array_like, (n_frames,) int, optional
+        The trigger pulse of each row (-1 for none).
+    subject : dict, optional
+        pynwb Subject fields, species defaulting to Rattus norvegicus.
+    units : list of tuple, optional
+        ``[(unit_id, spike_times (s), {column: value})]``; needs ``spike_resolution_s``.
+    spike_resolution_s : float, optional, s
+        The spike sorter's time resolution.
+    touches, turns : array_like, (n, 2), optional, s
+        (start, stop) intervals of the knob's touches and turns.
+    session_description : str
+    identifier : str, optional
+        Default a random UUID.
+    scorer : str, optional
+    source_software_version : str, optional
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    InputError
+        If times are not finite and non-decreasing, session_start_time is naive, ``clock_offset_s`` is after the
+        first event, edges are not body-part index pairs, a pose2d camera is not in the rig or has the wrong
+        shape, units come without ``spike_resolution_s``, or an array does not fit ``points3d``.
     """
     from ndx_pose import MultiCameraPoseEstimation, PoseEstimation, Skeleton, Skeletons
     from pynwb import NWBHDF5IO, NWBFile, TimeSeries
@@ -179,24 +288,24 @@ def to_nwb(path, points3d, times_s, bodyparts, *, session_start_time: datetime, 
     from pynwb.file import Subject
     from pynwb.misc import Units
 
-    pts, names = _check_pose(points3d, bodyparts)
+    pts, names = check_points(points3d, bodyparts)
     n_frames = pts.shape[0]
-    times = _per_frame(times_s, n_frames, "times_s")
+    times = per_frame_values(times_s, n_frames, "times_s")
     if not np.isfinite(times).all() or (np.diff(times) < 0).any():
-        raise ValueError("times_s must be finite and non-decreasing (seconds on the neural clock)")
+        raise InputError("times_s must be finite and non-decreasing (seconds on the neural clock)")
     if session_start_time.tzinfo is None:
-        raise ValueError("session_start_time must be timezone-aware (e.g. datetime(..., tzinfo=...))")
+        raise InputError("session_start_time must be timezone-aware (e.g. datetime(..., tzinfo=...))")
     starts = [times[0], *(np.min(u[1], initial=np.inf) for u in units or ()),
               *(np.min(view[2], initial=np.inf) for view in (pose2d or {}).values()),
               *(np.min(i, initial=np.inf) for i in (touches, turns) if i is not None)]
     offset = float(min(starts)) if clock_offset_s is None else float(clock_offset_s)
     if min(starts) < offset:
-        raise ValueError(f"clock_offset_s {offset} is after the first event ({min(starts)} s): NWB times must be >= 0")
+        raise InputError(f"clock_offset_s {offset} is after the first event ({min(starts)} s): NWB times must be >= 0")
     shape = pts.shape[:2]
-    score = None if scores is None else _per_point(scores, shape, "scores")
+    score = None if scores is None else per_point_values(scores, shape, "scores")
     edge_array = np.asarray(edges if edges is not None and len(edges) else np.zeros((0, 2), dtype=np.uint8))
     if edge_array.ndim != 2 or edge_array.shape[1] != 2 or ((edge_array < 0) | (edge_array >= len(names))).any():
-        raise ValueError(f"edges must be pairs of body-part indices in [0, {len(names)}), got {edge_array.tolist()}")
+        raise InputError(f"edges must be pairs of body-part indices in [0, {len(names)}), got {edge_array.tolist()}")
 
     subject_fields = {"species": "Rattus norvegicus", **(subject or {})}
     nwb = NWBFile(session_description=session_description, identifier=identifier or str(uuid.uuid4()),
@@ -219,15 +328,15 @@ def to_nwb(path, points3d, times_s, bodyparts, *, session_start_time: datetime, 
     views = []
     for camera, (xy, likelihood, camera_times) in (pose2d or {}).items():
         if camera not in cameras:
-            raise ValueError(f"pose2d camera {camera!r} is not in the rig ({', '.join(cameras) or 'no rig given'})")
+            raise InputError(f"pose2d camera {camera!r} is not in the rig ({', '.join(cameras) or 'no rig given'})")
         xy = np.asarray(xy, dtype=np.float64)
         if xy.ndim != 3 or xy.shape[1:] != (len(names), 2):
-            raise ValueError(f"pose2d[{camera!r}] must have shape (n_frames, {len(names)}, 2), got {xy.shape}")
-        camera_times = _per_frame(camera_times, len(xy), f"pose2d[{camera!r}] times")
+            raise InputError(f"pose2d[{camera!r}] must have shape (n_frames, {len(names)}, 2), got {xy.shape}")
+        camera_times = per_frame_values(camera_times, len(xy), f"pose2d[{camera!r}] times")
         series2d = _pose_series(
             xy, _timing(camera_times - offset), names, unit="pixels", description=f"2D pose in camera {camera}",
             reference_frame=f"image of camera {camera}: (0, 0) the top-left pixel's centre, x right, y down",
-            confidence=_per_point(likelihood, xy.shape[:2], "likelihood"),
+            confidence=per_point_values(likelihood, xy.shape[:2], "likelihood"),
             confidence_definition="DeepLabCut likelihood")
         views.append(PoseEstimation(name=f"PoseEstimation_{camera}", pose_estimation_series=series2d,
                                     description=f"2D pose in camera {camera}", device=cameras[camera], **common))
@@ -239,17 +348,17 @@ def to_nwb(path, points3d, times_s, bodyparts, *, session_start_time: datetime, 
             ("reprojection_error", errors, "px", "mean reprojection error over the cameras used, per body part"),
             ("n_cameras", n_cameras, "cameras", "number of cameras used, per body part")):
         if values is not None:
-            behavior.add(TimeSeries(name=name, data=_per_point(values, shape, name), unit=unit,
+            behavior.add(TimeSeries(name=name, data=per_point_values(values, shape, name), unit=unit,
                                     **_linked(first), description=f"{description}; columns: {', '.join(names)}"))
     if pulse_index is not None:
-        pulse = _per_frame(pulse_index, n_frames, "pulse_index").astype(np.int64)
+        pulse = per_frame_values(pulse_index, n_frames, "pulse_index").astype(np.int64)
         behavior.add(TimeSeries(name="trigger_pulses", data=pulse[pulse >= 0], unit="pulse",
                                 timestamps=times[pulse >= 0] - offset,
                                 description="the trigger pulse of each pose row (index into the Pi's trigger log) "
                                             "at its exact time on the neural clock"))
     if units:
         if spike_resolution_s is None:
-            raise ValueError("units need spike_resolution_s (the spike sorter's time resolution, seconds)")
+            raise InputError("units need spike_resolution_s (the spike sorter's time resolution, seconds)")
         nwb.units = Units(name="units", description="sorted units (ratpose)", resolution=spike_resolution_s)
     for column in units[0][2] if units else ():
         nwb.add_unit_column(name=column, description=column)
@@ -271,20 +380,29 @@ def to_nwb(path, points3d, times_s, bodyparts, *, session_start_time: datetime, 
 def to_movement(points3d, bodyparts, *, times_s=None, scores=None, individual: str = "rat", fps: float | None = None):
     """3D pose as a `movement` poses xarray Dataset (time x space x keypoints x individuals).
 
-    Time coordinates are times_s (neural clock, seconds) when given, else from fps (or frame numbers).
-    Requires the optional `movement` package.
+    That is ``ratpose.poses``' form with ``scores`` as its confidence. Time is ``times_s`` (neural clock,
+    seconds) when given, else frame / ``fps`` (frame numbers without fps).
+
+    Parameters
+    ----------
+    points3d : array_like, (n_frames, n_parts, 3), mm
+    bodyparts : sequence of str
+    times_s : array_like, (n_frames,), optional, s
+    scores : array_like, (n_frames, n_parts), optional
+    individual : str
+        The animal's name in the ``individuals`` dimension.
+    fps : float, optional, frames/s
+
+    Returns
+    -------
+    xarray.Dataset
+
+    Raises
+    ------
+    InputError
+        If the arrays or names do not fit ``points3d``.
     """
-    try:
-        from movement.io import load_poses
-    except ImportError as err:
-        raise ImportError("to_movement needs the optional 'movement' package (pip install movement)") from err
-    pts, names = _check_pose(points3d, bodyparts)
-    shape = pts.shape[:2]
-    confidence = None if scores is None else _per_point(scores, shape, "scores")[:, :, None]
-    dataset = load_poses.from_numpy(position_array=pts.transpose(0, 2, 1)[..., None], confidence_array=confidence,
-                                    individual_names=[individual], keypoint_names=names, fps=fps,
-                                    source_software="ratpose")
-    if times_s is not None:
-        dataset = dataset.assign_coords(time=_per_frame(times_s, shape[0], "times_s"))
-        dataset.attrs["time_unit"] = "seconds"
-    return dataset
+    points, names = check_points(points3d, bodyparts)
+    n_frames = len(points)
+    times = times_s if times_s is not None else np.arange(n_frames) / (fps or 1.0)
+    return pose_dataset(points, names, times, confidence=scores, individual=individual)

@@ -10,9 +10,9 @@ import cv2
 import numpy as np
 
 from .._toml import tomllib
-from ..names import CAMERA_NAME
-
 from ..calibration.boards import Board, BoardError, board_from_dict
+from ..errors import InputError
+from ..names import CAMERA_NAME
 from .session_folder import FUTURE_MARGIN, file_checksums
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -24,7 +24,7 @@ def natural_key(name: str) -> list:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
-class CalibrationFolderError(ValueError):
+class CalibrationFolderError(InputError):
     """A calibration folder does not follow docs/calibration-format.md."""
 
 

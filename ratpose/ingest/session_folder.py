@@ -10,21 +10,21 @@ import datetime as _dt
 import hashlib
 import os
 import re
-from .._toml import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import cv2
 import numpy as np
 import pandas as pd
 
+from .._toml import tomllib
+from ..errors import InputError
 from ..names import check_subject, check_unique_serials
 from ..rig import time_zone
 from ..sync import unwrap_ticks
+from ..video import VIDEO_SUFFIXES, VideoError, video_info
 
 FORMAT_VERSION = 1
-VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv")
 CAMERA_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
 SPAN_MARGIN_S = 60.0  # knob events and spikes may lie this far outside the trigger pulses' span
 FUTURE_MARGIN = _dt.timedelta(days=1)  # session dates later than now + this are refused
@@ -32,7 +32,7 @@ _MISSING = object()
 SUBJECT_INFO = ("species", "sex", "date_of_birth", "age")  # the optional [subject_info] table's keys
 
 
-class SessionFormatError(ValueError):
+class SessionFormatError(InputError):
     """A session folder breaks the format; the message names the file and the problem."""
 
     def __init__(self, path: Path | str, problem: str):
@@ -100,7 +100,8 @@ def _read_csv(path: Path, required: list[str], optional: tuple[str, ...] = ()) -
         values = pd.to_numeric(table[column], errors="coerce") if column != "event" else table[column]
         if column != "event" and values.isna().any():
             row = int(np.flatnonzero(values.isna().to_numpy())[0])
-            raise SessionFormatError(path, f"column {column!r} has a missing or non-numeric value at data row {row + 1}")
+            raise SessionFormatError(path, f"column {column!r} has a missing or non-numeric value "
+                                           f"at data row {row + 1}")
         table[column] = values
     return table
 
@@ -137,24 +138,12 @@ def probe_video(path: Path) -> tuple[int, int, int, float]:
         raise SessionFormatError(path, "video file is missing")
     if not os.access(path, os.R_OK):
         raise SessionFormatError(path, "permission denied (make the file readable)")
-    capture = cv2.VideoCapture(str(path))
-    try:
-        ok, frame = capture.read() if capture.isOpened() else (False, None)
-        if not ok or frame is None:
-            raise SessionFormatError(path, "video cannot be opened or its first frame cannot be decoded")
-        n_frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-        fps = float(capture.get(cv2.CAP_PROP_FPS))
-        height, width = frame.shape[:2]
-        # The container's count can lie for a truncated file: the last frame must decode.
-        if n_frames > 1:
-            capture.set(cv2.CAP_PROP_POS_FRAMES, n_frames - 1)
-            ok_last, _ = capture.read()
-            if not ok_last:
-                raise SessionFormatError(path, f"video header says {n_frames} frames but the last one "
-                                               "cannot be decoded (truncated or corrupt file)")
-        return n_frames, width, height, fps
-    finally:
-        capture.release()
+    try:  # frames counted from the packets, the first frame and the end decoded (a truncated file's does not)
+        info = video_info(path, count="packets")
+    except VideoError as err:
+        problem = str(err).removeprefix(f"{path}: ")
+        raise SessionFormatError(path, f"video cannot be opened or its frames cannot be decoded: {problem}") from None
+    return info.n_frames, *info.size, info.fps
 
 
 def _read_camera(folder: Path, entry: dict, index: int) -> CameraData:
@@ -231,7 +220,8 @@ def _read_metadata(folder: Path) -> dict:
     for key in ("subject", "session_datetime", "rig", "task", "trigger_rate_hz", "camera"):
         if key not in meta:
             raise SessionFormatError(path, f"missing key '{key}'")
-    if not isinstance(meta["camera"], list) or not meta["camera"] or not all(isinstance(c, dict) for c in meta["camera"]):
+    if (not isinstance(meta["camera"], list) or not meta["camera"]
+            or not all(isinstance(c, dict) for c in meta["camera"])):
         raise SessionFormatError(path, "needs at least one [[camera]] table (and only tables)")
     for key in ("subject", "rig", "task", "notes"):
         _toml_value(meta, key, str, path, default="")
@@ -300,7 +290,8 @@ def check_subject_info(info, path: Path) -> dict:
     if out.get("sex", "U") not in ("M", "F", "U", "O"):
         raise SessionFormatError(path, f"[subject_info]: sex must be M, F, U or O, got {out['sex']!r}")
     if not re.fullmatch(r"(P[0-9YMWDTHS.]+)?", out.get("age", "")):
-        raise SessionFormatError(path, f"[subject_info]: age must be an ISO 8601 duration such as P90D, got {out['age']!r}")
+        raise SessionFormatError(path, f"[subject_info]: age must be an ISO 8601 duration such as P90D, "
+                                       f"got {out['age']!r}")
     if "date_of_birth" in out:
         dob = out["date_of_birth"]
         try:

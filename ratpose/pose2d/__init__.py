@@ -13,7 +13,7 @@ from .dlc import (
     Evaluation,
     Pose2DArrays,
     TrainedModel,
-    TrainParams,
+    TrainSettings,
     analyze_video,
     build_project,
     crop_labeled_data,
@@ -24,11 +24,17 @@ from .dlc import (
     train,
     verify_checksums,
 )
-from .estimate import FittedModel, fit_pose_model, model_from_row, model_to_row, pose2d_for_video
+from .estimate import (
+    FittedModel,
+    fit_pose_model,
+    model_from_row,
+    model_to_row,
+    pose2d_for_video,
+)
 from .workspace import CropBox, Workspace, crop_for_camera
 
 __all__ = [
-    "ChecksumError", "CropBox", "DLCError", "Evaluation", "FittedModel", "Pose2DArrays", "TrainParams",
+    "ChecksumError", "CropBox", "DLCError", "Evaluation", "FittedModel", "Pose2DArrays", "TrainSettings",
     "TrainedModel", "Workspace", "analyze_video", "build_project", "crop_for_camera", "crop_labeled_data", "dlc",
     "evaluate", "fit_pose_model", "input_stride", "load_dlc_h5", "model_from_row", "model_to_row", "pose2d_for_video",
     "register_model", "train", "verify_checksums",

@@ -18,6 +18,8 @@ import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy.cluster.vq import kmeans2
 
+from ..errors import InputError
+from ..video import read_frames
 from .dlc import write_labels
 
 THUMBNAIL_WIDTH = 32  # px; k-means sees every frame at this width
@@ -37,7 +39,7 @@ def evenly_spaced(n: int, k: int) -> np.ndarray:
 def kmeans_picks(features: np.ndarray, n_pick: int, seed: int = 0) -> np.ndarray:
     """Sorted rows of features (n, d) nearest the centres of n_pick k-means clusters (all rows if n <= n_pick)."""
     if n_pick < 1:
-        raise ValueError(f"--n must be >= 1, got {n_pick}")
+        raise InputError(f"--n must be >= 1, got {n_pick}")
     if len(features) <= n_pick:
         return np.arange(len(features))
     x = features - features.mean(axis=0)
@@ -48,7 +50,7 @@ def kmeans_picks(features: np.ndarray, n_pick: int, seed: int = 0) -> np.ndarray
 
 
 @dataclass(frozen=True)
-class OutlierLimits:
+class OutlierSettings:
     """Where a frame counts as an outlier (each criterion's score is 1 there)."""
 
     max_reprojection_px: float = 10.0  # cameras disagree in 3D
@@ -68,7 +70,7 @@ def _jump_mm(points3d: np.ndarray, window: int) -> np.ndarray:
 
 
 def outlier_scores(reprojection_error: np.ndarray, likelihood: np.ndarray, points3d: np.ndarray,
-                   limits: OutlierLimits = OutlierLimits()) -> np.ndarray:
+                   limits: OutlierSettings = OutlierSettings()) -> np.ndarray:
     """Per frame, the worst criterion over body parts (> 1 = outlier): reprojection error (n, P) / its limit,
     likelihood (C, n, P) (0 at 1, 1 at the cutoff, 2 at 0) and 3D jump (points3d (n, P, 3)) / its limit."""
     lik = np.nan_to_num(np.asarray(likelihood, float), nan=0.0)
@@ -82,7 +84,7 @@ def outlier_scores(reprojection_error: np.ndarray, likelihood: np.ndarray, point
 def pick_outliers(scores: np.ndarray, n_pick: int, min_gap: int = 5) -> np.ndarray:
     """Sorted indices of the n_pick highest scores, no two closer than min_gap frames (one per error bout)."""
     if n_pick < 1:
-        raise ValueError(f"--n must be >= 1, got {n_pick}")
+        raise InputError(f"--n must be >= 1, got {n_pick}")
     taken = np.zeros(len(scores), bool)
     picks = []
     for i in np.argsort(-scores, kind="stable"):
@@ -116,7 +118,7 @@ def write_labeled_data(folder, frames: dict[int, np.ndarray], n_video_frames: in
     existing folder (labels are never overwritten)."""
     folder = Path(folder)
     if folder.exists():
-        raise ValueError(f"{folder}: exists already (labels are never overwritten); choose another --out")
+        raise InputError(f"{folder}: exists already (labels are never overwritten); choose another --out")
     folder.mkdir(parents=True)
     names = [image_name(i, n_video_frames) for i in frames]
     for name, image in zip(names, frames.values()):
@@ -125,3 +127,54 @@ def write_labeled_data(folder, frames: dict[int, np.ndarray], n_video_frames: in
     coords = np.where((np.asarray(likelihood) >= pcutoff)[..., None], xy, np.nan)
     write_labels(collected_data(coords, folder.name, names, bodyparts, scorer), folder, scorer)
     return folder
+
+
+def _frames_at(path, rows, convert) -> dict[int, np.ndarray]:
+    """convert(frame) for the video frames at rows (frame index -> image), decoded in one pass."""
+    rows = [int(r) for r in rows]
+    return {r: convert(image) for r, image in zip(rows, read_frames(path, rows))}
+
+
+def frames_to_label(pulses: dict, pose2d: dict, videos: dict, n_pick: int, *, rig=None, n_candidates: int = 200,
+                    seed: int = 0) -> tuple[np.ndarray, str]:
+    """Pulses (seen by every camera) whose frames to label next, and a line saying how they were chosen.
+
+    ``pulses``, ``pose2d`` (x, y, likelihood), ``videos``: per camera its frames' pulse indices, 2D pose and
+    video path. With ``rig`` the worst outliers: the cameras' disagreement frame by frame, from a per-frame
+    triangulation of this 2D (not a smoothed Pose3D, whose robust fit hides the very 2D errors worth
+    relabelling); without, ``n_pick`` of ``n_candidates`` evenly spaced frames that look different (k-means).
+    """
+    from ..pose3d import triangulate
+    from ..pose3d.reconstruct import matched_2d
+    from ..sync import match_cameras
+
+    if rig is not None:
+        common, _, points2d, likelihood = matched_2d(rig, pulses, pose2d)
+        limits = OutlierSettings()
+        tri = triangulate(points2d, rig, likelihood, min_likelihood=limits.min_likelihood, refine=True,
+                          max_reprojection_px=limits.max_reprojection_px)
+        scores = outlier_scores(tri.qc_error, likelihood, tri.points3d, limits)
+        chosen = common[pick_outliers(scores, n_pick)]
+        return chosen, f"{int((scores > 1).sum())} of {len(scores)} frames are outliers; picked the worst {len(chosen)}"
+    common, rows = match_cameras(pulses)
+    candidates = evenly_spaced(len(common), n_candidates)
+    features = np.hstack([np.stack(list(_frames_at(videos[c], rows[c][candidates], thumbnail).values()))
+                          for c in pulses])
+    chosen = common[candidates[kmeans_picks(features, n_pick, seed)]]
+    return chosen, f"picked {len(chosen)} of {len(candidates)} candidate frames that look different"
+
+
+def write_frames_to_label(out: Path, stamp: str, chosen: np.ndarray, pulses: dict, pose2d: dict, videos: dict,
+                          bodyparts, scorer: str, pcutoff: float) -> list[Path]:
+    """A labeled-data folder per camera (``<stamp>_<video stem>`` under ``out``) with the frames at the
+    ``chosen`` pulses and the model's predictions as starting labels (``write_labeled_data``)."""
+    from ..sync import pulse_rows
+
+    folders = []
+    for camera, camera_pulses in pulses.items():
+        rows, _ = pulse_rows(camera_pulses, chosen)  # chosen among the pulses every camera saw
+        x, y, likelihood = (a[rows] for a in pose2d[camera])
+        folders.append(write_labeled_data(Path(out) / f"{stamp}_{Path(videos[camera]).stem}",
+                                          _frames_at(videos[camera], rows, np.asarray), len(camera_pulses),
+                                          np.stack([x, y], -1), likelihood, bodyparts, scorer, pcutoff))
+    return folders

@@ -10,12 +10,12 @@ from .filtering import (
     savgol_filter,
     valid_points,
 )
+from .reconstruct import Pose3DResult, Pose3DSettings, reconstruct
 from .smooth import SmoothResult, smooth
-from .reconstruct import Pose3DParams, Pose3DResult, reconstruct
 from .triangulation import Triangulation, triangulate
 
 __all__ = [
-    "Pose3DParams", "Pose3DResult", "Triangulation", "interpolate_gaps", "mask_by_cameras", "mask_by_error",
+    "Pose3DSettings", "Pose3DResult", "Triangulation", "interpolate_gaps", "mask_by_cameras", "mask_by_error",
     "mask_spikes", "median_filter", "reconstruct", "savgol_filter", "smooth", "SmoothResult", "triangulate",
     "valid_points",
 ]

@@ -10,24 +10,41 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import correlate1d
 
+from ..errors import DataError
+
 _BLOCK_FRAMES = 16_384  # frames per block in windowed filters: bounds memory for hours of data
 
 
 def _check_trajectory(traj, name: str = "trajectory") -> np.ndarray:
     arr = np.asarray(traj, dtype=np.float64)
     if arr.ndim != 3:
-        raise ValueError(f"{name} must have shape (n_frames, n_parts, D), got {arr.shape}")
+        raise DataError(f"{name} must have shape (n_frames, n_parts, D), got {arr.shape}")
     return arr
 
 
 def _check_window(window: int, minimum: int = 1) -> int:
     if int(window) != window or window < minimum or window % 2 == 0:
-        raise ValueError(f"window must be an odd integer >= {minimum}, got {window}")
+        raise DataError(f"window must be an odd integer >= {minimum}, got {window}")
     return int(window)
 
 
 def valid_points(traj) -> np.ndarray:
-    """(n_frames, n_parts) bool: all coordinates finite."""
+    """(n_frames, n_parts) bool: all coordinates finite.
+
+    Parameters
+    ----------
+    traj : array_like, (n_frames, n_parts, D)
+        D = 3 for 3D points (mm), 2 for pixels; a point is valid when all D coordinates are finite.
+
+    Returns
+    -------
+    numpy.ndarray, (n_frames, n_parts) bool
+
+    Raises
+    ------
+    DataError
+        If ``traj`` is not 3-D.
+    """
     return np.isfinite(_check_trajectory(traj)).all(axis=-1)
 
 
@@ -54,10 +71,26 @@ def interpolate_gaps(traj, max_gap: int) -> np.ndarray:
     """Fill interior gaps of at most max_gap frames by linear interpolation (per body part).
 
     Gaps at the start or end of the recording, and longer gaps, stay NaN. Returns a new array.
+
+    Parameters
+    ----------
+    traj : array_like, (n_frames, n_parts, D)
+        D = 3 for 3D points (mm), 2 for pixels; a point is valid when all D coordinates are finite.
+    max_gap : int, frames
+        Longest gap filled (0: none); must be >= 0.
+
+    Returns
+    -------
+    numpy.ndarray, (n_frames, n_parts, D) float64
+
+    Raises
+    ------
+    DataError
+        If ``traj`` is not 3-D or ``max_gap`` < 0.
     """
     arr = _check_trajectory(traj).copy()
     if max_gap < 0:
-        raise ValueError(f"max_gap must be >= 0, got {max_gap}")
+        raise DataError(f"max_gap must be >= 0, got {max_gap}")
     if max_gap == 0:
         return arr
     valid = np.isfinite(arr).all(axis=-1)
@@ -86,6 +119,24 @@ def median_filter(traj, window: int, *, max_gap: int = 0) -> np.ndarray:
 
     Near a gap or the ends the window is truncated to the frames of the same run. Gaps stay NaN
     (after interpolating gaps of at most max_gap frames). Returns a new array.
+
+    Parameters
+    ----------
+    traj : array_like, (n_frames, n_parts, D)
+        D = 3 for 3D points (mm), 2 for pixels; a point is valid when all D coordinates are finite.
+    window : int, frames
+        Odd, >= 1.
+    max_gap : int, frames
+        Gaps of at most this many frames are interpolated first (0: none).
+
+    Returns
+    -------
+    numpy.ndarray, (n_frames, n_parts, D) float64
+
+    Raises
+    ------
+    DataError
+        If ``traj`` is not 3-D, ``window`` is not an odd integer >= 1, or ``max_gap`` < 0.
     """
     window = _check_window(window)
     arr, valid = _prepare(traj, max_gap)
@@ -124,17 +175,37 @@ def _fit(rows: np.ndarray, values: np.ndarray, starts: np.ndarray) -> np.ndarray
 
 
 def savgol_filter(traj, window: int, polyorder: int = 2, *, max_gap: int = 0) -> np.ndarray:
-    """Savitzky-Golay smoothing (local polynomial of `polyorder` over `window` frames, odd),
-    within runs of valid frames only.
+    """Savitzky-Golay smoothing (local polynomial of `polyorder` over `window` frames, odd) within runs.
 
-    Frames near the ends of a run take the value of the polynomial fitted to the run's first (or
-    last) `window` frames; runs shorter than the window get one polynomial fit over the whole run
-    (degree capped at run length - 1). Gaps stay NaN (after interpolating gaps of at most max_gap
-    frames). Returns a new array.
+    Only valid frames of one run enter each fit. Frames near the ends of a run take the value of the
+    polynomial fitted to the run's first (or last) `window` frames; runs shorter than the window get one
+    polynomial fit over the whole run (degree capped at run length - 1). Gaps stay NaN (after interpolating
+    gaps of at most max_gap frames). Returns a new array.
+
+    Parameters
+    ----------
+    traj : array_like, (n_frames, n_parts, D)
+        D = 3 for 3D points (mm), 2 for pixels; a point is valid when all D coordinates are finite.
+    window : int, frames
+        Odd, >= 3.
+    polyorder : int
+        In [0, window).
+    max_gap : int, frames
+        Gaps of at most this many frames are interpolated first (0: none).
+
+    Returns
+    -------
+    numpy.ndarray, (n_frames, n_parts, D) float64
+
+    Raises
+    ------
+    DataError
+        If ``traj`` is not 3-D, ``window`` is not an odd integer >= 3, ``polyorder`` is out of range, or
+        ``max_gap`` < 0.
     """
     window = _check_window(window, minimum=3)
     if not 0 <= polyorder < window:
-        raise ValueError(f"polyorder must be in [0, window), got {polyorder} for window {window}")
+        raise DataError(f"polyorder must be in [0, window), got {polyorder} for window {window}")
     arr, valid = _prepare(traj, max_gap)
     half = window // 2
     hat = _polynomial_hat(window, polyorder)
@@ -157,29 +228,84 @@ def savgol_filter(traj, window: int, polyorder: int = 2, *, max_gap: int = 0) ->
 
 
 def mask_by_error(traj, error, max_error: float) -> np.ndarray:
-    """Copy of traj with NaN where the per-point error (n_frames, n_parts) exceeds max_error or is NaN."""
+    """Copy of traj with NaN where the per-point error (n_frames, n_parts) exceeds max_error or is NaN.
+
+    Parameters
+    ----------
+    traj : array_like, (n_frames, n_parts, D)
+        D = 3 for 3D points (mm), 2 for pixels; a point is valid when all D coordinates are finite.
+    error : array_like, (n_frames, n_parts)
+        E.g. reprojection errors, px.
+    max_error : float
+        In the units of ``error``.
+
+    Returns
+    -------
+    numpy.ndarray, (n_frames, n_parts, D) float64
+
+    Raises
+    ------
+    DataError
+        If ``traj`` is not 3-D or ``error`` does not have shape (n_frames, n_parts).
+    """
     arr = _check_trajectory(traj).copy()
     err = np.asarray(error, dtype=np.float64)
     if err.shape != arr.shape[:2]:
-        raise ValueError(f"error must have shape {arr.shape[:2]}, got {err.shape}")
+        raise DataError(f"error must have shape {arr.shape[:2]}, got {err.shape}")
     with np.errstate(invalid="ignore"):
         arr[~(err <= max_error)] = np.nan
     return arr
 
 
 def mask_by_cameras(traj, n_cameras, min_cameras: int) -> np.ndarray:
-    """Copy of traj with NaN where fewer than min_cameras cameras (n_frames, n_parts) were used."""
+    """Copy of traj with NaN where fewer than min_cameras cameras (n_frames, n_parts) were used.
+
+    Parameters
+    ----------
+    traj : array_like, (n_frames, n_parts, D)
+        D = 3 for 3D points (mm), 2 for pixels; a point is valid when all D coordinates are finite.
+    n_cameras : array_like, (n_frames, n_parts)
+        Cameras used per point.
+    min_cameras : int
+
+    Returns
+    -------
+    numpy.ndarray, (n_frames, n_parts, D) float64
+
+    Raises
+    ------
+    DataError
+        If ``traj`` is not 3-D or ``n_cameras`` does not have shape (n_frames, n_parts).
+    """
     arr = _check_trajectory(traj).copy()
     n = np.asarray(n_cameras)
     if n.shape != arr.shape[:2]:
-        raise ValueError(f"n_cameras must have shape {arr.shape[:2]}, got {n.shape}")
+        raise DataError(f"n_cameras must have shape {arr.shape[:2]}, got {n.shape}")
     arr[n < min_cameras] = np.nan
     return arr
 
 
 def mask_spikes(traj, max_step: float) -> np.ndarray:
-    """Copy of traj with NaN at isolated spikes: points farther than max_step (same units as traj)
-    from both the previous and the next frame's point (both must be valid)."""
+    """Copy of traj with NaN at isolated spikes: points far from both the previous and the next frame's point.
+
+    A spike is farther than max_step (same units as traj) from both neighbours (both must be valid).
+
+    Parameters
+    ----------
+    traj : array_like, (n_frames, n_parts, D)
+        D = 3 for 3D points (mm), 2 for pixels; a point is valid when all D coordinates are finite.
+    max_step : float
+        In the units of ``traj`` (mm or px).
+
+    Returns
+    -------
+    numpy.ndarray, (n_frames, n_parts, D) float64
+
+    Raises
+    ------
+    DataError
+        If ``traj`` is not 3-D.
+    """
     arr = _check_trajectory(traj).copy()
     step = np.linalg.norm(np.diff(arr, axis=0), axis=-1)  # (n_frames - 1, n_parts), NaN at gaps
     with np.errstate(invalid="ignore"):

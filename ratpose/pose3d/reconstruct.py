@@ -5,9 +5,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .filtering import median_filter
+from ..errors import DataError
 from ..rig import Rig
 from ..sync import match_cameras
+from .filtering import median_filter
 from .smooth import smooth
 from .triangulation import Triangulation, triangulate
 from .validation import held_out_error
@@ -20,16 +21,38 @@ GATE_FRACTION = 0.02
 
 
 @dataclass(frozen=True)
-class Pose3DParams:
-    """Reconstruction settings: likelihood cutoff, error limit, refinement, optional median filter, and
-    method: 'linear' (each frame triangulated on its own) or 'smooth' (pose3d.smooth: all frames jointly,
-    robust to outliers, with a posterior sigma per point; observations below min_likelihood are ignored;
-    refine does not apply; accel_mm_s2, limb_sigma_mm and limbs are its priors, None: learned from each
-    session's own data per body part and per limb). max_reprojection_px: a point whose reprojection error
-    over the cameras it trusts exceeds it is NaN; None (smooth's default): each 2D observation is judged
-    against its own camera's robustly estimated noise (6x), and only a point whose error over the cameras it
-    still uses exceeds GATE_FRACTION of their image diagonal is dropped (no noise explains it). limbs: segments as 'partA-partB' pairs separated by commas, e.g.
-    'wrist-paw,paw-digit1' ('' = none)."""
+class Pose3DSettings:
+    """Reconstruction settings: likelihood cutoff, error limit, refinement, optional median filter, and method.
+
+    Attributes
+    ----------
+    min_likelihood : float
+        2D observations below it are not trusted ('smooth': ignored).
+    max_reprojection_px : float, optional, px
+        A point whose reprojection error over the cameras it trusts exceeds it is NaN. None (smooth's
+        default): each 2D observation is judged against its own camera's robustly estimated noise (6x), and
+        only a point whose error over the cameras it still uses exceeds GATE_FRACTION of their image diagonal
+        is dropped (no noise explains it).
+    refine : bool
+        Gauss-Newton refinement of the triangulation ('linear' only: refine does not apply to 'smooth').
+    median_window : int, frames
+        Median filter of the 3D points (0 = no filtering).
+    method : {"linear", "smooth"}
+        'linear': each frame triangulated on its own; 'smooth' (pose3d.smooth): all frames jointly, robust to
+        outliers, with a posterior sigma per point.
+    accel_mm_s2 : float, optional, mm/s^2
+    limb_sigma_mm : float, optional, mm
+        The smoother's acceleration and limb-length priors (> 0); None: learned from each session's own data
+        per body part and per limb.
+    limbs : str
+        The smoother's limb segments as 'partA-partB' pairs separated by commas, e.g. 'wrist-paw,paw-digit1'
+        ('' = none).
+
+    Raises
+    ------
+    DataError
+        On construction, if ``method`` is unknown or a prior is not > 0.
+    """
 
     min_likelihood: float = 0.1
     max_reprojection_px: float | None = None
@@ -42,25 +65,52 @@ class Pose3DParams:
 
     def __post_init__(self):
         if self.method not in METHODS:
-            raise ValueError(f"Pose3D method must be one of {METHODS}, got {self.method!r}")
+            raise DataError(f"Pose3D method must be one of {METHODS}, got {self.method!r}")
         if any(v is not None and not v > 0 for v in (self.accel_mm_s2, self.limb_sigma_mm)):
-            raise ValueError(f"Pose3D accel_mm_s2 and limb_sigma_mm must be > 0 (or None: learned), got "
+            raise DataError(f"Pose3D accel_mm_s2 and limb_sigma_mm must be > 0 (or None: learned), got "
                              f"{self.accel_mm_s2}, {self.limb_sigma_mm}")
 
     def limb_indices(self, bodyparts) -> list[tuple[int, int]]:
-        """limbs as index pairs into bodyparts; an unknown or malformed pair raises naming it."""
+        """limbs as index pairs into bodyparts; an unknown or malformed pair raises naming it.
+
+        Parameters
+        ----------
+        bodyparts : tuple of str
+            The body parts, in the pose's column order.
+
+        Returns
+        -------
+        list of tuple of int
+
+        Raises
+        ------
+        DataError
+            If a pair is not two different body parts of ``bodyparts``.
+        """
         pairs = []
         for pair in filter(None, (p.strip() for p in self.limbs.split(","))):
             names = pair.split("-")
             if len(names) != 2 or any(n not in bodyparts for n in names) or names[0] == names[1]:
-                raise ValueError(f"Pose3D limbs: {pair!r} is not two different body parts of {list(bodyparts)}")
+                raise DataError(f"Pose3D limbs: {pair!r} is not two different body parts of {list(bodyparts)}")
             pairs.append((bodyparts.index(names[0]), bodyparts.index(names[1])))
         return pairs
 
 
 @dataclass(frozen=True)
 class Pose3DResult:
-    """3D pose on the neural clock: one row per pulse seen by every camera."""
+    """3D pose on the neural clock: one row per pulse seen by every camera.
+
+    Attributes
+    ----------
+    pulse_index : numpy.ndarray, (n_frames,) int64
+        The trigger pulse of each row.
+    time_s : numpy.ndarray, (n_frames,), s
+        Its neural-clock time.
+    triangulation : Triangulation
+        Errors, cameras used and scores per point (for 'smooth': the QC of the smoothed points).
+    points3d : numpy.ndarray, (n_frames, n_parts, 3), mm
+        After optional filtering.
+    """
 
     pulse_index: np.ndarray
     time_s: np.ndarray
@@ -73,8 +123,20 @@ class Pose3DResult:
     held_out_error_px: np.ndarray | None = None  # (n_cameras, n_parts) validation.held_out_error (3+ cameras)
 
     def part_summary(self, p: int) -> dict:
-        """QC of body part p: fraction triangulated, median and 95th percentile reprojection error (raw px,
-        every camera that saw the point: ``Triangulation.qc_error``)."""
+        """QC of body part p: fraction triangulated, median and 95th percentile reprojection error.
+
+        The errors are raw px, over every camera that saw the point: ``Triangulation.qc_error``.
+
+        Parameters
+        ----------
+        p : int
+            The body part's index.
+
+        Returns
+        -------
+        dict
+            ``fraction_triangulated``, ``median_error_px`` and ``p95_error_px`` (NaN without triangulated points).
+        """
         ok = np.isfinite(self.points3d[:, p, 0])
         errors = self.triangulation.qc_error[ok, p]
         return {"fraction_triangulated": float(ok.mean()) if ok.size else 0.0,
@@ -83,20 +145,40 @@ class Pose3DResult:
 
 
 def reconstruct(rig: Rig, frames: dict[str, tuple[np.ndarray, np.ndarray]],
-                pose2d: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], params: Pose3DParams,
+                pose2d: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], params: Pose3DSettings,
                 bodyparts: tuple[str, ...] = ()) -> Pose3DResult:
     """Reconstruct 3D from the 2D pose of several cameras, matched by pulse index.
 
-    frames: camera -> (pulse_index, time_s) per video frame (SyncedFrames); pose2d: camera -> (x, y,
-    likelihood), each (n_frames, n_parts) aligned row-for-row with that camera's frames; bodyparts: the
-    column names (needed when params.limbs names segments).
+    Parameters
+    ----------
+    rig : Rig
+        Every camera of the rig needs frames and 2D pose.
+    frames : dict of str to tuple of numpy.ndarray
+        Camera -> (pulse_index, time_s (s)) per video frame (SyncedFrames).
+    pose2d : dict of str to tuple of numpy.ndarray
+        Camera -> (x, y, likelihood), each (n_frames, n_parts), x and y in px, aligned row-for-row with that
+        camera's frames.
+    params : Pose3DSettings
+    bodyparts : tuple of str
+        The column names (needed when params.limbs names segments).
+
+    Returns
+    -------
+    Pose3DResult
+        With the smoother's sigma, outliers and priors for 'smooth', and held-out errors with 3+ cameras.
+
+    Raises
+    ------
+    DataError
+        If a camera of the rig has no synced 2D pose, its pose rows differ from its frames, the limbs are
+        malformed, or the reconstruction's inputs are unusable.
     """
     missing = [name for name in rig.names if name not in frames or name not in pose2d]
     if missing:
-        raise ValueError(f"cameras {missing} of the calibration have no synced 2D pose in this session")
+        raise DataError(f"cameras {missing} of the calibration have no synced 2D pose in this session")
     for name in rig.names:
         if len(frames[name][0]) != len(pose2d[name][0]):
-            raise ValueError(f"camera {name!r}: {len(pose2d[name][0])} pose rows for {len(frames[name][0])} frames")
+            raise DataError(f"camera {name!r}: {len(pose2d[name][0])} pose rows for {len(frames[name][0])} frames")
     common, rows, points2d, likelihood = matched_2d(rig, {name: frames[name][0] for name in rig.names}, pose2d)
     time_s = frames[rig.names[0]][1][rows[rig.names[0]]]
     fps = 1.0 / float(np.median(np.diff(time_s))) if len(time_s) > 1 else 1.0
@@ -114,7 +196,7 @@ def reconstruct(rig: Rig, frames: dict[str, tuple[np.ndarray, np.ndarray]],
                         held_out_error_px=held_out, **smoothed)
 
 
-def _estimate(points2d, rig: Rig, likelihood, params: Pose3DParams, fps: float, limbs):
+def _estimate(points2d, rig: Rig, likelihood, params: Pose3DSettings, fps: float, limbs):
     """(SmoothResult or None, Triangulation) of one set of cameras' matched 2D by params' method."""
     if params.method == "smooth":
         fit = smooth(points2d, rig, likelihood, fps=fps, min_likelihood=params.min_likelihood,

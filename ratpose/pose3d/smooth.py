@@ -17,6 +17,7 @@ from scipy.linalg import lapack
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
+from ..errors import DataError
 from ..rig import Rig
 from .triangulation import _check_inputs, triangulate
 
@@ -29,10 +30,23 @@ _MIN_DEPTH_MM = 1.0
 
 @dataclass(frozen=True)
 class SmoothResult:
-    """points3d (n_frames, n_parts, 3) mm; sigma_mm (n_frames, n_parts): posterior RMS 3D error,
-    sqrt(trace of the point's covariance); outliers (n_cameras, n_frames, n_parts): 2D observations
-    judged wrong; limb_lengths (n_limbs,) mm used; noise_px (n_cameras,) robust 2D noise scale;
-    accel_mm_s2 (n_parts,) and limb_sigma_mm (n_limbs,): the priors used (given, or estimated)."""
+    """The jointly estimated trajectories of ``smooth``, with their uncertainty and the priors used.
+
+    Attributes
+    ----------
+    points3d : numpy.ndarray, (n_frames, n_parts, 3), mm
+    sigma_mm : numpy.ndarray, (n_frames, n_parts), mm
+        Posterior RMS 3D error, sqrt(trace of the point's covariance).
+    outliers : numpy.ndarray, (n_cameras, n_frames, n_parts) bool
+        2D observations judged wrong.
+    limb_lengths : numpy.ndarray, (n_limbs,), mm
+        The limb lengths used.
+    noise_px : numpy.ndarray, (n_cameras,), px
+        Robust 2D noise scale of each camera.
+    accel_mm_s2 : numpy.ndarray, (n_parts,), mm/s^2
+    limb_sigma_mm : numpy.ndarray, (n_limbs,), mm
+        The priors used (given, or estimated).
+    """
 
     points3d: np.ndarray
     sigma_mm: np.ndarray
@@ -178,7 +192,7 @@ def _initial(points2d, rig, likelihood, min_likelihood):
     X = tri.points3d.copy()
     err = tri.reprojection_error
     if not np.isfinite(err).any():
-        raise ValueError("smooth: no body part could be triangulated in any frame (check the 2D and the rig)")
+        raise DataError("smooth: no body part could be triangulated in any frame (check the 2D and the rig)")
     X[~(err <= 3.0 * np.nanmedian(err) + 1.0)] = np.nan
     dev = np.linalg.norm(X - _neighbour_prediction(X), axis=-1)
     X[~(dev <= 5.0 * np.nanmedian(dev) + 1e-3)] = np.nan
@@ -239,7 +253,7 @@ def _solve_banded(ab: np.ndarray, rhs: np.ndarray) -> np.ndarray:
     """Solve A x = rhs for A positive definite in upper band storage ab (overwritten)."""
     x, info = lapack.dpbtrs(_cholesky_banded(ab), rhs, lower=0)
     if info != 0:
-        raise ValueError(f"smooth: banded solve failed (LAPACK info {info})")
+        raise DataError(f"smooth: banded solve failed (LAPACK info {info})")
     return x
 
 
@@ -336,16 +350,53 @@ def smooth(points2d, rig: Rig, likelihood, *, fps: float, limbs=None, limb_lengt
     With limbs, the solve runs without them first and then limb_iterations more steps with them from there.
     sigma_mm counts the cameras and a Gaussian acceleration prior of the session's RMS acceleration as
     evidence, not the limbs (see below), inflated for the 2D jitter's correlation in time.
+
+    Parameters
+    ----------
+    points2d : array_like, (n_cameras, n_frames, n_parts, 2), px
+        Raw (distorted) pixels, cameras in rig order; NaN = missing.
+    rig : Rig
+        At least 2 cameras.
+    likelihood : array_like, (n_cameras, n_frames, n_parts), or None
+        None: every observation weighs 1.
+    fps : float, frames/s
+        Must be > 0.
+    limbs : array_like, (n_limbs, 2) int, optional
+        Pairs of distinct part indices.
+    limb_lengths : array_like, (n_limbs,), optional, mm
+    accel_mm_s2 : float or array_like, (n_parts,), optional, mm/s^2
+    limb_sigma_mm : float or array_like, (n_limbs,), optional, mm
+        Priors (> 0); None: estimated.
+    min_likelihood : float
+    cauchy_scale, outlier_scale : float
+        In units of each camera's robust noise.
+    accel_cauchy, limb_cauchy : float
+        In units of the respective prior's scale.
+    prior_sigma_mm : float, mm
+    iterations, limb_iterations : int
+    max_step_mm : float, mm
+    chunk_frames, overlap_frames : int, frames
+
+    Returns
+    -------
+    SmoothResult
+
+    Raises
+    ------
+    DataError
+        If the inputs do not fit the rig (shapes, fewer than 2 cameras), ``fps`` <= 0, limbs are not pairs of
+        distinct part indices, a prior is not > 0, no body part could be triangulated in any frame, or the
+        banded solve fails.
     """
     pts, lik = _check_inputs(points2d, rig, likelihood)
     if fps <= 0:
-        raise ValueError(f"fps must be > 0, got {fps}")
+        raise DataError(f"fps must be > 0, got {fps}")
     if lik is None:
         lik = np.ones(pts.shape[:-1])
     n_cams, n_frames, n_parts, _ = pts.shape
     limbs = np.zeros((0, 2), int) if limbs is None else np.asarray(limbs, dtype=int).reshape(-1, 2)
     if limbs.size and (limbs.min() < 0 or limbs.max() >= n_parts or (limbs[:, 0] == limbs[:, 1]).any()):
-        raise ValueError(f"limbs must be pairs of distinct part indices in 0..{n_parts - 1}, got {limbs.tolist()}")
+        raise DataError(f"limbs must be pairs of distinct part indices in 0..{n_parts - 1}, got {limbs.tolist()}")
 
     X0, trusted = _initial(pts, rig, lik, min_likelihood)
     if limb_lengths is None:
@@ -542,5 +593,5 @@ def _chosen(given, estimated, count: int, fallback) -> np.ndarray:
             values[~np.isfinite(values)] = np.nanmedian(values)
         values = np.where(np.isfinite(values), values, fallback)
     if not (values > 0).all():
-        raise ValueError(f"smooth: priors must be > 0, got {values.tolist()}")
+        raise DataError(f"smooth: priors must be > 0, got {values.tolist()}")
     return values

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import DataError
 from ..rig import Rig
 
 DEFAULT_CHUNK_POINTS = 32_768
@@ -25,13 +26,21 @@ REFINE_ITERATIONS = 5
 class Triangulation:
     """Triangulated pose of one session (NaN where a point could not be triangulated).
 
-    points3d: (n_frames, n_parts, 3) mm, world frame of the rig.
-    reprojection_error: (n_frames, n_parts) px, mean over the cameras used (pinhole px, see above).
-    qc_error: (n_frames, n_parts) px for QC tables: raw (distorted) pixels, mean over every camera
-        that saw the point (trusted), also those dropped as outliers; NaN where no 3D solution.
-    n_cameras: (n_frames, n_parts) number of cameras used (0 where points3d is NaN).
-    camera_mask: (n_cameras, n_frames, n_parts) which cameras were used.
-    score: (n_frames, n_parts) mean 2D likelihood over the cameras used (NaN without likelihoods).
+    Attributes
+    ----------
+    points3d : numpy.ndarray, (n_frames, n_parts, 3), mm
+        World frame of the rig.
+    reprojection_error : numpy.ndarray, (n_frames, n_parts), px
+        Mean over the cameras used (pinhole px, see the module).
+    n_cameras : numpy.ndarray, (n_frames, n_parts) int
+        Number of cameras used (0 where points3d is NaN).
+    camera_mask : numpy.ndarray, (n_cameras, n_frames, n_parts) bool
+        Which cameras were used.
+    score : numpy.ndarray, (n_frames, n_parts)
+        Mean 2D likelihood over the cameras used (NaN without likelihoods).
+    qc_error : numpy.ndarray, (n_frames, n_parts), px
+        For QC tables: raw (distorted) pixels, mean over every camera that saw the point (trusted), also those
+        dropped as outliers; NaN where no 3D solution.
     """
 
     points3d: np.ndarray
@@ -61,18 +70,18 @@ def _check_inputs(points2d, rig: Rig, likelihood) -> tuple[np.ndarray, np.ndarra
         raise TypeError(f"rig must be a ratpose.rig.Rig, got {type(rig).__name__}")
     pts = np.asarray(points2d)
     if not np.issubdtype(pts.dtype, np.number):
-        raise ValueError(f"points2d must be numeric, got dtype {pts.dtype}")
+        raise DataError(f"points2d must be numeric, got dtype {pts.dtype}")
     if pts.ndim != 4 or pts.shape[-1] != 2:
-        raise ValueError(f"points2d must have shape (n_cameras, n_frames, n_parts, 2), got {pts.shape}")
+        raise DataError(f"points2d must have shape (n_cameras, n_frames, n_parts, 2), got {pts.shape}")
     if pts.shape[0] != len(rig):
-        raise ValueError(f"points2d has {pts.shape[0]} cameras but the rig has {len(rig)} ({rig.names})")
+        raise DataError(f"points2d has {pts.shape[0]} cameras but the rig has {len(rig)} ({rig.names})")
     if len(rig) < 2:
-        raise ValueError(f"triangulation needs at least 2 cameras, the rig has {len(rig)}")
+        raise DataError(f"triangulation needs at least 2 cameras, the rig has {len(rig)}")
     if likelihood is None:
         return pts, None
     lik = np.asarray(likelihood, dtype=np.float64)
     if lik.shape != pts.shape[:-1]:
-        raise ValueError(f"likelihood must have shape {pts.shape[:-1]} (points2d without its last axis), "
+        raise DataError(f"likelihood must have shape {pts.shape[:-1]} (points2d without its last axis), "
                          f"got {lik.shape}")
     return pts, lik
 
@@ -237,22 +246,45 @@ def triangulate(points2d, rig: Rig, likelihood=None, min_likelihood: float = 0.6
                 workers: int | None = None) -> Triangulation:
     """Triangulate 2D points of several cameras into 3D (mm, the rig's world frame).
 
-    points2d: (n_cameras, n_frames, n_parts, 2) raw (distorted) pixels, cameras in rig order; NaN =
-    not detected. likelihood: (n_cameras, n_frames, n_parts) or None; observations below
-    min_likelihood (or NaN) are not trusted. Points with fewer than 2 trusted cameras, or whose
-    solution lies behind a camera that saw them, are NaN.
+    Observations below min_likelihood (or NaN) are not trusted. Points with fewer than 2 trusted cameras,
+    or whose solution lies behind a camera that saw them, are NaN.
     With 3+ cameras, while a point's mean reprojection error exceeds outlier_px the camera whose
-    removal lowers it most is dropped (down to 2 cameras). refine: Gauss-Newton on the reprojection
-    error after the linear solution. max_reprojection_px: points whose final error exceeds it become
-    NaN (their error is kept, for QC). Work is split into chunks of chunk_points points (bounded
-    memory) run on `workers` threads (default: the CPU count, at most 8).
+    removal lowers it most is dropped (down to 2 cameras).
+
+    Parameters
+    ----------
+    points2d : array_like, (n_cameras, n_frames, n_parts, 2), px
+        Raw (distorted) pixels, cameras in rig order; NaN = not detected.
+    rig : Rig
+        At least 2 cameras.
+    likelihood : array_like, (n_cameras, n_frames, n_parts), optional
+    min_likelihood : float
+    refine : bool
+        Gauss-Newton on the reprojection error after the linear solution.
+    max_reprojection_px : float, optional, px
+        Points whose final error exceeds it become NaN (their error is kept, for QC).
+    outlier_px : float, px
+    chunk_points : int
+        Work is split into chunks of this many points (bounded memory); >= 1.
+    workers : int, optional
+        Threads the chunks run on (default: the CPU count, at most 8); >= 1.
+
+    Returns
+    -------
+    Triangulation
+
+    Raises
+    ------
+    DataError
+        If ``points2d`` is not numeric or not (n_cameras, n_frames, n_parts, 2) for the rig's cameras, the rig has
+        fewer than 2 cameras, ``likelihood`` has another shape, or ``chunk_points`` or ``workers`` < 1.
     """
     pts, lik = _check_inputs(points2d, rig, likelihood)
     if chunk_points < 1:
-        raise ValueError(f"chunk_points must be >= 1, got {chunk_points}")
+        raise DataError(f"chunk_points must be >= 1, got {chunk_points}")
     workers = min(os.cpu_count() or 1, 8) if workers is None else workers
     if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
+        raise DataError(f"workers must be >= 1, got {workers}")
     n_cams, n_frames, n_parts, _ = pts.shape
     n_points = n_frames * n_parts
     flat = pts.reshape(n_cams, n_points, 2)

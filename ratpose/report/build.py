@@ -6,8 +6,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..calibration.qc import CalibrationReport, plot_report
 from ..behaviour.validation import plot_knob_validation
+from ..calibration.qc import CalibrationReport, plot_report
 from . import html
 from .data import ExampleFrame, SessionReport
 from .plots import plot_sync, plot_trajectories, plot_trajectory_3d, plot_unit
@@ -17,7 +17,22 @@ MIN_FRAME_WIDTH = 640  # example frames narrower than this are enlarged (integer
 
 
 def write_report(report: SessionReport, out_dir) -> Path:
-    """Draw every section's figures into ``out_dir`` and write ``out_dir/index.html``; returns its path."""
+    """Draw every section's figures into ``out_dir`` and write ``out_dir/index.html``; returns its path.
+
+    Sections without data show why (``report.missing``).
+
+    Parameters
+    ----------
+    report : SessionReport
+        The report's data (``ratpose.schema.report_data.fetch_report``).
+    out_dir : str or Path
+        Created if need be; the PNGs go beside index.html.
+
+    Returns
+    -------
+    Path
+        ``out_dir``/index.html.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     sections = [html.Section("qc", "QC summary", _qc_body(report))]
@@ -78,7 +93,20 @@ def _calibration_html(summary: CalibrationReport, out_dir: Path, png: str) -> st
 
 
 def write_calibration_report(summary: CalibrationReport, path, title: str, subtitle: str = "") -> Path:
-    """A calibration's QC page at ``path`` (.html), its figure beside it (same name, .png); returns ``path``."""
+    """A calibration's QC page at ``path`` (.html), its figure beside it (same name, .png); returns ``path``.
+
+    Parameters
+    ----------
+    summary : CalibrationReport
+    path : str or Path
+        The page; its folder is created if need be.
+    title : str
+    subtitle : str
+
+    Returns
+    -------
+    Path
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     overall = html.table(["measure", "value"], [["RMS after bundle adjustment (px)", round(summary.rms_px, 3)],
@@ -102,7 +130,7 @@ def _trajectories_body(report: SessionReport, out_dir: Path) -> str:
 
 def _pose3d_body(report: SessionReport, out_dir: Path) -> str:
     plot_trajectory_3d(report.pose3d, report.bodyparts, out_dir / "pose3d.png", session_start(report))
-    caption = "3D trajectories and reprojection errors" + ("" if report.pose3d.sigma_mm is None else
+    caption = "3D trajectories and reprojection errors" + ("" if "sigma_mm" not in report.pose3d else
                                                             ", posterior sigma and 2D outliers")
     return html.image("pose3d.png", caption) + _pose3d_validation(report.pose3d_validation)
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import xarray as xr
 
-from ..calibration.qc import CameraQuality
 from ..behaviour.validation import KnobValidationResult
+from ..calibration.qc import CameraQuality
+from ..poses import positions
 from ..sync import pulse_rows
 
 
@@ -39,19 +41,6 @@ class CameraTrack:
     def points(self) -> np.ndarray:
         """(n_frames, n_parts, 2) pixel coordinates."""
         return np.stack([self.x, self.y], axis=-1)
-
-
-@dataclass(frozen=True)
-class Pose3DTrack:
-    """3D pose per pulse seen by every camera: xyz (n, n_parts, 3) mm, reprojection error (n, n_parts) px;
-    with the smooth method also sigma_mm (n, n_parts) and outlier (n, n_parts): some camera's 2D judged wrong."""
-
-    time_s: np.ndarray
-    pulse_index: np.ndarray
-    xyz: np.ndarray
-    reprojection_error: np.ndarray
-    sigma_mm: np.ndarray | None = None
-    outlier: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -99,7 +88,7 @@ class SessionReport:
     calibration_rms_px: float = float("nan")
     calibration_joint_instants: int = 0
     tracks: list[CameraTrack] = field(default_factory=list)
-    pose3d: Pose3DTrack | None = None
+    pose3d: xr.Dataset | None = None  # ratpose.poses' form, keypoints in ``bodyparts``' order
     #: per body part the 3D priors learned (acceleration) and, with 3+ cameras, the leave-one-camera-out
     #: reprojection error (camera -> px): {part: {"accel_mm_s2": float | None, "held_out_px": {camera: px}}}
     pose3d_validation: dict[str, dict] = field(default_factory=dict)
@@ -109,12 +98,13 @@ class SessionReport:
     missing: dict[str, str] = field(default_factory=dict)
 
 
-def reproject_to_frames(frame_pulses, pose: Pose3DTrack, camera) -> np.ndarray:
-    """3D pose projected into one camera (a ratpose.rig.Camera), per video frame: (n_frames, n_parts, 2) px.
+def reproject_to_frames(frame_pulses, pose: xr.Dataset, camera) -> np.ndarray:
+    """3D pose projected into one camera (a ratpose.rig.CameraModel), per video frame: (n_frames, n_parts, 2) px.
 
     frame_pulses: the pulse index of each video frame (SyncedFrames); frames without a 3D pose get NaN.
     """
-    out = np.full((len(frame_pulses), pose.xyz.shape[1], 2), np.nan)
-    rows, found = pulse_rows(frame_pulses, pose.pulse_index)
-    out[rows[found]] = camera.project(pose.xyz[found])
+    xyz = positions(pose)
+    out = np.full((len(frame_pulses), xyz.shape[1], 2), np.nan)
+    rows, found = pulse_rows(frame_pulses, pose.pulse_index.values)
+    out[rows[found]] = camera.project(xyz[found])
     return out

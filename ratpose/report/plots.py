@@ -6,9 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import xarray as xr
 
 from ..figures import new_figure, save
-from .data import CameraSync, CameraTrack, Pose3DTrack, UnitPlot
+from ..poses import per_point, positions
+from .data import CameraSync, CameraTrack, UnitPlot
 from .video import part_colour
 
 TIME_LABEL = "time from session start (s)"
@@ -45,32 +47,36 @@ def plot_trajectories(track: CameraTrack, bodyparts, path, min_likelihood: float
     return save(figure, path)
 
 
-def plot_trajectory_3d(pose: Pose3DTrack, bodyparts, path, t0_s: float = 0.0) -> Path:
+def plot_trajectory_3d(pose: xr.Dataset, bodyparts, path, t0_s: float = 0.0) -> Path:
     """3D paths of every body part (mm, calibration frame), histograms of their reprojection errors and,
-    for the smooth method, each part's posterior sigma over time with its fraction of 2D outliers."""
-    n_panels = 2 if pose.sigma_mm is None else 3
+    for the smooth method, each part's posterior sigma over time with its fraction of 2D outliers
+    (``pose``: ``ratpose.poses``' form)."""
+    points, reprojection = positions(pose, bodyparts), per_point(pose, "reprojection_error_px", bodyparts)
+    sigma_mm, outlier = per_point(pose, "sigma_mm", bodyparts), per_point(pose, "outlier", bodyparts)
+    time_s = pose.time.values
+    n_panels = 2 if sigma_mm is None else 3
     figure = new_figure(6 * n_panels, 5.5)
     ax = figure.add_subplot(1, n_panels, 1, projection="3d")
     errors = figure.add_subplot(1, n_panels, 2)
     for p, part in enumerate(bodyparts):
-        xyz = pose.xyz[:, p]
+        xyz = points[:, p]
         ax.plot(xyz[:, 0], xyz[:, 1], xyz[:, 2], color=_colour(p), lw=0.6, label=part)
-        error = pose.reprojection_error[:, p]
+        error = reprojection[:, p]
         errors.hist(error[np.isfinite(error)], bins=50, histtype="step", color=_colour(p), label=part)
     ax.set_xlabel("x (mm)")
     ax.set_ylabel("y (mm)")
     ax.set_zlabel("z (mm)")
     ax.legend(loc="upper left", fontsize=8)
-    ax.set_title(f"3D trajectories ({len(pose.time_s)} frames)", fontsize=10)
+    ax.set_title(f"3D trajectories ({len(time_s)} frames)", fontsize=10)
     errors.set_xlabel("reprojection error (px)")
     errors.set_ylabel("frames (count)")
     errors.legend(loc="upper right", fontsize=8)
     errors.set_title("reprojection error per body part", fontsize=10)
-    if pose.sigma_mm is not None:
+    if sigma_mm is not None:
         sigma = figure.add_subplot(1, n_panels, 3)
         for p, part in enumerate(bodyparts):
-            sigma.plot(pose.time_s - t0_s, pose.sigma_mm[:, p], color=_colour(p), lw=0.6,
-                       label=f"{part} ({pose.outlier[:, p].mean():.1%} outliers)")
+            sigma.plot(time_s - t0_s, sigma_mm[:, p], color=_colour(p), lw=0.6,
+                       label=f"{part} ({outlier[:, p].mean():.1%} outliers)")
         sigma.set_yscale("log")
         sigma.set_xlabel(TIME_LABEL)
         sigma.set_ylabel("posterior sigma (mm)")

@@ -2,19 +2,22 @@
 one colour per body part (the same colours as the report's plots)."""
 from __future__ import annotations
 
-from fractions import Fraction
+from contextlib import closing
+from itertools import islice
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
+
+from ..errors import InputError
+from ..video import VideoWriter, decode_gray, video_info
 
 # matplotlib's tab10, RGB
 PALETTE = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
            (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207))
-# output suffix -> (FFmpeg encoder, pixel format): mp4 plays in browsers, mkv/avi are lossless
 FONT = cv2.FONT_HERSHEY_SIMPLEX
-ENCODERS = {".mp4": ("libx264", "yuv420p"), ".mkv": ("ffv1", "bgr0"), ".avi": ("ffv1", "bgr0")}
+# output suffix -> ratpose.video.COLOUR_CODECS: mp4 H.264 plays in browsers, mkv/avi FFV1 are lossless
+ENCODERS = {".mp4": "h264", ".mkv": "ffv1", ".avi": "ffv1"}
 
 
 def part_colour(index: int) -> tuple[int, int, int]:
@@ -29,8 +32,24 @@ def marker_radius(image_shape) -> int:
 
 def draw_pose(image: np.ndarray, points2d, reprojected=None, likelihood=None,
               min_likelihood: float = 0.6) -> np.ndarray:
-    """RGB copy of a grey or RGB ``image`` with detections (n_parts, 2) drawn as filled circles and
-    reprojected points (n_parts, 2) as hollow ones; detections below ``min_likelihood`` and NaNs are skipped."""
+    """RGB copy of a grey or RGB ``image`` with detections as filled circles, reprojected points as hollow ones.
+
+    Detections below ``min_likelihood`` and NaNs are skipped; one colour per body part (``part_colour``).
+
+    Parameters
+    ----------
+    image : numpy.ndarray, (h, w) or (h, w, 3) uint8
+    points2d : array_like, (n_parts, 2), px
+        Detections.
+    reprojected : array_like, (n_parts, 2), optional, px
+        Reprojected 3D points.
+    likelihood : array_like, (n_parts,), optional
+    min_likelihood : float
+
+    Returns
+    -------
+    numpy.ndarray, (h, w, 3) uint8
+    """
     rgb = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB) if image.ndim == 2 else image.copy()
     points2d = np.asarray(points2d, float)
     shown = np.isfinite(points2d).all(axis=1)
@@ -51,30 +70,12 @@ def draw_pose(image: np.ndarray, points2d, reprojected=None, likelihood=None,
     return rgb
 
 
-def read_frames(video_path, indices) -> list[np.ndarray]:
-    """Grey frames at the given row indices of a video (sorted reading; ValueError naming the file)."""
-    capture = cv2.VideoCapture(str(video_path))
-    if not capture.isOpened():
-        raise ValueError(f"{video_path}: video is missing or cannot be opened")
-    frames = {}
-    try:
-        for index in sorted({int(i) for i in indices}):
-            capture.set(cv2.CAP_PROP_POS_FRAMES, index)
-            ok, frame = capture.read()
-            if not ok:
-                raise ValueError(f"{video_path}: frame {index} cannot be decoded")
-            frames[index] = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-    finally:
-        capture.release()
-    return [frames[int(i)] for i in indices]
-
-
 def _check_per_frame(name: str, values, n_frames: int, video_path) -> np.ndarray | None:
     if values is None:
         return None
     values = np.asarray(values, float)
     if values.shape[0] != n_frames:
-        raise ValueError(f"{video_path}: video has {n_frames} frames but {name} has {values.shape[0]} rows")
+        raise InputError(f"{video_path}: video has {n_frames} frames but {name} has {values.shape[0]} rows")
     return values
 
 
@@ -82,49 +83,60 @@ def write_labeled_video(video_path, out_path, points2d, *, bodyparts, reprojecte
                         min_likelihood: float = 0.6) -> int:
     """Copy a video with each frame's pose drawn on it (``draw_pose``); returns the frames written.
 
-    points2d / reprojected: (n_frames, n_parts, 2) px, likelihood (n_frames, n_parts); the body part
-    names are written in their colours in a strip right of the frame (``legend_strip``). The output's suffix picks the codec:
-    .mp4 H.264 (browser-playable), .mkv/.avi lossless FFV1.
+    The body part names are written in their colours in a strip right of the frame (``legend_strip``). The
+    output's suffix picks the codec: .mp4 H.264 (browser-playable), .mkv/.avi lossless FFV1
+    (``ratpose.video.VideoWriter``).
+
+    Parameters
+    ----------
+    video_path : str or Path
+    out_path : str or Path
+        Ends in .mp4, .mkv or .avi.
+    points2d : array_like, (n_frames, n_parts, 2), px
+        One row per frame of the video.
+    bodyparts : sequence of str
+        One name per part.
+    reprojected : array_like, (n_frames, n_parts, 2), optional, px
+    likelihood : array_like, (n_frames, n_parts), optional
+    min_likelihood : float
+
+    Returns
+    -------
+    int
+        Frames written.
+
+    Raises
+    ------
+    InputError
+        If ``out_path`` has another suffix, an array's rows differ from the video's frames, the names do not fit
+        ``points2d``, or a frame cannot be decoded.
+    VideoError
+        If the video cannot be read.
     """
     out_path = Path(out_path)
     if out_path.suffix not in ENCODERS:
-        raise ValueError(f"{out_path}: labeled video must end in one of {sorted(ENCODERS)}")
-    capture = cv2.VideoCapture(str(video_path))
-    if not capture.isOpened():
-        raise ValueError(f"{video_path}: video is missing or cannot be opened")
-    n_frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-    fps = capture.get(cv2.CAP_PROP_FPS) or 30.0
+        raise InputError(f"{out_path}: labeled video must end in one of {sorted(ENCODERS)}")
+    info = video_info(video_path, count="packets")
+    n_frames, fps = info.n_frames, info.fps or 30.0
     points2d = _check_per_frame("points2d", points2d, n_frames, video_path)
     reprojected = _check_per_frame("reprojected", reprojected, n_frames, video_path)
     likelihood = _check_per_frame("likelihood", likelihood, n_frames, video_path)
     if points2d.shape[1] != len(bodyparts):
-        raise ValueError(f"{video_path}: points2d has {points2d.shape[1]} body parts, names given for {len(bodyparts)}")
-    encoder, pix_fmt = ENCODERS[out_path.suffix]
-    legend = legend_strip(int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)), bodyparts)
+        raise InputError(f"{video_path}: points2d has {points2d.shape[1]} body parts, names given for {len(bodyparts)}")
+    codec = ENCODERS[out_path.suffix]
+    legend = legend_strip(info.size[1], bodyparts)
+    even = 2 if codec == "h264" else 1  # H.264 in 4:2:0 needs even sizes
+    width, height = (info.size[0] + legend.shape[1]) // even * even, info.size[1] // even * even
     written = 0
-    with av.open(str(out_path), mode="w") as container:
-        stream = container.add_stream(encoder, rate=Fraction(fps).limit_denominator(1000))
-        stream.pix_fmt = pix_fmt
-        if encoder == "libx264":
-            stream.options = {"crf": "18", "preset": "veryfast"}
-        try:
-            for i in range(n_frames):
-                ok, frame = capture.read()
-                if not ok:
-                    raise ValueError(f"{video_path}: frame {i} of {n_frames} cannot be decoded")
-                grey = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-                rgb = draw_pose(grey, points2d[i], None if reprojected is None else reprojected[i],
-                                None if likelihood is None else likelihood[i], min_likelihood)
-                rgb = np.hstack([rgb, legend])
-                if i == 0:  # H.264 in 4:2:0 needs even sizes
-                    crop = 2 if encoder == "libx264" else 1
-                    stream.width, stream.height = rgb.shape[1] // crop * crop, rgb.shape[0] // crop * crop
-                video_frame = av.VideoFrame.from_ndarray(rgb[:stream.height, :stream.width], format="rgb24")
-                container.mux(stream.encode(video_frame))
-                written += 1
-            container.mux(stream.encode(None))
-        finally:
-            capture.release()
+    with VideoWriter(out_path, width, height, fps, codec=codec, colour=True) as writer, \
+            closing(decode_gray(video_path)) as frames:
+        for i, grey in enumerate(islice(frames, n_frames)):
+            rgb = draw_pose(grey, points2d[i], None if reprojected is None else reprojected[i],
+                            None if likelihood is None else likelihood[i], min_likelihood)
+            writer.write(np.hstack([rgb, legend])[:height, :width])
+            written += 1
+    if written < n_frames:
+        raise InputError(f"{video_path}: frame {written} of {n_frames} cannot be decoded")
     return written
 
 

@@ -11,9 +11,10 @@ from types import ModuleType
 import datajoint as dj
 
 from .. import db
+from ..errors import NotFoundError
 
 
-class MissingSchema(LookupError):
+class MissingSchema(NotFoundError):
     """A pipeline schema or table that a client which never creates anything found missing."""
 
 

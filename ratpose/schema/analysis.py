@@ -6,8 +6,8 @@ from dataclasses import fields
 import datajoint as dj
 import numpy as np
 
-from ..behaviour import AnalysisSettings, analyse_unit, session_events, validate_session
-from ..behaviour import Knob as KnobModel
+from ..behaviour import AnalysisSettings, KnobModel, analyse_unit, session_events, validate_session
+from ..poses import position_of
 from . import calibration, pose, raw
 from .transaction import OneTransactionMake
 
@@ -56,13 +56,12 @@ class _SessionAnalysis(OneTransactionMake):
 
 
 def session_inputs(key) -> tuple:
-    """Pose3D (time, body part -> xyz), the knob log, the knob and its up vector for one key."""
-    times_s = (pose.Pose3D & key).fetch1("time_s")
-    parts = {r["bodypart"]: r["xyz"].astype(np.float64) for r in (pose.Pose3D.BodyPart & key).to_dicts()}
+    """Pose3D (``ratpose.poses``' form), the knob log, the knob and its up vector for one key."""
+    poses = pose.fetch_pose3d({k: key[k] for k in pose.Pose3D.primary_key})
     knob_log = (raw.KnobLog & key).fetch1()
     knob_row = (Knob * calibration.SessionCalibration & key).to_dicts()[0]
     knob = KnobModel(knob_row["centre"], knob_row["radius_mm"], knob_row["axis"])
-    return times_s, parts, knob_log, knob, np.asarray(knob_row["up"], float)
+    return poses, knob_log, knob, np.asarray(knob_row["up"], float)
 
 
 @schema
@@ -85,8 +84,8 @@ class KnobValidation(_SessionAnalysis, dj.Computed):
     failed_checks = '' : varchar(2048)
     """
 
-    def make_compute(self, key, times_s, parts, knob_log, knob, up, settings):
-        return (validate_session(times_s, parts, knob, knob_log, settings),)
+    def make_compute(self, key, poses, knob_log, knob, up, settings):
+        return (validate_session(poses, knob, knob_log, settings),)
 
     def make_insert(self, key, result):
         summary = result.summary()
@@ -119,8 +118,8 @@ class MovementEvents(_SessionAnalysis, dj.Computed):
         time_s : float64
         """
 
-    def make_compute(self, key, times_s, parts, knob_log, knob, up, settings):
-        return (session_events(times_s, parts, knob, knob_log, settings),)
+    def make_compute(self, key, poses, knob_log, knob, up, settings):
+        return (session_events(poses, knob, knob_log, settings),)
 
     def make_insert(self, key, events):
         self.insert1({**key, "n_events": len(events)})
@@ -163,11 +162,11 @@ class UnitTuning(OneTransactionMake, dj.Computed):
         """
 
     def make_fetch(self, key):
-        times_s, parts, _, knob, up = session_inputs(key)
+        poses, _, knob, up = session_inputs(key)
         settings = analysis_settings(key)
         events = (MovementEvents.Event & key).to_dicts(order_by="event_index")
         spikes = (raw.Unit & key).fetch1("spike_times")
-        return spikes, times_s, parts[settings.paw], knob, up, events, settings
+        return spikes, poses.time.values, position_of(poses, settings.paw), knob, up, events, settings
 
     def make_compute(self, key, spikes, times_s, paw_xyz, knob, up, events, settings):
         import pandas as pd

@@ -5,6 +5,7 @@ import hashlib
 from collections import defaultdict
 
 from ..calibration.drift import camera_drift
+from ..errors import NotFoundError
 from . import analysis, calibration, pose, raw, sync
 
 
@@ -47,7 +48,7 @@ def session(key: dict) -> dict:
     """The session's own row, its 3D poses (keys for exports), cameras with 2D pose per model and units."""
     found = (raw.Session & key).to_dicts()
     if not found:
-        raise LookupError(f"no session {key}")
+        raise NotFoundError(f"no session {key}")
     models = (pose.PoseModel.proj() & (pose.Pose2D & key).proj()).to_dicts()
     return {"session": found[0],
             "pose3d": (pose.Pose3D & key).proj().to_dicts(),
@@ -62,7 +63,8 @@ def units(key: dict | None = None) -> list[dict]:
     for r in (analysis.UnitTuning & restriction).proj("speed_p_value", "direction_p_value").to_dicts():
         tuning[(*_key(r), r["unit_id"])].append(r)
     rows = []
-    for r in (raw.Unit & restriction).proj("tetrode", "n_spikes", "snr").to_dicts(order_by=("subject", "session_datetime", "unit_id")):
+    for r in ((raw.Unit & restriction).proj("tetrode", "n_spikes", "snr")
+              .to_dicts(order_by=("subject", "session_datetime", "unit_id"))):
         tuned = tuning.get((*_key(r), r["unit_id"]))
         rows.append({**r, "speed_p_value": tuned[0]["speed_p_value"] if tuned else None,
                      "direction_p_value": tuned[0]["direction_p_value"] if tuned else None})

@@ -8,16 +8,22 @@ from pathlib import Path
 import datajoint as dj
 import numpy as np
 
-from ..calibration import CalibrationError, CalibrationSettings, board_from_dict, calibrate_rig, rig_from_anipose_text
-from ..calibration.interop import DLC3D_PICKLE, load_dlc3d_project, rig_to_anipose_text
+from ..calibration import (
+    CalibrationError,
+    CalibrationSettings,
+    board_from_dict,
+    calibrate_rig,
+    rig_from_anipose_text,
+)
 from ..calibration.drift import camera_drift
+from ..calibration.interop import DLC3D_PICKLE, load_dlc3d_project, rig_to_anipose_text
 from ..calibration.selection import select_calibration
+from ..errors import InputError
 from ..ingest.calibration_folder import CalibrationMaterial, check_rig_cameras
 from ..ingest.calibration_layouts import calibration_datetime, read_calibration
 from ..ingest.session_folder import file_checksums
 from ..names import CAMERA_NAME, camera_name_from
-from ..rig import Camera as CameraModel
-from ..rig import Rig
+from ..rig import CameraModel, Rig
 from . import raw
 from .limits import check_rows
 
@@ -195,7 +201,7 @@ def import_anipose_calibration(toml_path: str | Path, rig: str, date, notes: str
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: cannot read Anipose calibration: {exc}") from None
+        raise InputError(f"{path}: cannot read Anipose calibration: {exc}") from None
     return _import(path, text, rig, date, notes, "anipose", [path])
 
 
@@ -223,7 +229,7 @@ def _import(path: Path, text: str, rig: str, date, notes: str, source: str, file
             raise CalibrationError(f"{path}: bad camera name {name!r} ([a-z][a-z0-9_]*)")
     when = calibration_datetime(path, date)
     if not str(rig).strip():
-        raise ValueError(f"{path}: rig name is empty")
+        raise InputError(f"{path}: rig name is empty")
     root = files[0].parent
     row = {"rig": rig, "calibration_date": when, "source": source, "calib_dir": str(path), "board": None,
            "imported": text, "camera_names": list(cameras), "settings": CalibrationSettings().to_dict(),
@@ -246,7 +252,7 @@ def _insert_recording(row: dict, origin: Path, where: Path) -> tuple[dict, bool]
                               "--square-mm MM"}.get(row.get("source"),
                                                     f"ratpose ingest {origin}" if row.get("layout") == "ratpose"
                                                     else f"ratpose calibrate {origin} --rig {key['rig']} --date {when}")
-            raise ValueError(f"{origin}: rig {key['rig']!r} already has a calibration dated {when} "
+            raise InputError(f"{origin}: rig {key['rig']!r} already has a calibration dated {when} "
                              f"from {existing[0]['calib_dir']} with other content "
                              f"({raw.describe_changes(existing[0]['checksums'], row['checksums'])}); to replace it "
                              f"(and what was computed from it): ratpose delete --rig {key['rig']} --calibration-date "
@@ -262,7 +268,7 @@ def fetch_rig(key: dict) -> Rig:
     """The calibrated Rig of a Calibration (cameras in calibration order)."""
     rows = (Calibration.Camera & key).to_dicts(order_by="camera_order")
     if not rows:
-        raise ValueError(f"no calibrated cameras for {key}")
+        raise InputError(f"no calibrated cameras for {key}")
     return Rig(tuple(CameraModel(name=r["camera"], size=(r["width"], r["height"]), K=r["camera_matrix"],
                                  dist=r["distortion"], R=r["rotation"], t=r["translation"],
                                  model=r["projection"]) for r in rows))
@@ -315,7 +321,8 @@ def calibration_summary(key: dict) -> dict:
     for r in (Calibration.Camera & key).to_dicts(order_by="camera_order"):
         drift = camera_drift(*({"K": x["camera_matrix"], "R": x["rotation"], "t": x["translation"]}
                                for x in (before[r["camera"]], r))) if r["camera"] in before else None
-        cameras.append({**{f: r[f] for f in ("camera", "lens_model", "rms_px", "p95_px", "heldout_px")}, "drift": drift})
+        cameras.append({**{f: r[f] for f in ("camera", "lens_model", "rms_px", "p95_px", "heldout_px")},
+                        "drift": drift})
     return {"key": {k: key[k] for k in ("rig", "calibration_date")}, "rms_px": overall["rms_px"],
             "n_joint_instants": overall["n_joint_instants"], "source": recording["source"],
             "layout": recording["layout"], "media": recording["media"],

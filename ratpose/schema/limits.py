@@ -5,6 +5,8 @@ import re
 
 import numpy as np
 
+from ..errors import ConfigurationError
+
 _INT_BITS = {"tinyint": 8, "smallint": 16, "mediumint": 24, "int": 32, "bigint": 64}
 _SIZED = re.compile(r"(var)?char\((\d+)\)")
 
@@ -33,7 +35,7 @@ def check_rows(table, rows, where: str) -> None:
             if limit is None or value is None:
                 continue
             if limit[0] == "str" and len(str(value)) > limit[1]:
-                raise ValueError(f"{where}: {name!r} is {len(str(value))} characters long; "
+                raise ConfigurationError(f"{where}: {name!r} is {len(str(value))} characters long; "
                                  f"at most {limit[1]} fit ({str(value)[:40]!r}...)")
             if limit[0] == "int" and isinstance(value, (int, np.integer)) and not limit[1] <= value <= limit[2]:
-                raise ValueError(f"{where}: {name!r} = {value} is outside {limit[1]}..{limit[2]}")
+                raise ConfigurationError(f"{where}: {name!r} = {value} is outside {limit[1]}..{limit[2]}")

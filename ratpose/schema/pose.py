@@ -2,18 +2,25 @@
 from __future__ import annotations
 
 import datetime
-from pathlib import Path
 from dataclasses import fields
+from pathlib import Path
 
 import datajoint as dj
 import numpy as np
+import xarray as xr
 
 from .. import db
-from ..pose2d.dlc import TrainParams, input_stride
-from ..pose3d import Pose3DParams as Pose3DSettings
-from ..pose3d import reconstruct
-from ..pose2d.estimate import fit_pose_model, model_from_row, model_to_row, pose2d_for_video
+from ..errors import InputError, NotFoundError
+from ..pose2d.dlc import TrainSettings, input_stride
+from ..pose2d.estimate import (
+    fit_pose_model,
+    model_from_row,
+    model_to_row,
+    pose2d_for_video,
+)
 from ..pose2d.workspace import Workspace, crop_for_camera
+from ..pose3d import Pose3DSettings, reconstruct
+from ..poses import pose_dataset
 from . import calibration, raw, sync
 from .transaction import OneTransactionMake
 
@@ -101,7 +108,7 @@ class PoseModel(dj.Computed):
     def make_compute(self, key, training, bodyparts, params):
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")  # a retrain never reuses a folder
         workdir = db.models_root() / f"{key['training_set']}-{key['pose_params']}" / stamp
-        train_params = TrainParams(net_type=params["net_type"], epochs=int(params["epochs"]),
+        train_params = TrainSettings(net_type=params["net_type"], epochs=int(params["epochs"]),
                                    batch_size=int(params["batch_size"]), augmentation=bool(params["augmentation"]),
                                    device=params["device"], init=params["init"], seed=int(training["split_seed"]))
         return (fit_pose_model(mode=params["mode"], labeled_dir=training["labeled_dir"], workdir=str(workdir),
@@ -192,7 +199,7 @@ class Pose2D(dj.Computed):
         if task["workspace"] is not None and task["mode"] == "infer":
             rig = calibration.session_rig(key)
             if rig is None or key["camera"] not in rig.names:
-                raise ValueError(f"{key}: a workspace crop needs the session's calibration of camera {key['camera']}")
+                raise InputError(f"{key}: a workspace crop needs the session's calibration of camera {key['camera']}")
             camera = rig[key["camera"]]
         return (task, model_row, bodyparts, raw.video_path(key), int((sync.SyncedFrames & key).fetch1("n_frames")),
                 camera)
@@ -217,7 +224,7 @@ class Pose2D(dj.Computed):
 
 @schema
 class Pose3DParams(dj.Lookup):
-    definition = """  # triangulation settings (ratpose.pose3d.Pose3DParams)
+    definition = """  # triangulation settings (ratpose.pose3d.Pose3DSettings)
     pose3d_params : varchar(32)
     ---
     min_likelihood : float64
@@ -379,13 +386,45 @@ def request_model(training_set: str, pose_params: str) -> dict:
     return key
 
 
-def fetch_pose3d(key: dict) -> dict:
-    """One Pose3D as arrays: time_s and pulse_index (n,), points3d (n, parts, 3), reprojection_error and
-    n_cameras (n, parts), sigma_mm and outlier_cameras (n, parts; None for the linear method), bodyparts
-    (training-set order), the session's datetime and the Pose3D key."""
+def session_model(session: dict, name: str | None) -> dict:
+    """The PoseModel key of the session's Pose2D (the one named, or its only one)."""
+    pairs = {(r["training_set"], r["pose_params"]) for r in (Pose2D & session).proj().to_dicts()}
+    present = sorted({p for _, p in pairs})
+    when = f"session {session['subject']} {session['session_datetime']:%Y-%m-%d %H:%M}"
+    if not present:
+        raise InputError(f"{when}: no 2D pose yet; run `ratpose populate`")
+    if name is not None and name not in present:
+        raise InputError(f"{when}: no 2D pose of model {name!r} (it has {present})")
+    if name is None and len(present) > 1:
+        raise InputError(f"{when}: 2D pose of several models {present}; give --model")
+    training_set, pose_params = sorted(pair for pair in pairs if pair[1] == (name or present[0]))[0]
+    return {"training_set": training_set, "pose_params": pose_params}
+
+
+def labeling_inputs(session_dir, model: str | None, *, with_rig: bool = False) -> dict:
+    """What ``ratpose label extract`` picks frames from: the session (found by its folder) and its model's
+    key, body parts, scorer, pcutoff (0.6 if the model has none), and per camera the frames' pulses, the 2D
+    pose and the video path; the session's rig with ``with_rig`` (else None)."""
+    session = raw.find_session(session_dir=session_dir)
+    model_key = session_model(session, model)
+    bodyparts = training_bodyparts(model_key)
+    pcutoff = (PoseModel & model_key).fetch1("pcutoff")
+    cameras = sorted((Pose2D & session & model_key).to_arrays("camera"))
+    return {"session": session, "model": model_key, "bodyparts": bodyparts,
+            "scorer": (TrainingSet & model_key).fetch1("scorer"), "pcutoff": 0.6 if pcutoff is None else float(pcutoff),
+            "pulses": {c: (sync.SyncedFrames & session & {"camera": c}).fetch1("pulse_index") for c in cameras},
+            "pose2d": {c: pose2d_arrays({**session, **model_key, "camera": c}, bodyparts) for c in cameras},
+            "videos": {c: raw.video_path({**session, "camera": c}) for c in cameras},
+            "rig": calibration.session_rig(session) if with_rig else None}
+
+
+def fetch_pose3d(key: dict) -> xr.Dataset:
+    """One Pose3D as a movement poses dataset (``ratpose.poses``: position, reprojection_error_px and n_cameras,
+    with the smooth method sigma_mm and outlier; time on the neural clock with pulse_index; keypoints in the
+    training set's order); attrs ``source_key`` (the Pose3D key) and ``session_datetime``."""
     master = (Pose3D & key).to_dicts()
     if len(master) != 1:
-        raise ValueError(f"expected one Pose3D for {key}, found {len(master)}")
+        raise NotFoundError(f"expected one Pose3D for {key}, found {len(master)}")
     pose3d_key = {k: master[0][k] for k in Pose3D.primary_key}
     bodyparts = training_bodyparts(pose3d_key)
     smooth = (Pose3DParams & pose3d_key).fetch1("method") == "smooth"
@@ -393,7 +432,8 @@ def fetch_pose3d(key: dict) -> dict:
         Pose3D.BodyPart, pose3d_key, bodyparts,
         ("xyz", "reprojection_error", "n_cameras") + (("sigma_mm", "outlier_cameras") if smooth else ()))
     sigma, outliers = uncertainty if smooth else (None, None)
-    return {"time_s": master[0]["time_s"], "pulse_index": master[0]["pulse_index"], "points3d": xyz,
-            "bodyparts": bodyparts, "reprojection_error": error, "n_cameras": n_cameras,
-            "sigma_mm": sigma, "outlier_cameras": outliers,
-            "session_datetime": master[0]["session_datetime"], "key": pose3d_key}
+    poses = pose_dataset(xyz, bodyparts, master[0]["time_s"], pulse_index=master[0]["pulse_index"],
+                         reprojection_error_px=error, n_cameras=n_cameras, sigma_mm=sigma,
+                         outlier=None if outliers is None else np.asarray(outliers) > 0)
+    poses.attrs.update(source_key=pose3d_key, session_datetime=master[0]["session_datetime"])
+    return poses

@@ -7,6 +7,7 @@ from pathlib import Path
 import datajoint as dj
 import numpy as np
 
+from ..errors import InputError, NotFoundError
 from ..ingest.session_folder import SessionData
 from .limits import check_rows
 
@@ -122,12 +123,12 @@ def _check_cameras(data: SessionData) -> None:
     for cam in data.cameras:
         other = ((Camera & {"serial": cam.serial}) - {"camera": cam.name}).to_arrays("camera") if cam.serial else []
         if len(other):
-            raise ValueError(f"{data.path / 'session.toml'}: camera {cam.name!r} has serial {cam.serial!r}, which the "
+            raise InputError(f"{data.path / 'session.toml'}: camera {cam.name!r} has serial {cam.serial!r}, which the "
                              f"database knows as camera {str(other[0])!r} (one camera, one name)")
         known = (Camera & {"camera": cam.name}).to_dicts()
         for field in ("serial", "model"):
             if known and known[0][field] and getattr(cam, field) and known[0][field] != getattr(cam, field):
-                raise ValueError(f"{data.path / 'session.toml'}: camera {cam.name!r} has {field} "
+                raise InputError(f"{data.path / 'session.toml'}: camera {cam.name!r} has {field} "
                                  f"{getattr(cam, field)!r} but the database knows it as {known[0][field]!r} "
                                  "(camera swapped? camera names must be unique in the lab)")
 
@@ -146,7 +147,8 @@ def _rows(data: SessionData, key: dict) -> list[tuple[type, list[dict]]]:
         (Camera, [{"camera": c.name, "serial": c.serial, "model": c.model, "pixel_size_um": c.pixel_size_um,
                    "lens_mm": c.lens_mm} for c in data.cameras]),
         (Session, [{**key, "rig": data.rig, "task": data.task, "session_dir": str(data.path),
-                    "trigger_rate_hz": data.trigger_rate_hz, "timezone": data.timezone, "notes": data.notes, "checksums": data.checksums}]),
+                    "trigger_rate_hz": data.trigger_rate_hz, "timezone": data.timezone, "notes": data.notes,
+                    "checksums": data.checksums}]),
         (Recording, [{**key, "camera": c.name, "role": c.role, "video_file": str(c.video.relative_to(data.path)),
                       "serial": c.serial, "model": c.model,
                       "n_frames": c.n_frames, "fps": c.fps, "width": c.width, "height": c.height,
@@ -182,10 +184,11 @@ def insert_session(data: SessionData) -> tuple[dict, bool]:
     existing = (Session & key).to_dicts()
     if existing:
         if existing[0]["session_dir"] != str(data.path):
-            raise ValueError(f"{data.path}: session {key} already exists, ingested from "
+            raise InputError(f"{data.path}: session {key} already exists, ingested from "
                              f"{existing[0]['session_dir']} (duplicated session?)")
         if existing[0]["checksums"] != data.checksums:
-            raise ValueError(f"{data.path}: folder changed since it was ingested ({describe_changes(existing[0]['checksums'], data.checksums)}); "
+            raise InputError(f"{data.path}: folder changed since it was ingested "
+                             f"({describe_changes(existing[0]['checksums'], data.checksums)}); "
                              f"to replace the session run `ratpose delete --subject {data.subject} --datetime "
                              f"{data.session_datetime.isoformat()}` then `ratpose ingest {data.path}`")
         return key, False
@@ -207,15 +210,15 @@ def find_session(*, session_dir=None, subject: str | None = None, session_dateti
         folder = str(Path(session_dir).expanduser().resolve())
         rows = (Session & {"session_dir": folder}).proj().to_dicts()
         if not rows:
-            raise LookupError(f"{folder}: no ingested session comes from this folder (run `ratpose ingest` first)")
+            raise NotFoundError(f"{folder}: no ingested session comes from this folder (run `ratpose ingest` first)")
         return rows[0]
     if subject is None or session_datetime is None:
-        raise ValueError("give a session folder, or both a subject and a session datetime")
+        raise InputError("give a session folder, or both a subject and a session datetime")
     when = session_datetime if isinstance(session_datetime, _dt.datetime) else _dt.datetime.fromisoformat(
         str(session_datetime))
     key = {"subject": subject, "session_datetime": when}
     if not Session & key:
-        raise LookupError(f"no session of subject {subject!r} at {when.isoformat()} in the database")
+        raise NotFoundError(f"no session of subject {subject!r} at {when.isoformat()} in the database")
     return key
 
 

@@ -2,20 +2,22 @@
 from __future__ import annotations
 
 import numpy as np
+import xarray as xr
 
 from .. import sync as sync_lib
 from ..behaviour import validate_session
 from ..calibration.qc import CameraQuality, heldout_line
+from ..errors import InputError
+from ..poses import positions
 from ..report.data import (
     CameraSync,
     CameraTrack,
     ExampleFrame,
-    Pose3DTrack,
     SessionReport,
     UnitPlot,
     reproject_to_frames,
 )
-from ..report.video import read_frames
+from ..video import read_frames
 from . import analysis, calibration, pose, raw, sync
 
 RUN_POPULATE = "run `ratpose populate`"
@@ -27,7 +29,7 @@ def choose_model(session_key: dict, training_set: str | None = None, pose_params
     rows = (pose.PoseModel.proj() & (pose.Pose2D & session_key).proj() & wanted).to_dicts()
     if len(rows) > 1:
         options = ", ".join(f"--training-set {r['training_set']} --pose-params {r['pose_params']}" for r in rows)
-        raise ValueError(f"session {session_key} has 2D pose from several models; choose one of: {options}")
+        raise InputError(f"session {session_key} has 2D pose from several models; choose one of: {options}")
     return rows[0] if rows else None
 
 
@@ -43,18 +45,13 @@ def camera_track(session_key: dict, model: dict, camera: str, bodyparts) -> Came
     return CameraTrack(camera, (sync.SyncedFrames & key).fetch1("time_s"), x, y, likelihood)
 
 
-def pose3d_track(session_key: dict, model: dict, pose3d_params: str, bodyparts) -> tuple[Pose3DTrack, dict] | None:
-    """The session's 3D pose of a model and its key, or None before Pose3D."""
+def session_pose3d(session_key: dict, model: dict, pose3d_params: str, bodyparts) -> xr.Dataset | None:
+    """The session's 3D pose of a model (``ratpose.poses``' form, keypoints in ``bodyparts``' order; attrs
+    ``source_key``: the Pose3D key), or None before Pose3D."""
     restriction = {**session_key, **model, "pose3d_params": pose3d_params}
     if not pose.Pose3D & restriction:
         return None
-    data = pose.fetch_pose3d(restriction)
-    order = [data["bodyparts"].index(b) for b in bodyparts]
-    track = Pose3DTrack(data["time_s"], data["pulse_index"], data["points3d"][:, order].astype(float),
-                        data["reprojection_error"][:, order].astype(float),
-                        None if data["sigma_mm"] is None else data["sigma_mm"][:, order].astype(float),
-                        None if data["outlier_cameras"] is None else data["outlier_cameras"][:, order] > 0)
-    return track, data["key"]
+    return pose.fetch_pose3d(restriction).sel(keypoints=list(bodyparts))
 
 
 def labeled_video_inputs(session_key: dict, model: dict, camera: str, pose3d_params: str = "default") -> dict:
@@ -62,11 +59,11 @@ def labeled_video_inputs(session_key: dict, model: dict, camera: str, pose3d_par
     is None before Pose3D)."""
     bodyparts = pose.training_bodyparts(model)
     track = camera_track(session_key, model, camera, bodyparts)
-    found, rig = pose3d_track(session_key, model, pose3d_params, bodyparts), calibration.session_rig(session_key)
+    found, rig = session_pose3d(session_key, model, pose3d_params, bodyparts), calibration.session_rig(session_key)
     frame_pulses = (sync.SyncedFrames & session_key & {"camera": camera}).fetch1("pulse_index")
     reprojected = None
     if found is not None and camera in rig.names:
-        reprojected = reproject_to_frames(frame_pulses, found[0], rig[camera])
+        reprojected = reproject_to_frames(frame_pulses, found, rig[camera])
     return {"video_path": raw.video_path({**session_key, "camera": camera}), "points2d": track.points,
             "likelihood": track.likelihood, "reprojected": reprojected, "bodyparts": bodyparts}
 
@@ -89,12 +86,12 @@ def fetch_report(session_key: dict, model: dict | None = None, *, pose3d_params:
             report.missing[section] = f"no 2D pose for this session yet (schedule Pose2D, {RUN_POPULATE})"
         return report
     report.tracks = [camera_track(session_key, model, c, bodyparts) for c in pose_cameras(session_key, model)]
-    found = pose3d_track(session_key, model, pose3d_params, bodyparts)
-    if found is None:
+    report.pose3d = session_pose3d(session_key, model, pose3d_params, bodyparts)
+    if report.pose3d is None:
         for section in ("pose3d", "frames", "validation", "units"):
             report.missing[section] = f"no 3D pose for this session yet ({RUN_POPULATE})"
         return report
-    report.pose3d, pose3d_key = found
+    pose3d_key = report.pose3d.attrs["source_key"]
     _add_pose3d_qc(report, pose3d_key)
     report.examples = _examples(session_key, report, n_examples)
     _add_analysis(report, {**pose3d_key, "analysis_params": analysis_params})
@@ -164,10 +161,11 @@ def _add_pose3d_qc(report: SessionReport, pose3d_key: dict) -> None:
 
 def _examples(session_key: dict, report: SessionReport, n_examples: int) -> list[ExampleFrame]:
     """Frames of every camera at ``n_examples`` instants (evenly spread) where the most body parts are in 3D."""
-    n_finite = np.isfinite(report.pose3d.xyz[..., 0]).sum(axis=1)
+    xyz = positions(report.pose3d)
+    n_finite = np.isfinite(xyz[..., 0]).sum(axis=1)
     best = np.flatnonzero(n_finite == n_finite.max())
     instants = best[np.linspace(0, len(best) - 1, n_examples + 2)[1:-1].round().astype(int)]
-    pulses = report.pose3d.pulse_index[instants]
+    pulses = report.pose3d.pulse_index.values[instants]
     rig = calibration.session_rig(session_key)
     examples = []
     for track in report.tracks:
@@ -175,7 +173,7 @@ def _examples(session_key: dict, report: SessionReport, n_examples: int) -> list
         rows, _ = sync_lib.pulse_rows(frame_pulses, pulses)  # every camera has a frame at these pulses
         images = read_frames(raw.video_path({**session_key, "camera": track.camera}), rows)
         examples += [ExampleFrame(track.camera, int(pulse), float(track.time_s[row]), image, track.points[row],
-                                  track.likelihood[row], rig[track.camera].project(report.pose3d.xyz[instant]))
+                                  track.likelihood[row], rig[track.camera].project(xyz[instant]))
                      for instant, pulse, row, image in zip(instants, pulses, rows, images)]
     return sorted(examples, key=lambda e: e.time_s)
 
@@ -186,8 +184,8 @@ def _add_analysis(report: SessionReport, key: dict) -> None:
         reason = f"no knob validation for this session yet (set the Knob of its calibration, {RUN_POPULATE})"
         report.missing["validation"] = report.missing["units"] = reason
         return
-    times_s, parts, knob_log, knob, _ = analysis.session_inputs(key)
-    report.validation = validate_session(times_s, parts, knob, knob_log, analysis.analysis_settings(key))
+    poses, knob_log, knob, _ = analysis.session_inputs(key)
+    report.validation = validate_session(poses, knob, knob_log, analysis.analysis_settings(key))
     row = stored[0]
     report.qc["knob validation"] = (f"{'passed' if row['passed'] else 'FAILED: ' + row['failed_checks']}; "
                                     f"sensitivity {row['sensitivity']:.2f}, precision {row['precision']:.2f}, "

@@ -17,13 +17,14 @@ import tomli_w
 from scipy.interpolate import RectBivariateSpline
 
 from ..calibration.boards import Board, Checkerboard, render_board
-from ..rig import Camera, Rig
+from ..errors import InputError
+from ..rig import CameraModel, Rig
 
 DARK, LIGHT, BACKGROUND = 35.0, 215.0, 90.0  # grey levels of black ink, white paper, surroundings
 
 
 def scale_rig(rig: Rig, image_size: tuple[int, int]) -> Rig:
-    """Every camera of ``rig`` scaled to ``image_size`` (see ``Camera.scaled``)."""
+    """Every camera of ``rig`` scaled to ``image_size`` (see ``CameraModel.scaled``)."""
     return Rig(tuple(cam.scaled(image_size) for cam in rig))
 
 
@@ -56,7 +57,7 @@ def _texture(board: Board, px_per_mm: float) -> tuple[np.ndarray, float]:
     return (DARK + image.astype(np.float32) * ((LIGHT - DARK) / 255.0)), margin_px
 
 
-def render_board_view(camera: Camera, board: Board, R_board: np.ndarray, t_board: np.ndarray, *,
+def render_board_view(camera: CameraModel, board: Board, R_board: np.ndarray, t_board: np.ndarray, *,
                       noise_sigma: float = 2.0, blur_sigma: float = 0.6, supersample: int = 3,
                       rng: np.random.Generator | None = None) -> np.ndarray:
     """Grey uint8 image (H, W) of ``board`` at world pose (R_board, t_board) seen by ``camera``.
@@ -133,11 +134,12 @@ def random_board_pose(rig: Rig, board: Board, target: np.ndarray, lateral_mm: fl
         t = centre - R @ centre_local
         if all(_visible(cam, board, R, t, centre, min_visible) for cam in cams):
             return R, t
-    raise ValueError(f"no board pose found that cameras {[c.name for c in cams]} all see "
+    raise InputError(f"no board pose found that cameras {[c.name for c in cams]} all see "
                      f"(board {board.size_mm} mm too large for the field of view?)")
 
 
-def _visible(cam: Camera, board: Board, R: np.ndarray, t: np.ndarray, centre: np.ndarray, min_visible: float) -> bool:
+def _visible(cam: CameraModel, board: Board, R: np.ndarray, t: np.ndarray, centre: np.ndarray,
+             min_visible: float) -> bool:
     to_camera = cam.center - centre
     if to_camera @ R[:, 2] > -0.35 * np.linalg.norm(to_camera):  # back side, or seen at > ~70 deg
         return False
@@ -148,7 +150,7 @@ def _visible(cam: Camera, board: Board, R: np.ndarray, t: np.ndarray, centre: np
     return inside.mean() >= min_visible
 
 
-def _half_view(cam: Camera) -> float:
+def _half_view(cam: CameraModel) -> float:
     """Tangent of the half field of view across the image's short side (distortion ignored)."""
     half = min(cam.size) / 2 / cam.K[0, 0]
     return float(np.tan(half)) if cam.fisheye else half  # fisheye: the radius in px is f * theta
@@ -172,7 +174,7 @@ def simulate_calibration_views(rig: Rig, board: Board, n_shared: int, n_single: 
     half_fov = distance * min(_half_view(cam) for cam in rig)
     partial_ok = 0.5 if not isinstance(board, Checkerboard) else 1.0
 
-    def render(cam: Camera, pose):
+    def render(cam: CameraModel, pose):
         return render_board_view(cam, board, *pose, noise_sigma=noise_sigma, blur_sigma=blur_sigma,
                                  supersample=supersample, rng=rng)
 

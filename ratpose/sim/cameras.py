@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ratpose.rig import Camera, Rig
+from ratpose.rig import CameraModel, Rig
+
+from ..errors import InputError
 
 SENSOR_SIZE_PX = (1440, 1080)
 PIXEL_SIZE_UM = 3.45
@@ -24,7 +26,16 @@ _PRINCIPAL_OFFSETS = np.array([[0.006, -0.004], [-0.005, 0.007], [0.003, 0.003],
 
 
 def focal_length_px(image_width: int) -> float:
-    """Focal length in pixels of the 12.5 mm lens on 3.45 um pixels, scaled to ``image_width``."""
+    """Focal length in pixels of the 12.5 mm lens on 3.45 um pixels, scaled to ``image_width``.
+
+    Parameters
+    ----------
+    image_width : int, px
+
+    Returns
+    -------
+    float, px
+    """
     return LENS_MM / (PIXEL_SIZE_UM * 1e-3) * image_width / SENSOR_SIZE_PX[0]
 
 
@@ -40,12 +51,12 @@ def _look_at(position: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.n
     return R, -R @ position
 
 
-def _lab_cameras(image_size: tuple[int, int], n_cameras: int) -> list[Camera]:
+def _lab_cameras(image_size: tuple[int, int], n_cameras: int) -> list[CameraModel]:
     if not 1 <= n_cameras <= len(_VIEW_DIRECTIONS):
-        raise ValueError(f"n_cameras must be 1..{len(_VIEW_DIRECTIONS)}, got {n_cameras}")
+        raise InputError(f"n_cameras must be 1..{len(_VIEW_DIRECTIONS)}, got {n_cameras}")
     w, h = (int(v) for v in image_size)
     if w < 16 or h < 16:
-        raise ValueError(f"image_size must be at least 16x16 pixels, got {image_size}")
+        raise InputError(f"image_size must be at least 16x16 pixels, got {image_size}")
     f = focal_length_px(w)
     cams = []
     for i in range(n_cameras):
@@ -54,20 +65,55 @@ def _lab_cameras(image_size: tuple[int, int], n_cameras: int) -> list[Camera]:
         cx = (w - 1) / 2 + _PRINCIPAL_OFFSETS[i, 0] * w
         cy = (h - 1) / 2 + _PRINCIPAL_OFFSETS[i, 1] * h
         K = np.array([[f, 0.0, cx], [0.0, f, cy], [0.0, 0.0, 1.0]])
-        cams.append(Camera(f"cam{i}", (w, h), K, _DISTORTIONS[i], R, t))
+        cams.append(CameraModel(f"cam{i}", (w, h), K, _DISTORTIONS[i], R, t))
     return cams
 
 
 def rig_and_lab_frame(image_size: tuple[int, int] = (160, 128), n_cameras: int = 2
                       ) -> tuple[Rig, np.ndarray, np.ndarray]:
-    """The simulated rig in camera 0's frame, plus the lab-to-world transform (X_w = R X_lab + t)."""
+    """The simulated rig in camera 0's frame, plus the lab-to-world transform (X_w = R X_lab + t).
+
+    Parameters
+    ----------
+    image_size : tuple of int, (width, height), px
+        At least 16x16.
+    n_cameras : int
+        1..4.
+
+    Returns
+    -------
+    rig : Rig
+    R : numpy.ndarray, (3, 3)
+    t : numpy.ndarray, (3,), mm
+
+    Raises
+    ------
+    InputError
+        If ``n_cameras`` or ``image_size`` is out of range.
+    """
     lab = _lab_cameras(image_size, n_cameras)
     R0, t0 = lab[0].R, lab[0].t
-    cams = (Camera(lab[0].name, lab[0].size, lab[0].K, lab[0].dist),)  # exactly R = I, t = 0
-    cams += tuple(Camera(c.name, c.size, c.K, c.dist, c.R @ R0.T, c.t - c.R @ R0.T @ t0) for c in lab[1:])
+    cams = (CameraModel(lab[0].name, lab[0].size, lab[0].K, lab[0].dist),)  # exactly R = I, t = 0
+    cams += tuple(CameraModel(c.name, c.size, c.K, c.dist, c.R @ R0.T, c.t - c.R @ R0.T @ t0) for c in lab[1:])
     return Rig(cams), R0.copy(), t0.copy()
 
 
 def default_rig(image_size: tuple[int, int] = (160, 128), n_cameras: int = 2) -> Rig:
-    """The simulated rig (camera 0 at the world origin, R=I, t=0), images of ``image_size`` (w, h)."""
+    """The simulated rig (camera 0 at the world origin, R=I, t=0), images of ``image_size`` (w, h).
+
+    Parameters
+    ----------
+    image_size : tuple of int, (width, height), px
+    n_cameras : int
+        1..4.
+
+    Returns
+    -------
+    Rig
+
+    Raises
+    ------
+    InputError
+        If ``n_cameras`` or ``image_size`` is out of range.
+    """
     return rig_and_lab_frame(image_size, n_cameras)[0]

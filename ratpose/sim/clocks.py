@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import InputError
+
 TICK_WRAP = 2**32
 
 # Start pattern: intervals (in trigger periods) of the first pulses, then a pause. None is a whole number
@@ -28,17 +30,22 @@ _START_INTERVALS = np.array([2.5, 1.5, 3.5, 1.25, 2.75, 4.5, 1.75, 20.5])
 
 
 @dataclass(frozen=True)
-class CameraClockConfig:
-    """How one camera is triggered and how its clock behaves."""
+class CameraClockSettings:
+    """How one camera is triggered and how its clock behaves: the one clock model of the simulator and of a
+    simulated rig (rig.toml ``[simulation.camera.NAME]``, where name and role come from ``[[camera]]``).
 
-    name: str
+    ``strobe_delay_us``: how much later a secondary's trigger arrives than the primary's exposure start
+    (the opto-isolated strobe output's propagation, a few µs); a primary ignores it.
+    """
+
+    name: str = ""
     role: str = "primary"
     clock_offset_ns: int = 5_000_000_000
     drift_ppm: float = 20.0
     loss_rate: float = 0.0
     miss_rate: float = 0.0
     armed_after_pulses: int = 0
-    strobe_delay_us: float = 0.0
+    strobe_delay_us: float = 2.0
     first_frame_id: int = 0
     timestamp_jitter_ns: float = 100.0
 
@@ -76,11 +83,11 @@ def _pulse_offsets_us(n_pulses: int, rate_hz: float, jitter_us: float, start_pat
     jitter[0] = 0.0
     offsets = np.rint(nominal + jitter).astype(np.int64)
     if n_pulses > 1 and np.any(np.diff(offsets) <= 0):
-        raise ValueError(f"rate_hz={rate_hz} is too high for microsecond ticks")
+        raise InputError(f"rate_hz={rate_hz} is too high for microsecond ticks")
     return offsets
 
 
-def _simulate_camera(cfg: CameraClockConfig, triggered: np.ndarray, pulse_time_s: np.ndarray,
+def _simulate_camera(cfg: CameraClockSettings, triggered: np.ndarray, pulse_time_s: np.ndarray,
                      rng: np.random.Generator) -> tuple[CameraFrames, np.ndarray]:
     """One camera's delivered frames and truth, plus its per-pulse exposure mask."""
     n = len(pulse_time_s)
@@ -107,18 +114,18 @@ def _simulate_camera(cfg: CameraClockConfig, triggered: np.ndarray, pulse_time_s
     return frames, exposed
 
 
-def _check_config(cfg: CameraClockConfig) -> None:
+def _check_config(cfg: CameraClockSettings) -> None:
     if cfg.role not in ("primary", "secondary"):
-        raise ValueError(f"camera {cfg.name!r}: role must be 'primary' or 'secondary', got {cfg.role!r}")
+        raise InputError(f"camera {cfg.name!r}: role must be 'primary' or 'secondary', got {cfg.role!r}")
     for field_name in ("loss_rate", "miss_rate"):
         value = getattr(cfg, field_name)
         if not 0.0 <= value < 1.0:
-            raise ValueError(f"camera {cfg.name!r}: {field_name} must be in [0, 1), got {value}")
+            raise InputError(f"camera {cfg.name!r}: {field_name} must be in [0, 1), got {value}")
     if cfg.armed_after_pulses < 0:
-        raise ValueError(f"camera {cfg.name!r}: armed_after_pulses must be >= 0")
+        raise InputError(f"camera {cfg.name!r}: armed_after_pulses must be >= 0")
 
 
-def simulate_clocks(n_pulses: int, rate_hz: float, cameras: Sequence[CameraClockConfig], *,
+def simulate_clocks(n_pulses: int, rate_hz: float, cameras: Sequence[CameraClockSettings], *,
                     start_tick_us: int = 0, jitter_us: float = 20.0, start_pattern: bool = True,
                     seed: int = 0) -> ClockTruth:
     """Simulate the Pi's trigger log and what every camera delivers (secondaries follow the first primary).
@@ -127,19 +134,19 @@ def simulate_clocks(n_pulses: int, rate_hz: float, cameras: Sequence[CameraClock
     primary did not expose (it never got a strobe for them).
     """
     if n_pulses < 1:
-        raise ValueError(f"n_pulses must be >= 1, got {n_pulses}")
+        raise InputError(f"n_pulses must be >= 1, got {n_pulses}")
     if not rate_hz > 0:
-        raise ValueError(f"rate_hz must be > 0, got {rate_hz}")
+        raise InputError(f"rate_hz must be > 0, got {rate_hz}")
     if not 0 <= start_tick_us < TICK_WRAP:
-        raise ValueError(f"start_tick_us must be in [0, 2**32), got {start_tick_us}")
+        raise InputError(f"start_tick_us must be in [0, 2**32), got {start_tick_us}")
     names = [c.name for c in cameras]
     if len(set(names)) != len(names):
-        raise ValueError(f"camera names must be unique, got {names}")
+        raise InputError(f"camera names must be unique, got {names}")
     for cfg in cameras:
         _check_config(cfg)
     primaries = [c for c in cameras if c.role == "primary"]
     if len(primaries) < len(cameras) and not primaries:
-        raise ValueError("a secondary camera needs a primary camera to strobe it")
+        raise InputError("a secondary camera needs a primary camera to strobe it")
 
     rng = np.random.default_rng(seed)
     unwrapped_us = int(start_tick_us) + _pulse_offsets_us(n_pulses, rate_hz, jitter_us, start_pattern, rng)

@@ -9,40 +9,83 @@ import numpy as np
 import pandas as pd
 
 from ratpose.pose2d.labeling import collected_data
-from ratpose.rig import Camera
+from ratpose.rig import CameraModel
+
+from ..errors import InputError
 from .cameras import rig_and_lab_frame
 from .render import SensorNoise, in_image, render_background, render_frame
 from .scene import BODYPARTS, PHASES, make_scene
 
-#: Camera pose perturbation per labeled image (rotation deg, translation mm), so models generalise.
+#: CameraModel pose perturbation per labeled image (rotation deg, translation mm), so models generalise.
 _POSE_JITTER = (1.0, 2.0)
 
 
-def _perturbed(camera: Camera, rng: np.random.Generator) -> Camera:
+def _perturbed(camera: CameraModel, rng: np.random.Generator) -> CameraModel:
     rvec = np.deg2rad(rng.normal(0.0, _POSE_JITTER[0], 3))
     dR = cv2.Rodrigues(rvec)[0]
     return replace(camera, R=dR @ camera.R, t=dR @ camera.t + rng.normal(0.0, _POSE_JITTER[1], 3))
 
 
 def labeled_dataframe(coords: np.ndarray, video_name: str, image_names: list[str], scorer: str) -> pd.DataFrame:
-    """DeepLabCut's CollectedData table of the simulator's body parts (``collected_data``)."""
+    """DeepLabCut's CollectedData table of the simulator's body parts (``collected_data``).
+
+    Parameters
+    ----------
+    coords : numpy.ndarray, (n_images, len(BODYPARTS), 2), px
+        NaN = unlabeled.
+    video_name : str
+    image_names : list of str
+    scorer : str
+
+    Returns
+    -------
+    pandas.DataFrame
+        Rows ('labeled-data', video, image), columns (scorer, bodyparts, coords).
+    """
     return collected_data(coords, video_name, image_names, BODYPARTS, scorer)
 
 
 def write_labeled_frames(path, n_frames: int, size: tuple[int, int] = (160, 128), seed: int = 0,
                          scorer: str = "sim", noise_std: float = 2.0, n_cameras: int = 2,
                          occlusion_prob: float = 0.03) -> Path:
-    """Write a DeepLabCut labeled-data folder at ``path`` (its name is the 'video' name):
-    img0000.png... and CollectedData_<scorer>.h5/.csv, from poses drawn evenly over the trial phases
+    """Write a DeepLabCut labeled-data folder at ``path`` (its name is the 'video' name).
+
+    It holds img0000.png... and CollectedData_<scorer>.h5/.csv, from poses drawn evenly over the trial phases
     (idle ... turned ... withdraw), seen by each camera of the simulated rig in turn, slightly
     perturbed, on the default sensor with ``noise_std`` DN of read noise (0: noise-free). Occluded/out-of-image
     keypoints are NaN.
-    Returns ``path``. Body parts are ``ratpose.sim.BODYPARTS``."""
+    Returns ``path``. Body parts are ``ratpose.sim.BODYPARTS``.
+
+    Parameters
+    ----------
+    path : str or Path
+    n_frames : int
+        Must be >= 1.
+    size : tuple of int, (width, height), px
+    seed : int
+    scorer : str
+        Non-empty, without '/'.
+    noise_std : float, DN
+    n_cameras : int
+    occlusion_prob : float
+        Probability that a keypoint is occluded in an image.
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    InputError
+        If ``n_frames`` < 1, ``scorer`` is empty or has a '/', or ``n_cameras`` or ``size`` is out of range.
+    OSError
+        If an image cannot be written.
+    """
     path = Path(path)
     if n_frames < 1:
-        raise ValueError(f"n_frames must be >= 1, got {n_frames}")
+        raise InputError(f"n_frames must be >= 1, got {n_frames}")
     if not scorer or "/" in scorer:
-        raise ValueError(f"scorer must be a non-empty name without '/', got {scorer!r}")
+        raise InputError(f"scorer must be a non-empty name without '/', got {scorer!r}")
     rng = np.random.default_rng(seed)
     rig, R, t = rig_and_lab_frame(size, n_cameras)
     scene = make_scene(0.0, max(20.0, 0.3 * n_frames), seed=seed, lab_to_world_R=R, lab_to_world_t=t)

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ..errors import InputError
 from .scene import Scene
 
 UNIT_KINDS = ("speed", "direction", "untuned")
@@ -26,6 +27,23 @@ class UnitModel:
     direction: base_hz + gain_hz * max(0, cos(theta - preferred_direction_deg)) * (1 - exp(-|v_h| / speed_scale_mm_s)),
                v_h = v in the lab horizontal plane (lab x lateral, lab y towards the rat), theta its angle from lab x
     untuned:   base_hz
+
+    Attributes
+    ----------
+    unit_id : int
+    tetrode : int
+    kind : {"speed", "direction", "untuned"}
+    base_hz, gain_hz : float, Hz
+        >= 0.
+    preferred_speed_mm_s, speed_width_mm_s : float, mm/s
+    preferred_direction_deg : float, deg
+    speed_scale_mm_s : float, mm/s
+        Widths and scales must be > 0.
+
+    Raises
+    ------
+    InputError
+        On construction, if ``kind`` is unknown, a rate is < 0 or a width or scale is not > 0.
     """
 
     unit_id: int
@@ -40,12 +58,22 @@ class UnitModel:
 
     def __post_init__(self):
         if self.kind not in UNIT_KINDS:
-            raise ValueError(f"unit {self.unit_id}: kind must be one of {UNIT_KINDS}, got {self.kind!r}")
+            raise InputError(f"unit {self.unit_id}: kind must be one of {UNIT_KINDS}, got {self.kind!r}")
         if self.base_hz < 0 or self.gain_hz < 0 or self.speed_width_mm_s <= 0 or self.speed_scale_mm_s <= 0:
-            raise ValueError(f"unit {self.unit_id}: rates must be >= 0 and widths/scales > 0")
+            raise InputError(f"unit {self.unit_id}: rates must be >= 0 and widths/scales > 0")
 
     def rate(self, paw_velocity: np.ndarray, horizontal_basis: np.ndarray) -> np.ndarray:
-        """Firing rate (T,) in Hz for paw velocities (T, 3); horizontal_basis (2, 3) = lab x, y in world."""
+        """Firing rate (T,) in Hz for paw velocities (T, 3); horizontal_basis (2, 3) = lab x, y in world.
+
+        Parameters
+        ----------
+        paw_velocity : array_like, (T, 3), mm/s
+        horizontal_basis : array_like, (2, 3)
+
+        Returns
+        -------
+        numpy.ndarray, (T,), Hz
+        """
         v = np.asarray(paw_velocity, dtype=np.float64)
         if self.kind == "speed":
             z = (np.linalg.norm(v, axis=1) - self.preferred_speed_mm_s) / self.speed_width_mm_s
@@ -63,9 +91,26 @@ class UnitModel:
 
 
 def default_units(n_units: int = 6, seed: int = 0) -> tuple[UnitModel, ...]:
-    """``n_units`` units cycling through speed, direction and untuned kinds, two units per tetrode."""
+    """``n_units`` units cycling through speed, direction and untuned kinds, two units per tetrode.
+
+    Parameters
+    ----------
+    n_units : int
+        Must be >= 0.
+    seed : int
+        Seed of their random parameters.
+
+    Returns
+    -------
+    tuple of UnitModel
+
+    Raises
+    ------
+    InputError
+        If ``n_units`` < 0.
+    """
     if n_units < 0:
-        raise ValueError(f"n_units must be >= 0, got {n_units}")
+        raise InputError(f"n_units must be >= 0, got {n_units}")
     rng = np.random.default_rng(seed)
     units = []
     for i in range(n_units):
@@ -82,7 +127,18 @@ def default_units(n_units: int = 6, seed: int = 0) -> tuple[UnitModel, ...]:
 
 
 def unit_rates(units, scene: Scene, t: np.ndarray) -> np.ndarray:
-    """Rates (n_units, T) in Hz of every unit at neural times t (s)."""
+    """Rates (n_units, T) in Hz of every unit at neural times t (s).
+
+    Parameters
+    ----------
+    units : sequence of UnitModel
+    scene : Scene
+    t : array_like, (T,), s
+
+    Returns
+    -------
+    numpy.ndarray, (n_units, T), Hz
+    """
     t = np.atleast_1d(np.asarray(t, dtype=np.float64))
     velocity = scene.paw_velocity(t)
     return np.stack([u.rate(velocity, scene.horizontal_basis) for u in units]) if units else np.zeros((0, len(t)))
@@ -91,7 +147,22 @@ def unit_rates(units, scene: Scene, t: np.ndarray) -> np.ndarray:
 def simulate_spikes(units, scene: Scene, t_start: float, t_end: float, rng: np.random.Generator,
                     grid_s: float = SPIKE_GRID_S) -> tuple[np.ndarray, np.ndarray]:
     """Inhomogeneous Poisson spikes in [t_start, t_end): (unit_id, time_s) sorted by time.
-    The rate is evaluated at the centre of each ``grid_s`` bin; spikes fall uniformly in their bin."""
+
+    The rate is evaluated at the centre of each ``grid_s`` bin; spikes fall uniformly in their bin.
+
+    Parameters
+    ----------
+    units : sequence of UnitModel
+    scene : Scene
+    t_start, t_end : float, s
+    rng : numpy.random.Generator
+    grid_s : float, s
+
+    Returns
+    -------
+    unit_id : numpy.ndarray, (n_spikes,) int64
+    time_s : numpy.ndarray, (n_spikes,), s
+    """
     edges = np.arange(t_start, t_end, grid_s)
     rates = unit_rates(units, scene, edges + grid_s / 2)
     counts = rng.poisson(rates * grid_s)
@@ -116,6 +187,6 @@ def knob_angle_log(scene: Scene, t_start: float, t_end: float, rate_hz: float = 
                    resolution_deg: float = KNOB_RESOLUTION_DEG) -> tuple[np.ndarray, np.ndarray]:
     """The encoder's angle trace (time_s, angle_deg) sampled at ``rate_hz``, quantised to ``resolution_deg``."""
     if not rate_hz > 0 or not resolution_deg > 0:
-        raise ValueError(f"rate_hz and resolution_deg must be > 0, got {rate_hz}, {resolution_deg}")
+        raise InputError(f"rate_hz and resolution_deg must be > 0, got {rate_hz}, {resolution_deg}")
     times = np.arange(t_start, t_end, 1.0 / rate_hz)
     return times, np.round(scene.knob_angle(times) / resolution_deg) * resolution_deg

@@ -17,7 +17,6 @@ from .cameras import rig_and_lab_frame
 from .scene import make_scene
 from .truth import GroundTruth
 
-
 #: error kinds returned by dlc_like_errors
 GOOD, OUTLIER, SWAP, OCCLUDED = 0, 1, 2, 3
 
@@ -85,7 +84,20 @@ def dlc_like_errors(true_px: np.ndarray, rng, errors: DlcErrors = DlcErrors(), n
 
 
 def dlc_dataframe(x: np.ndarray, y: np.ndarray, likelihood: np.ndarray, bodyparts, scorer: str) -> pd.DataFrame:
-    """A DataFrame in DeepLabCut's single-animal output layout from (n_frames, n_parts) arrays."""
+    """A DataFrame in DeepLabCut's single-animal output layout from (n_frames, n_parts) arrays.
+
+    Parameters
+    ----------
+    x, y : numpy.ndarray, (n_frames, n_parts), px
+    likelihood : numpy.ndarray, (n_frames, n_parts)
+    bodyparts : sequence of str
+    scorer : str
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns (scorer, bodyparts, coords).
+    """
     columns = pd.MultiIndex.from_product([[scorer], list(bodyparts), ["x", "y", "likelihood"]],
                                          names=["scorer", "bodyparts", "coords"])
     values = np.stack([x, y, likelihood], axis=-1).reshape(len(x), -1)
@@ -94,9 +106,25 @@ def dlc_dataframe(x: np.ndarray, y: np.ndarray, likelihood: np.ndarray, bodypart
 
 def write_dlc_outputs(truth: GroundTruth, out_dir, *, errors: DlcErrors | None = DlcErrors(), seed: int = 0,
                       scorer: str = "DLC_sim") -> dict[str, Path]:
-    """Write one DLC .h5 per camera video (rows = delivered frames) as if DeepLabCut had tracked the session: the
-    true projections with ``errors`` (scaled to each camera's width; None: exact), keypoints the scene hides
-    occluded; returns camera -> path."""
+    """Write one DLC .h5 per camera video (rows = delivered frames) as if DeepLabCut had tracked the session.
+
+    The rows are the true projections with ``errors`` (scaled to each camera's width; None: exact), keypoints
+    the scene hides occluded; returns camera -> path.
+
+    Parameters
+    ----------
+    truth : GroundTruth
+    out_dir : str or Path
+        Created if need be.
+    errors : DlcErrors or None
+    seed : int
+    scorer : str
+        Also the file names' suffix: ``<camera><scorer>.h5``.
+
+    Returns
+    -------
+    dict of str to Path
+    """
     rng = np.random.default_rng(seed)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

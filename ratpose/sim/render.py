@@ -11,7 +11,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ratpose.rig import Camera
+from ratpose.rig import CameraModel
+
+from ..errors import InputError
 from .scene import BODYPARTS, Scene
 
 #: Reference width at which BLOB_STYLES sizes are given; sizes scale with the image width.
@@ -52,12 +54,27 @@ def _blob_values(style: BlobStyle, dx: np.ndarray, dy: np.ndarray, scale: float)
 
 @dataclass(frozen=True)
 class SensorNoise:
-    """What a CMOS sensor adds to a Mono8 image, in DN: photon shot noise (variance = signal /
-    ``electrons_per_dn``), read noise (``read_dn``, std), and a fixed pattern that is the same in every frame
-    of a camera: per-pixel dark offsets (DSNU, std ``dsnu_dn``) and gains (PRNU, relative std ``prnu``).
+    """What a CMOS sensor adds to a Mono8 image, in DN: shot noise, read noise and a fixed pattern.
+
+    Photon shot noise (variance = signal / ``electrons_per_dn``), read noise (``read_dn``, std), and a fixed
+    pattern that is the same in every frame of a camera: per-pixel dark offsets (DSNU, std ``dsnu_dn``) and
+    gains (PRNU, relative std ``prnu``).
 
     Defaults: a Sony IMX273 (Blackfly S BFS-U3-16S2M; ~11 ke- full well over 8 bits, 43 e-/DN at 0 dB) at
     10 dB of gain, as a 2 ms exposure under IR light needs: ~3.4 DN of noise on a 100 DN background.
+
+    Attributes
+    ----------
+    read_dn : float, DN
+    electrons_per_dn : float, e-/DN
+        Must be > 0.
+    dsnu_dn : float, DN
+    prnu : float
+
+    Raises
+    ------
+    InputError
+        On construction, if a noise level is < 0 or ``electrons_per_dn`` is not > 0.
     """
 
     read_dn: float = 2.0
@@ -67,15 +84,35 @@ class SensorNoise:
 
     def __post_init__(self):
         if min(self.read_dn, self.dsnu_dn, self.prnu) < 0 or not self.electrons_per_dn > 0:
-            raise ValueError(f"SensorNoise: noise levels must be >= 0 and electrons_per_dn > 0, got {self}")
+            raise InputError(f"SensorNoise: noise levels must be >= 0 and electrons_per_dn > 0, got {self}")
 
     @classmethod
     def with_read_noise(cls, read_dn: float) -> "SensorNoise":
-        """The default sensor with another read noise; 0 turns every noise off (noise-free frames)."""
+        """The default sensor with another read noise; 0 turns every noise off (noise-free frames).
+
+        Parameters
+        ----------
+        read_dn : float, DN
+
+        Returns
+        -------
+        SensorNoise
+        """
         return cls(read_dn=read_dn) if read_dn > 0 else cls(0.0, np.inf, 0.0, 0.0)
 
     def fixed_pattern(self, image: np.ndarray, seed: int) -> np.ndarray:
-        """``image`` (float32) as this sensor's pixels see it: PRNU gains and DSNU offsets, seeded per camera."""
+        """``image`` (float32) as this sensor's pixels see it: PRNU gains and DSNU offsets, seeded per camera.
+
+        Parameters
+        ----------
+        image : numpy.ndarray, (h, w) float32, DN
+        seed : int
+            The camera's seed (the same pattern in every frame).
+
+        Returns
+        -------
+        numpy.ndarray, (h, w) float32, DN
+        """
         if not (self.dsnu_dn or self.prnu):
             return image
         rng = np.random.default_rng([seed, 0x5E75])
@@ -83,7 +120,17 @@ class SensorNoise:
         return image * gain + self.dsnu_dn * rng.standard_normal(image.shape, dtype=np.float32)
 
     def add(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """``image`` (float32) plus this frame's shot and read noise."""
+        """``image`` (float32) plus this frame's shot and read noise.
+
+        Parameters
+        ----------
+        image : numpy.ndarray, (h, w) float32, DN
+        rng : numpy.random.Generator
+
+        Returns
+        -------
+        numpy.ndarray, (h, w) float32, DN
+        """
         variance = cv2.scaleAdd(np.maximum(image, 0), float(1.0 / self.electrons_per_dn),
                                 np.full_like(image, self.read_dn ** 2))
         if not variance.any():
@@ -91,9 +138,23 @@ class SensorNoise:
         return cv2.add(cv2.multiply(cv2.sqrt(variance), sensor_noise(image.shape, rng)), image)
 
 
-def render_background(camera: Camera, scene: Scene, seed: int = 0, sensor: SensorNoise = SensorNoise()) -> np.ndarray:
-    """Static float32 background of one camera: vertical gradient, smooth texture, the knob disc, as the
-    camera's pixels see it (the sensor's fixed pattern)."""
+def render_background(camera: CameraModel, scene: Scene, seed: int = 0,
+                      sensor: SensorNoise = SensorNoise()) -> np.ndarray:
+    """Static float32 background of one camera: vertical gradient, smooth texture, the knob disc.
+
+    It is as the camera's pixels see it (the sensor's fixed pattern).
+
+    Parameters
+    ----------
+    camera : CameraModel
+    scene : Scene
+    seed : int
+    sensor : SensorNoise
+
+    Returns
+    -------
+    numpy.ndarray, (h, w) float32, DN
+    """
     w, h = camera.size
     rng = np.random.default_rng(seed)
     lo, hi = BACKGROUND_LEVELS
@@ -139,8 +200,25 @@ def sensor_noise(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray
 
 def render_frame(background: np.ndarray, points2d: np.ndarray, visible: np.ndarray,
                  sensor: SensorNoise = SensorNoise(), rng: np.random.Generator | None = None) -> np.ndarray:
-    """One Mono8 frame (h, w) uint8: background + blobs of the visible keypoints + the sensor's shot and
-    read noise, rounded (half to even) and saturated to 0..255."""
+    """One Mono8 frame (h, w) uint8: background + blobs of the visible keypoints + shot and read noise.
+
+    The sum is rounded (half to even) and saturated to 0..255.
+
+    Parameters
+    ----------
+    background : numpy.ndarray, (h, w), DN
+        E.g. from ``render_background``.
+    points2d : array_like, (P, 2), px
+        Keypoints in BODYPARTS order.
+    visible : array_like, (P,) bool
+    sensor : SensorNoise
+    rng : numpy.random.Generator, optional
+        Default a fresh, unseeded one.
+
+    Returns
+    -------
+    numpy.ndarray, (h, w) uint8
+    """
     image = np.array(background, dtype=np.float32)
     draw_blobs(image, np.asarray(points2d, dtype=np.float64), np.asarray(visible, dtype=bool))
     image = sensor.add(image, rng if rng is not None else np.random.default_rng())

@@ -15,7 +15,9 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-from ratpose.behaviour import Knob
+from ratpose.behaviour import KnobModel
+
+from ..errors import InputError
 
 BODYPARTS = ("wrist", "paw", "digit1", "digit2", "knob_marker")
 #: Hand keypoint offsets from the paw centre (lab frame, before the supination roll), mm.
@@ -54,11 +56,29 @@ def _d_rotate_about_y(v: np.ndarray, angle_rad: np.ndarray) -> np.ndarray:
 class Scene:
     """A deterministic multi-trial scene. Arrays are plain so the scene round-trips through npz.
 
-    bounds (n_trials, 7): start of each phase in PHASES, then the trial end (= next trial start), s.
-    rest (n_trials + 1, 3), grasp (n_trials, 3): lab positions of the paw; turn_deg (n_trials,): knob
-    turn; return_s (n_trials,): knob spring-back duration; jitter_* (3, 2): the paw's fidgeting;
-    lift_mm (n_trials,): height of the reach's and the withdrawal's arc; aperture (n_trials,): how far the
-    digits spread mid-reach (fraction of their lateral offset), closing again on the knob.
+    Attributes
+    ----------
+    bounds : numpy.ndarray, (n_trials, 7), s
+        Start of each phase in PHASES, then the trial end (= next trial start).
+    rest : numpy.ndarray, (n_trials + 1, 3), mm
+    grasp : numpy.ndarray, (n_trials, 3), mm
+        Lab positions of the paw.
+    turn_deg : numpy.ndarray, (n_trials,), deg
+        Knob turn.
+    return_s : numpy.ndarray, (n_trials,), s
+        Knob spring-back duration.
+    jitter_amp_mm, jitter_hz, jitter_phase : numpy.ndarray, (3, 2)
+        The paw's fidgeting (mm, Hz, rad).
+    lift_mm : numpy.ndarray, (n_trials,), mm
+        Height of the reach's and the withdrawal's arc.
+    aperture : numpy.ndarray, (n_trials,)
+        How far the digits spread mid-reach (fraction of their lateral offset), closing again on the knob.
+    lab_to_world_R : numpy.ndarray, (3, 3)
+    lab_to_world_t : numpy.ndarray, (3,), mm
+        X_world = R X_lab + t.
+    knob_radius_mm : float, mm
+    touch_margin_mm : float, mm
+        The paw touches the knob within knob_radius_mm + touch_margin_mm of its centre.
     """
 
     bounds: np.ndarray
@@ -78,6 +98,16 @@ class Scene:
 
     # -- geometry in the world frame ------------------------------------------------------------
     def to_world(self, lab_points: np.ndarray) -> np.ndarray:
+        """Lab points (..., 3) in the world frame.
+
+        Parameters
+        ----------
+        lab_points : numpy.ndarray, (..., 3), mm
+
+        Returns
+        -------
+        numpy.ndarray, (..., 3), mm
+        """
         return lab_points @ self.lab_to_world_R.T + self.lab_to_world_t
 
     @property
@@ -100,9 +130,9 @@ class Scene:
         """The lab's vertical (unit, world)."""
         return self.lab_to_world_R[:, 2].copy()
 
-    def knob(self) -> Knob:
+    def knob(self) -> KnobModel:
         """The true knob geometry, as a lab would measure it and enter it by hand."""
-        return Knob(self.knob_center, self.knob_radius_mm, self.knob_axis)
+        return KnobModel(self.knob_center, self.knob_radius_mm, self.knob_axis)
 
     @property
     def horizontal_basis(self) -> np.ndarray:
@@ -115,7 +145,17 @@ class Scene:
         return self.knob_radius_mm + self.touch_margin_mm
 
     def knob_rim(self, angle_deg: np.ndarray) -> np.ndarray:
-        """World points (..., 3) on the knob rim at the given angles (deg)."""
+        """World points (..., 3) on the knob rim at the given angles (deg).
+
+        Parameters
+        ----------
+        angle_deg : array_like, (...), deg
+            0 is lab up.
+
+        Returns
+        -------
+        numpy.ndarray, (..., 3), mm
+        """
         a = np.deg2rad(np.asarray(angle_deg, dtype=np.float64))
         lab = self.knob_radius_mm * np.stack([np.sin(a), np.zeros_like(a), np.cos(a)], axis=-1)
         return self.to_world(lab)
@@ -166,7 +206,16 @@ class Scene:
         return roll, pos, vel, np.rad2deg(knob), spread
 
     def keypoints(self, t: np.ndarray) -> np.ndarray:
-        """World positions (T, len(BODYPARTS), 3) of every keypoint at times t (s)."""
+        """World positions (T, len(BODYPARTS), 3) of every keypoint at times t (s).
+
+        Parameters
+        ----------
+        t : array_like, (T,), s
+
+        Returns
+        -------
+        numpy.ndarray, (T, len(BODYPARTS), 3), mm
+        """
         t = np.atleast_1d(np.asarray(t, dtype=np.float64))
         roll, paw, _, knob_deg, spread = self._roll_and_carrier(t)
         offsets = np.repeat(HAND_OFFSETS_LAB[None], len(t), axis=0)
@@ -177,23 +226,61 @@ class Scene:
         return self.to_world(np.concatenate([hand, lab_marker[:, None]], axis=1))
 
     def paw_velocity(self, t: np.ndarray) -> np.ndarray:
-        """World velocity (T, 3) of the paw keypoint, mm/s (analytic)."""
+        """World velocity (T, 3) of the paw keypoint, mm/s (analytic).
+
+        Parameters
+        ----------
+        t : array_like, (T,), s
+
+        Returns
+        -------
+        numpy.ndarray, (T, 3), mm/s
+        """
         t = np.atleast_1d(np.asarray(t, dtype=np.float64))
         return self._roll_and_carrier(t)[2] @ self.lab_to_world_R.T
 
     def knob_angle(self, t: np.ndarray) -> np.ndarray:
-        """Knob angle (deg, 0 at home) at times t."""
+        """Knob angle (deg, 0 at home) at times t.
+
+        Parameters
+        ----------
+        t : array_like, (T,), s
+
+        Returns
+        -------
+        numpy.ndarray, (T,), deg
+        """
         return self._roll_and_carrier(np.atleast_1d(np.asarray(t, dtype=np.float64)))[3]
 
     def paw_knob_distance(self, t: np.ndarray) -> np.ndarray:
-        """Distance (mm) from the paw keypoint to the knob centre."""
+        """Distance (mm) from the paw keypoint to the knob centre.
+
+        Parameters
+        ----------
+        t : array_like, (T,), s
+
+        Returns
+        -------
+        numpy.ndarray, (T,), mm
+        """
         paw = self.keypoints(t)[:, BODYPARTS.index("paw")]
         return np.linalg.norm(paw - self.knob_center, axis=1)
 
     def touch_intervals(self, t_start: float, t_end: float, resolution_s: float = 1e-3) -> np.ndarray:
-        """(n, 2) [touch_on, touch_off] times where the paw is within ``touch_distance_mm`` of the knob
-        centre, crossings linearly interpolated on a ``resolution_s`` grid; touch_off is NaN for a touch
-        still going on at ``t_end`` (touch_on is ``t_start`` for one already going on)."""
+        """(n, 2) [touch_on, touch_off] times where the paw is within ``touch_distance_mm`` of the knob centre.
+
+        Crossings are linearly interpolated on a ``resolution_s`` grid; touch_off is NaN for a touch still going
+        on at ``t_end`` (touch_on is ``t_start`` for one already going on).
+
+        Parameters
+        ----------
+        t_start, t_end : float, s
+        resolution_s : float, s
+
+        Returns
+        -------
+        numpy.ndarray, (n, 2), s
+        """
         grid = np.arange(t_start, t_end + resolution_s / 2, resolution_s)
         excess = self.paw_knob_distance(grid) - self.touch_distance_mm
         inside = excess < 0
@@ -213,6 +300,17 @@ class Scene:
 
     @classmethod
     def from_arrays(cls, arrays: dict) -> "Scene":
+        """Inverse of to_arrays.
+
+        Parameters
+        ----------
+        arrays : dict of str to numpy.ndarray
+            Every field by name (e.g. an npz's contents).
+
+        Returns
+        -------
+        Scene
+        """
         kw = {f.name: np.asarray(arrays[f.name]) for f in fields(cls)}
         kw["knob_radius_mm"] = float(kw["knob_radius_mm"])
         kw["touch_margin_mm"] = float(kw["touch_margin_mm"])
@@ -221,9 +319,28 @@ class Scene:
 
 def make_scene(t_start: float, t_end: float, seed: int = 0, lab_to_world_R: np.ndarray | None = None,
                lab_to_world_t: np.ndarray | None = None) -> Scene:
-    """Random trials (deterministic per ``seed``) covering [t_start, t_end] seconds."""
+    """Random trials (deterministic per ``seed``) covering [t_start, t_end] seconds.
+
+    Parameters
+    ----------
+    t_start, t_end : float, s
+        Finite, t_start < t_end.
+    seed : int
+    lab_to_world_R : numpy.ndarray, (3, 3), optional
+    lab_to_world_t : numpy.ndarray, (3,), optional, mm
+        The lab-to-world transform (default identity).
+
+    Returns
+    -------
+    Scene
+
+    Raises
+    ------
+    InputError
+        If t_start is not finite or t_end <= t_start.
+    """
     if not np.isfinite(t_start) or not t_end > t_start:
-        raise ValueError(f"need finite t_start < t_end, got t_start={t_start}, t_end={t_end}")
+        raise InputError(f"need finite t_start < t_end, got t_start={t_start}, t_end={t_end}")
     rng = np.random.default_rng(seed)
     durations_lo = np.array([0.25, 0.08, 0.08, 0.30, 0.06, 0.12])
     durations_hi = np.array([0.70, 0.16, 0.20, 0.55, 0.15, 0.25])

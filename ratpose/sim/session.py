@@ -5,15 +5,22 @@ import csv
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import tomli_w
 from tqdm import tqdm
 
+from ..errors import InputError
+from ..video import VideoWriter
 from .cameras import LENS_MM, PIXEL_SIZE_UM, rig_and_lab_frame
-from .clocks import TICK_WRAP, CameraClockConfig, simulate_clocks
+from .clocks import TICK_WRAP, CameraClockSettings, simulate_clocks
 from .neural import default_units, knob_angle_log, knob_events, simulate_spikes
-from .render import SensorNoise, in_image, random_occlusions, render_background, render_frame
+from .render import (
+    SensorNoise,
+    in_image,
+    random_occlusions,
+    render_background,
+    render_frame,
+)
 from .scene import make_scene
 from .truth import GroundTruth
 
@@ -23,12 +30,48 @@ _CAMERA_NAME = "cam{}"
 
 
 @dataclass(frozen=True)
-class SessionConfig:
+class SessionSettings:
     """Knobs of a simulated session (simple types only, so a CLI can fill them).
 
     size is (width, height) in pixels; drift_ppm is the primary camera's clock drift (secondaries get
     a different one); wrap starts the Pi's tick counter so it wraps mid-session; noise_std is the sensor's
     read noise in DN on top of its shot noise and fixed pattern (``SensorNoise``; 0: noise-free frames).
+
+    Attributes
+    ----------
+    seconds : float, s
+        Must be > 0.
+    fps : float, frames/s
+        Trigger rate, in (0, 1000].
+    size : tuple of int, (width, height), px
+        At least 16x16.
+    n_cameras : int
+        1..4.
+    seed : int
+    loss_rate, miss_rate : float
+        Probability that a camera loses an exposed frame in transfer / misses a trigger, in [0, 0.5).
+    drift_ppm : float, ppm
+    armed_after_pulses : int
+        Pulses before the primary is armed (each secondary 2 more).
+    wrap : bool
+    noise_std : float, DN
+    occlusion_rate_hz : float, Hz
+        Occlusion episodes per keypoint and camera.
+    n_units : int
+        Simulated units (``default_units``).
+    knob_rate_hz : float, Hz
+        Sample rate of the knob angle log.
+    subject, rig, task, session_datetime : str
+        Written to session.toml.
+    subject_date_of_birth : str
+        ISO date, written to session.toml's [subject_info] (as is ``subject_sex``).
+    progress : bool
+        Show progress bars.
+
+    Raises
+    ------
+    InputError
+        On construction, if a value is out of range.
     """
 
     seconds: float = 5.0
@@ -69,22 +112,32 @@ class SessionConfig:
         if self.noise_std < 0 or self.occlusion_rate_hz < 0 or self.n_units < 0 or self.armed_after_pulses < 0:
             problems.append("noise_std, occlusion_rate_hz, n_units and armed_after_pulses must be >= 0")
         if problems:
-            raise ValueError("invalid SessionConfig: " + "; ".join(problems))
+            raise InputError("invalid SessionSettings: " + "; ".join(problems))
 
     @property
     def n_pulses(self) -> int:
         return max(int(round(self.seconds * self.fps)), 2)
 
     @classmethod
-    def full_size(cls, **overrides) -> "SessionConfig":
-        """The real rig's format: 1440x1080 Mono8 at 226 fps."""
+    def full_size(cls, **overrides) -> "SessionSettings":
+        """The real rig's format: 1440x1080 Mono8 at 226 fps.
+
+        Parameters
+        ----------
+        **overrides
+            Other fields to set.
+
+        Returns
+        -------
+        SessionSettings
+        """
         return cls(**{"size": (1440, 1080), "fps": 226.0, "progress": True, **overrides})
 
 
-def _clock_configs(config: SessionConfig, rng: np.random.Generator) -> list[CameraClockConfig]:
+def _clock_configs(config: SessionSettings, rng: np.random.Generator) -> list[CameraClockSettings]:
     configs = []
     for i in range(config.n_cameras):
-        configs.append(CameraClockConfig(
+        configs.append(CameraClockSettings(
             name=_CAMERA_NAME.format(i), role="primary" if i == 0 else "secondary",
             clock_offset_ns=int(rng.integers(10**9, 10**12)),
             drift_ppm=config.drift_ppm if i == 0 else -0.6 * config.drift_ppm + 5.0 * i,
@@ -94,7 +147,7 @@ def _clock_configs(config: SessionConfig, rng: np.random.Generator) -> list[Came
     return configs
 
 
-def _start_tick(config: SessionConfig, rng: np.random.Generator) -> int:
+def _start_tick(config: SessionSettings, rng: np.random.Generator) -> int:
     if config.wrap:  # wrap about a third into the session
         return TICK_WRAP - int(config.seconds * 1e6 / 3) - 1
     return int(rng.integers(10**6, 10**9))
@@ -108,15 +161,10 @@ def _write_csv(path: Path, header: list[str], rows) -> None:
 
 
 def _write_video(path: Path, frames, size: tuple[int, int], fps: float, n_frames: int, progress: bool) -> None:
-    """Lossless FFV1 Mono8 .avi, readable by cv2.VideoCapture with an exact frame count."""
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"FFV1"), float(fps), tuple(size), isColor=False)
-    if not writer.isOpened():
-        raise OSError(f"cannot open a FFV1 video writer for {path}")
-    try:
+    """Lossless FFV1 Mono8 .avi (ratpose.video's writer) with an exact frame count, OpenCV reads it too."""
+    with VideoWriter(path, *size, fps, codec="ffv1") as writer:
         for frame in tqdm(frames, total=n_frames, desc=path.name, disable=not progress, unit="frame"):
             writer.write(frame)
-    finally:
-        writer.release()
 
 
 def _background_seed(seed: int, camera_index: int) -> int:
@@ -124,16 +172,38 @@ def _background_seed(seed: int, camera_index: int) -> int:
 
 
 def session_backgrounds(truth: GroundTruth) -> list[np.ndarray]:
-    """The static float backgrounds (one per camera) that a written session's frames were drawn on."""
+    """The static float backgrounds (one per camera) that a written session's frames were drawn on.
+
+    Parameters
+    ----------
+    truth : GroundTruth
+        The session's ground truth (its config's seed and noise_std).
+
+    Returns
+    -------
+    list of numpy.ndarray, (h, w) float32
+        In the rig's camera order.
+    """
     seed = int(truth.config["seed"])
     sensor = SensorNoise.with_read_noise(float(truth.config["noise_std"]))
     return [render_background(cam, truth.scene, seed=_background_seed(seed, c), sensor=sensor)
             for c, cam in enumerate(truth.rig)]
 
 
-def write_session(path, config: SessionConfig = SessionConfig()) -> GroundTruth:
-    """Simulate a session and write it to the folder ``path`` (created; existing session files are
-    overwritten); the ground truth goes to path/ground_truth/ and is returned."""
+def write_session(path, config: SessionSettings = SessionSettings()) -> GroundTruth:
+    """Simulate a session and write it to the folder ``path`` (created; existing session files are overwritten).
+
+    The ground truth goes to path/ground_truth/ and is returned.
+
+    Parameters
+    ----------
+    path : str or Path
+    config : SessionSettings
+
+    Returns
+    -------
+    GroundTruth
+    """
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(config.seed)
@@ -192,15 +262,37 @@ def write_session(path, config: SessionConfig = SessionConfig()) -> GroundTruth:
     return truth
 
 
-def write_rig_dataset(root, config: SessionConfig = SessionConfig(), *, n_labeled: int = 100,
+def write_rig_dataset(root, config: SessionSettings = SessionSettings(), *, n_labeled: int = 100,
                       board=None, n_shared: int = 10, n_single: int = 24,
                       calibration_size: tuple[int, int] | None = None) -> GroundTruth:
-    """Everything the demo needs under ``root``: session/ (``write_session``), calibration/ (ChArUco
-    views of the same rig, ``ratpose.sim.boards``) and labeled/<video>/ (DLC labeled frames, same size).
+    """Everything the demo needs under ``root``: session/, calibration/ and labeled/<video>/.
+
+    session/ is ``write_session``'s; calibration/ holds ChArUco views of the same rig (``ratpose.sim.boards``);
+    labeled/<video>/ DLC labeled frames of the same size.
     ``calibration_size`` renders the calibration at a k-times larger resolution than the session (the
     session then stands for k x k binned recording). Returns the session's ground truth (its rig, rescaled
-    to the calibration size, is the calibration's truth)."""
+    to the calibration size, is the calibration's truth).
+
+    Parameters
+    ----------
+    root : str or Path
+    config : SessionSettings
+    n_labeled : int
+        Labeled frames.
+    board : CharucoBoard or Checkerboard, optional
+        Default a 9 x 7 ChArUco board of 4 mm squares.
+    n_shared : int
+        Calibration instants every camera sees.
+    n_single : int
+        Single-camera calibration views per camera.
+    calibration_size : tuple of int, (width, height), optional, px
+
+    Returns
+    -------
+    GroundTruth
+    """
     from ratpose.calibration import CharucoBoard
+
     from .boards import simulate_calibration_views, write_calibration_folder
     from .labeled import write_labeled_frames
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ratpose.rig import Rig
+
 from .clocks import CameraFrames
 from .neural import UnitModel, unit_rates
 from .scene import BODYPARTS, Scene
@@ -29,6 +30,27 @@ class GroundTruth:
     cameras: per camera name, the clock truth (delivered frame i shows pulse pulse_index[i]).
     touch_intervals (n, 2) on the neural clock (NaN off: still touching at the end).
     units and the scene give every unit's rate at any time (``rates``); spikes as written.
+
+    Attributes
+    ----------
+    config : dict
+        The SessionSettings the session was written with, as a dict.
+    rig : Rig
+        The simulated rig (camera 0's frame).
+    scene : Scene
+    tick_us : numpy.ndarray, (N,), us
+        The Pi's trigger log (uint32 ticks).
+    pulse_time_s : numpy.ndarray, (N,), s
+    points3d : numpy.ndarray, (N, P, 3), mm
+    visible : numpy.ndarray, (N, C, P) bool
+    knob_angle_deg : numpy.ndarray, (N,), deg
+    cameras : dict of str to CameraFrames
+    touch_intervals : numpy.ndarray, (n, 2), s
+    units : tuple of UnitModel
+    spike_unit_id : numpy.ndarray, (n_spikes,) int64
+    spike_time_s : numpy.ndarray, (n_spikes,), s
+        The spikes written, sorted by time.
+    bodyparts : tuple of str
     """
 
     config: dict
@@ -59,15 +81,44 @@ class GroundTruth:
         return self.rig.project(self.points3d)
 
     def frame_points3d(self, camera: str) -> np.ndarray:
-        """True 3D keypoints (F, P, 3) behind each delivered video frame of ``camera``."""
+        """True 3D keypoints (F, P, 3) behind each delivered video frame of ``camera``.
+
+        Parameters
+        ----------
+        camera : str
+            A camera name of the rig.
+
+        Returns
+        -------
+        numpy.ndarray, (F, P, 3), mm
+        """
         return self.points3d[self.cameras[camera].pulse_index]
 
     def rates(self, t: np.ndarray) -> np.ndarray:
-        """Every unit's true firing rate (n_units, T) in Hz at neural times t."""
+        """Every unit's true firing rate (n_units, T) in Hz at neural times t.
+
+        Parameters
+        ----------
+        t : array_like, (T,), s
+
+        Returns
+        -------
+        numpy.ndarray, (n_units, T), Hz
+        """
         return unit_rates(self.units, self.scene, t)
 
     def save(self, session_dir) -> Path:
-        """Write SESSION_DIR/ground_truth/truth.npz and truth.json; returns that folder."""
+        """Write SESSION_DIR/ground_truth/truth.npz and truth.json; returns that folder.
+
+        Parameters
+        ----------
+        session_dir : str or Path
+
+        Returns
+        -------
+        Path
+            SESSION_DIR/ground_truth.
+        """
         folder = Path(session_dir) / TRUTH_DIR
         folder.mkdir(parents=True, exist_ok=True)
         arrays = {f"scene_{k}": v for k, v in self.scene.to_arrays().items()}
@@ -87,7 +138,21 @@ class GroundTruth:
 
 
 def load_ground_truth(path) -> GroundTruth:
-    """Load the ground truth of a simulated session (``path``: the session folder or its ground_truth/)."""
+    """Load the ground truth of a simulated session (``path``: the session folder or its ground_truth/).
+
+    Parameters
+    ----------
+    path : str or Path
+
+    Returns
+    -------
+    GroundTruth
+
+    Raises
+    ------
+    FileNotFoundError
+        If there is no truth.npz and truth.json.
+    """
     folder = Path(path)
     if not (folder / _NPZ).exists():
         folder = folder / TRUTH_DIR

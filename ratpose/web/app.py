@@ -31,6 +31,7 @@ from starlette.responses import FileResponse, RedirectResponse
 from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
+
 def visible(value):
     """Text shown on a page with control and format characters (bidi overrides, zero-width, bells) spelled
     out as \\uXXXX, so a name cannot reorder or hide what is shown; other values unchanged."""

@@ -6,17 +6,24 @@ import datetime as _dt
 import re
 from pathlib import Path
 
+from ..calibration.boards import (
+    Board,
+    CharucoBoard,
+    Checkerboard,
+    board_label,
+    save_printable_board,
+)
+from ..calibration.interop import load_anipose_board, save_rig
+from ..calibration.solve import LENS_MODELS, calibrate_rig
+from ..errors import InputError
 from ..report.build import write_calibration_report
-from .boards import Board, CharucoBoard, Checkerboard, board_label, save_printable_board
-from .interop import load_anipose_board, save_rig
-from .solve import LENS_MODELS, calibrate_rig
 
 
 def _cmd_calibrate(args) -> int:
     if args.import_anipose is not None or args.import_dlc3d is not None:
         return _import(args)
     if args.calib_dir is None:
-        raise ValueError("give a calibration folder CALIB_DIR, or --import-anipose TOML / --import-dlc3d PROJECT "
+        raise InputError("give a calibration folder CALIB_DIR, or --import-anipose TOML / --import-dlc3d PROJECT "
                          "with --rig R --date ISO")
     from ..ingest.calibration_layouts import read_calibration
 
@@ -40,7 +47,7 @@ def _cmd_calibrate(args) -> int:
 
 def _import(args) -> int:
     if args.calib_dir is not None or not (args.rig and args.date) or args.out or args.report:
-        raise ValueError("an import (--import-anipose TOML, --import-dlc3d PROJECT) needs --rig and --date, "
+        raise InputError("an import (--import-anipose TOML, --import-dlc3d PROJECT) needs --rig and --date, "
                          "and no CALIB_DIR, --out or --report")
     from .. import schema
 
@@ -49,7 +56,7 @@ def _import(args) -> int:
         key, inserted = calib.import_anipose_calibration(args.import_anipose, args.rig, args.date, args.notes)
     else:
         if args.square_mm is None:
-            raise ValueError("--import-dlc3d: DeepLabCut 3D measures its board in squares; give --square-mm")
+            raise InputError("--import-dlc3d: DeepLabCut 3D measures its board in squares; give --square-mm")
         key, inserted = calib.import_dlc3d_calibration(args.import_dlc3d, args.rig, args.date, args.square_mm,
                                                        args.notes)
     print(format_summary(calib.compute_calibration(key, discard_on_failure=inserted)))
@@ -59,14 +66,14 @@ def _import(args) -> int:
 def _given_board(args) -> Board | None:
     """The board named on the command line (--board FILE or --checkerboard COLSxROWS --square-mm MM), or None."""
     if args.board is not None and args.checkerboard is not None:
-        raise ValueError("give --board or --checkerboard, not both")
+        raise InputError("give --board or --checkerboard, not both")
     if args.board is not None:
         return load_anipose_board(args.board)
     if args.checkerboard is None:
         return None
     match = re.fullmatch(r"(\d+)x(\d+)", args.checkerboard)
     if match is None or args.square_mm is None:
-        raise ValueError(f"--checkerboard {args.checkerboard!r}: expected inner corners COLSxROWS (e.g. 9x6, as "
+        raise InputError(f"--checkerboard {args.checkerboard!r}: expected inner corners COLSxROWS (e.g. 9x6, as "
                          "DeepLabCut's cbrow/cbcol) with --square-mm MM")
     return Checkerboard(int(match.group(1)), int(match.group(2)), args.square_mm)
 

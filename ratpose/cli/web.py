@@ -4,18 +4,20 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from ..errors import RatposeError
 
-class WritableAccount(PermissionError):
+
+class WritableAccount(RatposeError, PermissionError):
     """The account `ratpose serve` would use can change the database."""
 
 
 def connect_read_only():
     """The web app's Backend over the existing schemas; activates without creating anything (LookupError
     while a schema or table is missing)."""
-    from ..export.commands import export_session
     from ..schema import activate, browse, computed_tables, report_data
+    from ..schema.export_data import export_session
     from ..schema.jobs import status
-    from .app import Backend
+    from ..web.app import Backend
 
     modules = activate(create=False)
     return Backend(browse, report_data, lambda key, fmt, out: export_session(modules, key, fmt, out),
@@ -26,8 +28,8 @@ def build_app(cache_dir: Path | None = None, *, allow_write: bool = False, fresh
     """The web app (cache in a temporary folder by default); raises WritableAccount if the database account
     can write, unless ``allow_write``."""
     from .. import db
-    from ..schema.ops import write_privileges
-    from .app import create_app
+    from ..schema.grants import write_privileges
+    from ..web.app import create_app
 
     if not allow_write:
         connection = db.connect()
@@ -61,7 +63,8 @@ def add_commands(subparsers) -> None:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
     serve.add_argument("--port", type=int, default=8050)
     serve.add_argument("--root-path", default="", help="URL prefix when behind a reverse proxy, e.g. /ratpose")
-    serve.add_argument("--cache-dir", type=Path, help="where drawn reports and videos are kept (default: a temp folder)")
+    serve.add_argument("--cache-dir", type=Path,
+                       help="where drawn reports and videos are kept (default: a temp folder)")
     serve.add_argument("--allow-write", action="store_true",
                        help="serve even though the database account can write (default: refuse to start)")
     serve.add_argument("--list-max-age", type=float, default=2.0, metavar="S",

@@ -4,9 +4,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .session import SessionConfig
+from ..sim.session import SessionSettings
 
-_DEFAULT = SessionConfig()
+_DEFAULT = SessionSettings()
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -17,12 +17,12 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def _cmd_sim(args) -> int:
-    from . import write_rig_dataset, write_session
-    from .pose2d import write_dlc_outputs
+    from ..sim import write_rig_dataset, write_session
+    from ..sim.pose2d import write_dlc_outputs
 
-    base = SessionConfig.full_size() if args.full_size else _DEFAULT
+    base = SessionSettings.full_size() if args.full_size else _DEFAULT
     size = tuple(int(v) for v in args.size.lower().split("x")) if args.size else base.size
-    config = SessionConfig(**{**base.__dict__, "seconds": args.seconds, "fps": args.fps or base.fps, "size": size,
+    config = SessionSettings(**{**base.__dict__, "seconds": args.seconds, "fps": args.fps or base.fps, "size": size,
                               "seed": args.seed, "n_cameras": args.cameras, "subject": args.subject,
                               "rig": args.rig, "session_datetime": args.datetime, "wrap": args.wrap,
                               "progress": True})

@@ -11,9 +11,8 @@ import shutil
 import sys
 from pathlib import Path
 
-import numpy as np
-
-from .workspace import Workspace
+from ..errors import RatposeError
+from ..pose2d.workspace import Workspace
 
 _FORMATTER = argparse.ArgumentDefaultsHelpFormatter
 
@@ -58,7 +57,7 @@ def _make_model(pose, name: str, training_set: str, source, params: dict) -> int
 
 
 def _cmd_train(args) -> int:
-    from . import sources
+    from ..pose2d import sources
 
     pose = _pose()
     try:
@@ -73,7 +72,7 @@ def _cmd_train(args) -> int:
             from .. import db
 
             source = sources.merge_labeled(base, source, db.models_root() / "training-sets" / args.name)
-    except ValueError as err:
+    except RatposeError as err:
         return _fail(str(err))
     params = {"mode": "external"} if args.external else {
         "mode": "train", "net_type": args.net, "epochs": args.epochs, "batch_size": args.batch_size,
@@ -85,7 +84,7 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_register(args) -> int:
-    from . import dlc, sources
+    from ..pose2d import dlc, sources
 
     pose = _pose()
     path = Path(args.path)
@@ -106,7 +105,7 @@ def _cmd_register(args) -> int:
             return _make_model(pose, args.name, training_set, source, {"mode": "external"})
         model_path = sources.project_model_folder(path, args.shuffle) if source is not None else path
         model = dlc.register_model(model_path)
-    except (ValueError, dlc.DLCError) as err:
+    except RatposeError as err:
         return _fail(str(err))
     if tuple(model.bodyparts) != tuple(bodyparts):
         return _fail(f"{path}: the model predicts body parts {list(model.bodyparts)} but training set "
@@ -131,7 +130,7 @@ def _cmd_defaults(args) -> int:
     try:
         workspace = (None if args.workspace is None
                      else Workspace(tuple(args.workspace[:3]), tuple(args.workspace[3:])))
-    except ValueError as err:
+    except RatposeError as err:
         return _fail(f"--workspace: {err}")
     if args.dynamic_margin is not None and args.dynamic_margin < 1:
         return _fail(f"--dynamic-margin {args.dynamic_margin}: must be >= 1 px")
@@ -144,78 +143,20 @@ def _cmd_defaults(args) -> int:
     return 0
 
 
-def _session_model(pose, session: dict, name: str | None) -> dict:
-    """The PoseModel key of the session's Pose2D (the one named, or its only one)."""
-    pairs = {(r["training_set"], r["pose_params"]) for r in (pose.Pose2D & session).proj().to_dicts()}
-    present = sorted({p for _, p in pairs})
-    when = f"session {session['subject']} {session['session_datetime']:%Y-%m-%d %H:%M}"
-    if not present:
-        raise ValueError(f"{when}: no 2D pose yet; run `ratpose populate`")
-    if name is not None and name not in present:
-        raise ValueError(f"{when}: no 2D pose of model {name!r} (it has {present})")
-    if name is None and len(present) > 1:
-        raise ValueError(f"{when}: 2D pose of several models {present}; give --model")
-    training_set, pose_params = sorted(pair for pair in pairs if pair[1] == (name or present[0]))[0]
-    return {"training_set": training_set, "pose_params": pose_params}
-
-
-def _video_frames(path, rows: np.ndarray, convert) -> dict[int, np.ndarray]:
-    """convert(frame) for the video frames at rows (sorted), decoded in one pass."""
-    from ..video import decode_gray
-
-    wanted, out = set(rows.tolist()), {}
-    for i, frame in enumerate(decode_gray(path)):
-        if i in wanted:
-            out[i] = convert(frame)
-            if len(out) == len(wanted):
-                break
-    return out
-
-
 def _cmd_label_extract(args) -> int:
-    from ..pose3d import triangulate
-    from ..pose3d.reconstruct import matched_2d
-    from ..schema import calibration, raw, sync
-    from ..sync import match_cameras, pulse_rows
-    from . import labeling
+    from ..pose2d.labeling import frames_to_label, write_frames_to_label
 
-    pose = _pose()
-    session = raw.find_session(session_dir=args.session)
-    model = _session_model(pose, session, args.model)
-    bodyparts = pose.training_bodyparts(model)
-    scorer = (pose.TrainingSet & model).fetch1("scorer")
-    pcutoff = (pose.PoseModel & model).fetch1("pcutoff")
-    pcutoff = 0.6 if pcutoff is None else float(pcutoff)
-    cameras = sorted((pose.Pose2D & session & model).to_arrays("camera"))
-    pulses = {c: (sync.SyncedFrames & session & {"camera": c}).fetch1("pulse_index") for c in cameras}
-    pose2d = {c: pose.pose2d_arrays({**session, **model, "camera": c}, bodyparts) for c in cameras}
+    data = _pose().labeling_inputs(args.session, args.model, with_rig=args.outliers)
+    chosen, how = frames_to_label(data["pulses"], data["pose2d"], data["videos"], args.n, rig=data["rig"],
+                                  n_candidates=args.candidates, seed=args.seed)
     if args.outliers:
-        # cameras' disagreement frame by frame: a per-frame triangulation of this model's 2D (not the stored,
-        # possibly smoothed, Pose3D, whose robust fit hides the very 2D errors worth relabelling)
-        rig = calibration.session_rig(session)
-        common, _, points2d, likelihood = matched_2d(rig, pulses, pose2d)
-        limits = labeling.OutlierLimits()
-        tri = triangulate(points2d, rig, likelihood, min_likelihood=limits.min_likelihood, refine=True,
-                          max_reprojection_px=limits.max_reprojection_px)
-        scores = labeling.outlier_scores(tri.qc_error, likelihood, tri.points3d, limits)
-        chosen = common[labeling.pick_outliers(scores, args.n)]
-        print(f"{int((scores > 1).sum())} of {len(scores)} frames are outliers; picked the worst {len(chosen)}")
-    else:
-        common, rows = match_cameras(pulses)
-        candidates = labeling.evenly_spaced(len(common), args.candidates)
-        features = np.hstack([np.stack(list(_video_frames(raw.video_path({**session, "camera": c}),
-                                                          rows[c][candidates], labeling.thumbnail).values()))
-                              for c in cameras])
-        chosen = common[candidates[labeling.kmeans_picks(features, args.n, args.seed)]]
+        print(how)
+    model, session = data["model"], data["session"]
     stamp = f"{session['subject']}_{session['session_datetime']:%Y%m%d-%H%M%S}"
-    for c in cameras:
-        rows_c, _ = pulse_rows(pulses[c], chosen)  # chosen among the pulses every camera saw
-        video = raw.video_path({**session, "camera": c})
-        x, y, lik = (a[rows_c] for a in pose2d[c])
-        labeling.write_labeled_data(args.out / f"{stamp}_{Path(video).stem}", _video_frames(video, rows_c, np.asarray),
-                                    len(pulses[c]), np.stack([x, y], -1), lik, bodyparts, scorer, pcutoff)
-    print(f"wrote {len(chosen)} frames x {len(cameras)} cameras to {args.out} (scorer {scorer!r}, predictions of "
-          f"{model['pose_params']!r} as starting labels); correct them in napari-deeplabcut, then "
+    write_frames_to_label(args.out, stamp, chosen, data["pulses"], data["pose2d"], data["videos"],
+                          data["bodyparts"], data["scorer"], data["pcutoff"])
+    print(f"wrote {len(chosen)} frames x {len(data['pulses'])} cameras to {args.out} (scorer {data['scorer']!r}, "
+          f"predictions of {model['pose_params']!r} as starting labels); correct them in napari-deeplabcut, then "
           f"`ratpose train NEW --base {model['training_set']} {args.out}`")
     return 0
 

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .knob import Knob
+from ..behaviour.knob import KnobModel
+from ..errors import InputError, RatposeError
+from ..poses import keypoint_names, position_of
 
 
 def _fail(message: str) -> int:
@@ -15,15 +17,15 @@ def _fail(message: str) -> int:
     return 1
 
 
-def _estimate(session_dir: Path, marker: str) -> Knob:
+def _estimate(session_dir: Path, marker: str) -> KnobModel:
     """The knob fitted to the marker's 3D arc in the session's (single) Pose3D."""
     from ..schema import pose, raw
 
     session = raw.find_session(session_dir=session_dir)
-    data = pose.fetch_pose3d(session)
-    if marker not in data["bodyparts"]:
-        raise ValueError(f"{session_dir}: the model has no body part {marker!r} ({list(data['bodyparts'])})")
-    return Knob.from_keypoint(data["points3d"][:, data["bodyparts"].index(marker)].astype(np.float64))
+    poses = pose.fetch_pose3d(session)
+    if marker not in keypoint_names(poses):
+        raise InputError(f"{session_dir}: the model has no body part {marker!r} ({keypoint_names(poses)})")
+    return KnobModel.from_keypoint(position_of(poses, marker))
 
 
 def _cmd_knob_set(args) -> int:
@@ -42,8 +44,8 @@ def _cmd_knob_set(args) -> int:
         else:
             if args.centre is None or args.radius is None:
                 return _fail("give --centre and --radius (and --axis), or --estimate SESSION")
-            knob = Knob(np.array(args.centre), args.radius, None if args.axis is None else np.array(args.axis))
-    except (LookupError, ValueError) as err:
+            knob = KnobModel(np.array(args.centre), args.radius, None if args.axis is None else np.array(args.axis))
+    except RatposeError as err:
         return _fail(str(err))
     up = np.asarray(args.up, float)
     print(f"knob of {args.rig} ({calibrations[0]['calibration_date']}): centre "
@@ -58,9 +60,17 @@ def _cmd_knob_set(args) -> int:
     return 0
 
 
+def _cmd_knob_send(args) -> int:
+    from ..acquisition.knob_network import send_event
+
+    send_event(args.to, args.event, args.time_s, args.angle_deg)
+    print(f"sent {args.event} at {args.time_s:.6f} s to {args.to}")
+    return 0
+
+
 def add_commands(subparsers) -> None:
-    """Add ``knob set``."""
-    knob = subparsers.add_parser("knob", help="the knob's geometry (once per rig calibration)")
+    """Add ``knob set`` and ``knob send``."""
+    knob = subparsers.add_parser("knob", help="the knob's geometry (once per rig calibration); test events")
     knob_sub = knob.add_subparsers(dest="knob_command", required=True)
     parser = knob_sub.add_parser("set", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                  help="store the knob of a rig's latest calibration (mm, calibration frame)")
@@ -75,3 +85,10 @@ def add_commands(subparsers) -> None:
     parser.add_argument("--marker", default="knob_marker", help="body part on the knob rim (--estimate)")
     parser.add_argument("--yes", action="store_true", help="store an estimate without asking")
     parser.set_defaults(func=_cmd_knob_set)
+    send = knob_sub.add_parser("send", help="send one knob event to a recorder listening for them ([knob] source "
+                                            "= \"network\"; the message format: ratpose.acquisition.knob_network)")
+    send.add_argument("event", choices=("touch_on", "touch_off", "angle"))
+    send.add_argument("--time-s", type=float, required=True, help="the event's time on the neural clock (s)")
+    send.add_argument("--angle-deg", type=float, help="the knob's angle (event angle)")
+    send.add_argument("--to", required=True, metavar="HOST:PORT", help="the recorder's [knob] listen address")
+    send.set_defaults(func=_cmd_knob_send)

@@ -5,11 +5,14 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..errors import InputError, NotFoundError, RatposeError
+
 
 def _add_session_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("session_dir", nargs="?", type=Path, help="an ingested session folder")
     parser.add_argument("--subject", help="instead of a folder: the subject ...")
-    parser.add_argument("--datetime", dest="session_datetime", help="... and session datetime, e.g. 2026-11-24T10:00:00")
+    parser.add_argument("--datetime", dest="session_datetime",
+                        help="... and session datetime, e.g. 2026-11-24T10:00:00")
     parser.add_argument("--training-set", help="the model's training set (when several models ran on the session)")
     parser.add_argument("--pose-params", help="the model's PoseModelParams (when several models ran on the session)")
     parser.add_argument("--pose3d-params", default="default")
@@ -22,7 +25,7 @@ def _session_and_model(args):
     from ..schema import raw, report_data
 
     if args.session_dir is None and not (args.subject and args.session_datetime):
-        raise ValueError("give a session folder, or --subject and --datetime")
+        raise InputError("give a session folder, or --subject and --datetime")
     schema.activate()
     session = raw.find_session(session_dir=args.session_dir, subject=args.subject,
                                session_datetime=args.session_datetime)
@@ -30,13 +33,13 @@ def _session_and_model(args):
 
 
 def _cmd_report(args) -> int:
-    from .build import write_report
+    from ..report.build import write_report
 
     try:
         report_data, session, model = _session_and_model(args)
         report = report_data.fetch_report(session, model, pose3d_params=args.pose3d_params,
                                           analysis_params=args.analysis_params, n_examples=args.examples)
-    except (LookupError, ValueError) as err:
+    except RatposeError as err:
         print(f"ERROR {err}", file=sys.stderr)
         return 1
     path = write_report(report, args.out)
@@ -47,15 +50,15 @@ def _cmd_report(args) -> int:
 
 
 def _cmd_labeled_video(args) -> int:
-    from .video import write_labeled_video
+    from ..report.video import write_labeled_video
 
     try:
         report_data, session, model = _session_and_model(args)
         if model is None:
-            raise LookupError(f"session {session} has no 2D pose yet")
+            raise NotFoundError(f"session {session} has no 2D pose yet")
         cameras = args.cameras or report_data.pose_cameras(session, model)
         inputs = {c: report_data.labeled_video_inputs(session, model, c, args.pose3d_params) for c in cameras}
-    except (LookupError, ValueError) as err:
+    except RatposeError as err:
         print(f"ERROR {err}", file=sys.stderr)
         return 1
     args.out.mkdir(parents=True, exist_ok=True)

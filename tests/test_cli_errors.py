@@ -1,0 +1,54 @@
+"""The command line tells errors the user can fix (one line, exit 1) from bugs (the traceback, exit 2)."""
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import pytest
+
+import ratpose.cli as cli
+from ratpose.errors import ConfigurationError, DataError, InputError, NotFoundError, RatposeError
+
+
+def _parser_raising(error: BaseException):
+    def build():
+        parser = argparse.ArgumentParser(prog="ratpose")
+        sub = parser.add_subparsers(dest="command", required=True)
+        sub.add_parser("boom").set_defaults(func=lambda args: (_ for _ in ()).throw(error))
+        return parser
+    return build
+
+
+@pytest.mark.parametrize("error", [InputError("session.toml: [camera] has no 'video'"),
+                                   ConfigurationError("rig.toml [trigger]: rate_hz must be > 0"),
+                                   DataError("session s1: 3 frames, Pose3D needs 10"),
+                                   NotFoundError("no subject 'r9' in the database")])
+def test_an_error_the_user_can_fix_is_one_line(monkeypatch, capsys, error):
+    monkeypatch.setattr(cli, "build_parser", _parser_raising(error))
+    assert cli.main(["boom"]) == 1
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [f"ERROR {error} (--debug shows the traceback)"]
+    assert isinstance(error, RatposeError)
+
+
+def test_a_bug_prints_the_traceback_and_asks_for_a_report(monkeypatch, capsys):
+    try:  # a numpy ValueError is not the user's mistake
+        np.zeros(3).reshape(2, 2)
+    except ValueError as err:
+        bug = err
+    monkeypatch.setattr(cli, "build_parser", _parser_raising(bug))
+    assert cli.main(["boom"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and "reshape" in err
+    assert cli.BUG_REPORT in err
+
+
+def test_debug_raises_either(monkeypatch):
+    monkeypatch.setattr(cli, "build_parser", _parser_raising(InputError("x.toml: bad")))
+    with pytest.raises(InputError):
+        cli.main(["--debug", "boom"])
+
+
+def test_user_errors_subclass_the_builtin_they_refine():
+    assert issubclass(InputError, ValueError) and issubclass(NotFoundError, LookupError)
+    assert not issubclass(ValueError, RatposeError)

@@ -1,0 +1,206 @@
+"""The knob reaches the recorder live: on the Pi's GPIOs through pigpio (strict fake, scripted knob) or over
+the network; events and angle against the script, ring windows around the touches, the clock checked."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import tomllib
+from strict_sdks import ScriptedKnob, StrictRig
+
+from ratpose.acquisition import record, rig_config_from_dict
+from ratpose.acquisition.config import KnobSettings, RigConfigError
+from ratpose.acquisition.knob_gpio import GpioKnob, tick_time_s
+from ratpose.acquisition.knob_network import NetworkKnobSource, decode_event, encode_event, send_event
+from ratpose.acquisition.pulse_matcher import PulseLog
+from ratpose.acquisition.recorder import build_hardware_backends
+from ratpose.acquisition.ring_buffer import merge_windows
+from ratpose.errors import InputError
+from ratpose.ingest.session_folder import read_session_folder
+from ratpose.sync import unwrap_ticks
+
+RATE, W, H = 100.0, 64, 48
+CPR = 2400
+BOUNCE_US = 1500
+
+
+def config(ring=None, knob=None):
+    doc = {"trigger": {"backend": "pigpio", "rate_hz": RATE, "gpio": 4},
+           "storage": {"codec": "ffv1", "queue_frames": 64},
+           "camera": [{"name": "cam0", "role": "primary", "serial": "21000001", "roi": [0, 0, W, H],
+                       "exposure_us": 1000, "trigger_line": "Line3", "strobe_line": "Line1"},
+                      {"name": "cam1", "role": "secondary", "serial": "21000002", "roi": [0, 0, W, H],
+                       "exposure_us": 1000, "trigger_line": "Line3"}],
+           "knob": {"source": "gpio", "counts_per_rev": CPR, **(knob or {})}}
+    if ring:
+        doc["ring_buffer"] = {"enabled": True, **ring}
+    return rig_config_from_dict(doc)
+
+
+def record_with(monkeypatch, tmp_path, knob: ScriptedKnob, duration_s: float, ring=None, knob_settings=None):
+    rig = StrictRig(knob=knob)
+    rig.install(monkeypatch)
+    cfg = config(ring, knob_settings)
+    cams, trig = build_hardware_backends(cfg)
+    result = record(cfg, tmp_path / "s", duration_s=duration_s, cameras=cams, trigger=trig)
+    assert result.status == "completed", result.message
+    first_s = read_session_folder(result.session_dir).tick_us[0] / 1e6  # the script's 0 on the neural clock
+    return result, first_s
+
+
+def test_record_keeps_the_windows_around_each_touch_and_writes_touches_and_angle(monkeypatch, tmp_path):
+    """Touches with contact bounce (one before the uint32 tick wraps at 0.5 s), turns while touched; the default
+    ring policy (knob, touch_on) keeps exactly the merged windows around the scripted touches."""
+    touches = [(0.30, 0.45), (1.20, 1.45), (1.50, 1.80), (3.10, 3.40)]
+    knob = ScriptedKnob(touches, turns=[(1.22, 1.42, 30.0), (1.55, 1.75, -45.0), (3.15, 3.35, 12.0)],
+                        counts_per_rev=CPR, bounce_us=BOUNCE_US)
+    ring = {"pre_s": 0.25, "post_s": 0.2, "latency_s": 0.1}
+    result, first_s = record_with(monkeypatch, tmp_path, knob, 4.0, ring)
+    folder = result.session_dir
+    events = pd.read_csv(folder / "knob_events.csv")
+    assert list(events.event) == ["touch_on", "touch_off"] * len(touches)  # bounce: one touch each
+    truth = np.asarray(touches).ravel() + first_s
+    # each edge is where the contact became steady (glitch filter): within its bounce, never before the contact
+    late = events.time_s.to_numpy() - truth
+    assert np.all(late >= -10e-6) and np.all(late <= BOUNCE_US * 1e-6 + 10e-6), late
+    expected = merge_windows(events.time_s[::2], ring["pre_s"], ring["post_s"])
+    assert len(expected) == 3  # the second and third touches' windows merge
+    np.testing.assert_allclose(result.segments, expected, atol=1e-9)
+    angle = pd.read_csv(folder / "knob_angle.csv")
+    assert np.all(np.diff(angle.time_s) > 0) and len(angle) > 0.9 * 4.0 * 100
+    true_angle = knob.angle_deg(angle.time_s.to_numpy() - first_s)
+    assert np.abs(angle.angle_deg - true_angle).max() <= 360 / CPR  # within one encoder count
+    session = read_session_folder(folder)  # it ingests; each camera kept the frames of the windows' pulses
+    pulse_s = unwrap_ticks(session.tick_us)
+    in_windows = sum(int(((pulse_s >= a) & (pulse_s <= b)).sum()) for a, b in expected)
+    for cam in session.cameras:
+        assert abs(cam.n_frames - in_windows) <= len(expected), (cam.name, cam.n_frames, in_windows)
+    warnings = tomllib.loads((folder / "session.toml").read_text())["recording"].get("warnings", [])
+    assert not [w for w in warnings if "knob" in w], warnings
+
+
+def test_an_encoder_turned_faster_than_the_sampling_is_reported(monkeypatch, tmp_path):
+    """90 deg in 2 ms (3 us per count): pigpio sees A and B change in one 5 us sample; the recording says so."""
+    knob = ScriptedKnob([(0.2, 0.6)], turns=[(0.3, 0.302, 90.0)], counts_per_rev=CPR)
+    result, _ = record_with(monkeypatch, tmp_path, knob, 1.0)
+    warnings = tomllib.loads((result.session_dir / "session.toml").read_text())["recording"]["warnings"]
+    assert any("faster than pigpio's 5 us sampling" in w for w in warnings), warnings
+
+
+# --- the decoding itself, edge by edge ------------------------------------------------------------------
+
+def _knob(**settings):
+    pulses = PulseLog()
+    pulses.append(2**32 - 1000)  # the first pulse 1 ms before the tick wraps
+    return GpioKnob(KnobSettings(source="gpio", **settings), pulses), pulses
+
+
+def test_contact_bounce_is_one_touch_and_a_release_is_final_after_the_debounce_time():
+    knob, pulses = _knob(glitch_us=0, debounce_us=20_000)
+    t0 = 2**32 - 1000
+    for dt, level in ((100, 0), (600, 1), (900, 0), (1500, 1), (1800, 0)):  # contact, with bounce
+        knob._on_touch(17, level, (t0 + dt) % 2**32)
+    knob._on_touch(17, 1, (t0 + 50_000) % 2**32)  # released 50 ms later (after the wrap)
+    start = tick_time_s(pulses, t0)
+    events = knob.poll(start + 0.060)
+    assert [e for _, e in events] == ["touch_on"]  # the release is not final yet (20 ms debounce)
+    assert events[0][0] == pytest.approx(start + 100e-6, abs=1e-9)
+    assert knob.report.bounces == 2
+    events = knob.poll(start + 0.071)
+    assert events == [(pytest.approx(start + 0.050, abs=1e-9), "touch_off")]
+
+
+def test_the_glitch_filter_delay_is_taken_off_the_edge_time():
+    knob, pulses = _knob(glitch_us=300)
+    t0 = 2**32 - 1000
+    knob._on_touch(17, 0, (t0 + 2_300) % 2**32)  # pigpio stamps it 300 us after it began
+    assert knob.poll(tick_time_s(pulses, t0) + 1) == [(pytest.approx(tick_time_s(pulses, t0) + 0.002), "touch_on")]
+
+
+def test_quadrature_steps_count_up_and_down_and_ambiguous_samples_are_counted():
+    knob, pulses = _knob()
+    t0 = 2**32 - 1000
+    # A is the high bit: 00 -> 01 -> 11 -> 10 counts up (B rises, A rises, B falls)
+    for dt, gpio, level in ((10, 23, 1), (20, 22, 1), (30, 23, 0), (40, 23, 1)):  # +1 +1 +1 then back -1
+        knob._on_encoder(gpio, level, (t0 + dt) % 2**32)
+    samples = knob.poll_angle(tick_time_s(pulses, t0) + 1.0)
+    assert knob.report.counts == 2 and knob.report.ambiguous_steps == 0
+    assert samples[-1, 1] == pytest.approx(2 * 360 / 2400)
+    knob._on_encoder(22, 0, (t0 + 2000) % 2**32)  # A and B in the same 5 us sample: 11 -> 00
+    knob._on_encoder(23, 0, (t0 + 2000) % 2**32)
+    knob.poll_angle(tick_time_s(pulses, t0) + 2.0)
+    assert knob.report.ambiguous_steps == 1 and knob.report.counts == 2 - 2  # taken as the last step's way (-1)
+    assert "faster than pigpio" in knob.report.warnings(knob.settings)[0]
+
+
+def test_ticks_unwrap_next_to_the_latest_pulse():
+    pulses = PulseLog()
+    for tick in (2**32 - 20, 2**32 - 10, 5):  # the last pulse after the wrap
+        pulses.append(tick)
+    assert tick_time_s(pulses, 2**32 - 15) == pytest.approx((2**32 - 15) / 1e6)
+    assert tick_time_s(pulses, 30) == pytest.approx((2**32 + 30) / 1e6)
+    assert tick_time_s(PulseLog(), 30) is None
+
+
+@pytest.mark.parametrize("knob, message", [
+    ({"source": "serial"}, "source must be gpio, network or none"),
+    ({"touch_pull": "strong"}, "touch_pull"),
+    ({"touch_gpio": 4}, "the trigger's output"),
+    ({"encoder_b_gpio": 22}, "distinct"),
+    ({"encoder_a_gpio": -1}, "both"),
+    ({"glitch_us": 400_000}, "glitch_us"),
+    ({"counts_per_rev": 0}, "counts_per_rev"),
+    ({"wiring": 1}, "unknown key"),
+])
+def test_a_knob_config_that_cannot_work_is_refused_naming_the_key(knob, message):
+    with pytest.raises(RigConfigError, match=message):
+        config(knob=knob)
+
+
+def test_a_gpio_knob_needs_the_pigpio_trigger():
+    with pytest.raises(RigConfigError, match="needs \\[trigger\\] backend"):
+        rig_config_from_dict({"trigger": {"backend": "simulated"}, "camera": [{"name": "cam0", "role": "primary"}],
+                              "knob": {"source": "gpio"}})
+
+
+# --- the network source --------------------------------------------------------------------------------
+
+def test_network_events_arrive_and_the_clock_is_checked():
+    pulses = PulseLog()
+    pulses.append(10_000_000)  # the latest pulse: 10.0 s on the neural clock
+    source = NetworkKnobSource("127.0.0.1:0", latency_s=0.25, pulses=pulses)
+    source.start()
+    try:
+        address = f"127.0.0.1:{source.port}"
+        send_event(address, "touch_on", 9.9)         # on time
+        send_event(address, "angle", 9.95, 12.5)
+        send_event(address, "touch_off", 9.5)        # 0.5 s old: late (and before the touch_on: out of order)
+        send_event(address, "touch_off", 9.97)
+        send_event(address, "touch_on", 12.0)        # 2 s ahead: not the neural clock
+        import socket
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.sendto(b'{"event": "touch_on"}', ("127.0.0.1", source.port))
+        deadline = time.monotonic() + 5
+        while source.report.received < 6 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        source.stop()
+    assert source.poll(10.0) == [(9.9, "touch_on"), (9.97, "touch_off")]
+    np.testing.assert_array_equal(source.poll_angle(10.0), [[9.95, 12.5]])
+    report = source.report
+    assert (report.received, report.late, report.future, report.malformed, report.out_of_order) == (6, 1, 1, 1, 1)
+    text = " ".join(report.warnings(0.25))
+    assert "later than latency_s" in text and "ahead of the trigger's clock" in text and "malformed" in text
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"\xff", "UTF-8 JSON"), (b"[1]", "event"), (b'{"event": "push", "time_s": 1}', "event"),
+    (b'{"event": "touch_on", "time_s": "1"}', "time_s"), (b'{"event": "angle", "time_s": 1}', "angle_deg"),
+    (b'{"event": "touch_on", "time_s": NaN}', "time_s"),
+])
+def test_a_malformed_message_says_what_is_wrong(data, message):
+    with pytest.raises(InputError, match=message):
+        decode_event(data)
+    assert decode_event(encode_event("angle", 3.5, -2.0)) == ("angle", 3.5, -2.0)
