@@ -195,6 +195,43 @@ def test_network_events_arrive_and_the_clock_is_checked():
     assert "later than latency_s" in text and "ahead of the trigger's clock" in text and "malformed" in text
 
 
+def test_record_with_network_knob_events_keeps_their_windows(monkeypatch, tmp_path, capsys):
+    """A real-time system sends touches over UDP (`ratpose knob send`) on the neural clock while the strict
+    fakes record: the windows open around them and the files list them."""
+    import socket
+    import threading
+
+    from ratpose.cli import main
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    rig = StrictRig()
+    rig.install(monkeypatch)
+    first_s = (2**32 - 500_000) / 1e6  # the fake Pi's first pulse tick, on the neural clock
+    ring = {"pre_s": 0.3, "post_s": 0.2, "latency_s": 0.2}
+    cfg = config(ring, {"source": "network", "listen": f"127.0.0.1:{port}"})
+    sent = [(0.6, "touch_on"), (0.9, "touch_off"), (1.5, "touch_on"), (1.7, "touch_off")]
+
+    def real_time_system():
+        start = time.monotonic()
+        for at, event in sent:
+            time.sleep(max(0.0, at + 0.05 - (time.monotonic() - start)))  # told 50 ms after it happened
+            assert main(["knob", "send", event, "--time-s", str(first_s + at), "--to", f"127.0.0.1:{port}"]) == 0
+
+    sender = threading.Thread(target=real_time_system)
+    cams, trig = build_hardware_backends(cfg)
+    sender.start()
+    result = record(cfg, tmp_path / "s", duration_s=2.5, cameras=cams, trigger=trig)
+    sender.join()
+    assert result.status == "completed", result.message
+    events = pd.read_csv(result.session_dir / "knob_events.csv")
+    assert list(events.event) == [e for _, e in sent]
+    np.testing.assert_allclose(events.time_s, [first_s + at for at, _ in sent], atol=1e-6)
+    np.testing.assert_allclose(result.segments, merge_windows(events.time_s[::2], ring["pre_s"], ring["post_s"]))
+    assert "sent touch_on" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("data, message", [
     (b"\xff", "UTF-8 JSON"), (b"[1]", "event"), (b'{"event": "push", "time_s": 1}', "event"),
     (b'{"event": "touch_on", "time_s": "1"}', "time_s"), (b'{"event": "angle", "time_s": 1}', "angle_deg"),
@@ -204,3 +241,105 @@ def test_a_malformed_message_says_what_is_wrong(data, message):
     with pytest.raises(InputError, match=message):
         decode_event(data)
     assert decode_event(encode_event("angle", 3.5, -2.0)) == ("angle", 3.5, -2.0)
+
+
+# --- rig check ----------------------------------------------------------------------------------------
+
+def test_rig_check_shows_the_knob_live_and_reports_what_it_saw(monkeypatch, tmp_path):
+    from ratpose.acquisition.rig_check import rig_check
+
+    knob = ScriptedKnob([(0.5, 0.9), (1.6, 2.0)], turns=[(0.6, 0.8, 20.0)], counts_per_rev=CPR)
+    rig = StrictRig(knob=knob)
+    rig.install(monkeypatch)
+    cfg = config()
+    live = []
+    lines, ok = rig_check(cfg, *build_hardware_backends(cfg), disk_dir=tmp_path, knob_s=2.5, on_status=live.append)
+    assert ok, lines
+    seen = [line for line in lines if line.startswith("INFO knob (gpio) during the 2.5 s check: 2 touch(es), angle")]
+    assert seen and float(seen[0].split(" to ")[1].split()[0]) == pytest.approx(20.0, abs=360 / CPR), lines
+    assert any("knob: touch GPIO17=" in line and "encoder GPIO22=" in line for line in live), live
+
+
+def test_rig_check_warns_when_the_knob_did_nothing_and_fails_a_knob_policy_without_a_source(monkeypatch, tmp_path):
+    import dataclasses
+
+    from ratpose.acquisition.config import KnobSettings
+    from ratpose.acquisition.rig_check import rig_check
+
+    rig = StrictRig(knob=ScriptedKnob())
+    rig.install(monkeypatch)
+    cfg = config()
+    lines, ok = rig_check(cfg, *build_hardware_backends(cfg), disk_dir=tmp_path, knob_s=2.0)
+    assert ok and any(line.startswith("WARN knob (gpio) during the 2 s check: 0 touch(es)") for line in lines), lines
+    ring = dataclasses.replace(cfg.ring, enabled=True)  # the default policy waits for knob touches
+    silent = dataclasses.replace(cfg, ring=ring, knob=KnobSettings())
+    lines, ok = rig_check(silent, *build_hardware_backends(silent), disk_dir=tmp_path)
+    assert not ok and any(line.startswith("FAIL ring buffer: policy ['knob']") for line in lines), lines
+    assert lines[-1].startswith("FAIL rig check")
+
+
+# --- the whole way: a recorded session with the knob on the Pi passes the knob check ----------------------
+
+@pytest.mark.slow
+def test_a_session_recorded_with_the_knob_on_the_pi_passes_knob_validation(clean_db, monkeypatch, tmp_path):
+    """The simulator's scene drives the scripted knob (its touches, with bounce, and its angle through the
+    encoder) while the strict fakes record with the default ring policy; the session ingests, its 2D is the
+    scene seen by the calibrated rig at the recorded frames' pulses, and KnobValidation passes."""
+    from ratpose import schema
+    from ratpose.export import to_dlc_h5
+    from ratpose.schema.jobs import populate
+    from ratpose.sim import BODYPARTS, SessionSettings, write_rig_dataset
+
+    seconds = 14.0
+    truth = write_rig_dataset(tmp_path / "sim", SessionSettings(seconds=seconds, size=(160, 128), seed=4),
+                              n_labeled=4, calibration_size=(640, 512))  # boards rendered 4x finer
+    scene, s0 = truth.scene, float(truth.pulse_time_s[0])
+    touches = scene.touch_intervals(s0, s0 + seconds - 1.0) - s0
+    touches = touches[np.isfinite(touches).all(axis=1)]
+    assert len(touches) >= 3
+    knob = ScriptedKnob(touches, angle=lambda t: scene.knob_angle(s0 + t), angle_span_s=(0.0, seconds),
+                        counts_per_rev=CPR)
+    rig = StrictRig(knob=knob)
+    rig.install(monkeypatch)
+    doc = {"session": {"subject": "rat_knob", "rig": truth.config["rig"]},
+           "trigger": {"backend": "pigpio", "rate_hz": RATE, "gpio": 4},
+           "storage": {"codec": "ffv1", "queue_frames": 128},
+           "ring_buffer": {"enabled": True, "pre_s": 1.0, "post_s": 0.5},
+           "knob": {"source": "gpio", "counts_per_rev": CPR},
+           "camera": [{"name": "cam0", "role": "primary", "serial": "21000001", "roi": [0, 0, 160, 128],
+                       "exposure_us": 1000, "trigger_line": "Line3", "strobe_line": "Line1"},
+                      {"name": "cam1", "role": "secondary", "serial": "21000002", "roi": [0, 0, 160, 128],
+                       "exposure_us": 1000, "trigger_line": "Line3"}]}
+    cfg = rig_config_from_dict(doc)
+    cams, trig = build_hardware_backends(cfg)
+    result = record(cfg, tmp_path / "s", duration_s=seconds, cameras=cams, trigger=trig)
+    assert result.status == "completed", result.message
+    events = pd.read_csv(result.session_dir / "knob_events.csv")
+    assert (events.event == "touch_on").sum() == len(touches)
+
+    db = clean_db
+    raw, calib, pose, sync, analysis = (db[s] for s in ("raw", "calib", "pose", "sync", "analysis"))
+    session, _ = raw.insert_session(read_session_folder(result.session_dir))
+    calib.register_calibration(tmp_path / "sim" / "calibration")
+    pose.register_training_set("sim", str(tmp_path / "sim" / "labeled"), list(BODYPARTS), "sim")
+    pose.PoseModelParams.insert1({"pose_params": "external", "mode": "external"}, skip_duplicates=True)
+    pose.request_model("sim", "external")
+    tables = schema.computed_tables(db)
+    first = populate({n: tables[n] for n in ("SyncedFrames", "SessionSync", "Calibration", "SessionCalibration",
+                                             "PoseModel")})
+    assert all(not r["error_list"] for r in first.values()), first
+    assert calib.session_calibration_key(session) is not None
+    pulse_s = unwrap_ticks((raw.TriggerLog & session).fetch1("tick_us"))
+    outputs = {}
+    for camera in ("cam0", "cam1"):  # what DeepLabCut finds in each recorded frame: the scene at its pulse
+        pulses = (sync.SyncedFrames & session & {"camera": camera}).fetch1("pulse_index")
+        xy = truth.rig[camera].project(scene.keypoints(s0 + pulse_s[pulses] - pulse_s[0]))
+        outputs[camera] = str(to_dlc_h5(tmp_path / f"{camera}DLC_sim.h5", xy, list(BODYPARTS), scorer="DLC_sim",
+                                        likelihood=np.ones(xy.shape[:2])))
+    pose.schedule_pose2d(session, {"training_set": "sim", "pose_params": "external"}, mode="load", dlc_h5=outputs)
+    analysis.set_knob(calib.session_calibration_key(session), scene.knob(), up=scene.up)
+    results = populate(tables)
+    assert all(not r["error_list"] for r in results.values()), results
+    row = (analysis.KnobValidation & session).fetch1()
+    assert row["passed"], row["failed_checks"]
+    assert row["n_touches"] == len(touches)
