@@ -52,3 +52,11 @@ def test_debug_raises_either(monkeypatch):
 def test_user_errors_subclass_the_builtin_they_refine():
     assert issubclass(InputError, ValueError) and issubclass(NotFoundError, LookupError)
     assert not issubclass(ValueError, RatposeError)
+
+
+def test_a_bad_datetime_on_the_command_line_is_one_line(clean_db, capsys):
+    code = cli.main(["export", "--subject", "rat01", "--datetime", "yesterday", "--training-set", "t",
+                     "--pose-params", "p", "--out", "x.nwb"])
+    err = capsys.readouterr().err
+    assert code == 1 and err.strip().splitlines() == [
+        "ERROR session datetime 'yesterday' is not ISO 8601 (e.g. 2026-11-24T10:00:00) (--debug shows the traceback)"]

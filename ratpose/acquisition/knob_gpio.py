@@ -78,6 +78,7 @@ class GpioKnob:
         self._touch_edges: list[tuple[int, int]] = []
         self._encoder_edges: list[tuple[int, int, int]] = []
         self._callbacks = []
+        self._closed = False
         self._touched = False
         self._release_s: float | None = None
         self._ab = 0
@@ -115,6 +116,7 @@ class GpioKnob:
         for callback in self._callbacks:
             callback.cancel()
         self._callbacks = []
+        self._closed = True  # no contact can follow a release any more: a pending one is final
 
     def status(self) -> str:
         """The inputs' levels, the touch state and the encoder count, for the terminal's live line."""
@@ -170,7 +172,7 @@ class GpioKnob:
                 self._touched, self._release_s = True, None
             elif self._touched and self._release_s is None:
                 self._release_s = time_s
-        if self._release_s is not None and now_s - self._release_s >= debounce_s:
+        if self._release_s is not None and (self._closed or now_s - self._release_s >= debounce_s):
             events.append((self._release_s, "touch_off"))
             self._touched, self._release_s = False, None
         return events
@@ -186,7 +188,7 @@ class GpioKnob:
             if not len(self.pulses):
                 return np.zeros((0, 2))
             self._next_sample_s = self.pulses.time_s(0)
-        end = now_s if not self._callbacks else now_s - SETTLE_S
+        end = now_s if self._closed else now_s - SETTLE_S
         times = self._next_sample_s + step * np.arange(max(0, math.floor((end - self._next_sample_s) / step) + 1))
         if not times.size:
             return np.zeros((0, 2))

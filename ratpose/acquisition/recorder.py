@@ -800,12 +800,13 @@ class Recorder:
         """No more knob input: its callbacks (or socket) end; what went wrong with it becomes warnings."""
         if isinstance(self.knob, GpioKnob):
             self.knob.detach()
-            problems = self.knob.report.warnings(self.cfg.knob)
         elif isinstance(self.knob, NetworkKnobSource):
             self.knob.stop()
-            problems = self.knob.report.warnings(self.cfg.ring.latency_s)
         else:
             return
+        self.poll_sources(self.last_pulse_s())  # what arrived last is decoded (and counted) before the report
+        problems = (self.knob.report.warnings(self.cfg.knob) if isinstance(self.knob, GpioKnob)
+                    else self.knob.report.warnings(self.cfg.ring.latency_s))
         for problem in problems:
             self.warn(problem)
 

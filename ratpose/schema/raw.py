@@ -214,8 +214,12 @@ def find_session(*, session_dir=None, subject: str | None = None, session_dateti
         return rows[0]
     if subject is None or session_datetime is None:
         raise InputError("give a session folder, or both a subject and a session datetime")
-    when = session_datetime if isinstance(session_datetime, _dt.datetime) else _dt.datetime.fromisoformat(
-        str(session_datetime))
+    try:
+        when = session_datetime if isinstance(session_datetime, _dt.datetime) else _dt.datetime.fromisoformat(
+            str(session_datetime))
+    except ValueError:
+        raise InputError(f"session datetime {session_datetime!r} is not ISO 8601 (e.g. 2026-11-24T10:00:00)") \
+            from None
     key = {"subject": subject, "session_datetime": when}
     if not Session & key:
         raise NotFoundError(f"no session of subject {subject!r} at {when.isoformat()} in the database")
