@@ -180,7 +180,7 @@ class Pose2D(dj.Computed):
     def schedule(cls) -> int:
         """Pose2DTask rows for synced recordings not yet scheduled, from their rig's PoseDefaults."""
         rows = []
-        for frames in (sync.SyncedFrames - Pose2DTask).proj().to_dicts():
+        for frames in ((sync.SyncedFrames - Pose2DTask) & raw.reachable_sessions()).proj().to_dicts():
             defaults = rig_defaults(frames)
             if defaults is not None:
                 model = {k: defaults[k] for k in PoseModel.primary_key}
@@ -190,6 +190,12 @@ class Pose2D(dj.Computed):
                 rows.append({**frames, **model, **mode, **crops})
         Pose2DTask.insert(rows, skip_duplicates=True)
         return len(rows)
+
+    @property
+    def key_source(self):
+        """Pose2DTask rows of sessions whose videos this machine reaches (``raw.reachable_sessions``): a worker
+        without a session's data root leaves it to one that has it, instead of failing it."""
+        return super().key_source & raw.reachable_sessions()
 
     def make_fetch(self, key):
         task = (Pose2DTask & key).fetch1()

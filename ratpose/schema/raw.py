@@ -9,6 +9,7 @@ import numpy as np
 
 from ..errors import InputError, NotFoundError
 from ..ingest.session_folder import SessionData
+from ..roots import configured_roots, locate, relative_to_root
 from .limits import check_rows
 
 schema = dj.Schema()
@@ -47,7 +48,8 @@ class Session(dj.Manual):
     ---
     rig : varchar(64)
     task : varchar(64)
-    session_dir : varchar(1024)   # absolute path of the session folder when ingested
+    session_dir : varchar(1024)   # the session folder: relative to data_root, or absolute when it is ''
+    data_root = '' : varchar(32)  # named data root (ratpose.roots); '': session_dir is the absolute path
     trigger_rate_hz : float64
     timezone = 'UTC' : varchar(64)  # the rig's IANA time zone: session_datetime is local time in it
     notes = '' : varchar(2048)
@@ -146,7 +148,7 @@ def _rows(data: SessionData, key: dict) -> list[tuple[type, list[dict]]]:
         (Subject, [{"subject": data.subject, **data.subject_info}]),
         (Camera, [{"camera": c.name, "serial": c.serial, "model": c.model, "pixel_size_um": c.pixel_size_um,
                    "lens_mm": c.lens_mm} for c in data.cameras]),
-        (Session, [{**key, "rig": data.rig, "task": data.task, "session_dir": str(data.path),
+        (Session, [{**key, "rig": data.rig, "task": data.task, **folder_location(data.path),
                     "trigger_rate_hz": data.trigger_rate_hz, "timezone": data.timezone, "notes": data.notes,
                     "checksums": data.checksums}]),
         (Recording, [{**key, "camera": c.name, "role": c.role, "video_file": str(c.video.relative_to(data.path)),
@@ -183,9 +185,9 @@ def insert_session(data: SessionData) -> tuple[dict, bool]:
         check_rows(table, table_rows, str(data.path / _SOURCE[table]))
     existing = (Session & key).to_dicts()
     if existing:
-        if existing[0]["session_dir"] != str(data.path):
+        if not _same_location(existing[0], data.path):
             raise InputError(f"{data.path}: session {key} already exists, ingested from "
-                             f"{existing[0]['session_dir']} (duplicated session?)")
+                             f"{describe_location(existing[0])} (duplicated session?)")
         if existing[0]["checksums"] != data.checksums:
             raise InputError(f"{data.path}: folder changed since it was ingested "
                              f"({describe_changes(existing[0]['checksums'], data.checksums)}); "
@@ -207,8 +209,8 @@ def _optional_float(row, name: str) -> float | None:
 def find_session(*, session_dir=None, subject: str | None = None, session_datetime=None) -> dict:
     """Session key from an ingested session folder, or from subject + session datetime (ISO 8601)."""
     if session_dir is not None:
-        folder = str(Path(session_dir).expanduser().resolve())
-        rows = (Session & {"session_dir": folder}).proj().to_dicts()
+        folder = Path(session_dir).expanduser().resolve()
+        rows = (Session & [folder_location(folder), {"data_root": "", "session_dir": str(folder)}]).proj().to_dicts()
         if not rows:
             raise NotFoundError(f"{folder}: no ingested session comes from this folder (run `ratpose ingest` first)")
         return rows[0]
@@ -227,6 +229,43 @@ def find_session(*, session_dir=None, subject: str | None = None, session_dateti
 
 
 def video_path(key: dict) -> str:
-    """Absolute path of a Recording's video (session_dir / video_file)."""
-    session_dir = (Session & key).fetch1("session_dir")
-    return f"{session_dir}/{(Recording & key).fetch1('video_file')}"
+    """Path of a Recording's video on this machine (its session folder, found through the data root, /
+    video_file); NotFoundError naming the root and the paths tried when this machine cannot reach it."""
+    return f"{session_folder(key)}/{(Recording & key).fetch1('video_file')}"
+
+
+def folder_location(folder) -> dict:
+    """Session's data_root and session_dir for a folder: relative to the first of this machine's data roots
+    holding it, else its absolute path (data_root '')."""
+    found = relative_to_root(folder, configured_roots())
+    if found is None:
+        return {"data_root": "", "session_dir": str(Path(folder).expanduser().resolve())}
+    return {"data_root": found[0], "session_dir": found[1]}
+
+
+def _same_location(row: dict, folder) -> bool:
+    """Whether a Session row was ingested from ``folder`` (by its data root, or by its absolute path)."""
+    here = folder_location(folder)
+    absolute = str(Path(folder).expanduser().resolve())
+    return (row["data_root"], row["session_dir"]) in ((here["data_root"], here["session_dir"]), ("", absolute))
+
+
+def describe_location(row: dict) -> str:
+    """A Session row's folder as people read it: ``root:relative/path`` or the absolute path."""
+    return f"{row['data_root']}:{row['session_dir']}" if row["data_root"] else row["session_dir"]
+
+
+def session_folder(key: dict) -> Path:
+    """A session's folder on this machine (``ratpose.roots.locate`` for a data root)."""
+    row = (Session & key).proj("data_root", "session_dir").fetch1()
+    if not row["data_root"]:
+        return Path(row["session_dir"])
+    return locate(row["data_root"], row["session_dir"], configured_roots())
+
+
+def reachable_sessions() -> list[dict]:
+    """Sessions whose files this machine can reach: every one stored by absolute path (as before data roots),
+    and those whose data root it maps. A worker leaves the others to a machine that maps their root."""
+    mapped = set(configured_roots())
+    return [{k: r[k] for k in Session.primary_key}
+            for r in Session.proj("data_root").to_dicts() if not r["data_root"] or r["data_root"] in mapped]

@@ -76,7 +76,7 @@ def fetch_report(session_key: dict, model: dict | None = None, *, pose3d_params:
     min_likelihood = float((pose.Pose3DParams & {"pose3d_params": pose3d_params}).fetch1("min_likelihood"))
     report = SessionReport(
         title=f"{session['subject']} {session['session_datetime']:%Y-%m-%d %H:%M:%S}",
-        info={"rig": session["rig"], "task": session["task"], "folder": session["session_dir"],
+        info={"rig": session["rig"], "task": session["task"], "folder": raw.describe_location(session),
               "model": "none" if model is None else f"{model['training_set']}/{model['pose_params']}"},
         bodyparts=bodyparts, min_likelihood=min_likelihood)
     _add_sync(report, session_key)
