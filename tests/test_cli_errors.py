@@ -60,3 +60,9 @@ def test_a_bad_datetime_on_the_command_line_is_one_line(clean_db, capsys):
     err = capsys.readouterr().err
     assert code == 1 and err.strip().splitlines() == [
         "ERROR session datetime 'yesterday' is not ISO 8601 (e.g. 2026-11-24T10:00:00) (--debug shows the traceback)"]
+
+
+@pytest.mark.parametrize("size", ["abc", "160", "160x"])
+def test_a_bad_sim_size_is_one_line(tmp_path, capsys, size):
+    assert cli.main(["sim", str(tmp_path / "d"), "--size", size]) == 1
+    assert capsys.readouterr().err.startswith(f"ERROR --size {size!r}: expected WIDTHxHEIGHT")

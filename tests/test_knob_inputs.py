@@ -343,3 +343,41 @@ def test_a_session_recorded_with_the_knob_on_the_pi_passes_knob_validation(clean
     row = (analysis.KnobValidation & session).fetch1()
     assert row["passed"], row["failed_checks"]
     assert row["n_touches"] == len(touches)
+
+
+def test_no_message_ends_the_listener_and_touches_stay_alternating():
+    """A huge number, deep nesting, an event before the first pulse, a repeated touch: each is counted and
+    dropped, and the listener still takes the next good event (knob_events.csv stays ingestible)."""
+    import socket
+
+    pulses = PulseLog()
+    source = NetworkKnobSource("127.0.0.1:0", latency_s=0.25, pulses=pulses)
+    source.start()
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            def send(data):
+                sock.sendto(data, ("127.0.0.1", source.port))
+            send(encode_event("touch_on", 1.0))  # no trigger pulse yet: no clock to check it against
+            deadline = time.monotonic() + 5
+            while source.report.received < 1 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            pulses.append(10_000_000)
+            send(b'{"event": "touch_on", "time_s": 1' + b"0" * 400 + b"}")
+            send(b"[" * 1000 + b"]" * 1000)
+            send(encode_event("touch_on", 9.9))
+            send(encode_event("touch_on", 9.95))  # its touch_off was lost
+            send(encode_event("touch_off", 9.97))
+            while source.report.received < 6 and time.monotonic() < deadline:
+                time.sleep(0.01)
+    finally:
+        source.stop()
+    assert source.poll(10.0) == [(9.9, "touch_on"), (9.97, "touch_off")]
+    report = source.report
+    assert (report.received, report.malformed, report.before_first_pulse, report.out_of_order) == (6, 2, 1, 1)
+
+
+def test_knob_send_to_an_unknown_host_is_one_line(capsys):
+    from ratpose.cli import main
+
+    assert main(["knob", "send", "touch_on", "--time-s", "1", "--to", "nosuchhost.invalid:5556"]) == 1
+    assert capsys.readouterr().err.startswith("ERROR knob send --to nosuchhost.invalid:5556:")

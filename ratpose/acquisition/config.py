@@ -100,8 +100,8 @@ class KnobSettings:
         if self.touch_active not in ("low", "high"):
             raise RigConfigError(f"{where}: touch_active must be low or high, got {self.touch_active!r}")
         gpios = [self.touch_gpio] + ([self.encoder_a_gpio, self.encoder_b_gpio] if self.has_encoder else [])
-        if any(not 0 <= g <= 53 for g in gpios) or len(set(gpios)) != len(gpios):
-            raise RigConfigError(f"{where}: the knob's GPIOs must be distinct BCM numbers 0-53, got {gpios}")
+        if any(not 0 <= g <= 31 for g in gpios) or len(set(gpios)) != len(gpios):  # pigpio's user GPIOs
+            raise RigConfigError(f"{where}: the knob's GPIOs must be distinct BCM numbers 0-31, got {gpios}")
         if self.has_encoder != (self.encoder_b_gpio >= 0):
             raise RigConfigError(f"{where}: give both encoder_a_gpio and encoder_b_gpio, or -1 for both")
         if not 0 <= self.glitch_us <= 300_000 or self.debounce_us < 0:

@@ -53,15 +53,16 @@ class KnobReport:
             return []
         return [f"knob encoder turned faster than pigpio's 5 us sampling {self.ambiguous_steps} time(s): those "
                 f"steps' direction is unknown (taken as the previous step's), so the angle may be off by up to "
-                f"{2 * self.ambiguous_steps * 360 / settings.counts_per_rev:.2f} deg"]
+                f"{4 * self.ambiguous_steps * 360 / settings.counts_per_rev:.2f} deg"]
 
 
 def tick_time_s(pulses: PulseLog, tick: int) -> float | None:
     """Neural-clock time (s) of a pigpio tick: the tick unwrapped next to the latest trigger pulse's
     (a tick within 35 min of it); None before the first pulse."""
-    if not len(pulses):
+    latest = pulses.last()
+    if latest is None:
         return None
-    last_raw, last_us = pulses.raw[-1], pulses.unwrapped_us[-1]
+    last_raw, last_us = latest
     offset = (int(tick) - last_raw + TICK_WRAP // 2) % TICK_WRAP - TICK_WRAP // 2
     return (last_us + offset) / 1e6
 
@@ -172,7 +173,8 @@ class GpioKnob:
                 self._touched, self._release_s = True, None
             elif self._touched and self._release_s is None:
                 self._release_s = time_s
-        if self._release_s is not None and (self._closed or now_s - self._release_s >= debounce_s):
+        # a contact within the debounce time is reported glitch_us late: wait for it before the release is final
+        if self._release_s is not None and (self._closed or now_s - glitch_s - self._release_s >= debounce_s):
             events.append((self._release_s, "touch_off"))
             self._touched, self._release_s = False, None
         return events

@@ -6,17 +6,19 @@ Message format: one UDP datagram per event, a UTF-8 JSON object::
     {"event": "angle", "time_s": 4301.260000, "angle_deg": 12.5}
 
 ``event`` is ``touch_on``, ``touch_off`` or ``angle`` (with ``angle_deg``); ``time_s`` is the event's
-time on the neural clock (the trigger pulses' clock: pigpio ticks unwrapped, in seconds, as
-trigger.csv's ``tick_us`` / 1e6), so the sender must share that clock (e.g. a real-time system that
-logs the same trigger TTL). The recorder checks the clock on arrival against its latest trigger pulse:
-an event older than the ring buffer's ``latency_s`` arrived too late to be sure its window keeps every
-frame before it (written, counted as late); one more than ``FUTURE_S`` ahead cannot be on the neural
-clock (dropped, counted). Malformed messages are dropped and counted. ``send_event`` (and ``ratpose
-knob send``) sends one message, for testing a rig.
+time on the neural clock (the trigger pulses' clock: trigger.csv's ``tick_us`` unwrapped across their
+uint32 wrap, in seconds, as ``sync.unwrap_ticks`` gives them), so the sender must share that clock (e.g.
+a real-time system that logs the same trigger TTL). The recorder checks the clock on arrival against
+its latest trigger pulse: an event older than the ring buffer's ``latency_s`` arrived too late to be
+sure its window keeps every frame before it (written, counted as late); one more than ``FUTURE_S``
+ahead cannot be on the neural clock (dropped, counted). Malformed messages, events before the first
+pulse and touches out of order (earlier than one received, or the same kind twice) are dropped and
+counted. ``send_event`` (and ``ratpose knob send``) sends one message, for testing a rig.
 """
 from __future__ import annotations
 
 import json
+import math
 import socket
 import threading
 from dataclasses import dataclass, field
@@ -56,25 +58,35 @@ def decode_event(data: bytes) -> tuple[str, float, float | None]:
     """(event, time_s, angle_deg or None) of one message; InputError saying what is wrong."""
     try:
         message = json.loads(data.decode())
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise InputError(f"not a UTF-8 JSON object ({err})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        raise InputError(f"not a UTF-8 JSON object ({type(err).__name__})") from None
     if not isinstance(message, dict) or message.get("event") not in EVENTS:
         raise InputError(f"needs 'event' in {EVENTS}")
-    time_s, angle = message.get("time_s"), message.get("angle_deg")
-    if isinstance(time_s, bool) or not isinstance(time_s, (int, float)) or not np.isfinite(time_s):
-        raise InputError("needs a finite number 'time_s' (neural clock, s)")
+    time_s = _finite(message.get("time_s"), "needs a finite number 'time_s' (neural clock, s)")
     if message["event"] == "angle":
-        if isinstance(angle, bool) or not isinstance(angle, (int, float)) or not np.isfinite(angle):
-            raise InputError("an 'angle' event needs a finite number 'angle_deg'")
-        return "angle", float(time_s), float(angle)
-    return message["event"], float(time_s), None
+        return "angle", time_s, _finite(message.get("angle_deg"), "an 'angle' event needs a finite number 'angle_deg'")
+    return message["event"], time_s, None
+
+
+def _finite(value, problem: str) -> float:
+    """``value`` as a finite float (a JSON number, not a bool); InputError(problem) otherwise."""
+    try:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(float(value)):
+            raise InputError(problem)
+    except OverflowError:  # an integer too large for a float
+        raise InputError(problem) from None
+    return float(value)
 
 
 def send_event(address: str, event: str, time_s: float, angle_deg: float | None = None) -> None:
     """Send one knob event to a recorder listening at ``address`` (HOST:PORT)."""
     host, port = parse_address(address, "knob send --to", any_port=False)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.sendto(encode_event(event, time_s, angle_deg), (host, port))
+    message = encode_event(event, time_s, angle_deg)
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.sendto(message, (host, port))
+    except OSError as err:  # an unknown host, no route
+        raise InputError(f"knob send --to {address}: {err}") from None
 
 
 @dataclass
@@ -85,7 +97,8 @@ class NetworkReport:
     late: int = 0
     future: int = 0
     malformed: int = 0
-    out_of_order: int = 0
+    out_of_order: int = 0        # earlier than one received, or a touch event repeating the previous one
+    before_first_pulse: int = 0  # no neural clock to check them against yet
     first_problem: str = ""
     lateness_s: list = field(default_factory=list)
 
@@ -98,9 +111,10 @@ class NetworkReport:
         if self.future:
             out.append(f"knob network: {self.future} event(s) more than {FUTURE_S:g} s ahead of the trigger's clock "
                        "were dropped: is the sender on the neural clock?")
-        if self.malformed or self.out_of_order:
-            out.append(f"knob network: {self.malformed} malformed message(s) and {self.out_of_order} event(s) "
-                       f"earlier than one already received dropped ({self.first_problem})")
+        if self.malformed or self.out_of_order or self.before_first_pulse:
+            out.append(f"knob network: {self.malformed} malformed message(s), {self.out_of_order} event(s) out of "
+                       f"order (earlier than one received, or a touch repeated) and {self.before_first_pulse} "
+                       f"before the first trigger pulse dropped ({self.first_problem})")
         return out
 
 
@@ -114,6 +128,7 @@ class NetworkKnobSource:
         self._events: list[tuple[float, str]] = []
         self._angles: list[tuple[float, float]] = []
         self._last_angle_s = self._last_event_s = -np.inf
+        self._last_touch = "touch_off"  # the first touch event must be a touch_on
         self._lock = threading.Lock()
         self._socket: socket.socket | None = None
         self._thread: threading.Thread | None = None
@@ -155,7 +170,11 @@ class NetworkKnobSource:
                 continue
             except OSError:
                 return
-            self.accept(data)
+            try:
+                self.accept(data)
+            except Exception as err:  # a message must never end the listener: count it and go on
+                with self._lock:
+                    self._problem("malformed", f"{data[:80]!r}: {type(err).__name__}: {err}")
 
     def accept(self, data: bytes) -> None:
         """One message as it arrives: the clock check, then kept for ``poll``/``poll_angle``."""
@@ -166,17 +185,26 @@ class NetworkKnobSource:
             except InputError as err:
                 self._problem("malformed", f"{data[:80]!r}: {err}")
                 return
-            now_s = self.pulses.time_s(-1) if len(self.pulses) else None
-            if now_s is not None and time_s > now_s + FUTURE_S:
+            latest = self.pulses.last()
+            if latest is None:  # no neural clock yet: nothing can be checked, so nothing is kept
+                self._problem("before_first_pulse", f"{event} at {time_s:.6f} s before the first trigger pulse")
+                return
+            now_s = latest[1] / 1e6
+            if time_s > now_s + FUTURE_S:
                 self.report.future += 1
                 return
-            if now_s is not None and now_s - time_s > self.latency_s:
+            if now_s - time_s > self.latency_s:
                 self.report.late += 1
                 self.report.lateness_s.append(now_s - time_s)
             last = self._last_angle_s if event == "angle" else self._last_event_s
             if time_s < last or (event == "angle" and time_s == last):  # the files are in time order
                 self._problem("out_of_order", f"{event} at {time_s:.6f} s after one at {last:.6f} s")
                 return
+            if event == self._last_touch:  # a lost or repeated message: touches must alternate on and off
+                self._problem("out_of_order", f"{event} at {time_s:.6f} s after another {event}")
+                return
+            if event != "angle":
+                self._last_touch = event
             if event == "angle":
                 self._last_angle_s = time_s
                 self._angles.append((time_s, angle))

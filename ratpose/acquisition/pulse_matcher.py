@@ -43,7 +43,12 @@ class PulseLog:
             self._cond.notify_all()
 
     def __len__(self) -> int:
-        return len(self.raw)
+        return len(self.unwrapped_us)  # appended last: a pulse counts once both lists hold it
+
+    def last(self) -> tuple[int, int] | None:
+        """(raw tick, unwrapped us) of the latest pulse, read together; None before the first."""
+        with self._cond:
+            return (self.raw[-1], self.unwrapped_us[-1]) if self.unwrapped_us else None
 
     def wait_until(self, t_us: float, timeout_s: float) -> bool:
         """Wait until a pulse at or after ``t_us`` is logged (or the log closes); True if it is there."""

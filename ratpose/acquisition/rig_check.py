@@ -108,7 +108,8 @@ def _knob_lines(cfg, folder: Path, seconds: float) -> list[str]:
     if cfg.knob.source == "none":
         return []
     events = (folder / "knob_events.csv").read_text().splitlines()[1:]
-    angles = np.loadtxt(folder / "knob_angle.csv", delimiter=",", skiprows=1, ndmin=2)
+    rows = (folder / "knob_angle.csv").read_text().splitlines()[1:]
+    angles = np.array([[float(v) for v in row.split(",")[:2]] for row in rows]).reshape(-1, 2)
     touches = sum(line.endswith(",touch_on") for line in events)
     turned = f", angle {angles[:, 1].min():+.1f} to {angles[:, 1].max():+.1f} deg" if len(angles) else ""
     line = f"knob ({cfg.knob.source}) during the {seconds:g} s check: {touches} touch(es){turned}"
@@ -157,10 +158,10 @@ def rig_check(config, cameras=None, trigger=None, disk_dir: Path | None = None, 
         if trigger is not None:
             trigger.close()
         return lines + ["FAIL rig check: no trigger train until the lines above are fixed"], False
-    if cameras is None:
-        cameras, trigger = (build_simulated_backends(cfg, duration_s=CHECK_S) if cfg.trigger.backend == "simulated"
-                            else build_hardware_backends(cfg))
     seconds = max(CHECK_S, knob_s) if cfg.knob.source != "none" else CHECK_S
+    if cameras is None:
+        cameras, trigger = (build_simulated_backends(cfg, duration_s=seconds) if cfg.trigger.backend == "simulated"
+                            else build_hardware_backends(cfg))
     with tempfile.TemporaryDirectory(prefix="ratpose-rig-check-") as tmp:
         result = record(cfg, Path(tmp) / "check", duration_s=seconds, cameras=cameras, trigger=trigger,
                         handle_sigint=False, on_status=on_status)

@@ -59,7 +59,7 @@ def worker_command(args, loader=pipeline_tables) -> int:
         tables = loader(args.tables)
     except RatposeError as err:
         print(f"ERROR {err}", file=sys.stderr)
-        return 2
+        return 1
     if args.retry_errors:
         print(f"retrying {retry_errors(tables)} failed job(s)")
     options = WorkerSettings(watch=args.watch, poll_s=args.poll, max_idle_s=args.max_idle,

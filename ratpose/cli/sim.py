@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
+from ..errors import InputError
 from ..sim.session import SessionSettings
 
 _DEFAULT = SessionSettings()
@@ -16,12 +18,20 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
         return action.help if action.default is None else super()._get_help_string(action)
 
 
+def _size(text: str) -> tuple[int, int]:
+    """--size WIDTHxHEIGHT as (width, height)."""
+    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
+    if match is None:
+        raise InputError(f"--size {text!r}: expected WIDTHxHEIGHT in pixels, e.g. 640x480")
+    return int(match.group(1)), int(match.group(2))
+
+
 def _cmd_sim(args) -> int:
     from ..sim import write_rig_dataset, write_session
     from ..sim.pose2d import write_dlc_outputs
 
     base = SessionSettings.full_size() if args.full_size else _DEFAULT
-    size = tuple(int(v) for v in args.size.lower().split("x")) if args.size else base.size
+    size = _size(args.size) if args.size else base.size
     config = SessionSettings(**{**base.__dict__, "seconds": args.seconds, "fps": args.fps or base.fps, "size": size,
                               "seed": args.seed, "n_cameras": args.cameras, "subject": args.subject,
                               "rig": args.rig, "session_datetime": args.datetime, "wrap": args.wrap,
