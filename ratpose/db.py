@@ -5,11 +5,16 @@ Connection settings are DataJoint's own (``datajoint.json`` or ``DJ_HOST``, ``DJ
 
 - ``RATPOSE_DB_PREFIX`` (default ``ratpose``): every schema is ``<prefix>_<stage>``, so users,
   tests and workers can share one server without colliding.
-- ``RATPOSE_STORE`` (default ``~/ratpose-data/store``): folder of the ``ratpose`` object store
-  holding large arrays (``<blob@ratpose>``) unless ``datajoint.json`` configures that store.
-  On a shared lab server point it to a folder every worker sees (NFS/SMB) or configure an S3 store.
-- ``RATPOSE_MODELS`` (default ``~/ratpose-data/models``): where PoseModel trains DeepLabCut projects
-  (also a folder every worker should see).
+- ``RATPOSE_STORE`` (default ``~/ratpose-data/store``): the ``ratpose`` object store holding large
+  arrays (``<blob@ratpose>``) and the copies of videos and models (``<object@ratpose>``), unless
+  ``datajoint.json`` configures that store: a folder, or an S3-compatible bucket given as its endpoint
+  URL and bucket path, ``https://HOST[:PORT]/BUCKET[/PREFIX]`` (credentials from AWS's usual chain:
+  ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, ``~/.aws/credentials``, or DataJoint's
+  ``.secrets/stores.ratpose.access_key`` and ``secret_key``). docs/deployment.md: which a lab uses.
+- ``RATPOSE_MODELS`` (default ``~/ratpose-data/models``): where PoseModel trains DeepLabCut projects;
+  each model's files are also copied to the store, so a machine that cannot see this folder fetches them.
+- ``RATPOSE_CACHE`` (default ``~/.cache/ratpose``): where a machine keeps the videos and models it fetched
+  from the store (checksums verified).
 """
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ import logging
 import os
 import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import datajoint as dj
 from datajoint import heading as _dj_heading
@@ -45,18 +51,62 @@ def schema_name(stage: str, db_prefix: str | None = None) -> str:
     return f"{db_prefix or prefix()}_{stage}"
 
 
+DEFAULT_STORE = "~/ratpose-data/store"
+
+
+def store_spec(value: str) -> dict:
+    """DataJoint's spec of the ``ratpose`` store from a folder or an S3 URL (``RATPOSE_STORE``, ``--store``).
+
+    Parameters
+    ----------
+    value : str
+        A folder, or ``http(s)://HOST[:PORT]/BUCKET[/PREFIX]``: an S3-compatible server's endpoint and the
+        bucket (and key prefix) in it.
+
+    Returns
+    -------
+    dict
+        ``{"protocol": "file", "location": ...}`` or ``{"protocol": "s3", "endpoint", "bucket", "location",
+        "secure"}`` (no credentials: they stay in AWS's chain or DataJoint's secrets folder).
+
+    Raises
+    ------
+    ConfigurationError
+        If the URL names no bucket, has another scheme or carries credentials.
+    """
+    if "://" not in value:
+        return {"protocol": "file", "location": str(Path(value).expanduser().resolve())}
+    url = urlsplit(value)
+    bucket, _, location = url.path.strip("/").partition("/")
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise ConfigurationError(f"store {value!r}: an S3 store is http(s)://HOST[:PORT]/BUCKET[/PREFIX]")
+    if url.username or url.password or url.query:
+        raise ConfigurationError(f"store {url.scheme}://{url.hostname}: keep credentials out of the URL (use "
+                                 "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or .secrets/stores.ratpose.*)")
+    if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", bucket):
+        raise ConfigurationError(f"store {value!r}: {bucket!r} is not an S3 bucket name (3-63 lower-case letters, "
+                                 "digits, '.', '-')")
+    return {"protocol": "s3", "endpoint": url.netloc, "bucket": bucket, "location": location,
+            "secure": url.scheme == "https"}
+
+
 def configure_store() -> Path | None:
-    """Make sure the ``ratpose`` object store is configured; create a local folder if needed."""
-    if STORE in dj.config.stores:
-        spec = dj.config.stores[STORE]
-        if spec.get("protocol") == "file":
-            Path(spec["location"]).mkdir(parents=True, exist_ok=True)
-            return Path(spec["location"])
+    """Make sure the ``ratpose`` object store is configured (datajoint.json, else ``RATPOSE_STORE``);
+    create a local store's folder. Returns that folder, or None for a store on a server."""
+    if STORE not in dj.config.stores:
+        dj.config.stores[STORE] = store_spec(os.environ.get("RATPOSE_STORE", DEFAULT_STORE))
+    spec = dj.config.stores[STORE]
+    if spec.get("protocol", "file") != "file":
         return None
-    location = Path(os.environ.get("RATPOSE_STORE", "~/ratpose-data/store")).expanduser().resolve()
-    location.mkdir(parents=True, exist_ok=True)
-    dj.config.stores[STORE] = {"protocol": "file", "location": str(location)}
-    return location
+    Path(spec["location"]).mkdir(parents=True, exist_ok=True)
+    return Path(spec["location"])
+
+
+def cache_root() -> Path:
+    """Folder of this machine's copies fetched from the store (``RATPOSE_CACHE``), per prefix."""
+    root = Path(os.environ.get("RATPOSE_CACHE", "~/.cache/ratpose")).expanduser().resolve() / prefix()
+    root.mkdir(parents=True, exist_ok=True)
+    return root
 
 
 def models_root() -> Path:
@@ -159,9 +209,10 @@ def _write_private(path: Path, text: str) -> None:
 
 def write_config(folder: Path, *, host: str, port: int | None = None, user: str | None = None,
                  password: str | None = None, store: str | None = None, overwrite: bool = False) -> list[Path]:
-    """Write ``datajoint.json`` (and ``.secrets/database.password``) in folder, readable by the owner only.
+    """Write ``datajoint.json`` (and ``.secrets/``) in folder, readable by the owner only.
 
-    The password goes to DataJoint's secrets folder, never into datajoint.json. Returns the files written.
+    The password goes to DataJoint's secrets folder, never into datajoint.json; so do an S3 store's
+    credentials when ``AWS_ACCESS_KEY_ID`` and ``AWS_SECRET_ACCESS_KEY`` are set. Returns the files written.
     """
     config_path = Path(folder) / "datajoint.json"
     if config_path.exists() and not overwrite:
@@ -172,15 +223,19 @@ def write_config(folder: Path, *, host: str, port: int | None = None, user: str 
     if user is not None:
         database["user"] = check_name(user, USER_NAME, "user name")
     # the store is always named, so a plain dj.VirtualModule (without ratpose's configure_store) reads its blobs
-    store = store if store is not None else os.environ.get("RATPOSE_STORE", "~/ratpose-data/store")
-    config = {"database": database,
-              "stores": {STORE: {"protocol": "file", "location": str(Path(store).expanduser().resolve())}}}
+    spec = store_spec(store if store is not None else os.environ.get("RATPOSE_STORE", DEFAULT_STORE))
+    config = {"database": database, "stores": {STORE: spec}}
     _write_private(config_path, json.dumps(config, indent=2) + "\n")
+    secrets = {"database.password": password}
+    if spec["protocol"] == "s3":
+        secrets.update({f"stores.{STORE}.access_key": os.environ.get("AWS_ACCESS_KEY_ID"),
+                        f"stores.{STORE}.secret_key": os.environ.get("AWS_SECRET_ACCESS_KEY")})
     written = [config_path]
-    if password is not None:
-        secrets = Path(folder) / ".secrets"
-        secrets.mkdir(mode=0o700, exist_ok=True)
-        secrets.chmod(0o700)
-        _write_private(secrets / "database.password", password)
-        written.append(secrets / "database.password")
+    for name, value in secrets.items():
+        if value:
+            folder_of_secrets = Path(folder) / ".secrets"
+            folder_of_secrets.mkdir(mode=0o700, exist_ok=True)
+            folder_of_secrets.chmod(0o700)
+            _write_private(folder_of_secrets / name, value)
+            written.append(folder_of_secrets / name)
     return written

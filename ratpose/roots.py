@@ -108,3 +108,21 @@ def locate(root: str, relative: str, roots: Mapping[str, tuple[Path, ...]]) -> P
             return path
     raise NotFoundError(f"data root {root!r}: {relative} is under none of its paths on this machine "
                         f"(tried {', '.join(str(p) for p in tried)})")
+
+
+def stored_location(path: str | Path, roots: Mapping[str, tuple[Path, ...]]) -> tuple[str, str]:
+    """How the database stores a folder or file: ``relative_to_root``'s (root name, relative path) under the first
+    of ``roots`` holding it, else ``("", absolute path)``, as before data roots."""
+    return relative_to_root(path, roots) or ("", str(Path(path).expanduser().resolve()))
+
+
+def local_path(root: str, path: str, roots: Mapping[str, tuple[Path, ...]]) -> Path:
+    """Where a stored location (``stored_location``) is on this machine: an absolute path as it is, a root's
+    relative path through ``locate`` (NotFoundError naming the root and the paths tried)."""
+    return Path(path) if not root else locate(root, path, roots)
+
+
+def reachable(root: str, roots: Mapping[str, tuple[Path, ...]]) -> bool:
+    """Whether this machine may reach what is stored under ``root``: an absolute path ('' root), or a mapped
+    root."""
+    return not root or root in roots

@@ -2,6 +2,9 @@
 # Example SLURM array job: every array task runs one ratpose worker against the shared database.
 # Workers coordinate through DataJoint's jobs tables, so any number of tasks (on any nodes) can run
 # at once; each key is computed once. Submit with:   sbatch --array=1-16 scripts/slurm-array.sh
+# GPU tasks (DeepLabCut):  sbatch --gres=gpu:1 --array=1-4 scripts/slurm-array.sh --tables Pose2D --device cuda
+# The nodes need no shared folder: docs/deployment.md (data roots where a node mounts the data, the store's
+# copies where it does not).
 #
 #SBATCH --job-name=ratpose-worker
 #SBATCH --cpus-per-task=2
@@ -18,9 +21,14 @@ export DJ_HOST="${DJ_HOST:?set DJ_HOST to the lab database server}"
 export DJ_USER="${DJ_USER:?set DJ_USER to a worker account (ratpose db grant --worker USER)}"
 # Schemas <prefix>_raw, _sync, ... : the same prefix as the lab's pipeline.
 export RATPOSE_DB_PREFIX="${RATPOSE_DB_PREFIX:-ratpose}"
-# Object store and DeepLabCut models: folders every node sees (NFS/SMB), same as on the lab PCs.
-export RATPOSE_STORE="${RATPOSE_STORE:?set RATPOSE_STORE to the shared object store folder}"
-export RATPOSE_MODELS="${RATPOSE_MODELS:?set RATPOSE_MODELS to the shared models folder}"
+# The lab's object store, the same on every machine: an S3 bucket (https://HOST[:PORT]/BUCKET[/PREFIX], keys in
+# AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or ~/.aws/credentials) or a folder every node sees.
+export RATPOSE_STORE="${RATPOSE_STORE:?set RATPOSE_STORE to the lab object store (S3 URL or shared folder)}"
+# Data roots this node mounts, e.g. RATPOSE_ROOT_RAW=/scratch/lab/raw (several paths separated by ':'), come from
+# the submitting shell; sessions under roots a node lacks are read from the store's copies (uploaded with
+# `ratpose ingest --upload`) or left to other workers.
+# Copies fetched from the store: node-local scratch, verified by sha256 before use.
+export RATPOSE_CACHE="${RATPOSE_CACHE:-${TMPDIR:-/tmp}/ratpose-cache-$USER}"
 # One thread pool per task: numpy/OpenCV/torch should not use more cores than SLURM gave us.
 export OMP_NUM_THREADS="${SLURM_CPUS_PER_TASK:-1}"
 

@@ -50,6 +50,20 @@ def db(tmp_path_factory):
         module.schema.drop(prompt=False)
 
 
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """A real S3 server (moto's, tests/s3_server.py) on a free local port for the whole run, with a bucket."""
+    from s3_server import start_s3_server
+
+    process, server = start_s3_server(tmp_path_factory.mktemp("s3") / "moto.log")
+    try:
+        server.filesystem().mkdir("ratpose-test")
+        yield server
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
 MANUAL_ROOTS = ("Subject", "Camera", "CalibrationRecording", "TrainingSet", "PoseModelParams")
 
 

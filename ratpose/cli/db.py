@@ -20,7 +20,8 @@ def _cmd_db_check(args) -> int:
     print(f"server   : {dj.config.database.host}:{dj.config.database.port} ({version})")
     print(f"user     : {dj.config.database.user}")
     print(f"prefix   : {db.prefix()}")
-    print(f"store    : {dj.config.stores[db.STORE]}")
+    spec = dj.config.stores[db.STORE]
+    print(f"store    : {({k: v for k, v in spec.items() if k not in ('access_key', 'secret_key')})}")
     for module in modules.values():
         print(f"schema   : {module.schema.database} ({len(module.schema.list_tables())} tables)")
     return 0
@@ -88,8 +89,9 @@ def add_commands(subparsers) -> None:
     config.add_argument("--port", type=int)
     config.add_argument("--user")
     config.add_argument("--password-env", metavar="VAR", help="environment variable holding the password")
-    config.add_argument("--store", help="folder of the ratpose object store (default: $RATPOSE_STORE or "
-                        "~/ratpose-data/store)")
+    config.add_argument("--store", help="the ratpose object store: a folder, or an S3 bucket as "
+                        "http(s)://HOST[:PORT]/BUCKET[/PREFIX] (credentials from AWS_ACCESS_KEY_ID and "
+                        "AWS_SECRET_ACCESS_KEY go to .secrets/); default $RATPOSE_STORE or ~/ratpose-data/store")
     config.add_argument("--force", action="store_true", help="replace an existing datajoint.json")
     config.set_defaults(func=_cmd_config)
 

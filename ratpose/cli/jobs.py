@@ -1,6 +1,7 @@
 """``ratpose populate``, ``status``, ``worker`` and ``jobs retry``: computing the pending work."""
 from __future__ import annotations
 
+import os
 import sys
 
 from ..errors import RatposeError
@@ -55,10 +56,20 @@ def worker_command(args, loader=pipeline_tables) -> int:
     from ..schema.recovery import retry_errors
     from ..schema.workers import WorkerSettings, run_workers
 
+    args.tables = [*args.tables, *(args.table_names or [])]
     try:
         tables = loader(args.tables)
+        if args.device != "auto":  # checked here, once: a GPU worker without a GPU says so before taking work
+            from ..pose2d.dlc import resolve_device
+            from ..schema.pose import DEVICE_VARIABLE
+
+            os.environ[DEVICE_VARIABLE] = resolve_device(args.device)
     except RatposeError as err:
         print(f"ERROR {err}", file=sys.stderr)
+        return 1
+    except ImportError as err:
+        print(f"ERROR --device {args.device} needs DeepLabCut's torch ({err}; pip install -e '.[dlc]')",
+              file=sys.stderr)
         return 1
     if args.retry_errors:
         print(f"retrying {retry_errors(tables)} failed job(s)")
@@ -99,6 +110,11 @@ def add_commands(subparsers) -> None:
 
     worker = subparsers.add_parser("worker", help="compute pending work with reserved jobs (many may run at once)")
     worker.add_argument("tables", nargs="*", help="computed tables (default all, in dependency order)")
+    worker.add_argument("--tables", dest="table_names", nargs="+", metavar="TABLE",
+                        help="the same as the positional tables: only these (e.g. Pose2D on a GPU node)")
+    worker.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                        help="where this worker runs DeepLabCut for Pose2D tasks whose device is 'auto' "
+                             "(cuda: refuse to start without a CUDA GPU)")
     worker.add_argument("--processes", type=int, default=1, help="worker processes on this machine")
     worker.add_argument("--watch", action="store_true", help="keep polling for new work instead of exiting")
     worker.add_argument("--poll", type=float, default=10.0, help="seconds between polls when idle")

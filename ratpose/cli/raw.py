@@ -23,6 +23,10 @@ def _cmd_ingest(args) -> int:
                                                  "calibration.toml (a calibration folder)")
             else:
                 key, inserted = modules["raw"].insert_session(read_session_folder(folder))
+                if args.upload:
+                    uploaded = modules["raw"].upload_session(key)
+                    print(f"uploaded {uploaded} files to the store: {folder}" if uploaded else
+                          f"already in the store: {folder}")
         except Exception as err:  # a folder that cannot be ingested: say why, go on with the others
             message = expected_error(err)
             if message is None or args.debug:
@@ -55,6 +59,9 @@ def add_commands(subparsers) -> None:
     ingest = subparsers.add_parser("ingest", help="validate session (or calibration) folders and insert them (atomic, "
                                            "idempotent)")
     ingest.add_argument("session_dirs", nargs="+", type=Path)
+    ingest.add_argument("--upload", action="store_true",
+                        help="also copy each session's videos (and DLC .h5 beside them) to the object store, for "
+                             "machines that do not reach the folder (docs/deployment.md)")
     ingest.set_defaults(func=_cmd_ingest)
 
     subject = subparsers.add_parser("subject", help="a subject's details (what NWB and DANDI need)")

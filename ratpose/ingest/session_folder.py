@@ -7,7 +7,6 @@ database tier can insert it in one transaction.
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import os
 import re
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .._toml import tomllib
+from ..copies import sha256_file
 from ..errors import InputError
 from ..names import check_subject, check_unique_serials
 from ..rig import time_zone
@@ -379,11 +379,7 @@ def file_checksums(folder: Path, names) -> dict[str, str]:
     for name in sorted(set(names)):
         path = folder / name
         if path.is_file():
-            digest = hashlib.sha256()
-            with open(path, "rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(block)
-            sums[name] = digest.hexdigest()
+            sums[name] = sha256_file(path)
     return sums
 
 

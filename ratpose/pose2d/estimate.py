@@ -1,11 +1,13 @@
 """What the PoseModel and Pose2D tables compute, as plain functions around ratpose.pose2d.dlc (no database)."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..copies import inside_name
 from ..errors import InputError
 from . import dlc, sleap
 
@@ -186,3 +188,27 @@ def model_from_row(row: dict, bodyparts: tuple[str, ...]) -> dlc.TrainedModel | 
                             test_indices=tuple(int(i) for i in row["test_indices"]),
                             project_config=Path(row["project_config"]) if row["project_config"] else None,
                             shuffle=int(row["shuffle"]), trainset_index=int(row["trainset_index"]))
+
+
+def relocate_model_row(row: dict, folder: Path) -> dict:
+    """A model row (``model_to_row``) whose files are copied to ``folder``: model_dir, snapshot and
+    pytorch_config point into it; project_config is dropped (the DLC project stays where it was trained; a
+    copied model infers without it).
+
+    Parameters
+    ----------
+    row : dict
+    folder : Path
+        Holds each file of ``row["checksums"]`` at ``copies.inside_name`` of its path relative to model_dir.
+
+    Returns
+    -------
+    dict
+        The row with the checksums' keys renamed the same way, so ``verify_checksums`` checks the copy.
+    """
+    def moved(path: str) -> str:
+        return str(folder / inside_name(os.path.relpath(path, row["model_dir"])))
+
+    return {**row, "model_dir": str(folder), "project_config": "", "snapshot": moved(row["snapshot"]),
+            "pytorch_config": moved(row["pytorch_config"]),
+            "checksums": {inside_name(rel): digest for rel, digest in row["checksums"].items()}}

@@ -24,6 +24,7 @@ from ..ingest.calibration_layouts import calibration_datetime, read_calibration
 from ..ingest.session_folder import file_checksums
 from ..names import CAMERA_NAME, camera_name_from
 from ..rig import CameraModel, Rig
+from ..roots import configured_roots, local_path, reachable, stored_location
 from . import raw
 from .limits import check_rows
 
@@ -37,7 +38,8 @@ class CalibrationRecording(dj.Manual):
     calibration_date : datetime
     ---
     source = 'folder' : enum('folder', 'anipose', 'dlc3d')  # 'anipose', 'dlc3d': an imported calibration, no images
-    calib_dir : varchar(1024)     # absolute path (of the folder, or of the imported file) when registered
+    calib_dir : varchar(1024)     # the folder (or imported file): relative to data_root, or absolute when it is ''
+    data_root = '' : varchar(32)  # named data root (ratpose.roots) of a folder; '': calib_dir is absolute
     layout = 'ratpose' : varchar(16)  # the folder's layout: ratpose, anipose, sleap-anipose, dlc3d, named files
     media = 'images' : enum('images', 'videos')  # what was read: images, or frames sampled from board videos
     board = null : <blob>         # board definition (ratpose.calibration board_from_dict); null when imported
@@ -51,6 +53,7 @@ class CalibrationRecording(dj.Manual):
 
 @schema
 class Calibration(dj.Computed):
+    depends_on_machine = True   # key_source: folders this machine reaches (schema.jobs.machine_restriction)
     definition = """  # intrinsics + extrinsics of every camera after joint bundle adjustment (mm, camera 0 = world)
     -> CalibrationRecording
     ---
@@ -83,9 +86,19 @@ class Calibration(dj.Computed):
         residuals : <blob@ratpose> # projection - detection (n, 2) px
         """
 
+    @property
+    def key_source(self):
+        """Calibration recordings this machine can compute: imported ones (no files) and folders whose data root
+        it maps; the others are left to a machine that maps their root."""
+        roots = configured_roots()
+        return super().key_source & [{"rig": r["rig"], "calibration_date": r["calibration_date"]}
+                                     for r in CalibrationRecording.proj("source", "data_root").to_dicts()
+                                     if r["source"] != "folder" or reachable(r["data_root"], roots)]
+
     def make_fetch(self, key):
-        return tuple((CalibrationRecording & key).fetch1("source", "calib_dir", "settings", "imported", "board",
-                                                        "media"))
+        row = (CalibrationRecording & key).fetch1()
+        folder = str(local_path(row["data_root"], row["calib_dir"], configured_roots()))
+        return row["source"], folder, row["settings"], row["imported"], row["board"], row["media"]
 
     def make_compute(self, key, source, calib_dir, settings, imported, board, media):
         if source != "folder":
@@ -174,7 +187,8 @@ def register_calibration(calib_dir: str | Path, notes: str = "", settings: Calib
     key = {"rig": material.rig_name, "calibration_date": when}
     folder = Path(calib_dir).resolve()
     check_rig_cameras(folder, material.rig_name, material.camera_names, rig_cameras(material.rig_name, when))
-    row = {**key, "calib_dir": str(folder), "layout": material.layout, "media": material.media,
+    data_root, calib_dir = stored_location(folder, configured_roots())
+    row = {**key, "calib_dir": calib_dir, "data_root": data_root, "layout": material.layout, "media": material.media,
            "board": material.board.to_dict(),
            "camera_names": list(material.camera_names), "settings": settings.to_dict(), "notes": notes,
            "checksums": material.checksums}

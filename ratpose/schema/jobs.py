@@ -22,6 +22,13 @@ REPLACED_BY = {
 }
 
 
+def machine_restriction(table) -> list:
+    """Restrictions that keep populate() to the keys this machine can make. A table whose key_source depends on
+    the machine (data roots it maps, files it sees) says so with ``depends_on_machine = True``; without this,
+    DataJoint's reserved populate takes any pending job, also one queued by a machine that can make it."""
+    return [table.key_source.proj()] if getattr(table, "depends_on_machine", False) else []
+
+
 def populate(tables: dict[str, type], *, reserve_jobs: bool = True, processes: int = 1,
              restriction: dict | None = None) -> dict[str, dict]:
     """Populate tables in dependency order (only keys matching restriction, if given); a failing key is
@@ -33,7 +40,8 @@ def populate(tables: dict[str, type], *, reserve_jobs: bool = True, processes: i
     for name, table in tqdm(tables.items(), desc="pipeline", unit="table", leave=False):
         if hasattr(table, "schedule"):  # Manual rows a table's keys need, made from standing defaults
             table.schedule()
-        results[name] = table.populate(*([restriction] if restriction else []), reserve_jobs=reserve_jobs,
+        restrictions = [*([restriction] if restriction else []), *machine_restriction(table)]
+        results[name] = table.populate(*restrictions, reserve_jobs=reserve_jobs,
                                        suppress_errors=True, display_progress=True, processes=processes)
     return results
 

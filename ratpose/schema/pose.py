@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import datetime
+import fnmatch
+import os
+import tempfile
 from dataclasses import fields
 from pathlib import Path
 
@@ -10,6 +13,7 @@ import numpy as np
 import xarray as xr
 
 from .. import db
+from ..copies import inside_name, stage_files, verified_folder
 from ..errors import InputError, NotFoundError
 from ..pose2d.dlc import TrainSettings, input_stride
 from ..pose2d.estimate import (
@@ -17,6 +21,7 @@ from ..pose2d.estimate import (
     model_from_row,
     model_to_row,
     pose2d_for_video,
+    relocate_model_row,
 )
 from ..pose2d.workspace import Workspace, crop_for_camera
 from ..pose3d import Pose3DSettings, reconstruct
@@ -25,6 +30,8 @@ from . import calibration, raw, sync
 from .transaction import OneTransactionMake
 
 schema = dj.Schema()
+
+DEVICE_VARIABLE = "RATPOSE_DEVICE"  # set by `ratpose worker --device`: where Pose2D tasks with device 'auto' run
 
 
 @schema
@@ -80,6 +87,7 @@ class PoseModelRequest(dj.Manual):
 
 @schema
 class PoseModel(dj.Computed):
+    depends_on_machine = True   # key_source: what this machine sees (schema.jobs.machine_restriction)
     definition = """  # a DeepLabCut model: files, checksums and evaluation (px)
     -> PoseModelRequest
     ---
@@ -99,6 +107,15 @@ class PoseModel(dj.Computed):
     pcutoff = null : float64
     """
 
+    @property
+    def key_source(self):
+        """Requests this machine can make: external models (no files) and those whose labeled frames (train) or
+        model files (register) it sees; a worker without them leaves the request to a machine that has them."""
+        rows = (PoseModelRequest * TrainingSet.proj("labeled_dir") * PoseModelParams.proj("mode", "model_path"))
+        return super().key_source & [
+            {k: r[k] for k in ("training_set", "pose_params")} for r in rows.to_dicts()
+            if r["mode"] == "external" or Path(r["labeled_dir" if r["mode"] == "train" else "model_path"]).exists()]
+
     def make_fetch(self, key):
         training = (TrainingSet & key).fetch1()
         bodyparts = training_bodyparts(key)
@@ -116,14 +133,26 @@ class PoseModel(dj.Computed):
                                train_fraction=float(training["train_fraction"]), seed=int(training["split_seed"]),
                                params=train_params, model_path=params["model_path"]),)
 
+    class Files(dj.Part):
+        definition = """  # the model's checksummed files in the object store, for machines that do not see model_dir
+        -> master
+        ---
+        files : <object@ratpose>      # a folder: paths relative to model_dir (PoseModel.checksums)
+        """
+
     def make_insert(self, key, fitted):
         evaluation = fitted.evaluation
         errors = {} if evaluation is None else {
             "train_error_px": evaluation.train_rmse, "test_error_px": evaluation.test_rmse,
             "train_error_pcutoff_px": evaluation.train_rmse_pcutoff,
             "test_error_pcutoff_px": evaluation.test_rmse_pcutoff, "pcutoff": evaluation.pcutoff}
-        self.insert1({**key, **model_to_row(fitted.model),
+        row = model_to_row(fitted.model)
+        self.insert1({**key, **row,
                       **{k: (None if v is None or not np.isfinite(v) else float(v)) for k, v in errors.items()}})
+        if row["model_dir"]:
+            with tempfile.TemporaryDirectory(prefix="ratpose-model-") as staging:
+                stage_files({inside_name(rel): Path(row["model_dir"]) / rel for rel in row["checksums"]}, Path(staging))
+                self.Files.insert1({**key, "files": staging})
 
 
 @schema
@@ -133,7 +162,7 @@ class Pose2DTask(dj.Manual):
     -> PoseModel
     ---
     mode = 'infer' : enum('infer', 'load')   # load: read an existing DLC .h5 for this video
-    dlc_h5 = '' : varchar(1024)
+    dlc_h5 = '' : varchar(1024)    # load mode: the output file, absolute or relative to the session folder
     batch_size = 8 : int16        # 0: the fastest on the device, found by a short probe
     device = 'auto' : varchar(16)
     workspace = null : <blob>     # infer mode: (low, high) corners (mm, calibration frame) of the box the network
@@ -156,6 +185,7 @@ class PoseDefaults(dj.Manual):
 
 @schema
 class Pose2D(dj.Computed):
+    depends_on_machine = True   # key_source: sessions this machine reaches (schema.jobs.machine_restriction)
     definition = """  # 2D pose per video frame, aligned row-for-row with SyncedFrames
     -> Pose2DTask
     ---
@@ -207,8 +237,17 @@ class Pose2D(dj.Computed):
             if rig is None or key["camera"] not in rig.names:
                 raise InputError(f"{key}: a workspace crop needs the session's calibration of camera {key['camera']}")
             camera = rig[key["camera"]]
-        return (task, model_row, bodyparts, raw.video_path(key), int((sync.SyncedFrames & key).fetch1("n_frames")),
-                camera)
+        if task["mode"] == "load":   # the output is read, the video is not needed here
+            where = raw.describe_location((raw.Session & key).proj("data_root", "session_dir").fetch1())
+            video = f"{where}/{(raw.Recording & key).fetch1('video_file')}"
+            if task["dlc_h5"] and not Path(task["dlc_h5"]).is_absolute():
+                task["dlc_h5"] = str(raw.session_file(key, task["dlc_h5"]))
+        else:
+            video = raw.video_path(key)
+            model_row = model_on_this_machine(model_row)
+        if task["device"] == "auto":
+            task["device"] = os.environ.get(DEVICE_VARIABLE, "auto")
+        return task, model_row, bodyparts, video, int((sync.SyncedFrames & key).fetch1("n_frames")), camera
 
     def make_compute(self, key, task, model_row, bodyparts, video, n_frames, camera):
         model = model_from_row(model_row, bodyparts)
@@ -368,6 +407,20 @@ def schedule_pose2d(session_key: dict, model_key: dict, *, mode: str = "infer", 
     return len(rows)
 
 
+def model_on_this_machine(row: dict) -> dict:
+    """A PoseModel row whose paths are on this machine: as trained when model_dir is here, else this machine's
+    copy of the model's files from the store (fetched once, each file checked against its sha256)."""
+    if not row["model_dir"] or Path(row["model_dir"]).is_dir():
+        return row
+    copy = (PoseModel.Files & {k: row[k] for k in PoseModel.primary_key}).to_dicts()
+    if not copy:
+        raise NotFoundError(f"model {row['model_dir']} is not on this machine and the store holds no copy of it "
+                            "(train or register it again, or mount its folder here)")
+    folder = verified_folder(db.cache_root() / "models", {inside_name(r): d for r, d in row["checksums"].items()},
+                             lambda destination: copy[0]["files"].download(destination))
+    return relocate_model_row(row, folder)
+
+
 def rig_defaults(session_key: dict) -> dict | None:
     """The rig's PoseDefaults row in force on the session's date (model, workspace), or None."""
     rig, when = (raw.Session & session_key).fetch1("rig", "session_datetime")
@@ -380,9 +433,9 @@ def _task_mode(frames_key: dict, model_key: dict) -> dict:
     """Infer with a model that has files; for an external model load the DLC .h5 next to the video."""
     if (PoseModelParams & model_key).fetch1("mode") != "external":
         return {"mode": "infer"}
-    video = Path(raw.video_path(frames_key))
-    found = sorted(video.parent.glob(f"{video.stem}*.h5"))
-    return {"mode": "load", "dlc_h5": str(found[0]) if len(found) == 1 else ""}
+    video = Path((raw.Recording & frames_key).fetch1("video_file"))
+    found = fnmatch.filter(raw.session_file_names(frames_key), f"{video.with_suffix('').as_posix()}*.h5")
+    return {"mode": "load", "dlc_h5": found[0] if len(found) == 1 else ""}
 
 
 def request_model(training_set: str, pose_params: str) -> dict:

@@ -2,14 +2,18 @@
 from __future__ import annotations
 
 import datetime as _dt
+import fnmatch
+import tempfile
 from pathlib import Path
 
 import datajoint as dj
 import numpy as np
 
+from .. import db
+from ..copies import CopyMismatch, mismatches, sha256_file, stage_files, verified_folder
 from ..errors import InputError, NotFoundError
 from ..ingest.session_folder import SessionData
-from ..roots import configured_roots, locate, relative_to_root
+from ..roots import configured_roots, local_path, reachable, stored_location
 from .limits import check_rows
 
 schema = dj.Schema()
@@ -74,6 +78,16 @@ class Recording(dj.Manual):
     frame_id : <blob@ratpose>     # int64 (n_frames,), the camera's FrameID counter
     camera_ts_ns : <blob@ratpose> # int64 (n_frames,), camera clock
     exposure_us = null : <blob@ratpose>
+    """
+
+
+@schema
+class SessionCopy(dj.Manual):
+    definition = """  # a session's videos (and DLC .h5 beside them) in the object store, for machines without its root
+    -> Session
+    ---
+    files : <object@ratpose>      # a folder: paths relative to the session folder
+    checksums : <blob>            # {relative path: sha256}, as ingested
     """
 
 
@@ -229,18 +243,14 @@ def find_session(*, session_dir=None, subject: str | None = None, session_dateti
 
 
 def video_path(key: dict) -> str:
-    """Path of a Recording's video on this machine (its session folder, found through the data root, /
-    video_file); NotFoundError naming the root and the paths tried when this machine cannot reach it."""
-    return f"{session_folder(key)}/{(Recording & key).fetch1('video_file')}"
+    """Path of a Recording's video on this machine (``session_file`` of its video_file)."""
+    return str(session_file(key, (Recording & key).fetch1("video_file")))
 
 
 def folder_location(folder) -> dict:
-    """Session's data_root and session_dir for a folder: relative to the first of this machine's data roots
-    holding it, else its absolute path (data_root '')."""
-    found = relative_to_root(folder, configured_roots())
-    if found is None:
-        return {"data_root": "", "session_dir": str(Path(folder).expanduser().resolve())}
-    return {"data_root": found[0], "session_dir": found[1]}
+    """Session's data_root and session_dir for a folder (``ratpose.roots.stored_location``)."""
+    root, path = stored_location(folder, configured_roots())
+    return {"data_root": root, "session_dir": path}
 
 
 def _same_location(row: dict, folder) -> bool:
@@ -258,14 +268,71 @@ def describe_location(row: dict) -> str:
 def session_folder(key: dict) -> Path:
     """A session's folder on this machine (``ratpose.roots.locate`` for a data root)."""
     row = (Session & key).proj("data_root", "session_dir").fetch1()
-    if not row["data_root"]:
-        return Path(row["session_dir"])
-    return locate(row["data_root"], row["session_dir"], configured_roots())
+    return local_path(row["data_root"], row["session_dir"], configured_roots())
+
+
+def session_file(key: dict, relative: str) -> Path:
+    """A session's file on this machine: in its folder (through the data root), else this machine's copy of
+    the store's ``SessionCopy``, fetched once and checked against the sha256 recorded at ingest.
+
+    Raises NotFoundError naming the root, the paths tried and that the store holds no copy of the file.
+    """
+    try:
+        path = session_folder(key) / relative
+        if path.is_file():
+            return path
+        missing = f"{path} does not exist"
+    except NotFoundError as err:
+        missing = str(err)
+    copies = (SessionCopy & key).to_dicts()
+    if not copies or relative not in copies[0]["checksums"]:
+        raise NotFoundError(f"{missing}, and the store holds no copy of it (upload the session with "
+                            "`ratpose ingest --upload FOLDER` on a machine that has it)")
+    digest = copies[0]["checksums"][relative]
+    folder = verified_folder(db.cache_root() / "sessions", {relative: digest},
+                             lambda destination: copies[0]["files"].download(destination / relative, subpath=relative))
+    return folder / relative
+
+
+def session_file_names(key: dict) -> list[str]:
+    """The files of a session this machine can read (``session_file``): its folder's, else its store copy's."""
+    try:
+        folder = session_folder(key)
+        if folder.is_dir():
+            return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    except NotFoundError:
+        pass
+    return sorted(next(iter((SessionCopy & key).to_dicts()), {"checksums": {}})["checksums"])
+
+
+def upload_session(key: dict) -> int:
+    """Copy a session's videos, and the DeepLabCut .h5 files beside them, to the object store (``SessionCopy``)
+    for machines that do not reach its folder. Every file must still match the sha256 recorded at ingest (an
+    .h5 added later is hashed now). Returns the number of files uploaded (0 when the copy exists)."""
+    if SessionCopy & key:
+        return 0
+    folder = session_folder(key)
+    recorded = (Session & key).fetch1("checksums") or {}
+    names = session_file_names(key)
+    files = set()
+    for video in (Recording & key).fetch("video_file"):
+        files.add(video)
+        files.update(fnmatch.filter(names, f"{Path(video).with_suffix('').as_posix()}*.h5"))
+    checksums = {name: recorded.get(name) or sha256_file(folder / name) for name in sorted(files)}
+    changed = mismatches(folder, checksums)
+    if changed:
+        raise CopyMismatch(f"{folder}: {', '.join(changed)} changed since the session was ingested; not uploaded")
+    with tempfile.TemporaryDirectory(prefix="ratpose-upload-") as staging:
+        stage_files({name: folder / name for name in checksums}, Path(staging))
+        SessionCopy.insert1({**key, "files": staging, "checksums": checksums})
+    return len(checksums)
 
 
 def reachable_sessions() -> list[dict]:
     """Sessions whose files this machine can reach: every one stored by absolute path (as before data roots),
-    and those whose data root it maps. A worker leaves the others to a machine that maps their root."""
-    mapped = set(configured_roots())
-    return [{k: r[k] for k in Session.primary_key}
-            for r in Session.proj("data_root").to_dicts() if not r["data_root"] or r["data_root"] in mapped]
+    those whose data root it maps, and those with a copy in the store. A worker leaves the others to a machine
+    that maps their root."""
+    roots = configured_roots()
+    copied = {tuple(r.values()) for r in SessionCopy.proj().to_dicts()}
+    return [{k: r[k] for k in Session.primary_key} for r in Session.proj("data_root").to_dicts()
+            if reachable(r["data_root"], roots) or tuple(r[k] for k in Session.primary_key) in copied]

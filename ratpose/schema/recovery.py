@@ -24,7 +24,7 @@ from collections import Counter
 import datajoint as dj
 
 from ..errors import InputError
-from .jobs import TRANSIENT_ERRORS, is_transient
+from .jobs import TRANSIENT_ERRORS, is_transient, machine_restriction
 
 _OWN_ABANDONED = "status='reserved' OR (status='error' AND error_message LIKE 'SystemExit:%')"
 
@@ -143,7 +143,7 @@ def _populate_with_retries(name: str, table, reserve_jobs: bool, processes: int)
     DataJoint raises out of populate) are tried again, at most TRANSIENT_RETRIES times each."""
     if hasattr(table, "schedule"):  # Manual rows a table's keys need, made from standing defaults
         table.schedule()
-    attempts, failed, restriction, before = Counter(), {}, [], len(table())
+    attempts, failed, restriction, before = Counter(), {}, machine_restriction(table), len(table())
     while True:
         crash = None
         try:

@@ -22,6 +22,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .jobs import machine_restriction
 from .recovery import (
     _make_errors_unlogged,
     _refresh_connection_id,
@@ -93,7 +94,10 @@ def _work(tables: dict[str, type], options: WorkerSettings, run: WorkerRun) -> N
         run.reclaimed += reclaimed
         made = 0
         for name, table in tables.items():
-            count = table.populate(reserve_jobs=True, suppress_errors=True)["success_count"]
+            if hasattr(table, "schedule"):  # Manual rows a table's keys need, made from standing defaults
+                table.schedule()
+            result = table.populate(*machine_restriction(table), reserve_jobs=True, suppress_errors=True)
+            count = result["success_count"]
             run.computed[name] += count
             made += count
         retried = _retry_transient(tables, attempts, options.transient_retries)

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ...copies import sha256_file
 from .records import ChecksumError, DLCError, Evaluation, TrainedModel
-from .training import _checksums, _model_from_folder, _project_model, _sha256, resolve_device
+from .training import _checksums, _model_from_folder, _project_model, resolve_device
 
 
 def _require_project(trained: TrainedModel, what: str) -> Path:
@@ -161,7 +162,7 @@ def verify_checksums(trained: TrainedModel) -> None:
         path = Path(trained.model_dir) / rel
         if not path.is_file():
             missing.append(str(path))
-        elif _sha256(path) != digest:
+        elif sha256_file(path) != digest:
             changed.append(str(path))
     if missing or changed:
         raise ChecksumError(f"model {trained.model_dir}: missing files {missing}, changed files {changed}")

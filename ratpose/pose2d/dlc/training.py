@@ -1,10 +1,10 @@
 """Training a DeepLabCut model offline: device, pose config, the initial snapshot, the train/test split."""
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
+from ...copies import sha256_file
 from .project import _image_size
 from .records import _IMAGE_SUFFIXES, EXTRA_RESNETS, SHUFFLE, TRAINSET_INDEX, DLCError, TrainedModel, TrainSettings
 
@@ -104,16 +104,8 @@ def _initial_snapshot(init: str, model_cfg: dict, model_dir: Path, seed: int) ->
     return out
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _checksums(model_dir: Path, files: list[Path]) -> dict[str, str]:
-    return {os.path.relpath(f, model_dir): _sha256(f) for f in files}
+    return {os.path.relpath(f, model_dir): sha256_file(f) for f in files}
 
 
 def _split_indices(config_path: Path, train_fraction: float) -> tuple[tuple[int, ...], tuple[int, ...]]:
