@@ -241,3 +241,28 @@ def test_crop_on_the_network_grid_gives_the_full_frame_poses(trained, video):
     # measured: 0.27 px on the grid (in 160x128 frames every keypoint is near the cut; on 1440x1080 frames
     # the knob crop gives the full frame's poses to < 0.01 px, benchmarks/bench_pose2d.py), 2.6 px off it
     assert np.median(on_grid) < 0.5 and np.median(off_grid) > 4 * np.median(on_grid)
+
+
+@pytest.mark.slow
+def test_a_model_is_fetched_from_the_store_where_its_folder_is_absent(trained, video, clean_db, tmp_path,
+                                                                       monkeypatch):
+    """PoseModel copies the model's checksummed files to the store; a machine that does not see model_dir
+    fetches them into its cache, checks every sha256 and infers the same poses."""
+    pose = clean_db["pose"]
+    path, _ = video
+    elsewhere = tmp_path / "workstation" / "model"
+    shutil.copytree(trained.model_dir, elsewhere)
+    pose.register_training_set("store", str(tmp_path / "labels"), list(trained.bodyparts), "sim")
+    pose.PoseModelParams.insert1({"pose_params": "copied", "mode": "register", "model_path": str(elsewhere)})
+    key = pose.request_model("store", "copied")
+    pose.PoseModel.populate(key, reserve_jobs=False)
+    row = (pose.PoseModel & key).fetch1()
+    assert row["model_dir"] == str(elsewhere.resolve()) and len(pose.PoseModel.Files & key) == 1
+    shutil.rmtree(elsewhere)                                     # another machine: the folder is not there
+    monkeypatch.setenv("RATPOSE_CACHE", str(tmp_path / "gpu-cache"))
+    here = pose.model_on_this_machine(row)
+    assert Path(here["model_dir"]).is_relative_to(tmp_path / "gpu-cache")
+    copied = pose.model_from_row(here, trained.bodyparts)
+    np.testing.assert_allclose(dlc.analyze_video(copied, path, device="cpu").x,
+                               dlc.analyze_video(trained, path, device="cpu").x, atol=1e-4)
+    assert pose.model_on_this_machine(row) == here                # fetched once

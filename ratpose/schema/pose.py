@@ -416,8 +416,8 @@ def model_on_this_machine(row: dict) -> dict:
     if not copy:
         raise NotFoundError(f"model {row['model_dir']} is not on this machine and the store holds no copy of it "
                             "(train or register it again, or mount its folder here)")
-    folder = verified_folder(db.cache_root() / "models", {inside_name(r): d for r, d in row["checksums"].items()},
-                             lambda destination: copy[0]["files"].download(destination))
+    checksums = {inside_name(rel): digest for rel, digest in row["checksums"].items()}
+    folder = verified_folder(db.cache_root() / "models", checksums, raw.object_fetcher(copy[0]["files"], checksums))
     return relocate_model_row(row, folder)
 
 

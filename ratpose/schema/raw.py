@@ -288,10 +288,18 @@ def session_file(key: dict, relative: str) -> Path:
     if not copies or relative not in copies[0]["checksums"]:
         raise NotFoundError(f"{missing}, and the store holds no copy of it (upload the session with "
                             "`ratpose ingest --upload FOLDER` on a machine that has it)")
-    digest = copies[0]["checksums"][relative]
-    folder = verified_folder(db.cache_root() / "sessions", {relative: digest},
-                             lambda destination: copies[0]["files"].download(destination / relative, subpath=relative))
+    folder = verified_folder(db.cache_root() / "sessions", {relative: copies[0]["checksums"][relative]},
+                             object_fetcher(copies[0]["files"], [relative]))
     return folder / relative
+
+
+def object_fetcher(ref, names):
+    """A ``copies.verified_folder`` fetch of the named files of a folder object (``<object@>``'s ObjectRef), one
+    file at a time, each to its relative path."""
+    def fetch(destination: Path) -> None:
+        for name in names:
+            ref.download(destination / name, subpath=name)
+    return fetch
 
 
 def session_file_names(key: dict) -> list[str]:
