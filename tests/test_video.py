@@ -17,7 +17,7 @@ from ratpose.video import VideoError, VideoWriter, count_frames, decode_gray, re
 
 ROOT = Path(__file__).resolve().parents[1]
 N, W, H, FPS = 23, 64, 48, 226.0
-# (codec, container): the recorder's and compress's codecs, the simulator's FFV1 .avi, H.264 for DLC videos
+# (codec, container): the recorder's and compress's codecs, the simulator's MagicYUV .avi, H.264 for DLC videos
 CASES = [("raw", "avi"), ("raw", "mkv"), ("ffv1", "mkv"), ("ffv1", "avi"), ("magicyuv", "avi"), ("ffvhuff", "avi"),
          ("h264", "mp4"), ("h264", "mkv"), ("h264_lossless", "mkv"), ("h265", "mkv")]
 LOSSY = ("h264", "h265")
