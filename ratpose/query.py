@@ -1,4 +1,4 @@
-"""A small query API joining pose, movement events and spikes, returning pandas objects.
+"""A small query API joining pose, movement events and spikes: pandas tables, or pynapple objects.
 
     >>> from ratpose import query
     >>> key = {"subject": "rat01", "session_datetime": "2026-11-24 10:00:00"}
@@ -6,6 +6,9 @@
     >>> ep = query.epochs_around(ev, "touch", before_s=0.5, after_s=1.0)
     >>> sp = query.spikes_in(ep)                             # every spike in those epochs, by unit
     >>> query.pose_at(sp.time_s.to_numpy(), key, ["paw"])    # where the paw was at each spike
+
+    >>> s = query.session_timeseries(key)                   # pynapple: pose TsdFrame, spikes TsGroup, ...
+    >>> nap.compute_tuning_curves(s.spikes, s.pose["paw_x"].dropna(), bins=10)
 
 Sessions with several models or parameter sets need ``model={"training_set": ..., "pose_params": ...}``.
 """
@@ -16,8 +19,11 @@ import pandas as pd
 
 from . import schema
 from .behaviour import kinematics
+from .behaviour.analyses import touch_intervals
 from .errors import InputError
 from .poses import keypoint_names, positions
+from .timeseries import SessionTimeseries
+from .timeseries import session_timeseries as _as_timeseries
 
 
 def _modules():
@@ -87,3 +93,21 @@ def spikes_in(epochs: pd.DataFrame, unit_ids=None) -> pd.DataFrame:
                                      "relative_s": picked - epochs.loc[index, "start_s"].to_numpy()}))
     columns = ["subject", "session_datetime", "unit_id", "epoch", "time_s", "relative_s"]
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=columns)
+
+
+def session_timeseries(session_key: dict, *, model: dict | None = None, pose3d_params: str = "default",
+                       analysis_params: str = "default") -> SessionTimeseries:
+    """Everything of one session as pynapple objects (``ratpose.timeseries.SessionTimeseries``): the pose
+    TsdFrame, the units' TsGroup with their metadata, the knob's touches and turns as IntervalSets and the
+    movement events as Ts, all on the neural clock. Events and turns are empty before MovementEvents ran."""
+    key = _one_pose3d(session_key, model, pose3d_params)
+    modules = _modules()
+    raw, poses = modules["raw"], modules["pose"].fetch_pose3d(key)
+    units = (raw.Unit & key).to_dicts(order_by="unit_id")
+    metadata = pd.DataFrame([{k: u[k] for k in ("unit_id", "tetrode", "snr", "peak_amplitude_uv")} for u in units],
+                            columns=["unit_id", "tetrode", "snr", "peak_amplitude_uv"]).set_index("unit_id")
+    knob_log = (raw.KnobLog & key).fetch1()
+    touches = touch_intervals(knob_log["touch_on_s"], knob_log["touch_off_s"], float(poses.time.values[-1]))
+    return _as_timeseries(poses, {u["unit_id"]: u["spike_times"] for u in units}, metadata, touches,
+                          events(session_key, model=model, pose3d_params=pose3d_params,
+                                 analysis_params=analysis_params))

@@ -149,6 +149,45 @@ def test_query_api_joins_events_spikes_and_pose(pipeline):
     assert np.nanmedian(error) < 0.5  # interpolated between 30 fps frames of 3D pose
 
 
+def test_query_speaks_pynapple_and_pynapples_own_functions_accept_it(pipeline):
+    import pynapple as nap
+
+    truth, session, db, _ = pipeline
+    s = query.session_timeseries(session, model={"training_set": "sim", "pose_params": "external"})
+    stored = db["pose"].fetch_pose3d({**session, "training_set": "sim", "pose_params": "external",
+                                      "pose3d_params": "default"})
+    np.testing.assert_array_equal(s.pose.times(), stored.time.values)
+    paw = s.pose[["paw_x", "paw_y", "paw_z"]].values
+    error = np.linalg.norm(paw - truth.scene.keypoints(s.pose.times())[:, list(BODYPARTS).index("paw")], axis=1)
+    assert np.nanmedian(error) < 1.0 and np.isfinite(s.pose["paw_sigma"].values).mean() > 0.9
+    assert sorted(s.spikes.keys()) == [u.unit_id for u in truth.units] and "tetrode" in s.spikes.metadata_columns
+    start, end = s.epoch.start[0], s.epoch.end[0]
+    assert (start, end) == (stored.time.values[0], stored.time.values[-1])
+    for unit in truth.units:   # every spike of the recorded span (spikes before the cameras started are outside)
+        times = np.sort(truth.spike_time_s[truth.spike_unit_id == unit.unit_id])
+        np.testing.assert_allclose(s.spikes[unit.unit_id].times(), times[(times >= start) & (times <= end)])
+    np.testing.assert_allclose(s.touches.start, truth.touch_intervals[:, 0], atol=1e-6)
+    assert len(s.turns) > 0 and len(s.events["reach_onset"]) > 0
+    # pynapple's own functions: restrict, value_from, tuning curves, Bayesian decoding
+    during = s.spikes.restrict(s.touches)
+    for unit in truth.units:
+        times = truth.spike_time_s[truth.spike_unit_id == unit.unit_id]
+        inside = sum(((times >= a) & (times <= b)).sum() for a, b in truth.touch_intervals)
+        assert len(during[unit.unit_id]) == inside
+    assert len(s.spikes[truth.units[0].unit_id].value_from(s.pose["paw_x"])) > 0
+    xyz = s.pose[["paw_x", "paw_y", "paw_z"]].values
+    speed = nap.Tsd(t=s.pose.times(), d=np.linalg.norm(np.gradient(xyz, s.pose.times(), axis=0), axis=1),
+                    time_support=s.epoch).dropna()
+    curves = nap.compute_tuning_curves(s.spikes, speed, bins=12, range=(0, 300))
+    centres = curves.coords[curves.dims[1]].values
+    for unit in truth.units:
+        if unit.kind == "speed":   # its rate peaks near its preferred speed
+            best = centres[int(np.nanargmax(curves.sel(unit=unit.unit_id).values))]
+            assert abs(best - unit.preferred_speed_mm_s) < 2 * unit.speed_width_mm_s, (unit, curves)
+    decoded, probability = nap.decode_bayes(curves, s.spikes, epochs=speed.time_support, bin_size=0.2)
+    assert len(decoded) > 0 and np.all((decoded.values >= 0) & (decoded.values <= 300))
+
+
 def test_export_command_writes_every_format_with_the_stored_pose(pipeline, tmp_path):
     from pynwb import NWBHDF5IO
 
