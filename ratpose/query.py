@@ -98,8 +98,10 @@ def spikes_in(epochs: pd.DataFrame, unit_ids=None) -> pd.DataFrame:
 def session_timeseries(session_key: dict, *, model: dict | None = None, pose3d_params: str = "default",
                        analysis_params: str = "default") -> SessionTimeseries:
     """Everything of one session as pynapple objects (``ratpose.timeseries.SessionTimeseries``): the pose
-    TsdFrame, the units' TsGroup with their metadata, the knob's touches and turns as IntervalSets and the
-    movement events as Ts, all on the neural clock. Events and turns are empty before MovementEvents ran."""
+    TsdFrame, the units' TsGroup with their metadata, the knob's touches and turns as IntervalSets, the
+    movement events as Ts, the forelimb's kinematics (paw position and velocity, grasp aperture, supination,
+    reach phase; needs the session's knob for the lab's up direction) with an IntervalSet per reach phase and
+    where the paw is tracked, all on the neural clock. Events and turns are empty before MovementEvents ran."""
     key = _one_pose3d(session_key, model, pose3d_params)
     modules = _modules()
     raw, poses = modules["raw"], modules["pose"].fetch_pose3d(key)
@@ -108,6 +110,8 @@ def session_timeseries(session_key: dict, *, model: dict | None = None, pose3d_p
                             columns=["unit_id", "tetrode", "snr", "peak_amplitude_uv"]).set_index("unit_id")
     knob_log = (raw.KnobLog & key).fetch1()
     touches = touch_intervals(knob_log["touch_on_s"], knob_log["touch_off_s"], float(poses.time.values[-1]))
+    knobs = (modules["analysis"].Knob * modules["calib"].SessionCalibration & key).to_dicts()
     return _as_timeseries(poses, {u["unit_id"]: u["spike_times"] for u in units}, metadata, touches,
                           events(session_key, model=model, pose3d_params=pose3d_params,
-                                 analysis_params=analysis_params))
+                                 analysis_params=analysis_params),
+                          up=np.asarray(knobs[0]["up"], float) if knobs else None)

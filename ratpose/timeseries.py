@@ -20,8 +20,9 @@ import pandas as pd
 import pynapple as nap
 import xarray as xr
 
-from .behaviour.kinematics import EVENT_NAMES
-from .poses import keypoint_names, per_point, positions
+from .behaviour.forelimb import PHASE_NAMES, ForelimbParts, forelimb_kinematics
+from .behaviour.kinematics import DEFAULT_MAX_GAP_FRAMES, EVENT_NAMES
+from .poses import keypoint_names, per_point, position_of, positions
 
 
 @dataclass
@@ -44,6 +45,14 @@ class SessionTimeseries:
         ``release``).
     epoch : pynapple.IntervalSet
         The recorded span: the time support of ``pose`` and ``spikes``.
+    kinematics : pynapple.TsdFrame or None
+        ``behaviour.forelimb.forelimb_kinematics`` per frame (paw position, velocity and speed, grasp aperture,
+        supination, phase); None when the lab's up direction is not known (no knob set for the session).
+    phases : dict of str to pynapple.IntervalSet
+        The frames of each reach phase (``forelimb.PHASE_NAMES``), to restrict analyses to.
+    tracked : pynapple.IntervalSet
+        Where the paw is reconstructed (gaps of more than 2.5 frames split it): "every period where the paw
+        is tracked", knob trial or not.
     """
     pose: nap.TsdFrame
     spikes: nap.TsGroup
@@ -51,6 +60,9 @@ class SessionTimeseries:
     turns: nap.IntervalSet
     events: dict[str, nap.Ts]
     epoch: nap.IntervalSet
+    kinematics: nap.TsdFrame | None = None
+    phases: dict[str, nap.IntervalSet] | None = None
+    tracked: nap.IntervalSet | None = None
 
 
 def recorded_epoch(poses: xr.Dataset) -> nap.IntervalSet:
@@ -115,8 +127,30 @@ def turn_intervals_from_events(events: pd.DataFrame) -> np.ndarray:
     return both.to_numpy(float)
 
 
+def runs(times_s: np.ndarray, mask: np.ndarray, max_gap_s: float | None = None) -> nap.IntervalSet:
+    """The runs of consecutive frames where ``mask`` holds, each from half a frame interval before its first
+    frame to half one after its last (within the recorded span); frames more than ``max_gap_s`` apart (default
+    2.5 median frame intervals) do not join."""
+    times_s, mask = np.asarray(times_s, float), np.asarray(mask, bool)
+    step = float(np.median(np.diff(times_s))) if len(times_s) > 1 else 0.0
+    gap = max_gap_s if max_gap_s is not None else DEFAULT_MAX_GAP_FRAMES * step
+    joined = np.zeros(len(mask), bool)
+    joined[1:] = mask[1:] & mask[:-1] & (np.diff(times_s) <= gap)
+    first = np.flatnonzero(mask & ~joined)
+    last = np.flatnonzero(mask & ~np.append(joined[1:], False))
+    return nap.IntervalSet(start=np.maximum(times_s[first] - step / 2, times_s[0]),
+                           end=np.minimum(times_s[last] + step / 2, times_s[-1]))
+
+
+def kinematics_tsdframe(table: pd.DataFrame, epoch: nap.IntervalSet) -> nap.TsdFrame:
+    """``forelimb_kinematics``' table as a TsdFrame on ``epoch``."""
+    return nap.TsdFrame(t=table.index.to_numpy(float), d=table.to_numpy(float), columns=list(table.columns),
+                        time_support=epoch)
+
+
 def session_timeseries(poses: xr.Dataset, spike_times: dict[int, np.ndarray], units: pd.DataFrame,
-                       touch_intervals: np.ndarray, events: pd.DataFrame) -> SessionTimeseries:
+                       touch_intervals: np.ndarray, events: pd.DataFrame, up=None,
+                       parts: ForelimbParts = ForelimbParts()) -> SessionTimeseries:
     """Everything of one session as pynapple objects on the pose's recorded span.
 
     Parameters
@@ -131,13 +165,27 @@ def session_timeseries(poses: xr.Dataset, spike_times: dict[int, np.ndarray], un
         Knob contacts (``behaviour.analyses.touch_intervals``).
     events : pandas.DataFrame
         Movement events (columns trial, event, time_s).
+    up : array_like, (3,), optional
+        The lab's up direction in the pose's frame; without it no forelimb kinematics.
+    parts : ForelimbParts
+        The forelimb's keypoints.
 
     Returns
     -------
     SessionTimeseries
     """
     epoch = recorded_epoch(poses)
+    times = np.asarray(poses.time.values, float)
+    kinematics = phases = tracked = None
+    if parts.paw in keypoint_names(poses):
+        tracked = runs(times, np.isfinite(position_of(poses, parts.paw)).all(axis=1))
+    if up is not None:
+        names = [n for n in (parts.paw, parts.wrist, *parts.digits) if n in keypoint_names(poses)]
+        table = forelimb_kinematics(times, dict(zip(names, positions(poses, names).transpose(1, 0, 2))), up, events,
+                                    parts=parts)
+        kinematics = kinematics_tsdframe(table, epoch)
+        phases = {name: runs(times, table.phase.to_numpy() == code) for code, name in enumerate(PHASE_NAMES)}
     return SessionTimeseries(pose=pose_tsdframe(poses, epoch), spikes=spikes_tsgroup(spike_times, units, epoch),
                              touches=interval_set(touch_intervals),
                              turns=interval_set(turn_intervals_from_events(events)), events=events_ts(events),
-                             epoch=epoch)
+                             epoch=epoch, kinematics=kinematics, phases=phases, tracked=tracked)

@@ -253,3 +253,42 @@ def test_detect_events_on_simulated_scene():
     np.testing.assert_allclose(table["turn_start"], turn_start, atol=3e-3)
     # The sim's touch is the paw within touch_margin_mm of the knob ball: arrival == touch onset.
     np.testing.assert_allclose(table["paw_arrival"], table["touch"], atol=1e-3)
+
+
+def test_forelimb_kinematics_on_the_simulated_hand_follow_the_knob_and_the_reach():
+    """Supination is the hand's roll (the knob's angle during turns, sign from the knob's axis), the aperture
+    the digits' distance, the reach phase the simulator's reach; no database, the scene's exact keypoints."""
+    from ratpose.behaviour.forelimb import PHASE_NAMES, agreement_with_knob, forelimb_kinematics
+    from ratpose.sim.scene import BODYPARTS, make_scene
+
+    scene = make_scene(0.0, 60.0, seed=3)
+    t = frame_times(60.0, seed=2)
+    points = scene.keypoints(t)
+    angle = scene.knob_angle(t)
+    touches = scene.touch_intervals(0.0, 60.0)
+    events = detect_events(t, points[:, BODYPARTS.index("paw")], scene.knob(), touches, t, angle)
+    table = forelimb_kinematics(t, {n: points[:, i] for i, n in enumerate(BODYPARTS)}, scene.up, events)
+    turns = turn_intervals(t, angle, touches)
+    correlation, slope = agreement_with_knob(t, table.supination_deg.to_numpy(), t, angle, turns)
+    forearm = np.nanmean(points[:, BODYPARTS.index("paw")] - points[:, BODYPARTS.index("wrist")], axis=0)
+    sign = np.sign(np.dot(forearm, scene.knob_axis))
+    assert correlation * sign > 0.999 and abs(slope - sign) < 0.02
+    idle = np.zeros(len(t), bool)
+    for trial in scene.bounds:
+        idle |= (t >= trial[0]) & (t < trial[1])
+    assert np.abs(table.supination_deg.to_numpy()[idle]).max() < 1.0       # palm down between trials
+    aperture = np.linalg.norm(points[:, BODYPARTS.index("digit2")] - points[:, BODYPARTS.index("digit1")], axis=1)
+    np.testing.assert_allclose(table.aperture_mm, aperture)
+    assert table.aperture_mm.max() > 1.3 * table.aperture_mm.min()         # the digits open during the reach
+    true_speed = np.linalg.norm(scene.paw_velocity(t), axis=1)   # the 20 ms smoothing rounds the fastest peaks
+    assert np.median(np.abs(table.paw_speed.to_numpy() - true_speed)) < 8.0
+    assert np.corrcoef(table.paw_speed.to_numpy()[1:-1], true_speed[1:-1])[0, 1] > 0.95
+    truth_reach = np.zeros(len(t), bool)
+    for trial in scene.bounds:
+        truth_reach |= (t >= trial[1]) & (t < trial[2])
+    found = table.phase.to_numpy() == PHASE_NAMES.index("reach")
+    # the reach phase is the simulated reach up to contact (the simulator's slow approach after it is contact)
+    assert (found & truth_reach).sum() > 0.9 * found.sum() and found.sum() > 0.4 * truth_reach.sum()
+    first_found = t[np.flatnonzero(found[1:] & ~found[:-1]) + 1]
+    assert all(np.min(np.abs(first_found - start)) < 0.02 for start in scene.bounds[1:-1, 1] if start < t[-1])
+    assert set(np.unique(table.phase)) >= {PHASE_NAMES.index(p) for p in ("rest", "reach", "contact", "turn")}

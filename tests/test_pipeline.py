@@ -186,6 +186,15 @@ def test_query_speaks_pynapple_and_pynapples_own_functions_accept_it(pipeline):
             assert abs(best - unit.preferred_speed_mm_s) < 2 * unit.speed_width_mm_s, (unit, curves)
     decoded, probability = nap.decode_bayes(curves, s.spikes, epochs=speed.time_support, bin_size=0.2)
     assert len(decoded) > 0 and np.all((decoded.values >= 0) & (decoded.values <= 300))
+    # forelimb kinematics from the reconstructed pose: supination turns with the knob's own angle
+    from ratpose.behaviour.forelimb import PHASE_NAMES, agreement_with_knob
+
+    k, log = s.kinematics, (db["raw"].KnobLog & session).fetch1()
+    correlation, slope = agreement_with_knob(k.times(), k["supination_deg"].values, log["angle_time_s"],
+                                             log["angle_deg"], s.turns.values)
+    assert abs(correlation) > 0.9 and 0.8 < abs(slope) < 1.2, (correlation, slope)
+    assert set(s.phases) == set(PHASE_NAMES) and len(k.restrict(s.phases["turn"])) > 0
+    assert s.tracked.tot_length() > 0.9 * s.epoch.tot_length()
 
 
 def test_export_command_writes_every_format_with_the_stored_pose(pipeline, tmp_path):
