@@ -19,7 +19,6 @@ import pandas as pd
 
 from . import schema
 from .behaviour import kinematics
-from .behaviour.analyses import touch_intervals
 from .errors import InputError
 from .poses import keypoint_names, positions
 from .timeseries import SessionTimeseries
@@ -103,15 +102,4 @@ def session_timeseries(session_key: dict, *, model: dict | None = None, pose3d_p
     reach phase; needs the session's knob for the lab's up direction) with an IntervalSet per reach phase and
     where the paw is tracked, all on the neural clock. Events and turns are empty before MovementEvents ran."""
     key = _one_pose3d(session_key, model, pose3d_params)
-    modules = _modules()
-    raw, poses = modules["raw"], modules["pose"].fetch_pose3d(key)
-    units = (raw.Unit & key).to_dicts(order_by="unit_id")
-    metadata = pd.DataFrame([{k: u[k] for k in ("unit_id", "tetrode", "snr", "peak_amplitude_uv")} for u in units],
-                            columns=["unit_id", "tetrode", "snr", "peak_amplitude_uv"]).set_index("unit_id")
-    knob_log = (raw.KnobLog & key).fetch1()
-    touches = touch_intervals(knob_log["touch_on_s"], knob_log["touch_off_s"], float(poses.time.values[-1]))
-    knobs = (modules["analysis"].Knob * modules["calib"].SessionCalibration & key).to_dicts()
-    return _as_timeseries(poses, {u["unit_id"]: u["spike_times"] for u in units}, metadata, touches,
-                          events(session_key, model=model, pose3d_params=pose3d_params,
-                                 analysis_params=analysis_params),
-                          up=np.asarray(knobs[0]["up"], float) if knobs else None)
+    return _as_timeseries(**_modules()["analysis"].timeseries_inputs(key, analysis_params))

@@ -119,7 +119,7 @@ def test_daily_loop_from_the_command_line(tmp_path, loop_env):
     _run(env, "populate")
     status = _run(env, "status").stdout
     rows = _status_rows(status)
-    assert len(rows) == 10 and all(r[1:] == [0, 0, 0] and r[0] > 0 for r in rows.values()), status
+    assert len(rows) == 12 and all(r[1:] == [0, 0, 0] and r[0] > 0 for r in rows.values()), status
     _run(env, "report", rig / "session", "--out", tmp_path / "report")
     assert (tmp_path / "report").is_dir() and any((tmp_path / "report").iterdir())
     _run(env, "export", "--subject", "rat01", "--datetime", "2026-11-24T10:00:00", "--training-set", "sim",

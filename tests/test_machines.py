@@ -202,7 +202,7 @@ def _wait(condition, timeout_s: float, what: str):
 
 
 CPU_TABLES = ("SyncedFrames", "SessionSync", "Calibration", "SessionCalibration", "PoseModel", "Pose3D",
-              "KnobValidation", "MovementEvents", "UnitTuning")
+              "KnobValidation", "MovementEvents", "UnitTuning", "UnitEncoding", "PopulationDecoding")
 
 
 def _pose3d(prefix: str, env: dict) -> dict:

@@ -47,6 +47,8 @@ def test_every_stage_populates_without_errors(pipeline):
     assert not errors, errors
     assert len(db["pose"].Pose3D & session) == 2
     assert len(db["analysis"].UnitTuning & session) == 2 * len(truth.units)
+    assert len(db["analysis"].UnitEncoding.Unit & session) == 2 * len(truth.units)
+    assert len(db["analysis"].PopulationDecoding & session) == 2
 
 
 def test_calibration_matches_the_true_rig(pipeline):

@@ -6,8 +6,11 @@ from dataclasses import fields
 import datajoint as dj
 import numpy as np
 
-from ..behaviour import AnalysisSettings, KnobModel, analyse_unit, session_events, validate_session
+from ..behaviour import AnalysisSettings, KnobModel, analyse_unit, session_events, touch_intervals, validate_session
+from ..behaviour.decoding import DecodingSettings, decode_session
+from ..behaviour.encoding import EncodingSettings, encode_session
 from ..poses import position_of
+from ..timeseries import session_timeseries
 from . import calibration, pose, raw
 from .transaction import OneTransactionMake
 
@@ -193,6 +196,105 @@ class UnitTuning(OneTransactionMake, dj.Computed):
         self.PETH.insert([{**key, "event": name, "n_events": int(p.counts.shape[0]),
                            "bin_centres_s": p.bin_centres_s, "rate_hz": p.rate_hz, "sem_hz": p.sem_hz}
                           for name, p in result.peths.items()])
+
+
+def timeseries_inputs(key: dict, analysis_params: str = "default") -> dict:
+    """The arguments of ``ratpose.timeseries.session_timeseries`` for one Pose3D key: its pose, units, touches,
+    movement events (empty before MovementEvents ran) and the lab's up direction (None without a Knob)."""
+    import pandas as pd
+
+    pose_key = {k: key[k] for k in pose.Pose3D.primary_key}
+    poses = pose.fetch_pose3d(pose_key)
+    units = (raw.Unit & pose_key).to_dicts(order_by="unit_id")
+    metadata = pd.DataFrame([{k: u[k] for k in ("unit_id", "tetrode", "snr", "peak_amplitude_uv")} for u in units],
+                            columns=["unit_id", "tetrode", "snr", "peak_amplitude_uv"]).set_index("unit_id")
+    knob_log = (raw.KnobLog & pose_key).fetch1()
+    events = (MovementEvents.Event & pose_key & {"analysis_params": analysis_params}).to_dicts(order_by="time_s")
+    knobs = (Knob * calibration.SessionCalibration & pose_key).to_dicts()
+    return {"poses": poses, "spike_times": {u["unit_id"]: u["spike_times"] for u in units}, "units": metadata,
+            "touch_intervals": touch_intervals(knob_log["touch_on_s"], knob_log["touch_off_s"],
+                                               float(poses.time.values[-1])),
+            "events": pd.DataFrame(events, columns=["trial", "event", "time_s"]),
+            "up": np.asarray(knobs[0]["up"], float) if knobs else None}
+
+
+@schema
+class UnitEncoding(OneTransactionMake, dj.Computed):
+    definition = """  # each unit as a Poisson GLM of the forelimb's kinematics and its own history (behaviour.encoding)
+    -> MovementEvents
+    ---
+    n_units : int32
+    bin_s : float64                    # s
+    lags_s : <blob>                    # the filters' lags (s)
+    settings : <blob>                  # EncodingSettings
+    """
+
+    class Unit(dj.Part):
+        definition = """
+        -> master
+        -> raw.Unit
+        ---
+        pseudo_r2 = null : float64     # held out (McFadden), cross-validated by time blocks (null: not fitted)
+        group_r2 : <blob>              # {covariate group: its unique pseudo-R2}
+        p_value = null : float64       # likelihood-ratio test against the unit's spike history alone
+        tuned : bool                   # p_value < settings alpha
+        filters : <blob>               # {group: (n_lags, n_columns)} log rate per scale unit (COVARIATE_SCALES)
+        spike_history : <blob>         # (n_spike_lags,) log rate per spike
+        n_spikes : int64               # in the bins fitted
+        note = '' : varchar(255)       # why it was not fitted
+        """
+
+    @property
+    def key_source(self):
+        """Sessions' MovementEvents with at least one sorted unit."""
+        return MovementEvents.proj() & raw.Unit
+
+    def make_fetch(self, key):
+        return timeseries_inputs(key, key["analysis_params"]), EncodingSettings()
+
+    def make_compute(self, key, inputs, settings):
+        return encode_session(session_timeseries(**inputs), settings), settings
+
+    def make_insert(self, key, results, settings):
+        self.insert1({**key, "n_units": len(results), "bin_s": settings.bin_s, "lags_s": settings.lags_s,
+                      "settings": {f.name: getattr(settings, f.name) for f in fields(settings)}})
+        self.Unit.insert([{**key, "unit_id": r.unit_id, "pseudo_r2": _finite_or_none(r.pseudo_r2),
+                           "group_r2": r.group_r2, "p_value": _finite_or_none(r.p_value), "tuned": r.tuned,
+                           "filters": r.filters, "spike_history": r.spike_history, "n_spikes": r.n_spikes,
+                           "note": r.note[:255]} for r in results])
+
+
+@schema
+class PopulationDecoding(OneTransactionMake, dj.Computed):
+    definition = """  # the paw's velocity and supination decoded from all units, held out (behaviour.decoding)
+    -> MovementEvents
+    ---
+    n_units : int32
+    n_bins : int64
+    linear_r2 : <blob>                 # {variable: R^2} linear (Wiener) decoder
+    bayesian_r2 : <blob>               # {variable: R^2} pynapple's Bayesian decoder
+    knob_turns_r2 = null : float64     # the knob sensor's angle decoded during turns only (null: no turns)
+    settings : <blob>                  # DecodingSettings
+    note = '' : varchar(255)           # why it was not decoded
+    """
+
+    @property
+    def key_source(self):
+        """Sessions' MovementEvents with at least one sorted unit."""
+        return MovementEvents.proj() & raw.Unit
+
+    def make_fetch(self, key):
+        angle = (raw.KnobLog & key).fetch1("angle_time_s", "angle_deg")
+        return timeseries_inputs(key, key["analysis_params"]), angle, DecodingSettings()
+
+    def make_compute(self, key, inputs, angle, settings):
+        return decode_session(session_timeseries(**inputs), *angle, settings), settings
+
+    def make_insert(self, key, result, settings):
+        self.insert1({**key, "n_units": result.n_units, "n_bins": result.n_bins, "linear_r2": result.linear_r2,
+                      "bayesian_r2": result.bayesian_r2, "knob_turns_r2": _finite_or_none(result.knob_turns_r2),
+                      "note": result.note[:255],
+                      "settings": {f.name: getattr(settings, f.name) for f in fields(settings)}})
 
 
 def _finite_or_none(value) -> float | None:

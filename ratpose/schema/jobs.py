@@ -19,6 +19,8 @@ REPLACED_BY = {
     "Pose3D": f"the session's calibration: {_CALIBRATION}",
     "KnobValidation": f"the knob (`ratpose knob set`) or {_SESSION}",
     "MovementEvents": f"the knob (`ratpose knob set`) or {_SESSION}",
+    "UnitEncoding": f"the knob (`ratpose knob set`) or {_SESSION}",
+    "PopulationDecoding": f"the knob (`ratpose knob set`) or {_SESSION}",
 }
 
 

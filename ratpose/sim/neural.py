@@ -1,8 +1,12 @@
 """What the real-time system records on the neural clock: the knob log and tetrode spikes.
 
 Units are tuned to the paw: to its speed (Gaussian tuning), to its movement direction in the lab's
-horizontal plane (rectified cosine tuning, gated by speed), or not at all. Spikes are an inhomogeneous
-Poisson process of the unit's rate, drawn on a fine time grid.
+horizontal plane (rectified cosine tuning, gated by speed), or not at all. Encoding units (the kinds
+``velocity`` and ``supination``) follow a Poisson GLM of the covariates' recent history: their log rate
+is the base rate's plus a filter over the last ``HISTORY_S`` of the paw's velocity along a preferred axis
+(per ``VELOCITY_SCALE_MM_S``) or of the hand's supination (per ``SUPINATION_SCALE_DEG``), so their true
+filters are known (``UnitModel.filter``). Spikes are an inhomogeneous Poisson process of the unit's rate,
+drawn on a fine time grid.
 """
 from __future__ import annotations
 
@@ -10,10 +14,18 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ..behaviour.encoding import COVARIATE_SCALES
 from ..errors import InputError
 from .scene import Scene
 
 UNIT_KINDS = ("speed", "direction", "untuned")
+#: kinds whose rate depends on the covariates' history (a GLM with a known filter), and their scales
+HISTORY_KINDS = ("velocity", "supination")
+ENCODING_KINDS = ("velocity", "supination", "untuned")
+HISTORY_S = 0.3
+VELOCITY_SCALE_MM_S = COVARIATE_SCALES["velocity"]     # the analysis' scale units: filters compare one to one
+SUPINATION_SCALE_DEG = COVARIATE_SCALES["supination"]
+_HISTORY_GRID_S = 1e-3
 #: Knob encoder resolution (12-bit) and the real-time system's spike time grid.
 KNOB_RESOLUTION_DEG = 360.0 / 4096
 SPIKE_GRID_S = 1e-3
@@ -27,18 +39,27 @@ class UnitModel:
     direction: base_hz + gain_hz * max(0, cos(theta - preferred_direction_deg)) * (1 - exp(-|v_h| / speed_scale_mm_s)),
                v_h = v in the lab horizontal plane (lab x lateral, lab y towards the rat), theta its angle from lab x
     untuned:   base_hz
+    velocity:  base_hz * exp(sum_tau filter(tau) * (v(t - tau) . axis) / VELOCITY_SCALE_MM_S)
+    supination: base_hz * exp(sum_tau filter(tau) * supination(t - tau) / SUPINATION_SCALE_DEG)
+               (filter: ``gain`` times a Gaussian bump at ``lag_s`` of width ``width_s``, summing to ``gain``)
 
     Attributes
     ----------
     unit_id : int
     tetrode : int
-    kind : {"speed", "direction", "untuned"}
+    kind : {"speed", "direction", "untuned", "velocity", "supination"}
     base_hz, gain_hz : float, Hz
         >= 0.
     preferred_speed_mm_s, speed_width_mm_s : float, mm/s
     preferred_direction_deg : float, deg
     speed_scale_mm_s : float, mm/s
         Widths and scales must be > 0.
+    axis : tuple of float, (3,)
+        velocity: the preferred direction (unit vector, world frame).
+    gain : float
+        velocity, supination: change of log rate for a sustained covariate of one scale unit.
+    lag_s, width_s : float, s
+        velocity, supination: where the filter peaks and its width (> 0), within HISTORY_S.
 
     Raises
     ------
@@ -55,12 +76,42 @@ class UnitModel:
     speed_width_mm_s: float = 1.0
     preferred_direction_deg: float = 0.0
     speed_scale_mm_s: float = 1.0
+    axis: tuple[float, float, float] = (1.0, 0.0, 0.0)
+    gain: float = 0.0
+    lag_s: float = 0.1
+    width_s: float = 0.04
 
     def __post_init__(self):
-        if self.kind not in UNIT_KINDS:
-            raise InputError(f"unit {self.unit_id}: kind must be one of {UNIT_KINDS}, got {self.kind!r}")
+        object.__setattr__(self, "axis", tuple(float(a) for a in self.axis))   # a list from JSON, too
+        if self.kind not in UNIT_KINDS + HISTORY_KINDS:
+            raise InputError(f"unit {self.unit_id}: kind must be one of {UNIT_KINDS + HISTORY_KINDS}, "
+                             f"got {self.kind!r}")
         if self.base_hz < 0 or self.gain_hz < 0 or self.speed_width_mm_s <= 0 or self.speed_scale_mm_s <= 0:
             raise InputError(f"unit {self.unit_id}: rates must be >= 0 and widths/scales > 0")
+        if self.width_s <= 0 or not 0 <= self.lag_s <= HISTORY_S:
+            raise InputError(f"unit {self.unit_id}: width_s must be > 0 and lag_s within 0..{HISTORY_S} s")
+
+    def filter(self, lags_s: np.ndarray) -> np.ndarray:
+        """The true filter's weight at each history lag (s), for lags spaced evenly from the first: the weights
+        of covariate samples that far back, in log rate per scale unit (zero for the non-history kinds).
+
+        Parameters
+        ----------
+        lags_s : numpy.ndarray, (n_lags,), s
+            Evenly spaced lags >= 0 (e.g. bin centres of the history).
+
+        Returns
+        -------
+        numpy.ndarray, (n_lags,)
+        """
+        lags_s = np.asarray(lags_s, float)
+        if self.kind not in HISTORY_KINDS:
+            return np.zeros(len(lags_s))
+        grid = np.arange(0.0, HISTORY_S, _HISTORY_GRID_S)
+        bump = np.exp(-0.5 * ((grid - self.lag_s) / self.width_s) ** 2)
+        density = self.gain * bump / bump.sum() / _HISTORY_GRID_S      # per second of history
+        step = float(lags_s[1] - lags_s[0]) if len(lags_s) > 1 else _HISTORY_GRID_S
+        return np.interp(lags_s, grid, density, right=0.0) * step
 
     def rate(self, paw_velocity: np.ndarray, horizontal_basis: np.ndarray) -> np.ndarray:
         """Firing rate (T,) in Hz for paw velocities (T, 3); horizontal_basis (2, 3) = lab x, y in world.
@@ -126,6 +177,62 @@ def default_units(n_units: int = 6, seed: int = 0) -> tuple[UnitModel, ...]:
     return tuple(units)
 
 
+def encoding_units(n_units: int = 30, seed: int = 0) -> tuple[UnitModel, ...]:
+    """``n_units`` units, a third tuned to the paw's velocity, a third to supination, a third untuned (in that
+    order, cycling), with random filters (gain 0.5-1 per scale unit, peaking 60-200 ms back), two per tetrode.
+
+    Parameters
+    ----------
+    n_units : int
+        Must be >= 0.
+    seed : int
+
+    Returns
+    -------
+    tuple of UnitModel
+    """
+    if n_units < 0:
+        raise InputError(f"n_units must be >= 0, got {n_units}")
+    rng = np.random.default_rng(seed)
+    units = []
+    for i in range(n_units):
+        kind = ENCODING_KINDS[i % len(ENCODING_KINDS)]
+        common = dict(unit_id=i + 1, tetrode=i // 2 + 1, kind=kind, base_hz=float(rng.uniform(5.0, 15.0)))
+        if kind in HISTORY_KINDS:
+            axis = rng.normal(size=3)
+            common.update(gain=float(rng.uniform(0.5, 1.0)) * (1 if kind == "velocity" else -1),
+                          lag_s=float(rng.uniform(0.06, 0.2)), width_s=float(rng.uniform(0.03, 0.06)),
+                          axis=tuple(float(a) for a in axis / np.linalg.norm(axis)))
+        units.append(UnitModel(**common))
+    return tuple(units)
+
+
+def _history_drives(units, scene: Scene, t: np.ndarray) -> dict[int, np.ndarray]:
+    """unit_id -> log-rate change at times t of each history unit: its filter over the covariates' past, on a
+    1 ms grid, interpolated to t."""
+    from ..behaviour.forelimb import supination
+    from .scene import BODYPARTS
+
+    grid = np.arange(t.min() - HISTORY_S, t.max() + 2 * _HISTORY_GRID_S, _HISTORY_GRID_S)
+    velocity = scene.paw_velocity(grid)
+    kinds = {u.kind for u in units}
+    roll = None
+    if "supination" in kinds:
+        points = scene.keypoints(grid)
+        part = {name: points[:, i] for i, name in enumerate(BODYPARTS)}
+        roll = supination(part["wrist"], part["paw"], part["digit1"], part["digit2"], scene.up)
+    weights_lags = np.arange(0.0, HISTORY_S, _HISTORY_GRID_S)
+    drives = {}
+    for u in units:
+        if u.kind not in HISTORY_KINDS:
+            continue
+        covariate = (velocity @ np.asarray(u.axis) / VELOCITY_SCALE_MM_S if u.kind == "velocity"
+                     else np.nan_to_num(roll) / SUPINATION_SCALE_DEG)
+        drive = np.convolve(covariate, u.filter(weights_lags))[:len(grid)]
+        drives[u.unit_id] = np.interp(t, grid, drive)
+    return drives
+
+
 def unit_rates(units, scene: Scene, t: np.ndarray) -> np.ndarray:
     """Rates (n_units, T) in Hz of every unit at neural times t (s).
 
@@ -140,8 +247,12 @@ def unit_rates(units, scene: Scene, t: np.ndarray) -> np.ndarray:
     numpy.ndarray, (n_units, T), Hz
     """
     t = np.atleast_1d(np.asarray(t, dtype=np.float64))
+    if not units:
+        return np.zeros((0, len(t)))
     velocity = scene.paw_velocity(t)
-    return np.stack([u.rate(velocity, scene.horizontal_basis) for u in units]) if units else np.zeros((0, len(t)))
+    drives = _history_drives(units, scene, t) if any(u.kind in HISTORY_KINDS for u in units) else {}
+    return np.stack([u.base_hz * np.exp(drives[u.unit_id]) if u.unit_id in drives
+                     else u.rate(velocity, scene.horizontal_basis) for u in units])
 
 
 def simulate_spikes(units, scene: Scene, t_start: float, t_end: float, rng: np.random.Generator,

@@ -79,6 +79,9 @@ class Scene:
     knob_radius_mm : float, mm
     touch_margin_mm : float, mm
         The paw touches the knob within knob_radius_mm + touch_margin_mm of its centre.
+    roll_jitter_deg, roll_jitter_hz, roll_jitter_phase : numpy.ndarray, (k,)
+        The hand's own small pronation/supination movements about the knob axis (deg, Hz, rad), on top of
+        the turns; none by default (``make_scene(roll_jitter_deg=...)``).
     """
 
     bounds: np.ndarray
@@ -95,6 +98,9 @@ class Scene:
     lab_to_world_t: np.ndarray = field(default_factory=lambda: np.zeros(3))
     knob_radius_mm: float = KNOB_RADIUS_MM
     touch_margin_mm: float = TOUCH_MARGIN_MM
+    roll_jitter_deg: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    roll_jitter_hz: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    roll_jitter_phase: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     # -- geometry in the world frame ------------------------------------------------------------
     def to_world(self, lab_points: np.ndarray) -> np.ndarray:
@@ -181,6 +187,11 @@ class Scene:
         roll_to = np.select([phase == 3, phase == 4], [delta, delta], 0.0)
         roll = roll_from + (roll_to - roll_from) * s
         roll_rate = (roll_to - roll_from) * ds
+        if len(self.roll_jitter_deg):
+            arg = 2 * np.pi * self.roll_jitter_hz[None] * t[:, None] + self.roll_jitter_phase[None]
+            roll = roll + np.deg2rad(np.sum(self.roll_jitter_deg[None] * np.sin(arg), axis=1))
+            roll_rate = roll_rate + np.deg2rad(np.sum(self.roll_jitter_deg[None] * 2 * np.pi * self.roll_jitter_hz[None]
+                                                      * np.cos(arg), axis=1))
         rest, rest_next, grasp = self.rest[k], self.rest[k + 1], self.grasp[k]
         turned = _rotate_about_y(grasp, delta)
         p_from = np.select([phase[:, None] == i for i in (1, 2, 3, 4, 5, 6)],
@@ -311,14 +322,14 @@ class Scene:
         -------
         Scene
         """
-        kw = {f.name: np.asarray(arrays[f.name]) for f in fields(cls)}
+        kw = {f.name: np.asarray(arrays[f.name]) for f in fields(cls) if f.name in arrays}  # older: no jitter
         kw["knob_radius_mm"] = float(kw["knob_radius_mm"])
         kw["touch_margin_mm"] = float(kw["touch_margin_mm"])
         return cls(**kw)
 
 
 def make_scene(t_start: float, t_end: float, seed: int = 0, lab_to_world_R: np.ndarray | None = None,
-               lab_to_world_t: np.ndarray | None = None) -> Scene:
+               lab_to_world_t: np.ndarray | None = None, roll_jitter_deg: float = 0.0) -> Scene:
     """Random trials (deterministic per ``seed``) covering [t_start, t_end] seconds.
 
     Parameters
@@ -329,6 +340,8 @@ def make_scene(t_start: float, t_end: float, seed: int = 0, lab_to_world_R: np.n
     lab_to_world_R : numpy.ndarray, (3, 3), optional
     lab_to_world_t : numpy.ndarray, (3,), optional, mm
         The lab-to-world transform (default identity).
+    roll_jitter_deg : float, deg
+        Scale (about the std) of the hand's own roll movements (8 sinusoids at 0.5-10 Hz); 0: none.
 
     Returns
     -------
@@ -355,7 +368,10 @@ def make_scene(t_start: float, t_end: float, seed: int = 0, lab_to_world_R: np.n
     grasp = _GRASP_LAB + rng.normal(0.0, 0.6, size=(n_trials, 3))
     turn_deg = rng.uniform(30.0, 70.0, size=n_trials)
     return_s = np.minimum(rng.uniform(0.15, 0.3, size=n_trials), durations[:, 5])
-    return Scene(bounds=bounds, rest=rest, grasp=grasp, turn_deg=turn_deg, return_s=return_s,
+    jitter = ({"roll_jitter_deg": roll_jitter_deg * rng.uniform(0.5, 1.0, 8) / np.sqrt(8),
+               "roll_jitter_hz": rng.uniform(0.5, 10.0, 8), "roll_jitter_phase": rng.uniform(0, 2 * np.pi, 8)}
+              if roll_jitter_deg else {})
+    return Scene(bounds=bounds, rest=rest, grasp=grasp, turn_deg=turn_deg, return_s=return_s, **jitter,
                  jitter_amp_mm=rng.uniform(0.2, 0.8, size=(3, 2)), jitter_hz=rng.uniform(1.0, 6.0, size=(3, 2)),
                  jitter_phase=rng.uniform(0, 2 * np.pi, size=(3, 2)),
                  lift_mm=rng.uniform(3.0, 6.0, size=n_trials), aperture=rng.uniform(0.3, 0.6, size=n_trials),
