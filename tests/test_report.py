@@ -18,7 +18,8 @@ from ratpose.report import draw_pose, write_labeled_video
 from ratpose.report.video import marker_radius, part_colour
 from ratpose.sim import SessionSettings
 
-SECTIONS = ("qc", "sync", "calibration", "trajectories", "pose3d", "frames", "validation", "units")
+SECTIONS = ("qc", "sync", "calibration", "trajectories", "pose3d", "frames", "validation", "units", "encoding",
+            "decoding")
 
 
 def run_cli(*argv) -> int:
@@ -59,7 +60,8 @@ def test_report_references_only_existing_non_blank_images(session):
         assert f'<section id="{section}">' in page
     assert "Not available" not in page
     # 2 cameras x (trajectories + 2 example frames), sync, calibration, 3D, knob validation, 3 units
-    assert len(images) == 2 * 3 + 4 + 3
+    # + encoding filters, decoding traces
+    assert len(images) == 2 * 3 + 4 + 3 + 2, images
     for src in images:
         assert not src.startswith(("/", "http", "file:")), src
         _assert_real_picture(root / "report" / src)
@@ -101,7 +103,7 @@ def test_missing_stages_are_reported_not_fatal(db, session, tmp_path):
                    "--pose3d-params", "unpopulated", "--out", tmp_path) == 0
     page = (tmp_path / "index.html").read_text()
     notes = re.findall(r'<section id="(\w+)"><h2>[^<]*</h2><p class="missing">', page)
-    assert notes == ["pose3d", "frames", "validation", "units"]
+    assert notes == ["pose3d", "frames", "validation", "units", "encoding", "decoding"]
     assert len(_image_references(page)) == 2 + 2  # trajectories per camera, sync, calibration
     assert run_cli("report", "--subject", "nobody", "--datetime", "2020-01-01T00:00:00", "--out", tmp_path) == 1
     assert run_cli("report", root / "calibration", "--out", tmp_path) == 1  # a folder never ingested

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
-from .encoding import MIN_BINS_PER_FOLD, time_block_folds
+from .encoding import MIN_BINS_PER_FOLD, kinematics_at, time_block_folds
 
 DECODED = ("paw_vx", "paw_vy", "paw_vz", "supination_deg")
 
@@ -161,6 +161,9 @@ class PopulationDecodingResult:
     n_units: int
     n_bins: int
     note: str = ""            # why a decoder did not run ('' when all did)
+    bin_times_s: np.ndarray | None = None       # (n_bins,) s
+    actual: dict[str, np.ndarray] | None = None       # variable -> (n_bins,) the pose's value
+    predicted: dict[str, np.ndarray] | None = None    # variable -> (n_bins,) held-out linear decoding (NaN unscored)
 
 
 def decode_session(timeseries, angle_time_s: np.ndarray, angle_deg: np.ndarray,
@@ -171,19 +174,19 @@ def decode_session(timeseries, angle_time_s: np.ndarray, angle_deg: np.ndarray,
     epoch = timeseries.epoch if epoch is None else epoch
     counts = timeseries.spikes.count(settings.bin_s, ep=epoch)
     times = counts.times()
-    averaged = timeseries.kinematics.bin_average(settings.bin_s, ep=epoch)
-    targets = np.column_stack([np.interp(times, averaged.times(), averaged[c].values, left=np.nan, right=np.nan)
-                               for c in DECODED])
+    targets = kinematics_at(timeseries.kinematics, times, DECODED)
     tracked = np.isfinite(targets).all(axis=1)
     if tracked.sum() < MIN_BINS_PER_FOLD * settings.n_folds:
         return PopulationDecodingResult(linear_r2={c: np.nan for c in DECODED}, bayesian_r2={"supination_deg": np.nan},
                                         knob_turns_r2=np.nan, n_units=len(timeseries.spikes), n_bins=len(times),
                                         note=f"not decoded: {int(tracked.sum())} bins with the paw tracked")
-    linear, _ = wiener_decode(counts.values, targets, tracked, settings)
+    linear, predicted = wiener_decode(counts.values, targets, tracked, settings)
     bayesian = {"supination_deg": bayesian_decode(timeseries.spikes, timeseries.kinematics["supination_deg"], epoch,
                                                   settings)}
     turns = timeseries.turns.intersect(epoch).values
     knob = (decode_knob_during_turns(counts.values, times, angle_time_s, angle_deg, turns, settings)
             if len(turns) else np.nan)
     return PopulationDecodingResult(linear_r2=dict(zip(DECODED, map(float, linear))), bayesian_r2=bayesian,
-                                    knob_turns_r2=knob, n_units=len(timeseries.spikes), n_bins=len(times))
+                                    knob_turns_r2=knob, n_units=len(timeseries.spikes), n_bins=len(times),
+                                    bin_times_s=times, actual=dict(zip(DECODED, targets.T)),
+                                    predicted=dict(zip(DECODED, predicted.T)))

@@ -34,6 +34,7 @@ from scipy.special import gammaln
 from scipy.stats import chi2
 
 from ..errors import InputError
+from .kinematics import pose_at
 
 #: covariate group -> forelimb_kinematics columns, and the scale each is divided by (one scale unit)
 COVARIATE_GROUPS = {"velocity": ("paw_vx", "paw_vy", "paw_vz"), "position": ("paw_x", "paw_y", "paw_z"),
@@ -79,6 +80,7 @@ class UnitEncodingResult:
     """One unit's fit: see the module. ``filters``: group -> (n_lags, n_columns) weights."""
     unit_id: int
     filters: dict[str, np.ndarray]
+    filter_se: dict[str, np.ndarray]          # standard errors of the filters (from the fit's covariance)
     spike_history: np.ndarray
     pseudo_r2: float
     group_r2: dict[str, float]
@@ -151,7 +153,8 @@ def _filled_columns(values: np.ndarray) -> np.ndarray:
     return np.column_stack([_filled(values[:, c]) for c in range(values.shape[1])])
 
 
-def fit_poisson_glm(X: np.ndarray, y: np.ndarray, ridge: float, max_iterations: int = 50) -> np.ndarray:
+def fit_poisson_glm(X: np.ndarray, y: np.ndarray, ridge: float, max_iterations: int = 50,
+                    covariance: bool = False):
     """Ridge-penalised Poisson regression with a log link by Newton's method (IRLS), float64.
 
     Parameters
@@ -163,11 +166,13 @@ def fit_poisson_glm(X: np.ndarray, y: np.ndarray, ridge: float, max_iterations: 
     ridge : float
         Penalty per bin: ``ridge * n_bins / 2 * |w|^2``.
     max_iterations : int
+    covariance : bool
+        Also return the weights' covariance (the inverse of the penalised Hessian at the optimum).
 
     Returns
     -------
     numpy.ndarray, (n_features + 1,)
-        Intercept, then the weights.
+        Intercept, then the weights (and with ``covariance`` their (n_features + 1)^2 covariance).
     """
     A = np.column_stack([np.ones(len(y)), X])
     penalty = np.full(A.shape[1], ridge * len(y))
@@ -194,7 +199,10 @@ def fit_poisson_glm(X: np.ndarray, y: np.ndarray, ridge: float, max_iterations: 
         w, previous, current = w + scale * step, current, objective(w + scale * step)
         if abs(current - previous) < 1e-8 * max(1.0, abs(current)):
             break
-    return w
+    if not covariance:
+        return w
+    rate = np.exp(np.clip(A @ w, -30, 30))
+    return w, np.linalg.inv((A * rate[:, None]).T @ A + np.diag(penalty) + 1e-9 * np.eye(len(w)))
 
 
 def _predict(X: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -259,8 +267,9 @@ def encode_units(covariates: dict[str, np.ndarray], counts: np.ndarray, unit_ids
     if usable.sum() < MIN_BINS_PER_FOLD * settings.n_folds:
         note = (f"not fitted: {int(usable.sum())} bins with the paw tracked over the last {settings.history_s} s "
                 f"(needs {MIN_BINS_PER_FOLD * settings.n_folds})")
-        return [UnitEncodingResult(unit_id=int(u), filters={}, spike_history=np.zeros(0), pseudo_r2=np.nan,
-                                   group_r2={}, p_value=np.nan, tuned=False, n_spikes=0, note=note) for u in unit_ids]
+        return [UnitEncodingResult(unit_id=int(u), filters={}, filter_se={}, spike_history=np.zeros(0),
+                                   pseudo_r2=np.nan, group_r2={}, p_value=np.nan, tuned=False, n_spikes=0, note=note)
+                for u in unit_ids]
     groups, rows, folds = list(covariates), np.flatnonzero(usable), time_block_folds(usable, settings.n_folds)
     kernels = np.asarray(_basis(settings.n_basis, settings.n_lags).evaluate(np.linspace(0, 1, settings.n_lags)))
     spike_kernels = np.asarray(_basis(settings.n_spike_basis, settings.n_spike_lags).evaluate(
@@ -277,16 +286,25 @@ def encode_units(covariates: dict[str, np.ndarray], counts: np.ndarray, unit_ids
             keep[columns[g]] = False
             unique[g] = r2 - _cross_validated_r2(full[:, keep], y, folds, settings.ridge)
         gain = r2 - _cross_validated_r2(own, y, folds, settings.ridge)   # held out, over spike history alone
-        w = fit_poisson_glm(full[rows], y[rows], settings.ridge)
+        w, cov = fit_poisson_glm(full[rows], y[rows], settings.ridge, covariance=True)
         w0 = fit_poisson_glm(own[rows], y[rows], settings.ridge)
         statistic = 2.0 * (poisson_log_likelihood(y[rows], _predict(full[rows], w))
                            - poisson_log_likelihood(y[rows], _predict(own[rows], w0)))
         p_value = float(chi2.sf(max(float(statistic), 0.0), df=n_covariate))
-        weights = w[1:]
-        filters = {g: (kernels @ weights[columns[g]].reshape(-1, settings.n_basis).T if g != "position"
-                       else weights[columns[g]][None, :]) for g in groups}
+        weights, cov = w[1:], cov[1:, 1:]
+        filters, filter_se = {}, {}
+        for g in groups:
+            if g == "position":
+                filters[g] = weights[columns[g]][None, :]
+                filter_se[g] = np.sqrt(np.diag(cov)[columns[g]])[None, :]
+                continue
+            block = np.arange(columns[g].start, columns[g].stop).reshape(-1, settings.n_basis)   # per column
+            filters[g] = kernels @ weights[block].T
+            filter_se[g] = np.column_stack([np.sqrt(np.einsum("lb,bc,lc->l", kernels, cov[np.ix_(b, b)], kernels))
+                                            for b in block])
         results.append(UnitEncodingResult(
-            unit_id=int(unit_id), filters=filters, spike_history=spike_kernels @ weights[n_covariate:],
+            unit_id=int(unit_id), filters=filters, filter_se=filter_se,
+            spike_history=spike_kernels @ weights[n_covariate:],
             pseudo_r2=r2, group_r2={g: float(v) for g, v in unique.items()}, p_value=p_value,
             tuned=bool(p_value < settings.alpha and gain > 0), n_spikes=int(y[rows].sum())))
     return results
@@ -314,13 +332,16 @@ def binned_covariates(kinematics, spikes, epoch, bin_s: float):
     """
     counts = spikes.count(bin_s, ep=epoch)
     times = counts.times()
-    averaged = kinematics.bin_average(bin_s, ep=epoch)
-    covariates = {}
-    for group, names in COVARIATE_GROUPS.items():
-        values = np.column_stack([np.interp(times, averaged.times(), averaged[n].values, left=np.nan, right=np.nan)
-                                  for n in names])
-        covariates[group] = values / COVARIATE_SCALES[group]
+    covariates = {group: kinematics_at(kinematics, times, names) / COVARIATE_SCALES[group]
+                  for group, names in COVARIATE_GROUPS.items()}
     return times, covariates, np.asarray(counts.values, float)
+
+
+def kinematics_at(kinematics, times_s: np.ndarray, columns) -> np.ndarray:
+    """Columns of the kinematics TsdFrame at ``times_s`` (e.g. bin centres): linear between frames, NaN across
+    gaps of more than 2.5 frame intervals and next to untracked frames (``kinematics.pose_at``), so bins
+    shorter than a frame interval still get a value."""
+    return pose_at(times_s, kinematics.times(), np.column_stack([kinematics[c].values for c in columns]))
 
 
 def encode_session(timeseries, settings: EncodingSettings = EncodingSettings(), epoch=None) -> list[UnitEncodingResult]:

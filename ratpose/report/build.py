@@ -10,7 +10,7 @@ from ..behaviour.validation import plot_knob_validation
 from ..calibration.qc import CalibrationReport, plot_report
 from . import html
 from .data import ExampleFrame, SessionReport
-from .plots import plot_sync, plot_trajectories, plot_trajectory_3d, plot_unit
+from .plots import plot_decoding, plot_encoding_filters, plot_sync, plot_trajectories, plot_trajectory_3d, plot_unit
 from .video import draw_pose, part_colour
 
 MIN_FRAME_WIDTH = 640  # example frames narrower than this are enlarged (integer factor) before drawing
@@ -43,7 +43,9 @@ def write_report(report: SessionReport, out_dir) -> Path:
             ("pose3d", "3D pose", report.pose3d is not None, _pose3d_body),
             ("frames", "Example frames", report.examples, _frames_body),
             ("validation", "Knob validation", report.validation is not None, _validation_body),
-            ("units", "Units", report.units, _units_body)):
+            ("units", "Units", report.units, _units_body),
+            ("encoding", "Encoding models", report.encoding, _encoding_body),
+            ("decoding", "Population decoding", report.decoding is not None, _decoding_body)):
         body = draw(report, out_dir) if has_data else html.missing(report.missing.get(section_id, "no data"))
         sections.append(html.Section(section_id, heading, body))
     subtitle = ", ".join(f"{k}: {v}" for k, v in report.info.items())
@@ -183,3 +185,29 @@ def _units_body(report: SessionReport, out_dir: Path) -> str:
         plot_unit(unit, out_dir / name)
         parts.append(html.image(name, f"unit {unit.unit_id} tuning"))
     return "".join(parts)
+
+
+def _encoding_body(report: SessionReport, out_dir: Path) -> str:
+    rows = [[r["unit_id"], "yes" if r["tuned"] else "no", r["p_value"], r["pseudo_r2"],
+             *(r["group_r2"].get(g) for g in ("velocity", "position", "supination")), r["note"]]
+            for r in report.encoding]
+    table = html.table(["unit", "tuned", "p (LRT)", "pseudo-R2 (held out)", "velocity", "position", "supination",
+                        "note"], rows)
+    fitted = [r for r in report.encoding if r["filters"]]
+    if not fitted:
+        return table
+    plot_encoding_filters(fitted, report.encoding_lags_s, out_dir / "encoding_filters.png")
+    return table + html.image("encoding_filters.png", "encoding filters",
+                              "filters over the covariates' history (log rate per scale unit), +-2 SE bands; "
+                              "columns per group and vector component")
+
+
+def _decoding_body(report: SessionReport, out_dir: Path) -> str:
+    d = report.decoding
+    rows = [[variable, r2, d["bayesian_r2"].get(variable)] for variable, r2 in d["linear_r2"].items()]
+    rows.append(["knob angle during turns (sensor)", d["knob_turns_r2"], None])
+    table = html.table(["variable", "R2 linear (held out)", "R2 Bayesian"], rows)
+    if d["predicted"] is None or d["note"]:
+        return table + (html.missing(d["note"]) if d["note"] else "")
+    plot_decoding(d, out_dir / "decoding.png", t0_s=session_start(report))
+    return table + html.image("decoding.png", "decoded vs actual", f"held-out decoding; {_time_caption(report)}")

@@ -94,6 +94,11 @@ class SessionReport:
     pose3d_validation: dict[str, dict] = field(default_factory=dict)
     validation: KnobValidationResult | None = None
     units: list[UnitPlot] = field(default_factory=list)
+    #: UnitEncoding.Unit rows (filters, filter_se, pseudo_r2, group_r2, p_value, tuned) and the filters' lags (s)
+    encoding: list[dict] = field(default_factory=list)
+    encoding_lags_s: np.ndarray | None = None
+    #: the PopulationDecoding row (R^2 per decoder and variable, held-out predictions)
+    decoding: dict | None = None
     examples: list[ExampleFrame] = field(default_factory=list)
     missing: dict[str, str] = field(default_factory=dict)
 

@@ -147,3 +147,46 @@ def plot_unit(unit: UnitPlot, path) -> Path:
 
 def _p_text(p_value: float | None) -> str:
     return "not run" if p_value is None else f"{p_value:.3g}"
+
+
+def plot_encoding_filters(units: list[dict], lags_s, path) -> Path:
+    """Each unit's history filters (velocity x/y/z, supination) against lag (ms), +-2 SE bands; a row per unit."""
+    groups = [g for g in ("velocity", "supination") if g in units[0]["filters"]]
+    columns = [(g, c) for g in groups for c in range(np.asarray(units[0]["filters"][g]).shape[1])]
+    figure = new_figure(2.6 * len(columns), 1.9 * len(units))
+    axes = figure.subplots(len(units), len(columns), squeeze=False)
+    lags_ms = 1e3 * np.asarray(lags_s, float)
+    for row, unit in zip(axes, units):
+        for ax, (group, c) in zip(row, columns):
+            weight = np.asarray(unit["filters"][group], float)[:, c]
+            band = 2 * np.asarray(unit["filter_se"][group], float)[:, c]
+            ax.plot(lags_ms, weight, color="k", lw=1)
+            ax.fill_between(lags_ms, weight - band, weight + band, color="0.6", alpha=0.4, lw=0)
+            ax.axhline(0, color="0.5", lw=0.5)
+            name = group if group == "supination" else f"{group} {'xyz'[c]}"
+            ax.set_title(f"unit {unit['unit_id']}: {name}" + (" (tuned)" if unit["tuned"] else ""), fontsize=8)
+            ax.set_xlabel("lag (ms)", fontsize=8)
+            ax.set_ylabel("weight (log rate / unit)", fontsize=8)
+    return save(figure, path)
+
+
+def plot_decoding(decoding: dict, path, t0_s: float = 0.0, window_s: float = 20.0) -> Path:
+    """The pose's value and the held-out linear decoding of each variable over ``window_s`` of the session."""
+    times = np.asarray(decoding["bin_times_s"], float)
+    names = list(decoding["predicted"])
+    figure = new_figure(10, 1.8 * len(names))
+    axes = figure.subplots(len(names), 1, squeeze=False)[:, 0]
+    scored = np.flatnonzero(np.isfinite(np.asarray(decoding["predicted"][names[0]], float)))
+    start = times[scored[0]] if scored.size else times[0]
+    shown = (times >= start) & (times < start + window_s)
+    units = {"paw_vx": "mm/s", "paw_vy": "mm/s", "paw_vz": "mm/s", "supination_deg": "deg"}
+    for ax, name in zip(axes, names):
+        ax.plot(times[shown] - t0_s, np.asarray(decoding["actual"][name], float)[shown], color="k", lw=0.8,
+                label="pose")
+        ax.plot(times[shown] - t0_s, np.asarray(decoding["predicted"][name], float)[shown], color="C1", lw=0.8,
+                label=f"decoded (R2 {decoding['linear_r2'][name]:.2f})")
+        ax.set_ylabel(f"{name} ({units.get(name, '')})", fontsize=8)
+        ax.set_title(f"{name}: the pose's value and its held-out linear decoding from the units", fontsize=8)
+        ax.legend(loc="upper right", fontsize=7)
+        ax.set_xlabel(TIME_LABEL, fontsize=8)
+    return save(figure, path)

@@ -239,6 +239,7 @@ class UnitEncoding(OneTransactionMake, dj.Computed):
         p_value = null : float64       # likelihood-ratio test against the unit's spike history alone
         tuned : bool                   # p_value < settings alpha
         filters : <blob>               # {group: (n_lags, n_columns)} log rate per scale unit (COVARIATE_SCALES)
+        filter_se : <blob>             # {group: (n_lags, n_columns)} their standard errors
         spike_history : <blob>         # (n_spike_lags,) log rate per spike
         n_spikes : int64               # in the bins fitted
         note = '' : varchar(255)       # why it was not fitted
@@ -260,7 +261,8 @@ class UnitEncoding(OneTransactionMake, dj.Computed):
                       "settings": {f.name: getattr(settings, f.name) for f in fields(settings)}})
         self.Unit.insert([{**key, "unit_id": r.unit_id, "pseudo_r2": _finite_or_none(r.pseudo_r2),
                            "group_r2": r.group_r2, "p_value": _finite_or_none(r.p_value), "tuned": r.tuned,
-                           "filters": r.filters, "spike_history": r.spike_history, "n_spikes": r.n_spikes,
+                           "filters": r.filters, "filter_se": r.filter_se, "spike_history": r.spike_history,
+                           "n_spikes": r.n_spikes,
                            "note": r.note[:255]} for r in results])
 
 
@@ -276,6 +278,9 @@ class PopulationDecoding(OneTransactionMake, dj.Computed):
     knob_turns_r2 = null : float64     # the knob sensor's angle decoded during turns only (null: no turns)
     settings : <blob>                  # DecodingSettings
     note = '' : varchar(255)           # why it was not decoded
+    bin_times_s = null : <blob@ratpose>  # (n_bins,) s
+    actual = null : <blob@ratpose>     # {variable: (n_bins,)} from the pose
+    predicted = null : <blob@ratpose>  # {variable: (n_bins,)} held-out linear decoding
     """
 
     @property
@@ -293,7 +298,8 @@ class PopulationDecoding(OneTransactionMake, dj.Computed):
     def make_insert(self, key, result, settings):
         self.insert1({**key, "n_units": result.n_units, "n_bins": result.n_bins, "linear_r2": result.linear_r2,
                       "bayesian_r2": result.bayesian_r2, "knob_turns_r2": _finite_or_none(result.knob_turns_r2),
-                      "note": result.note[:255],
+                      "note": result.note[:255], "bin_times_s": result.bin_times_s, "actual": result.actual,
+                      "predicted": result.predicted,
                       "settings": {f.name: getattr(settings, f.name) for f in fields(settings)}})
 
 

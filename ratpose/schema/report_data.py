@@ -201,5 +201,14 @@ def _add_analysis(report: SessionReport, key: dict) -> None:
                     for r in (analysis.UnitTuning & key).to_dicts(order_by="unit_id")]
     if not report.units:
         report.missing["units"] = f"no unit tuning for this session ({RUN_POPULATE}; were units ingested?)"
+    master = (analysis.UnitEncoding & key).to_dicts()
+    report.encoding = (analysis.UnitEncoding.Unit & key).to_dicts(order_by="unit_id")
+    report.encoding_lags_s = master[0]["lags_s"] if master else None
+    if not report.encoding:
+        report.missing["encoding"] = f"no encoding models for this session ({RUN_POPULATE}; were units ingested?)"
+    decoding = (analysis.PopulationDecoding & key).to_dicts()
+    report.decoding = decoding[0] if decoding else None
+    if report.decoding is None:
+        report.missing["decoding"] = f"no population decoding for this session ({RUN_POPULATE})"
     report.qc["units (speed-tuned at p < 0.01)"] = (
         f"{len(report.units)} ({sum(u.speed_p_value is not None and u.speed_p_value < 0.01 for u in report.units)})")
