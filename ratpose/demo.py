@@ -264,7 +264,7 @@ def _run_stages(out: Path, settings: DemoSettings, progress: _Progress) -> DemoS
     with progress.stage("knob and events"):
         run("KnobValidation", "MovementEvents")
     with progress.stage("unit tuning"):
-        run("UnitTuning")
+        run("UnitTuning", "UnitEncoding", "PopulationDecoding")
     with progress.stage("report"):
         summary = compare_with_truth(modules, key, truth)
         for table, message in errors:
