@@ -141,6 +141,18 @@ def test_deeplabcut_finds_and_filters_the_2d_h5(pose, tmp_path, monkeypatch):
     np.testing.assert_array_equal(filtered[..., 2], pose["scores"])
 
 
+#: UnitEncoding.Unit rows (one fitted, one not) and a PopulationDecoding row, as the database gives them
+ANALYSIS = {"lags_s": np.array([0.02, 0.04, 0.06]),
+            "encoding": [{"unit_id": 3, "tuned": True, "p_value": 1e-6, "pseudo_r2": 0.05,
+                          "group_r2": {"velocity": 0.03, "position": 0.0, "supination": 0.01},
+                          "filters": {"velocity": np.arange(9.0).reshape(3, 3), "supination": np.ones((3, 1))},
+                          "note": ""},
+                         {"unit_id": 4, "tuned": False, "p_value": None, "pseudo_r2": None, "group_r2": {},
+                          "filters": {}, "note": "not fitted"}],
+            "decoding": {"linear_r2": {"paw_vx": 0.1, "supination_deg": 0.8}, "bayesian_r2": {"supination_deg": 0.2},
+                         "knob_turns_r2": 0.7}}
+
+
 def test_nwb_round_trip_and_inspector(pose, tmp_path):
     pynwb = pytest.importorskip("pynwb")
     pytest.importorskip("ndx_pose")
@@ -157,9 +169,17 @@ def test_nwb_round_trip_and_inspector(pose, tmp_path):
                   n_cameras=pose["n_cameras"], rig=rig, pose2d=pose2d, edges=[[0, 1], [0, 2], [0, 3]],
                   subject={"subject_id": "rat01", "sex": "M", "age": "P90D"},
                   units=[(3, spikes, {"tetrode": 2})], spike_resolution_s=1 / 30000, touches=touches,
-                  turns=touches[:1] + 0.01, scorer="dlc-model")
+                  turns=touches[:1] + 0.01, scorer="dlc-model", analysis=ANALYSIS)
     with pynwb.NWBHDF5IO(str(path), "r") as io:
         nwb = io.read()
+        encoding = nwb.processing["analysis"]["unit_encoding"].to_dataframe()
+        assert list(encoding.index) == [3, 4] and list(encoding.tuned) == [True, False]
+        np.testing.assert_allclose(encoding.loc[3, "velocity_filter"], ANALYSIS["encoding"][0]["filters"]["velocity"])
+        assert np.isnan(encoding.loc[4, "pseudo_r2"]) and encoding.loc[4, "note"] == "not fitted"
+        decoding = nwb.processing["analysis"]["population_decoding"].to_dataframe().set_index("variable")
+        assert decoding.loc["supination_deg", "linear_r2"] == 0.8
+        assert decoding.loc["supination_deg", "bayesian_r2"] == 0.2
+        assert decoding.loc["knob_angle_during_turns", "linear_r2"] == 0.7
         behavior = nwb.processing["behavior"]
         estimation = behavior["PoseEstimation"]
         assert list(estimation.skeleton.nodes[:]) == BODYPARTS

@@ -261,6 +261,11 @@ def test_export_command_writes_every_format_with_the_stored_pose(pipeline, tmp_p
         assert set(nwb.devices) == set(stored_cameras(db, poses)) and set(nwb.intervals) == {"knob_touches",
                                                                                                 "knob_turns"}
         assert len(nwb.processing["behavior"]["PoseEstimation"].pose_estimations) == 2
+        encoding = nwb.processing["analysis"]["unit_encoding"].to_dataframe()   # the stored analysis results
+        stored_encoding = (db["analysis"].UnitEncoding.Unit & session & {"pose_params": "external"}).to_dicts()
+        assert sorted(encoding.index) == sorted(r["unit_id"] for r in stored_encoding)
+        assert dict(zip(encoding.index, encoding.tuned)) == {r["unit_id"]: r["tuned"] for r in stored_encoding}
+        assert "supination_deg" in set(nwb.processing["analysis"]["population_decoding"].to_dataframe().variable)
         estimation = nwb.processing["behavior"]["PoseEstimation"]
         series = estimation.pose_estimation_series["paw"]
         offset = float(re.search(r"neural clock time - (\S+) s", nwb.notes).group(1))

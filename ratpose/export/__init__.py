@@ -218,7 +218,7 @@ def to_nwb(path, points3d, times_s, bodyparts, *, session_start_time: datetime, 
            scores=None, errors=None, n_cameras=None, rig: Rig | None = None, pose2d: dict | None = None,
            edges=None, pulse_index=None, subject: dict | None = None, units=None,
            spike_resolution_s: float | None = None,
-           touches=None, turns=None,
+           touches=None, turns=None, analysis: dict | None = None,
            session_description: str = "3D pose of a rat (ratpose)", identifier: str | None = None,
            scorer: str | None = None, source_software_version: str | None = None) -> Path:
     """Write one session to NWB (ndx-pose 0.4).
@@ -229,7 +229,9 @@ def to_nwb(path, points3d, times_s, bodyparts, *, session_start_time: datetime, 
     per camera in pose2d (every frame the camera delivered, on its own times) linked to the rig's cameras as
     CalibratedCamera devices, reprojection_error / n_cameras TimeSeries, trigger_pulses (on their exact times:
     the pose may be written with a rate, within REGULAR_TOLERANCE_S), a Skeleton with edges, the subject,
-    units, and touches and turns as TimeIntervals. Leave any part out by passing None.
+    units, touches and turns as TimeIntervals, and the analysis results (``analysis_tables``: processing/analysis
+    with the DynamicTables ``unit_encoding`` and ``population_decoding``; ndx has no type for either). Leave any
+    part out by passing None.
 
     Parameters
     ----------
@@ -265,6 +267,9 @@ def to_nwb(path, points3d, times_s, bodyparts, *, session_start_time: datetime, 
         The spike sorter's time resolution.
     touches, turns : array_like, (n, 2), optional, s
         (start, stop) intervals of the knob's touches and turns.
+    analysis : dict, optional
+        ``{"encoding": [UnitEncoding.Unit rows], "lags_s": filters' lags, "decoding": PopulationDecoding row}``
+        (either may be missing); see ``analysis_tables``.
     session_description : str
     identifier : str, optional
         Default a random UUID.
@@ -371,10 +376,78 @@ def to_nwb(path, points3d, times_s, bodyparts, *, session_start_time: datetime, 
             for start, stop in np.asarray(intervals, dtype=np.float64).reshape(-1, 2) - offset:
                 table.add_interval(start_time=start, stop_time=stop)
             nwb.add_time_intervals(table)
+    if analysis:
+        module = nwb.create_processing_module("analysis", "encoding models and population decoding (ratpose)")
+        for table in analysis_tables(analysis):
+            module.add(table)
     path = Path(path)
     with NWBHDF5IO(str(path), "w") as io:
         io.write(nwb)
     return path
+
+
+#: the analysis tables' columns: name -> description (the NWB file carries the same text)
+ENCODING_COLUMNS = {
+    "tuned": "the kinematics predict the unit: likelihood-ratio p < alpha and a held-out gain over its spike history",
+    "p_value": "likelihood-ratio test of the full Poisson GLM against the unit's spike history alone (NaN: not fitted)",
+    "pseudo_r2": "held-out McFadden pseudo-R2, cross-validated by contiguous time blocks (NaN: not fitted)",
+    "r2_velocity": "unique held-out pseudo-R2 of the paw velocity history",
+    "r2_position": "unique held-out pseudo-R2 of the paw position",
+    "r2_supination": "unique held-out pseudo-R2 of the supination history",
+    "velocity_filter": "(n_lags, 3) weights on paw velocity x/y/z per 100 mm/s, log rate, lags in lags_s",
+    "supination_filter": "(n_lags,) weights on supination per 30 deg, log rate, lags in lags_s",
+    "note": "why the unit was not fitted ('' when it was)",
+}
+DECODING_COLUMNS = {
+    "variable": "decoded variable: paw_vx/vy/vz (mm/s), supination_deg (deg), knob_angle_during_turns (the sensor)",
+    "linear_r2": "held-out R2 of the linear (Wiener) decoder, cross-validated by contiguous time blocks",
+    "bayesian_r2": "held-out R2 of pynapple's Bayesian decoder (NaN: not run for this variable)",
+}
+
+
+def analysis_tables(analysis: dict) -> list:
+    """The analysis results as hdmf DynamicTables: ``unit_encoding`` (a row per unit, ENCODING_COLUMNS) and
+    ``population_decoding`` (a row per variable, DECODING_COLUMNS); NaN where a value is missing."""
+    from hdmf.common import DynamicTable, VectorData
+
+    tables = []
+    rows, lags = analysis.get("encoding") or [], analysis.get("lags_s")
+    if rows and lags is not None:
+        n_lags = len(lags)
+
+        def filter_of(row, group, width):
+            found = np.asarray(row["filters"].get(group, np.full((n_lags, width), np.nan)), dtype=np.float64)
+            return found.reshape(n_lags, width) if width > 1 else found.reshape(n_lags)
+
+        values = {"tuned": [bool(r["tuned"]) for r in rows],
+                  "p_value": [_nan_for_none(r["p_value"]) for r in rows],
+                  "pseudo_r2": [_nan_for_none(r["pseudo_r2"]) for r in rows],
+                  **{f"r2_{g}": [float(r["group_r2"].get(g, np.nan)) for r in rows]
+                     for g in ("velocity", "position", "supination")},
+                  "velocity_filter": np.stack([filter_of(r, "velocity", 3) for r in rows]),
+                  "supination_filter": np.stack([filter_of(r, "supination", 1) for r in rows]),
+                  "note": [r["note"] or "" for r in rows]}
+        columns = [VectorData(name=n, description=ENCODING_COLUMNS[n], data=values[n]) for n in ENCODING_COLUMNS]
+        table = DynamicTable(name="unit_encoding", id=[int(r["unit_id"]) for r in rows], columns=columns,
+                             description="Poisson GLM of each unit (id = unit_id) on the forelimb's kinematics "
+                                         f"(ratpose.behaviour.encoding); filter lags (s): "
+                                         f"{', '.join(f'{lag:.3f}' for lag in lags)}")
+        tables.append(table)
+    decoding = analysis.get("decoding")
+    if decoding:
+        names = [*decoding["linear_r2"], "knob_angle_during_turns"]
+        linear = [*map(float, decoding["linear_r2"].values()), _nan_for_none(decoding["knob_turns_r2"])]
+        bayesian = [float(decoding["bayesian_r2"].get(n, np.nan)) for n in names]
+        columns = [VectorData(name=n, description=DECODING_COLUMNS[n], data=v)
+                   for n, v in zip(DECODING_COLUMNS, (names, linear, bayesian))]
+        tables.append(DynamicTable(name="population_decoding", id=list(range(len(names))), columns=columns,
+                                   description="the paw's velocity and supination decoded from all units "
+                                               "(ratpose.behaviour.decoding)"))
+    return tables
+
+
+def _nan_for_none(value) -> float:
+    return np.nan if value is None else float(value)
 
 
 def to_movement(points3d, bodyparts, *, times_s=None, scores=None, individual: str = "rat", fps: float | None = None):

@@ -19,7 +19,7 @@ from ..rig import time_zone
 from ..sync import pulse_rows, pulse_slots
 from . import to_csv, to_dlc_h5, to_movement, to_nwb
 
-PARTS = ("pose2d", "units", "knob", "cameras")
+PARTS = ("pose2d", "units", "knob", "cameras", "analysis")
 FORMATS = ("nwb", "csv", "dlc", "movement")
 ROWS = ("pulses", "reconstructed")
 
@@ -184,6 +184,7 @@ def write_session(data: dict, key: dict, fmt: str, out: Path, *, without=(), tim
                   subject=_nwb_subject(data["subject"], zone),
                   units=units if units and "units" not in skip else None, spike_resolution_s=spike_resolution_s,
                   **_knob_intervals(knob, end_s=float(time_s[-1])),
+                  analysis=data.get("analysis") if "analysis" not in skip else None,
                   scorer=scorer, **columns)
 
 

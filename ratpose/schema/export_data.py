@@ -40,6 +40,13 @@ def fetch_export(modules, key: dict, rows: str) -> dict:
     data["units"] = (raw.Unit & session).to_dicts(order_by="unit_id")
     knob = (raw.KnobLog & session).to_dicts()
     data["knob"] = knob[0] if knob else None
+    analysis, pose_key = modules["analysis"], poses.attrs["source_key"]
+    chosen = {**pose_key, "analysis_params": "default"}
+    encoding = (analysis.UnitEncoding & chosen).to_dicts()
+    decoding = (analysis.PopulationDecoding & chosen).to_dicts()
+    data["analysis"] = {"encoding": (analysis.UnitEncoding.Unit & chosen).to_dicts(order_by="unit_id"),
+                        "lags_s": encoding[0]["lags_s"] if encoding else None,
+                        "decoding": decoding[0] if decoding else None}
     return data
 
 
