@@ -106,3 +106,17 @@ def test_too_little_tracked_pose_is_a_note_not_a_crash(recording):
     short = timeseries.epoch.intersect(type(timeseries.epoch)(start=0.0, end=0.5))
     results = encode_session(timeseries, epoch=short)
     assert all(np.isnan(r.pseudo_r2) and not r.tuned and "not fitted" in r.note for r in results)
+
+
+def test_pynapple_tuning_curves_with_shuffles_find_the_supination_units(recording):
+    from ratpose.behaviour.encoding import continuous_tuning
+
+    timeseries = _timeseries(recording)
+    curves, table = continuous_tuning(timeseries.spikes, timeseries.kinematics["supination_deg"], n_shuffles=100)
+    assert curves.shape == (len(recording.units), 12)
+    for unit in recording.units:
+        p = table.loc[unit.unit_id, "p_value"]
+        if unit.kind == "supination":
+            assert p <= 0.02, (unit, p)
+        elif unit.kind == "untuned":
+            assert p > 0.01, (unit, p)

@@ -30,6 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from scipy.special import gammaln
 from scipy.stats import chi2
 
@@ -352,3 +353,49 @@ def encode_session(timeseries, settings: EncodingSettings = EncodingSettings(), 
     _, covariates, counts = binned_covariates(timeseries.kinematics, timeseries.spikes,
                                               timeseries.epoch if epoch is None else epoch, settings.bin_s)
     return encode_units(covariates, counts, list(timeseries.spikes.keys()), settings)
+
+
+def continuous_tuning(spikes, feature, epoch=None, *, bins: int = 12, n_shuffles: int = 200, min_shift_s: float = 20.0,
+                      seed: int = 0):
+    """Each unit's tuning curve to one continuous variable (pynapple) and its shuffle-based significance.
+
+    The information (Skaggs, bits/spike, pynapple's ``compute_mutual_information``) of each unit's curve is compared
+    with that of the same spikes circularly shifted by at least ``min_shift_s`` within the epoch
+    (``nap.shift_timestamps``, each unit independently): p = (1 + shuffles at least as informative) / (1 + n).
+
+    Parameters
+    ----------
+    spikes : pynapple.TsGroup
+    feature : pynapple.Tsd
+        E.g. ``SessionTimeseries.kinematics["supination_deg"]``; NaN frames are left out.
+    epoch : pynapple.IntervalSet, optional
+        Where to look (default the feature's time support), e.g. a reach phase.
+    bins : int
+    n_shuffles : int
+    min_shift_s : float, s
+    seed : int
+
+    Returns
+    -------
+    curves : xarray.DataArray
+        (units, bins) Hz, pynapple's tuning curves.
+    table : pandas.DataFrame
+        Indexed by unit: bits_per_spike, p_value.
+    """
+    import pynapple as nap
+
+    feature = feature.dropna()
+    epoch = feature.time_support if epoch is None else epoch
+    spikes, feature = spikes.restrict(epoch), feature.restrict(epoch)
+    limits = (float(np.nanmin(feature.values)), float(np.nanmax(feature.values)))
+
+    def information(group):
+        curves = nap.compute_tuning_curves(group, feature, bins=bins, range=limits, epochs=epoch)
+        return curves, nap.compute_mutual_information(curves)["bits/spike"].to_numpy()
+
+    curves, observed = information(spikes)
+    np.random.seed(seed)      # nap.shift_timestamps draws from numpy's global generator
+    null = np.stack([information(nap.shift_timestamps(spikes, min_shift=min_shift_s, mode="wrap"))[1]
+                     for _ in range(n_shuffles)])
+    p_values = (1 + np.sum(null >= observed[None], axis=0)) / (1 + n_shuffles)
+    return curves, pd.DataFrame({"bits_per_spike": observed, "p_value": p_values}, index=list(spikes.keys()))
