@@ -86,7 +86,7 @@ def main():
     top = ceiling(recording, decoded, decoding)
     for variable in DECODED:
         print(f"linear decoding {variable}: R^2 {decoded.linear_r2[variable]:.3f}, ceiling {top[variable]:.3f}, "
-              f"x{decoded.linear_r2[variable] / top[variable]:.2f}")
+              f"x{decoded.linear_r2[variable] / top[variable]:.2f}; Kalman R^2 {decoded.kalman_r2[variable]:.3f}")
     print(f"Bayesian decoding supination: R^2 {decoded.bayesian_r2['supination_deg']:.3f}; "
           f"knob angle during turns (linear): R^2 {decoded.knob_turns_r2:.3f}")
     if not args.no_hour:

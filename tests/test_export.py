@@ -149,7 +149,8 @@ ANALYSIS = {"lags_s": np.array([0.02, 0.04, 0.06]),
                           "note": ""},
                          {"unit_id": 4, "tuned": False, "p_value": None, "pseudo_r2": None, "group_r2": {},
                           "filters": {}, "note": "not fitted"}],
-            "decoding": {"linear_r2": {"paw_vx": 0.1, "supination_deg": 0.8}, "bayesian_r2": {"supination_deg": 0.2},
+            "decoding": {"linear_r2": {"paw_vx": 0.1, "supination_deg": 0.8},
+                         "kalman_r2": {"paw_vx": 0.05, "supination_deg": 0.6}, "bayesian_r2": {"supination_deg": 0.2},
                          "knob_turns_r2": 0.7}}
 
 
@@ -179,6 +180,7 @@ def test_nwb_round_trip_and_inspector(pose, tmp_path):
         decoding = nwb.processing["analysis"]["population_decoding"].to_dataframe().set_index("variable")
         assert decoding.loc["supination_deg", "linear_r2"] == 0.8
         assert decoding.loc["supination_deg", "bayesian_r2"] == 0.2
+        assert decoding.loc["paw_vx", "kalman_r2"] == 0.05
         assert decoding.loc["knob_angle_during_turns", "linear_r2"] == 0.7
         behavior = nwb.processing["behavior"]
         estimation = behavior["PoseEstimation"]

@@ -5,6 +5,9 @@ Two decoders, each trained on ``n_folds - 1`` contiguous time blocks and tested 
 - **linear (Wiener filter)**: ridge regression of each variable on every unit's spike counts from
   ``before_s`` before to ``after_s`` after the bin (motor cortex leads movement, so later spikes carry the
   bin's kinematics).
+- **Kalman filter** (Wu et al. 2003): the variables as a linear dynamical state (transition and its noise fitted
+  on the training blocks), each unit's square-root count ``kalman_lag_s`` later a linear readout of it; the
+  filter's estimate on the test block.
 - **Bayesian** (pynapple's ``decode_bayes``): each unit's tuning curve to one variable on the training blocks,
   the most likely value given the test block's counts.
 
@@ -33,6 +36,7 @@ class DecodingSettings:
     n_folds: int = 5
     n_bayes_bins: int = 12
     bayes_bin_s: float = 0.1
+    kalman_lag_s: float = 0.1
 
     def __post_init__(self):
         if not (self.bin_s > 0 and self.before_s >= 0 and self.after_s >= 0 and self.ridge >= 0
@@ -104,6 +108,38 @@ def wiener_decode(counts: np.ndarray, targets: np.ndarray, usable: np.ndarray,
     return r_squared(targets[scored], predicted[scored]), predicted
 
 
+def kalman_decode(counts: np.ndarray, targets: np.ndarray, usable: np.ndarray,
+                  settings: DecodingSettings = DecodingSettings()) -> np.ndarray:
+    """Cross-validated Kalman-filter decoding (see the module): R^2 per variable (n_variables,)."""
+    lag = int(round(settings.kalman_lag_s / settings.bin_s))
+    observed = np.sqrt(np.asarray(counts, float))
+    observed = np.vstack([observed[lag:], np.full((lag, observed.shape[1]), np.nan)])   # spikes lag the movement
+    targets = np.asarray(targets, float).reshape(len(counts), -1)
+    usable = np.asarray(usable, bool) & np.isfinite(targets).all(axis=1) & np.isfinite(observed).all(axis=1)
+    truth, predicted = [], []
+    blocks = time_block_folds(usable, settings.n_folds)
+    for k, test in enumerate(blocks):
+        train = np.concatenate([b for j, b in enumerate(blocks) if j != k])
+        mean_x, mean_y = targets[train].mean(axis=0), observed[train].mean(axis=0)
+        X, Y = targets - mean_x, observed - mean_y
+        pairs = train[np.isin(train + 1, train)]                   # consecutive training bins
+        A = np.linalg.lstsq(X[pairs], X[pairs + 1], rcond=None)[0].T
+        W = np.cov((X[pairs + 1] - X[pairs] @ A.T).T).reshape(A.shape)
+        H = np.linalg.lstsq(X[train], Y[train], rcond=None)[0].T
+        Q = np.cov((Y[train] - X[train] @ H.T).T) + 1e-6 * np.eye(Y.shape[1])
+        state, P = np.zeros(A.shape[0]), np.cov(X[train].T).reshape(A.shape)
+        estimate = np.empty((len(test), A.shape[0]))
+        for i, t in enumerate(test):
+            state, P = A @ state, A @ P @ A.T + W                   # predict (a gap in test bins: predict on)
+            gain = np.linalg.solve(H @ P @ H.T + Q, H @ P).T
+            state = state + gain @ (Y[t] - H @ state)
+            P = P - gain @ H @ P
+            estimate[i] = state
+        truth.append(targets[test])
+        predicted.append(estimate + mean_x)
+    return r_squared(np.vstack(truth), np.vstack(predicted))
+
+
 def bayesian_decode(spikes, feature, epoch, settings: DecodingSettings = DecodingSettings()) -> float:
     """Cross-validated R^2 of pynapple's Bayesian decoder for one variable.
 
@@ -153,9 +189,10 @@ def decode_knob_during_turns(counts: np.ndarray, bin_times: np.ndarray, angle_ti
 
 @dataclass
 class PopulationDecodingResult:
-    """``decode_session``'s R^2 (held out): per variable of DECODED for the linear decoder, supination for the
-    Bayesian one, and the knob sensor's angle during turns."""
+    """``decode_session``'s R^2 (held out): per variable of DECODED for the linear and Kalman decoders,
+    supination for the Bayesian one, and the knob sensor's angle during turns."""
     linear_r2: dict[str, float]
+    kalman_r2: dict[str, float]
     bayesian_r2: dict[str, float]
     knob_turns_r2: float
     n_units: int
@@ -177,16 +214,19 @@ def decode_session(timeseries, angle_time_s: np.ndarray, angle_deg: np.ndarray,
     targets = kinematics_at(timeseries.kinematics, times, DECODED)
     tracked = np.isfinite(targets).all(axis=1)
     if tracked.sum() < MIN_BINS_PER_FOLD * settings.n_folds:
-        return PopulationDecodingResult(linear_r2={c: np.nan for c in DECODED}, bayesian_r2={"supination_deg": np.nan},
+        return PopulationDecodingResult(linear_r2={c: np.nan for c in DECODED}, kalman_r2={c: np.nan for c in DECODED},
+                                        bayesian_r2={"supination_deg": np.nan},
                                         knob_turns_r2=np.nan, n_units=len(timeseries.spikes), n_bins=len(times),
                                         note=f"not decoded: {int(tracked.sum())} bins with the paw tracked")
     linear, predicted = wiener_decode(counts.values, targets, tracked, settings)
+    kalman = kalman_decode(counts.values, targets, tracked, settings)
     bayesian = {"supination_deg": bayesian_decode(timeseries.spikes, timeseries.kinematics["supination_deg"], epoch,
                                                   settings)}
     turns = timeseries.turns.intersect(epoch).values
     knob = (decode_knob_during_turns(counts.values, times, angle_time_s, angle_deg, turns, settings)
             if len(turns) else np.nan)
-    return PopulationDecodingResult(linear_r2=dict(zip(DECODED, map(float, linear))), bayesian_r2=bayesian,
+    return PopulationDecodingResult(linear_r2=dict(zip(DECODED, map(float, linear))),
+                                    kalman_r2=dict(zip(DECODED, map(float, kalman))), bayesian_r2=bayesian,
                                     knob_turns_r2=knob, n_units=len(timeseries.spikes), n_bins=len(times),
                                     bin_times_s=times, actual=dict(zip(DECODED, targets.T)),
                                     predicted=dict(zip(DECODED, predicted.T)))

@@ -401,6 +401,7 @@ ENCODING_COLUMNS = {
 DECODING_COLUMNS = {
     "variable": "decoded variable: paw_vx/vy/vz (mm/s), supination_deg (deg), knob_angle_during_turns (the sensor)",
     "linear_r2": "held-out R2 of the linear (Wiener) decoder, cross-validated by contiguous time blocks",
+    "kalman_r2": "held-out R2 of the Kalman-filter decoder (NaN: not run for this variable)",
     "bayesian_r2": "held-out R2 of pynapple's Bayesian decoder (NaN: not run for this variable)",
 }
 
@@ -437,9 +438,10 @@ def analysis_tables(analysis: dict) -> list:
     if decoding:
         names = [*decoding["linear_r2"], "knob_angle_during_turns"]
         linear = [*map(float, decoding["linear_r2"].values()), _nan_for_none(decoding["knob_turns_r2"])]
+        kalman = [float(decoding.get("kalman_r2", {}).get(n, np.nan)) for n in names]
         bayesian = [float(decoding["bayesian_r2"].get(n, np.nan)) for n in names]
         columns = [VectorData(name=n, description=DECODING_COLUMNS[n], data=v)
-                   for n, v in zip(DECODING_COLUMNS, (names, linear, bayesian))]
+                   for n, v in zip(DECODING_COLUMNS, (names, linear, kalman, bayesian))]
         tables.append(DynamicTable(name="population_decoding", id=list(range(len(names))), columns=columns,
                                    description="the paw's velocity and supination decoded from all units "
                                                "(ratpose.behaviour.decoding)"))

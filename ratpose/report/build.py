@@ -204,9 +204,10 @@ def _encoding_body(report: SessionReport, out_dir: Path) -> str:
 
 def _decoding_body(report: SessionReport, out_dir: Path) -> str:
     d = report.decoding
-    rows = [[variable, r2, d["bayesian_r2"].get(variable)] for variable, r2 in d["linear_r2"].items()]
-    rows.append(["knob angle during turns (sensor)", d["knob_turns_r2"], None])
-    table = html.table(["variable", "R2 linear (held out)", "R2 Bayesian"], rows)
+    rows = [[variable, r2, d["kalman_r2"].get(variable), d["bayesian_r2"].get(variable)]
+            for variable, r2 in d["linear_r2"].items()]
+    rows.append(["knob angle during turns (sensor)", d["knob_turns_r2"], None, None])
+    table = html.table(["variable", "R2 linear (held out)", "R2 Kalman", "R2 Bayesian"], rows)
     if d["predicted"] is None or d["note"]:
         return table + (html.missing(d["note"]) if d["note"] else "")
     plot_decoding(d, out_dir / "decoding.png", t0_s=session_start(report))

@@ -274,6 +274,7 @@ class PopulationDecoding(OneTransactionMake, dj.Computed):
     n_units : int32
     n_bins : int64
     linear_r2 : <blob>                 # {variable: R^2} linear (Wiener) decoder
+    kalman_r2 : <blob>                 # {variable: R^2} Kalman-filter decoder
     bayesian_r2 : <blob>               # {variable: R^2} pynapple's Bayesian decoder
     knob_turns_r2 = null : float64     # the knob sensor's angle decoded during turns only (null: no turns)
     settings : <blob>                  # DecodingSettings
@@ -297,6 +298,7 @@ class PopulationDecoding(OneTransactionMake, dj.Computed):
 
     def make_insert(self, key, result, settings):
         self.insert1({**key, "n_units": result.n_units, "n_bins": result.n_bins, "linear_r2": result.linear_r2,
+                      "kalman_r2": result.kalman_r2,
                       "bayesian_r2": result.bayesian_r2, "knob_turns_r2": _finite_or_none(result.knob_turns_r2),
                       "note": result.note[:255], "bin_times_s": result.bin_times_s, "actual": result.actual,
                       "predicted": result.predicted,
