@@ -231,11 +231,12 @@ def write_config(folder: Path, *, host: str, port: int | None = None, user: str 
         secrets.update({f"stores.{STORE}.access_key": os.environ.get("AWS_ACCESS_KEY_ID"),
                         f"stores.{STORE}.secret_key": os.environ.get("AWS_SECRET_ACCESS_KEY")})
     written = [config_path]
-    for name, value in secrets.items():
-        if value:
-            folder_of_secrets = Path(folder) / ".secrets"
-            folder_of_secrets.mkdir(mode=0o700, exist_ok=True)
-            folder_of_secrets.chmod(0o700)
+    secrets = {name: value for name, value in secrets.items() if value}
+    if secrets:
+        folder_of_secrets = Path(folder) / ".secrets"
+        folder_of_secrets.mkdir(mode=0o700, exist_ok=True)
+        folder_of_secrets.chmod(0o700)
+        for name, value in secrets.items():
             _write_private(folder_of_secrets / name, value)
             written.append(folder_of_secrets / name)
     return written

@@ -21,7 +21,7 @@ import pynapple as nap
 import xarray as xr
 
 from .behaviour.forelimb import PHASE_NAMES, ForelimbParts, forelimb_kinematics
-from .behaviour.kinematics import DEFAULT_MAX_GAP_FRAMES, EVENT_NAMES
+from .behaviour.kinematics import EVENT_NAMES, frame_gap_limit
 from .poses import keypoint_names, per_point, position_of, positions
 
 
@@ -133,7 +133,7 @@ def runs(times_s: np.ndarray, mask: np.ndarray, max_gap_s: float | None = None) 
     2.5 median frame intervals) do not join."""
     times_s, mask = np.asarray(times_s, float), np.asarray(mask, bool)
     step = float(np.median(np.diff(times_s))) if len(times_s) > 1 else 0.0
-    gap = max_gap_s if max_gap_s is not None else DEFAULT_MAX_GAP_FRAMES * step
+    gap = frame_gap_limit(times_s, max_gap_s)
     joined = np.zeros(len(mask), bool)
     joined[1:] = mask[1:] & mask[:-1] & (np.diff(times_s) <= gap)
     first = np.flatnonzero(mask & ~joined)

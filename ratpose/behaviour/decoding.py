@@ -22,6 +22,7 @@ import numpy as np
 
 from ..errors import InputError
 from .encoding import MIN_BINS_PER_FOLD, kinematics_at, time_block_folds
+from .kinematics import as_intervals, interval_index
 
 DECODED = ("paw_vx", "paw_vy", "paw_vz", "supination_deg")
 
@@ -97,14 +98,13 @@ def wiener_decode(counts: np.ndarray, targets: np.ndarray, usable: np.ndarray,
         raise InputError(f"only {int(usable.sum())} usable bins to decode from "
                          f"(needs {MIN_BINS_PER_FOLD * settings.n_folds})")
     predicted = np.full(targets.shape, np.nan)
-    blocks = time_block_folds(usable, settings.n_folds)
-    for k, test in enumerate(blocks):
-        train = np.concatenate([b for j, b in enumerate(blocks) if j != k])
+    folds = time_block_folds(usable, settings.n_folds)
+    for train, test in folds:
         mean_x, mean_y = features[train].mean(axis=0), targets[train].mean(axis=0)
         X = features[train] - mean_x
         weights = np.linalg.solve(X.T @ X + settings.ridge * np.eye(X.shape[1]), X.T @ (targets[train] - mean_y))
         predicted[test] = (features[test] - mean_x) @ weights + mean_y
-    scored = np.concatenate(blocks)
+    scored = np.concatenate([test for _, test in folds])
     return r_squared(targets[scored], predicted[scored]), predicted
 
 
@@ -117,9 +117,7 @@ def kalman_decode(counts: np.ndarray, targets: np.ndarray, usable: np.ndarray,
     targets = np.asarray(targets, float).reshape(len(counts), -1)
     usable = np.asarray(usable, bool) & np.isfinite(targets).all(axis=1) & np.isfinite(observed).all(axis=1)
     truth, predicted = [], []
-    blocks = time_block_folds(usable, settings.n_folds)
-    for k, test in enumerate(blocks):
-        train = np.concatenate([b for j, b in enumerate(blocks) if j != k])
+    for train, test in time_block_folds(usable, settings.n_folds):
         mean_x, mean_y = targets[train].mean(axis=0), observed[train].mean(axis=0)
         X, Y = targets - mean_x, observed - mean_y
         pairs = train[np.isin(train + 1, train)]                   # consecutive training bins
@@ -181,9 +179,7 @@ def decode_knob_during_turns(counts: np.ndarray, bin_times: np.ndarray, angle_ti
                              settings: DecodingSettings = DecodingSettings()) -> float:
     """Cross-validated linear decoding of the knob sensor's angle, scored only in bins within turns."""
     angle = np.interp(bin_times, angle_times, angle_deg)
-    inside = np.zeros(len(bin_times), bool)
-    for start, end in np.asarray(turns, float).reshape(-1, 2):
-        inside |= (bin_times >= start) & (bin_times <= end)
+    inside = interval_index(bin_times, as_intervals(turns, "turns")) >= 0
     return float(wiener_decode(counts, angle[:, None], inside, settings)[0][0])
 
 

@@ -97,6 +97,11 @@ def _basis(n_basis: int, window: int):
     return nmo.basis.RaisedCosineLinearConv(n_basis, window_size=window)
 
 
+def _kernels(n_basis: int, window: int) -> np.ndarray:
+    """The basis functions (window, n_basis) over the window's lags, as ``compute_features`` convolves them."""
+    return np.asarray(_basis(n_basis, window).evaluate(np.linspace(0, 1, window)))
+
+
 def _filled(values: np.ndarray) -> np.ndarray:
     """NaN samples replaced by linear interpolation between finite ones (the ends by the nearest)."""
     values = np.array(values, float)
@@ -191,13 +196,11 @@ def fit_poisson_glm(X: np.ndarray, y: np.ndarray, ridge: float, max_iterations: 
         gradient = A.T @ (y - rate) - penalty * w
         hessian = (A * rate[:, None]).T @ A + np.diag(penalty)
         step = np.linalg.solve(hessian + 1e-9 * np.eye(len(w)), gradient)
-        scale = 1.0
-        while scale > 1e-4:
-            trial = objective(w + scale * step)
-            if trial >= current - 1e-9:
-                break
+        scale, trial = 1.0, objective(w + step)
+        while trial < current - 1e-9 and scale > 1e-4:   # halve the step until the objective does not fall
             scale /= 2
-        w, previous, current = w + scale * step, current, objective(w + scale * step)
+            trial = objective(w + scale * step)
+        w, previous, current = w + scale * step, current, trial
         if abs(current - previous) < 1e-8 * max(1.0, abs(current)):
             break
     if not covariance:
@@ -216,17 +219,18 @@ def poisson_log_likelihood(counts: np.ndarray, rates: np.ndarray) -> np.ndarray:
     return np.sum(counts * np.log(rates) - rates - gammaln(counts + 1.0), axis=0)
 
 
-def time_block_folds(usable: np.ndarray, n_folds: int) -> list[np.ndarray]:
-    """``n_folds`` contiguous blocks of the usable bins (as bin indices): cross-validation by time, so slow
-    drifts and autocorrelation do not leak from training into test data."""
-    return np.array_split(np.flatnonzero(usable), n_folds)
+def time_block_folds(usable: np.ndarray, n_folds: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train, test) bin indices of ``n_folds`` folds, each testing one contiguous block of the usable bins and
+    training on the others: cross-validation by time, so slow drifts and autocorrelation do not leak from
+    training into test data."""
+    blocks = np.array_split(np.flatnonzero(usable), n_folds)
+    return [(np.concatenate(blocks[:k] + blocks[k + 1:]), test) for k, test in enumerate(blocks)]
 
 
 def _cross_validated_r2(X: np.ndarray, y: np.ndarray, folds, ridge: float) -> float:
     """Held-out McFadden pseudo-R2 over contiguous time-block folds."""
     model_ll = null_ll = 0.0
-    for k, test in enumerate(folds):
-        train = np.concatenate([f for j, f in enumerate(folds) if j != k])
+    for train, test in folds:
         w = fit_poisson_glm(X[train], y[train], ridge)
         model_ll += poisson_log_likelihood(y[test], _predict(X[test], w))
         null_ll += poisson_log_likelihood(y[test], np.full(len(test), y[train].mean()))
@@ -272,9 +276,8 @@ def encode_units(covariates: dict[str, np.ndarray], counts: np.ndarray, unit_ids
                                    pseudo_r2=np.nan, group_r2={}, p_value=np.nan, tuned=False, n_spikes=0, note=note)
                 for u in unit_ids]
     groups, rows, folds = list(covariates), np.flatnonzero(usable), time_block_folds(usable, settings.n_folds)
-    kernels = np.asarray(_basis(settings.n_basis, settings.n_lags).evaluate(np.linspace(0, 1, settings.n_lags)))
-    spike_kernels = np.asarray(_basis(settings.n_spike_basis, settings.n_spike_lags).evaluate(
-        np.linspace(0, 1, settings.n_spike_lags)))
+    kernels = _kernels(settings.n_basis, settings.n_lags)
+    spike_kernels = _kernels(settings.n_spike_basis, settings.n_spike_lags)
     n_covariate = columns[groups[-1]].stop
     results = []
     for u, unit_id in enumerate(unit_ids):

@@ -100,7 +100,8 @@ def interval_index(times_s: np.ndarray, intervals: np.ndarray) -> np.ndarray:
     return np.where(inside, idx, -1)
 
 
-def _max_gap(pose_times_s: np.ndarray, max_gap_s: float | None) -> float:
+def frame_gap_limit(pose_times_s: np.ndarray, max_gap_s: float | None) -> float:
+    """The largest frame interval bridged: ``max_gap_s`` (must be > 0), or None: 2.5 median frame intervals."""
     if max_gap_s is None:
         if pose_times_s.size < 2:
             return 0.0
@@ -144,7 +145,7 @@ def pose_at(times_s, pose_times_s, points3d, max_gap_s: float | None = None) -> 
     query = np.asarray(times_s, dtype=np.float64)
     if query.ndim != 1:
         raise DataError(f"times_s must be 1-D, got shape {query.shape}")
-    gap = _max_gap(pose_times_s, max_gap_s)
+    gap = frame_gap_limit(pose_times_s, max_gap_s)
     trailing = points.shape[1:]
     if pose_times_s.size == 0:
         return np.full(query.shape + trailing, np.nan)
@@ -182,7 +183,7 @@ def _velocity_by_point(times_s, points3d, smooth_s: float, max_gap_s: float | No
         raise DataError(f"points3d must have shape ({times_s.size}, ..., 3), got {points.shape}")
     if smooth_s < 0:
         raise DataError(f"smooth_s must be >= 0, got {smooth_s}")
-    gap = _max_gap(times_s, max_gap_s)
+    gap = frame_gap_limit(times_s, max_gap_s)
     n = times_s.size
     by_point = np.ascontiguousarray(points.reshape(n, -1, 3).transpose(1, 2, 0))
     total = np.zeros(by_point.shape)
@@ -408,7 +409,7 @@ def paw_arrivals(times_s, distance_mm, touch_intervals, arrival_distance_mm: flo
     distance_mm = np.asarray(distance_mm, dtype=np.float64)
     if distance_mm.shape != times_s.shape:
         raise DataError(f"distance_mm must have shape {times_s.shape}, got {distance_mm.shape}")
-    entries = upward_crossings(times_s, -distance_mm, -arrival_distance_mm, _max_gap(times_s, max_gap_s))
+    entries = upward_crossings(times_s, -distance_mm, -arrival_distance_mm, frame_gap_limit(times_s, max_gap_s))
     onsets = touch_intervals[:, 0]
     lower = _trial_windows(touch_intervals, lookback_s)
     before = _crossing_before(entries, onsets, lower)
@@ -530,7 +531,7 @@ def detect_events(times_s, paw_xyz, knob: KnobModel, touch_intervals, angle_time
     if paw_xyz.shape != (times_s.size, 3):
         raise DataError(f"paw_xyz must have shape ({times_s.size}, 3), got {paw_xyz.shape}")
     touch_intervals = as_intervals(touch_intervals)
-    gap = _max_gap(times_s, max_gap_s)
+    gap = frame_gap_limit(times_s, max_gap_s)
 
     arrivals = paw_arrivals(times_s, knob.distance(paw_xyz), touch_intervals, arrival_distance_mm, lookback_s, gap)
     paw_speed = speed(times_s, paw_xyz, smooth_s, gap)

@@ -53,7 +53,7 @@ class CalibrationRecording(dj.Manual):
 
 @schema
 class Calibration(dj.Computed):
-    depends_on_machine = True   # key_source: folders this machine reaches (schema.jobs.machine_restriction)
+    depends_on_machine = True   # key_source: folders this machine reaches (schema.jobs.prepare)
     definition = """  # intrinsics + extrinsics of every camera after joint bundle adjustment (mm, camera 0 = world)
     -> CalibrationRecording
     ---

@@ -24,10 +24,14 @@ REPLACED_BY = {
 }
 
 
-def machine_restriction(table) -> list:
-    """Restrictions that keep populate() to the keys this machine can make. A table whose key_source depends on
-    the machine (data roots it maps, files it sees) says so with ``depends_on_machine = True``; without this,
-    DataJoint's reserved populate takes any pending job, also one queued by a machine that can make it."""
+def prepare(table) -> list:
+    """Get one table ready to populate on this machine: make the Manual rows its keys need from standing
+    defaults (a table's ``schedule()``), and return the restrictions that keep populate() to the keys this machine
+    can make. A table whose key_source depends on the machine (data roots it maps, files it sees) says so with
+    ``depends_on_machine = True``; without the restriction, DataJoint's reserved populate takes any pending job,
+    also one queued by a machine that can make it."""
+    if hasattr(table, "schedule"):
+        table.schedule()
     return [table.key_source.proj()] if getattr(table, "depends_on_machine", False) else []
 
 
@@ -40,9 +44,7 @@ def populate(tables: dict[str, type], *, reserve_jobs: bool = True, processes: i
     """
     results = {}
     for name, table in tqdm(tables.items(), desc="pipeline", unit="table", leave=False):
-        if hasattr(table, "schedule"):  # Manual rows a table's keys need, made from standing defaults
-            table.schedule()
-        restrictions = [*([restriction] if restriction else []), *machine_restriction(table)]
+        restrictions = [*([restriction] if restriction else []), *prepare(table)]
         results[name] = table.populate(*restrictions, reserve_jobs=reserve_jobs,
                                        suppress_errors=True, display_progress=True, processes=processes)
     return results

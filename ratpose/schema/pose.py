@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import datetime
-import fnmatch
 import os
 import tempfile
 from dataclasses import fields
@@ -87,7 +86,7 @@ class PoseModelRequest(dj.Manual):
 
 @schema
 class PoseModel(dj.Computed):
-    depends_on_machine = True   # key_source: what this machine sees (schema.jobs.machine_restriction)
+    depends_on_machine = True   # key_source: what this machine sees (schema.jobs.prepare)
     definition = """  # a DeepLabCut model: files, checksums and evaluation (px)
     -> PoseModelRequest
     ---
@@ -185,7 +184,7 @@ class PoseDefaults(dj.Manual):
 
 @schema
 class Pose2D(dj.Computed):
-    depends_on_machine = True   # key_source: sessions this machine reaches (schema.jobs.machine_restriction)
+    depends_on_machine = True   # key_source: sessions this machine reaches (schema.jobs.prepare)
     definition = """  # 2D pose per video frame, aligned row-for-row with SyncedFrames
     -> Pose2DTask
     ---
@@ -433,8 +432,8 @@ def _task_mode(frames_key: dict, model_key: dict) -> dict:
     """Infer with a model that has files; for an external model load the DLC .h5 next to the video."""
     if (PoseModelParams & model_key).fetch1("mode") != "external":
         return {"mode": "infer"}
-    video = Path((raw.Recording & frames_key).fetch1("video_file"))
-    found = fnmatch.filter(raw.session_file_names(frames_key), f"{video.with_suffix('').as_posix()}*.h5")
+    found = raw.dlc_outputs_beside((raw.Recording & frames_key).fetch1("video_file"),
+                                   raw.session_file_names(frames_key))
     return {"mode": "load", "dlc_h5": found[0] if len(found) == 1 else ""}
 
 

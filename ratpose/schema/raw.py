@@ -313,6 +313,12 @@ def session_file_names(key: dict) -> list[str]:
     return sorted(next(iter((SessionCopy & key).to_dicts()), {"checksums": {}})["checksums"])
 
 
+def dlc_outputs_beside(video_file: str, names) -> list[str]:
+    """The session files among ``names`` that are DeepLabCut outputs of one video: ``<video stem>*.h5`` in its
+    folder (DLC's own naming, ``<stem><scorer>.h5``)."""
+    return fnmatch.filter(names, f"{Path(video_file).with_suffix('').as_posix()}*.h5")
+
+
 def upload_session(key: dict) -> int:
     """Copy a session's videos, and the DeepLabCut .h5 files beside them, to the object store (``SessionCopy``)
     for machines that do not reach its folder. Every file must still match the sha256 recorded at ingest (an
@@ -325,11 +331,11 @@ def upload_session(key: dict) -> int:
     files = set()
     for video in (Recording & key).fetch("video_file"):
         files.add(video)
-        files.update(fnmatch.filter(names, f"{Path(video).with_suffix('').as_posix()}*.h5"))
-    checksums = {name: recorded.get(name) or sha256_file(folder / name) for name in sorted(files)}
-    changed = mismatches(folder, checksums)
+        files.update(dlc_outputs_beside(video, names))
+    changed = mismatches(folder, {name: recorded[name] for name in files if name in recorded})
     if changed:
         raise CopyMismatch(f"{folder}: {', '.join(changed)} changed since the session was ingested; not uploaded")
+    checksums = {name: recorded.get(name) or sha256_file(folder / name) for name in sorted(files)}
     with tempfile.TemporaryDirectory(prefix="ratpose-upload-") as staging:
         stage_files({name: folder / name for name in checksums}, Path(staging))
         SessionCopy.insert1({**key, "files": staging, "checksums": checksums})

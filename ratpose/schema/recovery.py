@@ -24,7 +24,7 @@ from collections import Counter
 import datajoint as dj
 
 from ..errors import InputError
-from .jobs import TRANSIENT_ERRORS, is_transient, machine_restriction
+from .jobs import TRANSIENT_ERRORS, is_transient, prepare
 
 _OWN_ABANDONED = "status='reserved' OR (status='error' AND error_message LIKE 'SystemExit:%')"
 
@@ -141,9 +141,7 @@ def reclaim(tables: dict[str, type]) -> int:
 def _populate_with_retries(name: str, table, reserve_jobs: bool, processes: int) -> dict:
     """populate() one table; keys failing on a transient error (also a lost connection at COMMIT, which
     DataJoint raises out of populate) are tried again, at most TRANSIENT_RETRIES times each."""
-    if hasattr(table, "schedule"):  # Manual rows a table's keys need, made from standing defaults
-        table.schedule()
-    attempts, failed, restriction, before = Counter(), {}, machine_restriction(table), len(table())
+    attempts, failed, restriction, before = Counter(), {}, prepare(table), len(table())
     while True:
         crash = None
         try:

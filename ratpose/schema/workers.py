@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .jobs import machine_restriction
+from .jobs import prepare
 from .recovery import (
     _make_errors_unlogged,
     _refresh_connection_id,
@@ -94,10 +94,7 @@ def _work(tables: dict[str, type], options: WorkerSettings, run: WorkerRun) -> N
         run.reclaimed += reclaimed
         made = 0
         for name, table in tables.items():
-            if hasattr(table, "schedule"):  # Manual rows a table's keys need, made from standing defaults
-                table.schedule()
-            result = table.populate(*machine_restriction(table), reserve_jobs=True, suppress_errors=True)
-            count = result["success_count"]
+            count = table.populate(*prepare(table), reserve_jobs=True, suppress_errors=True)["success_count"]
             run.computed[name] += count
             made += count
         retried = _retry_transient(tables, attempts, options.transient_retries)

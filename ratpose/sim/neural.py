@@ -141,6 +141,36 @@ class UnitModel:
         return asdict(self)
 
 
+def _tuning_draws(kind: str, rng: np.random.Generator) -> dict:
+    """Random tuning parameters of one unit of ``kind`` (none for untuned)."""
+    if kind == "speed":
+        return dict(gain_hz=float(rng.uniform(30.0, 60.0)), preferred_speed_mm_s=float(rng.uniform(60.0, 150.0)),
+                    speed_width_mm_s=float(rng.uniform(20.0, 50.0)))
+    if kind == "direction":
+        return dict(gain_hz=float(rng.uniform(30.0, 60.0)), preferred_direction_deg=float(rng.uniform(0, 360)),
+                    speed_scale_mm_s=float(rng.uniform(20.0, 50.0)))
+    if kind in HISTORY_KINDS:
+        axis = rng.normal(size=3)
+        return dict(gain=float(rng.uniform(0.5, 1.0)) * (1 if kind == "velocity" else -1),
+                    lag_s=float(rng.uniform(0.06, 0.2)), width_s=float(rng.uniform(0.03, 0.06)),
+                    axis=tuple(float(a) for a in axis / np.linalg.norm(axis)))
+    return {}
+
+
+def _cycled_units(n_units: int, seed: int, kinds: tuple[str, ...], base_hz: tuple[float, float]
+                  ) -> tuple[UnitModel, ...]:
+    """``n_units`` units cycling through ``kinds``, two per tetrode, base rates uniform in ``base_hz``."""
+    if n_units < 0:
+        raise InputError(f"n_units must be >= 0, got {n_units}")
+    rng = np.random.default_rng(seed)
+    units = []
+    for i in range(n_units):
+        kind = kinds[i % len(kinds)]
+        common = dict(unit_id=i + 1, tetrode=i // 2 + 1, kind=kind, base_hz=float(rng.uniform(*base_hz)))
+        units.append(UnitModel(**common, **_tuning_draws(kind, rng)))
+    return tuple(units)
+
+
 def default_units(n_units: int = 6, seed: int = 0) -> tuple[UnitModel, ...]:
     """``n_units`` units cycling through speed, direction and untuned kinds, two units per tetrode.
 
@@ -160,21 +190,7 @@ def default_units(n_units: int = 6, seed: int = 0) -> tuple[UnitModel, ...]:
     InputError
         If ``n_units`` < 0.
     """
-    if n_units < 0:
-        raise InputError(f"n_units must be >= 0, got {n_units}")
-    rng = np.random.default_rng(seed)
-    units = []
-    for i in range(n_units):
-        kind = UNIT_KINDS[i % len(UNIT_KINDS)]
-        common = dict(unit_id=i + 1, tetrode=i // 2 + 1, kind=kind, base_hz=float(rng.uniform(2.0, 6.0)))
-        if kind == "speed":
-            common.update(gain_hz=float(rng.uniform(30.0, 60.0)), preferred_speed_mm_s=float(rng.uniform(60.0, 150.0)),
-                          speed_width_mm_s=float(rng.uniform(20.0, 50.0)))
-        elif kind == "direction":
-            common.update(gain_hz=float(rng.uniform(30.0, 60.0)), preferred_direction_deg=float(rng.uniform(0, 360)),
-                          speed_scale_mm_s=float(rng.uniform(20.0, 50.0)))
-        units.append(UnitModel(**common))
-    return tuple(units)
+    return _cycled_units(n_units, seed, UNIT_KINDS, (2.0, 6.0))
 
 
 def encoding_units(n_units: int = 30, seed: int = 0) -> tuple[UnitModel, ...]:
@@ -191,20 +207,7 @@ def encoding_units(n_units: int = 30, seed: int = 0) -> tuple[UnitModel, ...]:
     -------
     tuple of UnitModel
     """
-    if n_units < 0:
-        raise InputError(f"n_units must be >= 0, got {n_units}")
-    rng = np.random.default_rng(seed)
-    units = []
-    for i in range(n_units):
-        kind = ENCODING_KINDS[i % len(ENCODING_KINDS)]
-        common = dict(unit_id=i + 1, tetrode=i // 2 + 1, kind=kind, base_hz=float(rng.uniform(5.0, 15.0)))
-        if kind in HISTORY_KINDS:
-            axis = rng.normal(size=3)
-            common.update(gain=float(rng.uniform(0.5, 1.0)) * (1 if kind == "velocity" else -1),
-                          lag_s=float(rng.uniform(0.06, 0.2)), width_s=float(rng.uniform(0.03, 0.06)),
-                          axis=tuple(float(a) for a in axis / np.linalg.norm(axis)))
-        units.append(UnitModel(**common))
-    return tuple(units)
+    return _cycled_units(n_units, seed, ENCODING_KINDS, (5.0, 15.0))
 
 
 def _history_drives(units, scene: Scene, t: np.ndarray) -> dict[int, np.ndarray]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ...copies import sha256_file
+from ...copies import mismatches
 from .records import ChecksumError, DLCError, Evaluation, TrainedModel
 from .training import _checksums, _model_from_folder, _project_model, resolve_device
 
@@ -157,12 +157,9 @@ def verify_checksums(trained: TrainedModel) -> None:
     ChecksumError
         Naming the missing and the changed files.
     """
-    missing, changed = [], []
-    for rel, digest in trained.checksums.items():
-        path = Path(trained.model_dir) / rel
-        if not path.is_file():
-            missing.append(str(path))
-        elif sha256_file(path) != digest:
-            changed.append(str(path))
+    folder = Path(trained.model_dir)
+    bad = [folder / rel for rel in mismatches(folder, trained.checksums)]
+    missing = [str(path) for path in bad if not path.is_file()]
+    changed = [str(path) for path in bad if path.is_file()]
     if missing or changed:
         raise ChecksumError(f"model {trained.model_dir}: missing files {missing}, changed files {changed}")
